@@ -1,0 +1,1 @@
+"""Chain layer: contract artifacts, backends (embedded py-evm, JSON-RPC) and the typed client."""

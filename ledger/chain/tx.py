@@ -1,0 +1,244 @@
+"""Signing, sending and decoding: the one place that touches raw web3 results.
+
+Transactions are signed locally (eth-account) and sent raw, so the same code drives the embedded
+py-evm chain and any JSON-RPC node. Every call is first estimated: a revert surfaces there with
+its data, which is decoded into :class:`ledger.errors.ContractRevert` carrying the custom error's
+name and arguments, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import requests
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+
+from ledger.chain.abi import decode_error, event_table
+from ledger.chain.models import Event, TxResult
+from ledger.errors import ChainError, ChainUnavailable, ContractRevert
+from ledger.types import TxHash
+
+T = TypeVar("T")
+GAS_MARGIN = 1.25
+
+
+def plain(value: Any) -> Any:
+    """web3 output (HexBytes, AttributeDict, lists) as plain Python values."""
+    if isinstance(value, HexBytes | bytearray):
+        return bytes(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return tuple(plain(v) for v in value)
+    return value
+
+
+def _revert_bytes(exc: ContractLogicError) -> bytes:
+    data = exc.data
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return b""
+    return b""
+
+
+def _tester_revert_bytes(exc: Exception) -> bytes | None:
+    """Revert data from eth-tester's TransactionFailed, which carries it as a bytes repr."""
+    if type(exc).__name__ != "TransactionFailed":
+        return None
+    text = str(exc.args[0]) if exc.args else ""
+    match = re.search(r"b(['\"]).*\1", text, re.DOTALL)
+    if not match:
+        return b""
+    try:
+        value = ast.literal_eval(match.group(0))
+    except (ValueError, SyntaxError):
+        return b""
+    return value if isinstance(value, bytes) else b""
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn web3 and transport errors into the library's error tree."""
+    try:
+        yield
+    except ContractLogicError as exc:
+        data = _revert_bytes(exc)
+        if data:
+            name, args = decode_error(data)
+        else:
+            name, args = "Reverted", {"message": str(exc.message or exc)}
+        raise ContractRevert(name, args) from None
+    except (requests.ConnectionError, ConnectionError, TimeoutError, requests.Timeout) as exc:
+        raise ChainUnavailable(f"chain node not reachable: {exc}") from None
+    except TimeExhausted as exc:
+        raise ChainUnavailable(f"transaction not mined in time: {exc}") from None
+    except Web3RPCError as exc:
+        raise ChainError(f"node refused the request: {exc}") from None
+    except Exception as exc:
+        data = _tester_revert_bytes(exc)
+        if data is None:
+            raise
+        name, args = decode_error(data) if data else ("Reverted", {})
+        raise ContractRevert(name, args) from None
+
+
+class Transactor:
+    """Sends contract transactions from local accounts and decodes the results.
+
+    Nonces are tracked locally per sender under a lock, so several threads of the broker can
+    relay at once without asking the node for each nonce (and without colliding).
+    """
+
+    def __init__(self, w3: Web3, contracts: Mapping[str, Contract] | None = None) -> None:
+        self.w3 = w3
+        self._by_address: dict[str, tuple[str, Contract]] = {}
+        self.watch(contracts or {})
+        self._nonces: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._chain_id: int | None = None
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with translated_errors():
+                self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run a read-only call with errors translated."""
+        with translated_errors():
+            return fn()
+
+    def send(self, fn: ContractFunction, account: LocalAccount) -> TxResult:
+        """Estimate, sign, send and wait for one transaction; raise ContractRevert on revert."""
+        result, _ = self._send(fn, account)
+        return result
+
+    def deploy(self, constructor: Any, account: LocalAccount) -> tuple[str, TxResult]:
+        """Deploy a contract; returns its address and the transaction."""
+        result, receipt = self._send(constructor, account)
+        address = receipt.get("contractAddress")
+        if not address:
+            raise ChainError("deployment transaction created no contract")
+        return Web3.to_checksum_address(address), result
+
+    def _send(self, fn: Any, account: LocalAccount) -> tuple[TxResult, Any]:
+        sender = account.address
+        with translated_errors():
+            gas = int(fn.estimate_gas({"from": sender}) * GAS_MARGIN)
+            with self._lock:
+                nonce = self._next_nonce(sender)
+                tx = fn.build_transaction(
+                    {
+                        "from": sender,
+                        "nonce": nonce,
+                        "gas": gas,
+                        "chainId": self.chain_id,
+                        **self._fees(),
+                    }
+                )
+                signed = account.sign_transaction(tx)
+                try:
+                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Exception:
+                    self._nonces.pop(sender, None)  # resync from the node next time
+                    raise
+                self._nonces[sender] = nonce + 1
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            self._raise_for_failed(tx, int(receipt["blockNumber"]))
+        result = TxResult(
+            tx_hash=TxHash("0x" + bytes(receipt["transactionHash"]).hex()),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=tuple(self.decode_logs(receipt["logs"])),
+        )
+        return result, receipt
+
+    def send_value(self, account: LocalAccount, to: str, value: int) -> TxResult:
+        """Plain value transfer (funding a member that sends its own transactions)."""
+        with translated_errors():
+            with self._lock:
+                nonce = self._next_nonce(account.address)
+                tx = {
+                    "from": account.address,
+                    "to": Web3.to_checksum_address(to),
+                    "value": value,
+                    "gas": 21000,
+                    "nonce": nonce,
+                    "chainId": self.chain_id,
+                    **self._fees(),
+                }
+                signed = account.sign_transaction(tx)
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                self._nonces[account.address] = nonce + 1
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        return TxResult(
+            tx_hash=TxHash("0x" + bytes(receipt["transactionHash"]).hex()),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+        )
+
+    def decode_logs(self, logs: Any) -> list[Event]:
+        """Decode the logs our contracts emitted; foreign logs are skipped."""
+        events: list[Event] = []
+        table = event_table()
+        for log in logs:
+            owner = self._by_address.get(str(log["address"]).lower())
+            if owner is None or not log["topics"]:
+                continue
+            name, contract = owner
+            spec = table.get((name, bytes(log["topics"][0])))
+            if spec is None:
+                continue
+            decoded = getattr(contract.events, spec.name)().process_log(log)
+            events.append(
+                Event(
+                    contract=name,
+                    name=spec.name,
+                    args=plain(decoded["args"]),
+                    block_number=int(log["blockNumber"]),
+                    tx_hash=TxHash("0x" + bytes(log["transactionHash"]).hex()),
+                    log_index=int(log["logIndex"]),
+                )
+            )
+        return events
+
+    def watch(self, contracts: Mapping[str, Contract]) -> None:
+        """Decode events of these contracts in receipts from now on."""
+        for name, contract in contracts.items():
+            self._by_address[contract.address.lower()] = (name, contract)
+
+    def _next_nonce(self, sender: str) -> int:
+        if sender not in self._nonces:
+            self._nonces[sender] = int(self.w3.eth.get_transaction_count(sender, "pending"))
+        return self._nonces[sender]
+
+    def _fees(self) -> dict[str, int]:
+        block = self.w3.eth.get_block("latest")
+        base = int(block.get("baseFeePerGas", 0) or 0)
+        if not base:
+            return {"gasPrice": int(self.w3.eth.gas_price)}
+        tip = 1
+        return {"maxFeePerGas": base * 2 + tip, "maxPriorityFeePerGas": tip}
+
+    def _raise_for_failed(self, tx: Mapping[str, Any], block_number: int) -> None:
+        """Replay a mined-but-reverted transaction to recover its revert reason."""
+        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        with translated_errors():
+            self.w3.eth.call(call, block_number - 1)  # type: ignore[arg-type]
+        raise ContractRevert("Reverted", {"block": block_number})
