@@ -1,0 +1,191 @@
+"""The ``drl`` command line.
+
+Every failure the user can cause ends in one line ``error [code]: message`` on stderr and a
+non-zero exit; tracebacks are for bugs only. ``--json`` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer._click.exceptions import ClickException
+from rich.console import Console
+
+from ledger.chain.home import open_chain
+from ledger.chain.models import TxResult
+from ledger.errors import LedgerError
+from ledger.settings import Settings
+
+app = typer.Typer(
+    name="drl",
+    help="Data Rights Ledger: register datasets, grant access, trace every flow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+chain_app = typer.Typer(help="Inspect and operate the broker's chain directly.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripting.")]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _passphrase(settings: Settings) -> str:
+    if settings.passphrase is not None:
+        return settings.passphrase.get_secret_value()
+    if not sys.stdin.isatty():
+        raise LedgerError("set DRL_PASSPHRASE to unlock keys", code="no_passphrase")
+    value: str = typer.prompt("Passphrase", hide_input=True)
+    return value
+
+
+def _tx_dict(tx: TxResult | None) -> dict[str, Any] | None:
+    if tx is None:
+        return None
+    return {"tx": tx.tx_hash, "gas": tx.gas_used, "block": tx.block_number}
+
+
+@chain_app.command("walk")
+def chain_walk(as_json: JsonOpt = False) -> None:
+    """Walk onboarding, a registration, a grant, a use, an anchor and credits on chain."""
+    from ledger.walk import Step, walk
+
+    settings = _settings()
+
+    def emit(step: Step) -> None:
+        if as_json:
+            out.print_json(json.dumps({"step": step.title, "detail": step.detail, **(_tx_dict(step.tx) or {})}))
+        elif step.tx is None:
+            out.print(f"[bold]{step.title}[/bold] {step.detail}".rstrip())
+        else:
+            out.print(
+                f"  {step.title:<62} gas {step.tx.gas_used:>9,}  tx {step.tx.tx_hash[:18]}…"
+            )
+
+    walk(settings.home.expanduser(), _passphrase(settings), emit)
+
+
+@chain_app.command("status")
+def chain_status(as_json: JsonOpt = False) -> None:
+    """Show the deployment, head block and latest anchored flow-log head."""
+    settings = _settings()
+    opened = open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    try:
+        chain = opened.chain
+        head = chain.latest_head()
+        info = {
+            "chain_id": chain.deployment.chain_id,
+            "block": chain.w3.eth.block_number,
+            "operator": chain.account.address,
+            "contracts": {
+                name: chain.deployment.address_of(name)
+                for name in ("MemberRegistry", "DataRegistry", "AccessLedger", "FlowLog", "SharingCredits")
+            },
+            "datasets": chain.dataset_count(),
+            "anchored_tree_size": head.tree_size,
+            "anchored_root": "0x" + head.root_hash.hex(),
+        }
+    finally:
+        opened.close()
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            for name, address in value.items():
+                out.print(f"{name:>18}  {address}")
+        else:
+            out.print(f"{key:>18}  {value}")
+
+
+@chain_app.command("anchor")
+def chain_anchor(
+    tree_size: Annotated[int, typer.Argument(min=1, help="Size of the tree being anchored.")],
+    root_hash: Annotated[str, typer.Argument(help="Root hash, 32 bytes hex (0x...).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Anchor a flow-log tree head by hand (the broker does this itself)."""
+    root = _hex32(root_hash, "root_hash")
+    settings = _settings()
+    opened = open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    try:
+        tx = opened.chain.anchor(tree_size, root)
+    finally:
+        opened.close()
+    if as_json:
+        out.print_json(json.dumps(_tx_dict(tx)))
+    else:
+        out.print(f"anchored size {tree_size}: tx {tx.tx_hash} gas {tx.gas_used:,}")
+
+
+@chain_app.command("dataset")
+def chain_dataset(
+    dataset_id: Annotated[int, typer.Argument(min=1, help="Dataset id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one dataset certificate as the chain holds it."""
+    settings = _settings()
+    opened = open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    try:
+        info = opened.chain.dataset(dataset_id)
+    finally:
+        opened.close()
+    data = {
+        "id": info.dataset_id,
+        "owner": info.owner,
+        "content_hash": "0x" + info.content_hash.hex(),
+        "metadata_hash": "0x" + info.metadata_hash.hex(),
+        "classification": info.classification,
+        "parents": list(info.parents),
+        "previous_version": info.previous_version,
+        "registered_at": info.registered_at,
+        "retired": info.retired,
+    }
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        for key, value in data.items():
+            out.print(f"{key:>16}  {value}")
+
+
+def _hex32(value: str, name: str) -> bytes:
+    text = value[2:] if value.startswith("0x") else value
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise LedgerError(f"{name} must be 32 bytes of hex", code="bad_hex")
+    return raw
+
+
+def main() -> None:
+    """Entry point: run the app, turning library and usage errors into one clean line."""
+    try:
+        app(standalone_mode=False)
+    except LedgerError as exc:
+        err.print(f"error [{exc.code}]: {exc.message}", markup=False, highlight=False)
+        sys.exit(1)
+    except ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,106 @@
+"""Signing keys at rest: eth-account keystore v3 (scrypt + AES-128-CTR), never plaintext.
+
+Files are written atomically with mode 0600; a wrong passphrase is a clear error, not a
+traceback from the KDF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.errors import ConfigurationError
+
+# The demo and tests use a weaker scrypt cost so they stay fast; real keys use the library
+# default (n=2**18) unless DRL_KDF_FAST is set.
+_FAST_KDF = {"kdf": "scrypt", "iterations": 2**14}
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file atomically, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+def save_account(path: Path, account: LocalAccount, passphrase: str) -> None:
+    """Encrypt a signing key into a keystore v3 file."""
+    if not passphrase:
+        raise ConfigurationError("a passphrase is required to encrypt a key", code="no_passphrase")
+    kdf: dict[str, Any] = _FAST_KDF if os.environ.get("DRL_KDF_FAST") else {}
+    keystore = Account.encrypt(account.key, passphrase, **kdf)
+    write_private(path, json.dumps(keystore).encode())
+
+
+def load_account(path: Path, passphrase: str) -> LocalAccount:
+    """Decrypt a keystore v3 file; wrong passphrase or damaged file raise ConfigurationError."""
+    try:
+        keystore = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"no key at {path}", code="key_not_found") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"unreadable key file {path}: {exc}", code="bad_key_file") from None
+    try:
+        key = Account.decrypt(keystore, passphrase)
+    except ValueError:
+        raise ConfigurationError(
+            f"wrong passphrase for {path}", code="wrong_passphrase"
+        ) from None
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
+def _secret_kdf(passphrase: str, salt: bytes, n: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=8, p=1).derive(passphrase.encode())
+
+
+def save_secret(path: Path, secret: bytes, passphrase: str, *, label: str) -> None:
+    """Encrypt an arbitrary secret (an HPKE private key) under a passphrase.
+
+    scrypt derives the key, AES-256-GCM seals the secret; the label is bound as associated data
+    so a file cannot be swapped for another kind of secret.
+    """
+    if not passphrase:
+        raise ConfigurationError("a passphrase is required to encrypt a key", code="no_passphrase")
+    n = 2**14 if os.environ.get("DRL_KDF_FAST") else 2**17
+    salt, nonce = os.urandom(16), os.urandom(12)
+    sealed = AESGCM(_secret_kdf(passphrase, salt, n)).encrypt(nonce, secret, label.encode())
+    doc = {
+        "version": 1,
+        "label": label,
+        "kdf": {"name": "scrypt", "n": n, "r": 8, "p": 1, "salt": salt.hex()},
+        "cipher": {"name": "aes-256-gcm", "nonce": nonce.hex(), "sealed": sealed.hex()},
+    }
+    write_private(path, json.dumps(doc).encode())
+
+
+def load_secret(path: Path, passphrase: str, *, label: str) -> bytes:
+    """Decrypt a secret written by :func:`save_secret`."""
+    try:
+        doc = json.loads(path.read_text())
+        salt = bytes.fromhex(doc["kdf"]["salt"])
+        n = int(doc["kdf"]["n"])
+        nonce = bytes.fromhex(doc["cipher"]["nonce"])
+        sealed = bytes.fromhex(doc["cipher"]["sealed"])
+    except FileNotFoundError:
+        raise ConfigurationError(f"no key at {path}", code="key_not_found") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"unreadable key file {path}: {exc}", code="bad_key_file") from None
+    try:
+        return AESGCM(_secret_kdf(passphrase, salt, n)).decrypt(nonce, sealed, label.encode())
+    except InvalidTag:
+        raise ConfigurationError(f"wrong passphrase for {path}", code="wrong_passphrase") from None

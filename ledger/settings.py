@@ -1,0 +1,32 @@
+"""One settings object, read from the environment (``DRL_*``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where state lives and how to reach the chain."""
+
+    model_config = SettingsConfigDict(env_prefix="DRL_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path("~/.drl"), description="root of local state")
+    chain_url: str | None = Field(
+        default=None, description="JSON-RPC URL of an EVM node; unset means the embedded chain"
+    )
+    passphrase: SecretStr | None = Field(
+        default=None, description="unlocks keystores without a prompt"
+    )
+    credit_cap_per_epoch: int = Field(default=100, ge=1)
+    credit_epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home.expanduser() / "broker"
+
+    @property
+    def members_dir(self) -> Path:
+        return self.home.expanduser() / "members"
