@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import ClickException
 from rich.console import Console
+from typer._click.exceptions import ClickException
 
 from ledger.chain.home import open_chain
 from ledger.chain.models import TxResult
@@ -27,7 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-chain_app = typer.Typer(help="Inspect and operate the broker's chain directly.", no_args_is_help=True)
+chain_app = typer.Typer(
+    help="Inspect and operate the broker's chain directly.", no_args_is_help=True
+)
 app.add_typer(chain_app, name="chain")
 
 out = Console(soft_wrap=True)
@@ -64,13 +65,13 @@ def chain_walk(as_json: JsonOpt = False) -> None:
 
     def emit(step: Step) -> None:
         if as_json:
-            out.print_json(json.dumps({"step": step.title, "detail": step.detail, **(_tx_dict(step.tx) or {})}))
+            out.print_json(
+                json.dumps({"step": step.title, "detail": step.detail, **(_tx_dict(step.tx) or {})})
+            )
         elif step.tx is None:
             out.print(f"[bold]{step.title}[/bold] {step.detail}".rstrip())
         else:
-            out.print(
-                f"  {step.title:<62} gas {step.tx.gas_used:>9,}  tx {step.tx.tx_hash[:18]}…"
-            )
+            out.print(f"  {step.title:<62} gas {step.tx.gas_used:>9,}  tx {step.tx.tx_hash[:18]}…")
 
     walk(settings.home.expanduser(), _passphrase(settings), emit)
 
@@ -89,7 +90,13 @@ def chain_status(as_json: JsonOpt = False) -> None:
             "operator": chain.account.address,
             "contracts": {
                 name: chain.deployment.address_of(name)
-                for name in ("MemberRegistry", "DataRegistry", "AccessLedger", "FlowLog", "SharingCredits")
+                for name in (
+                    "MemberRegistry",
+                    "DataRegistry",
+                    "AccessLedger",
+                    "FlowLog",
+                    "SharingCredits",
+                )
             },
             "datasets": chain.dataset_count(),
             "anchored_tree_size": head.tree_size,

@@ -13,7 +13,13 @@ Python's builtins still catch it sensibly::
     ├── CryptoError (ValueError)             keys or ciphertext that cannot be used
     │   ├── UnsupportedFormat                unknown version, suite or header
     │   └── IntegrityError                   authentication or hash check failed
-    └── NotFound (LookupError)               an id that names nothing
+    ├── NotFound (LookupError)               an id that names nothing
+    ├── InvalidInput (ValueError)            a request that can never succeed as given
+    ├── InvalidSignature (ValueError)        a signed action that does not verify
+    │   ├── ExpiredDeadline                  signed too long ago
+    │   └── ReplayedNonce                    this nonce was used before
+    ├── Forbidden (PermissionError)          the actor's role or standing does not allow it
+    └── Conflict                             the target is not in a state that allows it
 """
 
 from __future__ import annotations
@@ -93,6 +99,42 @@ class NotFound(LedgerError, LookupError):
     """An identifier that names nothing."""
 
     code = "not_found"
+
+
+class InvalidInput(LedgerError, ValueError):
+    """A request that can never succeed as given (bad field, wrong size, unknown option)."""
+
+    code = "invalid_input"
+
+
+class InvalidSignature(LedgerError, ValueError):
+    """The signature does not recover to the claimed actor, or the payload is malformed."""
+
+    code = "invalid_signature"
+
+
+class ExpiredDeadline(InvalidSignature):
+    """The signed payload's deadline has passed."""
+
+    code = "deadline_expired"
+
+
+class ReplayedNonce(InvalidSignature):
+    """The signed payload's nonce was already used by this signer."""
+
+    code = "nonce_replayed"
+
+
+class Forbidden(LedgerError, PermissionError):
+    """The actor's role or standing does not allow this action."""
+
+    code = "forbidden"
+
+
+class Conflict(LedgerError):
+    """The target exists but is not in a state that allows the action."""
+
+    code = "conflict"
 
 
 def _snake(name: str) -> str:

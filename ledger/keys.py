@@ -53,13 +53,13 @@ def load_account(path: Path, passphrase: str) -> LocalAccount:
     except FileNotFoundError:
         raise ConfigurationError(f"no key at {path}", code="key_not_found") from None
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"unreadable key file {path}: {exc}", code="bad_key_file") from None
+        raise ConfigurationError(
+            f"unreadable key file {path}: {exc}", code="bad_key_file"
+        ) from None
     try:
         key = Account.decrypt(keystore, passphrase)
     except ValueError:
-        raise ConfigurationError(
-            f"wrong passphrase for {path}", code="wrong_passphrase"
-        ) from None
+        raise ConfigurationError(f"wrong passphrase for {path}", code="wrong_passphrase") from None
     account: LocalAccount = Account.from_key(key)
     return account
 
@@ -99,7 +99,9 @@ def load_secret(path: Path, passphrase: str, *, label: str) -> bytes:
     except FileNotFoundError:
         raise ConfigurationError(f"no key at {path}", code="key_not_found") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(f"unreadable key file {path}: {exc}", code="bad_key_file") from None
+        raise ConfigurationError(
+            f"unreadable key file {path}: {exc}", code="bad_key_file"
+        ) from None
     try:
         return AESGCM(_secret_kdf(passphrase, salt, n)).decrypt(nonce, sealed, label.encode())
     except InvalidTag:

@@ -155,9 +155,7 @@ def _run(home: Path, passphrase: str, chain: LedgerChain, emit: Callable[[Step],
         terms_hash=hashlib.sha256(b"no re-identification; delete after study").digest(),
     )
     nonce = chain.nonce("AccessLedger", office.address)
-    signature = typed_data.sign(
-        office, chain.grant_message(terms, nonce=nonce, deadline=deadline)
-    )
+    signature = typed_data.sign(office, chain.grant_message(terms, nonce=nonce, deadline=deadline))
     tx = chain.grant_for(terms, nonce=nonce, deadline=deadline, signature=signature)
     _append(log_path, "grant", office.address, signature)
     emit(Step(f"grant #{dataset_id} to the cooperative: 30 days, 5 uses", tx))

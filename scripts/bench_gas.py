@@ -57,7 +57,11 @@ def measure() -> list[tuple[str, int, int]]:
             ),
         )
         chain.onboard(
-            ent2.address, kind="enterprise", name_hash=h("e2"), key_suite=1, encryption_key=b"k" * 32
+            ent2.address,
+            kind="enterprise",
+            name_hash=h("e2"),
+            key_suite=1,
+            encryption_key=b"k" * 32,
         )
         twice(
             "register",

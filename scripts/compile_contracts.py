@@ -12,6 +12,7 @@ present, else solc-js from npm through ``scripts/solc-shim`` (these machines can
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
@@ -32,9 +33,7 @@ SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 1000},
     "evmVersion": "cancun",
     "metadata": {"bytecodeHash": "ipfs"},
-    "outputSelection": {
-        "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
-    },
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
 
 
@@ -45,10 +44,8 @@ def find_compiler() -> Path:
         out = subprocess.run([native, "--version"], capture_output=True, text=True, check=False)
         if f"Version: {SOLC_VERSION}+" in out.stdout:
             return Path(native)
-    try:
+    with contextlib.suppress(Exception):  # not installed through py-solc-x: use solc-js
         return Path(solcx.get_executable(SOLC_VERSION))
-    except Exception:  # noqa: BLE001 - not installed through py-solc-x: fall back to solc-js
-        pass
     if not (ROOT / "node_modules" / ".bin" / "solcjs").exists():
         raise SystemExit("no solc found: run `npm ci` (solc-js) or put solc on PATH")
     return SHIM
@@ -114,7 +111,10 @@ def main() -> int:
     if args.check and stale:
         print(f"stale artifacts (run scripts/compile_contracts.py): {', '.join(stale)}")
         return 1
-    print(f"compiled with {solc.name}: {', '.join(artifacts)}" + (" (up to date)" if not stale else ""))
+    print(
+        f"compiled with {solc.name}: {', '.join(artifacts)}"
+        + (" (up to date)" if not stale else "")
+    )
     return 0
 
 

@@ -12,7 +12,9 @@ import pytest
 DRL = [sys.executable, "-m", "ledger.cli"]
 
 
-def run(home: Path, *args: str, passphrase: str = "test-passphrase") -> subprocess.CompletedProcess[str]:
+def run(
+    home: Path, *args: str, passphrase: str = "test-passphrase"
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DRL_HOME": str(home),
@@ -53,7 +55,9 @@ def test_second_walk_continues_the_same_chain(walked_home: Path) -> None:
 def test_shrinking_anchor_is_one_line_naming_the_custom_error(walked_home: Path) -> None:
     result = run(walked_home, "chain", "anchor", "1", "0x" + "ab" * 32)
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error [flow_log_tree_not_growing]: FlowLogTreeNotGrowing(")
+    assert result.stderr.strip().startswith(
+        "error [flow_log_tree_not_growing]: FlowLogTreeNotGrowing("
+    )
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
 

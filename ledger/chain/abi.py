@@ -13,8 +13,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Final
 
-from eth_abi import decode as abi_decode
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 CONTRACT_NAMES: Final = (
     "MemberRegistry",
@@ -117,7 +119,7 @@ def decode_error(data: bytes) -> tuple[str, dict[str, Any]]:
         return "UnknownError", {"selector": data[:4], "data": data[4:]}
     try:
         values = abi_decode(list(spec.types), data[4:])
-    except Exception:  # noqa: BLE001 - malformed arguments: keep the raw bytes
+    except Exception:
         return spec.name, {"data": data[4:]}
     args = {n: _plain(v) for n, v in zip(spec.names, values, strict=True)}
     if spec.name == "Panic":

@@ -8,10 +8,12 @@ for relayed actions, a member's key when a member acts directly) and never leaks
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Final
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 
@@ -145,7 +147,7 @@ class LedgerChain:
         w3 = self.backend.w3
         for name in CONTRACT_NAMES:
             address = self.deployment.address_of(name)
-            code = bytes(self.tx.call(lambda a=address: w3.eth.get_code(a)))
+            code = bytes(self.tx.call(partial(w3.eth.get_code, address)))
             expected = (len(artifact(name).deployed_bytecode) - 2) // 2
             if len(code) != expected:
                 raise DeploymentError(f"{name} is not deployed at {address}")
@@ -422,8 +424,7 @@ class LedgerChain:
 
     def mint_batch(self, credits: Sequence[Credit]) -> TxResult:
         rows = [
-            (c.dataset_id, to_checksum_address(c.consumer), c.amount, c.receipt_id)
-            for c in credits
+            (c.dataset_id, to_checksum_address(c.consumer), c.amount, c.receipt_id) for c in credits
         ]
         return self._send("SharingCredits", "mintBatch", rows)
 

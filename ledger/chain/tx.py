@@ -89,10 +89,10 @@ def translated_errors() -> Iterator[None]:
     except Web3RPCError as exc:
         raise ChainError(f"node refused the request: {exc}") from None
     except Exception as exc:
-        data = _tester_revert_bytes(exc)
-        if data is None:
+        tester_data = _tester_revert_bytes(exc)
+        if tester_data is None:
             raise
-        name, args = decode_error(data) if data else ("Reverted", {})
+        name, args = decode_error(tester_data) if tester_data else ("Reverted", {})
         raise ContractRevert(name, args) from None
 
 
@@ -174,7 +174,7 @@ class Transactor:
         with translated_errors():
             with self._lock:
                 nonce = self._next_nonce(account.address)
-                tx = {
+                tx: dict[str, Any] = {
                     "from": account.address,
                     "to": Web3.to_checksum_address(to),
                     "value": value,
@@ -225,7 +225,9 @@ class Transactor:
 
     def _next_nonce(self, sender: str) -> int:
         if sender not in self._nonces:
-            self._nonces[sender] = int(self.w3.eth.get_transaction_count(sender, "pending"))
+            self._nonces[sender] = int(
+                self.w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "pending")
+            )
         return self._nonces[sender]
 
     def _fees(self) -> dict[str, int]:

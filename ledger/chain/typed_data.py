@@ -120,4 +120,6 @@ def sign(account: LocalAccount, full_message: dict[str, Any]) -> bytes:
 
 def recover(full_message: dict[str, Any], signature: bytes) -> str:
     """Address that signed an EIP-712 message."""
-    return str(Account.recover_message(encode_typed_data(full_message=full_message), signature=signature))
+    return str(
+        Account.recover_message(encode_typed_data(full_message=full_message), signature=signature)
+    )

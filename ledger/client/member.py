@@ -1,0 +1,196 @@
+"""Everything a member's machine does before and after talking to the broker.
+
+Encrypting and hashing a dataset, wrapping its key, signing every action and opening a delivery
+all happen here, with the member's own keys; the broker only ever receives the results. The same
+functions serve the in-process tests and the HTTP SDK.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+
+from ledger import crypto
+from ledger.chain import typed_data
+from ledger.chain.models import GrantTerms, Registration
+from ledger.crypto.files import decrypt_to_path, encrypt_file
+from ledger.services.access import purpose_hash, terms_hash
+from ledger.services.actions import ActionName, Domains, SignedAction, new_nonce, sign_action
+from ledger.services.datasets import METADATA_VERSION, metadata_hash
+from ledger.types import Classification
+
+DEADLINE_SECONDS = 15 * 60
+
+
+def key_context(content_hash: bytes, recipient: str) -> bytes:
+    """HPKE ``info`` binding a wrapped data key to one dataset and one recipient."""
+    return b"drl/dek/v1|" + content_hash + bytes.fromhex(recipient[2:])
+
+
+@dataclass(frozen=True)
+class MemberKeys:
+    """A member's signing account and HPKE key pair."""
+
+    account: LocalAccount
+    hpke: crypto.PrivateKey
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    @property
+    def public_key(self) -> crypto.PublicKey:
+        return self.hpke.public_key()
+
+
+@dataclass(frozen=True)
+class PreparedUpload:
+    """A dataset ready to upload: ciphertext on disk plus what the broker needs with it."""
+
+    signed: SignedAction
+    metadata: dict[str, Any]
+    owner_wrapped_key: bytes
+    ciphertext_path: Path
+    content_hash: bytes
+    ciphertext_sha256: bytes
+    ciphertext_size: int
+
+
+def _deadline() -> int:
+    return int(time.time()) + DEADLINE_SECONDS
+
+
+def sign(
+    keys: MemberKeys, action: ActionName, message: dict[str, Any], domains: Domains
+) -> SignedAction:
+    """Sign a broker action, adding a random nonce and a deadline when absent."""
+    full = {"nonce": new_nonce(), "deadline": _deadline(), **message}
+    return sign_action(keys.account, action, full, domains)
+
+
+def prepare_upload(
+    keys: MemberKeys,
+    source: Path,
+    *,
+    workdir: Path,
+    title: str,
+    domains: Domains,
+    chain_nonce: int,
+    classification: Classification = "internal",
+    parents: tuple[int, ...] = (),
+    previous_version: int = 0,
+    description: str = "",
+    schema: dict[str, Any] | None = None,
+    quality: dict[str, Any] | None = None,
+    media_type: str = "text/csv",
+) -> PreparedUpload:
+    """Encrypt ``source`` under a fresh data key and sign its registration."""
+    dek = crypto.generate_data_key()
+    ciphertext = workdir / f"{source.name}.drl"
+    result = encrypt_file(source, ciphertext, dek)
+    wrapped = crypto.wrap_key(
+        dek,
+        keys.public_key.to_bytes(),
+        suite=keys.hpke.suite,
+        info=key_context(result.content_hash, keys.address),
+    )
+    metadata: dict[str, Any] = {
+        "v": METADATA_VERSION,
+        "title": title,
+        "description": description,
+        "media_type": media_type,
+        "schema": schema,
+        "quality": quality or {},
+        "plaintext_size": result.plaintext_size,
+        "ciphertext_sha256": "0x" + result.ciphertext_sha256.hex(),
+        "ciphertext_size": result.ciphertext_size,
+        "owner_key_sha256": "0x" + hashlib.sha256(wrapped).hexdigest(),
+    }
+    registration = Registration(
+        content_hash=result.content_hash,
+        metadata_hash=metadata_hash(metadata),
+        classification=classification,
+        parents=parents,
+        previous_version=previous_version,
+    )
+    message = typed_data.register_message(
+        keys.address, registration, nonce=chain_nonce, deadline=_deadline()
+    )
+    signed = sign_action(keys.account, "register", message, domains)
+    return PreparedUpload(
+        signed=signed,
+        metadata=metadata,
+        owner_wrapped_key=wrapped,
+        ciphertext_path=ciphertext,
+        content_hash=result.content_hash,
+        ciphertext_sha256=result.ciphertext_sha256,
+        ciphertext_size=result.ciphertext_size,
+    )
+
+
+def prepare_grant(
+    keys: MemberKeys,
+    *,
+    request_id: int,
+    dataset_id: int,
+    content_hash: bytes,
+    requester: str,
+    requester_suite: int,
+    requester_key: bytes,
+    purpose: str,
+    days: int,
+    max_uses: int,
+    owner_wrapped_key: bytes,
+    chain_nonce: int,
+    domains: Domains,
+    now: int | None = None,
+) -> tuple[SignedAction, bytes]:
+    """Re-wrap the data key to the requester and sign the grant; returns (signed, wrapped)."""
+    dek = crypto.unwrap_key(
+        owner_wrapped_key, keys.hpke.to_bytes(), info=key_context(content_hash, keys.address)
+    )
+    wrapped = crypto.wrap_key(
+        dek, requester_key, suite=requester_suite, info=key_context(content_hash, requester)
+    )
+    start = int(time.time()) if now is None else now
+    terms = GrantTerms(
+        dataset_id=dataset_id,
+        grantee=to_checksum_address(requester),
+        purpose_hash=purpose_hash(purpose),
+        expires_at=start + days * 86400,
+        max_uses=max_uses,
+        terms_hash=terms_hash(request_id, wrapped),
+    )
+    message = typed_data.grant_message(terms, nonce=chain_nonce, deadline=_deadline())
+    return sign_action(keys.account, "grant", message, domains), wrapped
+
+
+def sign_revoke(
+    keys: MemberKeys, *, dataset_id: int, grantee: str, chain_nonce: int, domains: Domains
+) -> SignedAction:
+    message = typed_data.revoke_message(
+        dataset_id, grantee, nonce=chain_nonce, deadline=_deadline()
+    )
+    return sign_action(keys.account, "revoke", message, domains)
+
+
+def open_delivery(
+    keys: MemberKeys,
+    ciphertext: BinaryIO,
+    out: Path,
+    *,
+    wrapped_key: bytes,
+    content_hash: bytes,
+) -> bytes:
+    """Decrypt a delivery to ``out`` and verify it against the registered content hash."""
+    dek = crypto.unwrap_key(
+        wrapped_key, keys.hpke.to_bytes(), info=key_context(content_hash, keys.address)
+    )
+    result = decrypt_to_path(ciphertext, out, dek, expected_content_hash=content_hash)
+    return result.content_hash

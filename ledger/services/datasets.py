@@ -1,0 +1,189 @@
+"""Registering a dataset: the owner-encrypted upload and its on-chain certificate.
+
+The owner's client encrypts, computes the content hash and the ciphertext digest, wraps the data
+key to itself and signs the on-chain ``Register`` message whose ``metadataHash`` commits to a
+metadata document naming the ciphertext digest and size. The broker cannot see plaintext, but it
+can refuse bytes that are not what the owner signed: the upload must hash to that digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, BinaryIO
+
+from sqlmodel import col, select
+
+from ledger.chain.models import Registration
+from ledger.errors import Conflict, InvalidInput, ReplayedNonce
+from ledger.log import flowlog
+from ledger.services.actions import SignedAction, canonical
+from ledger.services.context import Ledger, check_signed, dataset, producer
+from ledger.store.models import Dataset, WrappedKey
+from ledger.types import CLASSIFICATIONS
+
+METADATA_VERSION = 1
+MAX_WRAPPED_KEY = 4096
+
+
+def metadata_hash(metadata: dict[str, Any]) -> bytes:
+    """What the owner signs as ``metadataHash``: SHA-256 of the canonical JSON document."""
+    return hashlib.sha256(canonical(metadata)).digest()
+
+
+def _hex32(value: Any, name: str) -> bytes:
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 66:
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    raise InvalidInput(f"metadata.{name} must be 32 bytes of 0x-hex")
+
+
+def check_metadata(metadata: dict[str, Any]) -> tuple[str, bytes, int]:
+    """Validate the metadata document; returns (title, ciphertext digest, ciphertext size)."""
+    if not isinstance(metadata, dict) or metadata.get("v") != METADATA_VERSION:
+        raise InvalidInput(f"metadata must be an object with v={METADATA_VERSION}")
+    title = metadata.get("title")
+    if not isinstance(title, str) or not 1 <= len(title.strip()) <= 300:
+        raise InvalidInput("metadata.title must be 1 to 300 characters")
+    digest = _hex32(metadata.get("ciphertext_sha256"), "ciphertext_sha256")
+    size = metadata.get("ciphertext_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise InvalidInput("metadata.ciphertext_size must be a positive integer")
+    schema = metadata.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise InvalidInput("metadata.schema must be a Table Schema object or null")
+    if len(canonical(metadata)) > 256 * 1024:
+        raise InvalidInput("metadata document larger than 256 KiB")
+    return title.strip(), digest, size
+
+
+def registration_of(signed: SignedAction) -> Registration:
+    """The on-chain registration a signed ``register`` action describes."""
+    msg = signed.message
+    classification = int(msg["classification"])
+    if not 0 <= classification < len(CLASSIFICATIONS):
+        raise InvalidInput(f"unknown classification {classification}")
+    return Registration(
+        content_hash=bytes.fromhex(str(msg["contentHash"])[2:]),
+        metadata_hash=bytes.fromhex(str(msg["metadataHash"])[2:]),
+        classification=CLASSIFICATIONS[classification],
+        parents=tuple(int(p) for p in msg["parents"]),
+        previous_version=int(msg["previousVersion"]),
+    )
+
+
+def register(
+    ledger: Ledger,
+    signed: SignedAction,
+    *,
+    metadata: dict[str, Any],
+    owner_wrapped_key: bytes,
+    ciphertext: BinaryIO,
+) -> Dataset:
+    """Store the ciphertext, relay the owner-signed registration, index and log it."""
+    owner = check_signed(ledger, signed, "register")
+    reg = registration_of(signed)
+    title, digest, size = check_metadata(metadata)
+    if metadata_hash(metadata) != reg.metadata_hash:
+        raise InvalidInput(
+            "metadata does not hash to the signed metadataHash", code="metadata_mismatch"
+        )
+    if size > ledger.max_upload_bytes:
+        raise InvalidInput(
+            f"ciphertext of {size} bytes exceeds the {ledger.max_upload_bytes} limit",
+            code="upload_too_large",
+        )
+    if not 0 < len(owner_wrapped_key) <= MAX_WRAPPED_KEY:
+        raise InvalidInput("owner_wrapped_key must be 1 to 4096 bytes")
+    with ledger.db.session() as session:
+        producer(session, owner)
+        _check_lineage(session, owner, reg)
+        taken = session.exec(
+            select(Dataset.id).where(Dataset.content_hash == reg.content_hash)
+        ).first()
+        if taken is not None:
+            raise Conflict(
+                f"content already registered as dataset {taken}", code="already_registered"
+            )
+    nonce = int(signed.message["nonce"])
+    if nonce != ledger.chain.nonce("DataRegistry", owner):
+        raise ReplayedNonce(f"register nonce {nonce} is not the owner's current nonce")
+
+    blob = ledger.blobs.write(ciphertext, expected_sha256=digest, max_size=size)
+    if blob.size != size:
+        _drop_unreferenced(ledger, digest)
+        raise InvalidInput(
+            f"upload is {blob.size} bytes, the signed size is {size}", code="upload_size_mismatch"
+        )
+    try:
+        with ledger.db.transaction() as session:
+            dataset_id, tx = ledger.chain.register_for(
+                owner,
+                reg,
+                nonce=nonce,
+                deadline=int(signed.message["deadline"]),
+                signature=signed.signature,
+            )
+            seq = flowlog.append(
+                session,
+                signed,
+                dataset_id=dataset_id,
+                context={"tx": tx.tx_hash, "dataset_id": dataset_id, "metadata": metadata},
+            )
+            row = Dataset(
+                id=dataset_id,
+                owner=owner,
+                title=title,
+                classification=reg.classification,
+                content_hash=reg.content_hash,
+                metadata_hash=reg.metadata_hash,
+                metadata_json=json.dumps(metadata, sort_keys=True),
+                ciphertext_sha256=digest,
+                ciphertext_size=size,
+                parents=json.dumps(list(reg.parents)),
+                previous_version=reg.previous_version,
+                registered_tx=tx.tx_hash,
+                log_seq=seq,
+            )
+            session.add(row)
+            session.add(
+                WrappedKey(
+                    dataset_id=dataset_id, recipient=owner, generation=0, wrapped=owner_wrapped_key
+                )
+            )
+            session.flush()
+            session.refresh(row)
+            session.expunge(row)
+    except BaseException:
+        _drop_unreferenced(ledger, digest)
+        raise
+    return row
+
+
+def _check_lineage(session: Any, owner: str, reg: Registration) -> None:
+    for parent_id in reg.parents:
+        parent = dataset(session, parent_id)
+        if CLASSIFICATIONS.index(reg.classification) < CLASSIFICATIONS.index(parent.classification):
+            raise InvalidInput(
+                f"a derivative of {parent.classification} dataset {parent_id} must be at least "
+                f"{parent.classification}",
+                code="classification_below_parent",
+            )
+    if reg.previous_version:
+        previous = dataset(session, reg.previous_version)
+        if previous.owner != owner:
+            raise InvalidInput(
+                "the previous version belongs to another owner", code="previous_version_not_owned"
+            )
+
+
+def _drop_unreferenced(ledger: Ledger, digest: bytes) -> None:
+    """Remove a blob no registered dataset points at (a failed registration's upload)."""
+    with ledger.db.session() as session:
+        used = session.exec(
+            select(col(Dataset.id)).where(Dataset.ciphertext_sha256 == digest)
+        ).first()
+    if used is None:
+        ledger.blobs.delete(digest)

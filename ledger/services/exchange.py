@@ -1,0 +1,183 @@
+"""The exchange itself: fetch (one on-chain use), delivery receipt, quality rating."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlmodel import col, func, select
+
+from ledger.errors import Conflict, ContractRevert, Forbidden, InvalidInput, NotFound
+from ledger.log import flowlog
+from ledger.services.access import current_grant
+from ledger.services.actions import SignedAction
+from ledger.services.context import Ledger, check_signed, consume_nonce, dataset, producer
+from ledger.store.models import Dataset, Delivery, Grant, Rating, WrappedKey
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a grantee receives: the dataset record, its wrapped key and the ciphertext digest."""
+
+    dataset: Dataset
+    wrapped_key: bytes
+    generation: int
+    uses_left: int
+    log_seq: int
+
+
+def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
+    """Check the grant on chain and record one use, atomically; then the ciphertext may flow.
+
+    The use is recorded by ``AccessLedger.recordUse``, which itself refuses a revoked, expired
+    or exhausted grant, so concurrent fetches can never exceed ``maxUses``.
+    """
+    grantee = check_signed(ledger, signed, "fetch")
+    dataset_id = int(signed.message["datasetId"])
+    with ledger.db.session() as session:
+        producer(session, grantee)
+        target = dataset(session, dataset_id)
+        if target.owner == grantee:
+            raise InvalidInput(
+                "owners hold their own key; fetch is for grantees", code="own_dataset"
+            )
+        if current_grant(session, dataset_id, grantee) is None:
+            raise Forbidden(f"no grant of dataset {dataset_id} to {grantee}", code="no_grant")
+    if not ledger.blobs.exists(target.ciphertext_sha256):
+        raise NotFound(f"ciphertext of dataset {dataset_id} is missing", code="blob_missing")
+    with ledger.db.transaction() as session:
+        consume_nonce(session, signed)
+        try:
+            tx = ledger.chain.record_use(dataset_id, grantee)
+        except ContractRevert as exc:
+            raise Forbidden(f"grant not usable: {exc.message}", code=exc.code) from None
+        uses = int(tx.event("AccessUsed").args["uses"])
+        grant = current_grant(session, dataset_id, grantee)
+        assert grant is not None
+        key = session.exec(
+            select(WrappedKey).where(
+                WrappedKey.dataset_id == dataset_id,
+                WrappedKey.recipient == grantee,
+                WrappedKey.generation == grant.generation,
+            )
+        ).one()
+        seq = flowlog.append(
+            session,
+            signed,
+            dataset_id=dataset_id,
+            context={"tx": tx.tx_hash, "generation": grant.generation, "uses": uses},
+        )
+        grant.uses = uses
+        session.add(grant)
+        session.flush()
+        fetched = Fetched(
+            dataset=dataset(session, dataset_id),
+            wrapped_key=key.wrapped,
+            generation=grant.generation,
+            uses_left=grant.max_uses - uses,
+            log_seq=seq,
+        )
+        session.expunge(fetched.dataset)
+    return fetched
+
+
+def receipt_id(signed: SignedAction) -> bytes:
+    """Stable id of a delivery receipt (what SharingCredits records as credited)."""
+    return hashlib.sha256(b"drl-receipt:" + signed.signature).digest()
+
+
+def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
+    """Record the consumer-signed receipt: it decrypted and verified the content hash."""
+    consumer = check_signed(ledger, signed, "receipt")
+    msg = signed.message
+    dataset_id = int(msg["datasetId"])
+    claimed = bytes.fromhex(str(msg["contentHash"])[2:])
+    with ledger.db.transaction() as session:
+        producer(session, consumer)
+        target = dataset(session, dataset_id)
+        if claimed != target.content_hash:
+            raise InvalidInput(
+                "receipt names a content hash other than the registered one",
+                code="content_hash_mismatch",
+            )
+        fetches = session.exec(
+            select(func.coalesce(func.sum(Grant.uses), 0)).where(
+                Grant.dataset_id == dataset_id, Grant.grantee == consumer
+            )
+        ).one()
+        receipts = session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.dataset_id == dataset_id, Delivery.consumer == consumer)
+        ).one()
+        if int(receipts) >= int(fetches):
+            raise Conflict("no fetch left to acknowledge", code="nothing_to_acknowledge")
+        generation = int(msg["grantGeneration"])
+        if (
+            session.exec(
+                select(Grant.id).where(
+                    Grant.dataset_id == dataset_id,
+                    Grant.grantee == consumer,
+                    Grant.generation == generation,
+                )
+            ).first()
+            is None
+        ):
+            raise InvalidInput(f"no grant generation {generation}", code="unknown_generation")
+        consume_nonce(session, signed)
+        rid = receipt_id(signed)
+        seq = flowlog.append(
+            session, signed, dataset_id=dataset_id, context={"receipt_id": "0x" + rid.hex()}
+        )
+        row = Delivery(
+            receipt_id=rid,
+            dataset_id=dataset_id,
+            consumer=consumer,
+            content_hash=claimed,
+            grant_generation=generation,
+            log_seq=seq,
+        )
+        session.add(row)
+        session.flush()
+        session.refresh(row)
+        session.expunge(row)
+    return row
+
+
+def rate(ledger: Ledger, signed: SignedAction) -> Rating:
+    """Record a signed quality rating from a member that received the dataset."""
+    rater = check_signed(ledger, signed, "rate")
+    msg = signed.message
+    dataset_id, score = int(msg["datasetId"]), int(msg["score"])
+    comment = str(msg["comment"])
+    if not 1 <= score <= 5:
+        raise InvalidInput("score must be 1 to 5")
+    if len(comment) > 2000:
+        raise InvalidInput("comment longer than 2000 characters")
+    with ledger.db.transaction() as session:
+        producer(session, rater)
+        dataset(session, dataset_id)
+        received = session.exec(
+            select(col(Delivery.id)).where(
+                Delivery.dataset_id == dataset_id, Delivery.consumer == rater
+            )
+        ).first()
+        if received is None:
+            raise Forbidden(
+                "only members that received the dataset rate it", code="not_a_recipient"
+            )
+        if (
+            session.exec(
+                select(Rating.id).where(Rating.dataset_id == dataset_id, Rating.rater == rater)
+            ).first()
+            is not None
+        ):
+            raise Conflict("already rated", code="already_rated")
+        consume_nonce(session, signed)
+        seq = flowlog.append(session, signed, dataset_id=dataset_id)
+        row = Rating(dataset_id=dataset_id, rater=rater, score=score, comment=comment, log_seq=seq)
+        session.add(row)
+        session.flush()
+        session.refresh(row)
+        session.expunge(row)
+    return row

@@ -1,0 +1,152 @@
+"""Trace: where a dataset came from, what derives from it, and every flow it took part in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from ledger.errors import NotFound
+from ledger.log import flowlog
+from ledger.services.context import Ledger, dataset
+from ledger.store.models import Dataset, Delivery, Grant, Member
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One logged action, summarised for a trail."""
+
+    seq: int
+    at: str
+    action: str
+    actor: str
+    dataset_id: int | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DatasetTrace:
+    dataset_id: int
+    title: str
+    owner: str
+    classification: str
+    ancestors: list[int]
+    descendants: list[int]
+    versions: list[int]
+    flows: list[Flow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MemberTrace:
+    address: str
+    name: str
+    kind: str
+    status: str
+    owned: list[int]
+    received: list[int]
+    credits: int
+    flows: list[Flow] = field(default_factory=list)
+
+
+def _flows(session: Session, **filters: Any) -> list[Flow]:
+    out = []
+    for record in flowlog.records(session, **filters):
+        entry = flowlog.decode(record)
+        msg = entry.signed.message
+        detail: dict[str, Any] = {
+            k: msg[k]
+            for k in (
+                "datasetId",
+                "grantee",
+                "purpose",
+                "days",
+                "maxUses",
+                "score",
+                "reason",
+                "member",
+                "kind",
+                "name",
+                "expiresAt",
+                "contentHash",
+            )
+            if k in msg
+        }
+        for k in ("tx", "generation", "uses", "request_id", "receipt_id"):
+            if k in entry.context:
+                detail[k] = entry.context[k]
+        out.append(Flow(entry.seq, entry.at, entry.action, entry.actor, record.dataset_id, detail))
+    return out
+
+
+def _parents(row: Dataset) -> list[int]:
+    return [int(p) for p in json.loads(row.parents)]
+
+
+def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTrace:
+    """Lineage (ancestors, descendants, versions) and every flow of one dataset."""
+    with ledger.db.session() as session:
+        root = dataset(session, dataset_id)
+        rows = {d.id: d for d in session.exec(select(Dataset))}
+        ancestors: list[int] = []
+        todo = _parents(root)
+        while todo:
+            pid = todo.pop(0)
+            if pid in ancestors or pid not in rows:
+                continue
+            ancestors.append(pid)
+            todo.extend(_parents(rows[pid]))
+        children: dict[int, list[int]] = {}
+        for d in rows.values():
+            for p in _parents(d):
+                children.setdefault(p, []).append(d.id)
+        descendants: list[int] = []
+        todo = list(children.get(dataset_id, []))
+        while todo:
+            cid = todo.pop(0)
+            if cid not in descendants:
+                descendants.append(cid)
+                todo.extend(children.get(cid, []))
+        versions = [dataset_id]
+        current = root
+        while current.previous_version and current.previous_version in rows:
+            versions.insert(0, current.previous_version)
+            current = rows[current.previous_version]
+        later = {d.previous_version: d.id for d in rows.values() if d.previous_version}
+        while versions[-1] in later:
+            versions.append(later[versions[-1]])
+        return DatasetTrace(
+            dataset_id=dataset_id,
+            title=root.title,
+            owner=root.owner,
+            classification=root.classification,
+            ancestors=sorted(ancestors),
+            descendants=sorted(descendants),
+            versions=versions,
+            flows=_flows(session, dataset_id=dataset_id),
+        )
+
+
+def trace_member(ledger: Ledger, address: str) -> MemberTrace:
+    """What a member owns and received, its credits, and every action it signed."""
+    with ledger.db.session() as session:
+        member = session.get(Member, address)
+        if member is None:
+            raise NotFound(f"{address} is not a member", code="member_not_found")
+        owned = [d.id for d in session.exec(select(Dataset).where(Dataset.owner == address))]
+        received = sorted(
+            {g.dataset_id for g in session.exec(select(Grant).where(Grant.grantee == address))}
+        )
+        credited = session.exec(select(Delivery).where(col(Delivery.dataset_id).in_(owned or [-1])))
+        credits = sum(d.credit_amount for d in credited)
+        return MemberTrace(
+            address=address,
+            name=member.name,
+            kind=member.kind,
+            status=member.status,
+            owned=owned,
+            received=received,
+            credits=credits,
+            flows=_flows(session, actor=address),
+        )

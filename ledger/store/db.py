@@ -1,0 +1,313 @@
+"""The broker's database: one engine for SQLite (default) or PostgreSQL, sessions, migrations.
+
+``Database(url)`` takes a SQLAlchemy URL:
+
+- ``sqlite:///path/broker.db`` -- a file (its folder is created). Every connection runs with
+  ``journal_mode=WAL`` (readers never block the writer), ``synchronous=FULL`` (a commit
+  survives power loss), ``foreign_keys=ON`` and a ``busy_timeout``. In-memory databases are
+  refused: each pooled connection would see a different, empty database.
+- ``postgresql+psycopg://user@host:port/name`` (``postgresql://`` means the same) -- several
+  broker replicas may share it.
+
+Reads and writes
+----------------
+``with db.session() as s:`` is for reads. It never commits: whatever it holds is rolled back
+when the block ends.
+
+``with db.transaction() as s:`` is for writes. It commits when the block ends normally and
+rolls back when it raises, so nothing is ever half-written. On SQLite it starts with
+``BEGIN IMMEDIATE``: the write lock is taken before the first read, so two writers never both
+read a snapshot and then deadlock upgrading to a write (SQLite would answer "database is
+locked" at once, without waiting). Writers from other processes wait up to ``busy_timeout``;
+writers in this process queue on a lock first, so they do not spin in SQLite's busy handler.
+A writer that cannot start within the timeout gets ``DatabaseBusy``. A ``transaction()`` inside
+another in the same thread raises ``RuntimeError`` (on SQLite it would wait for itself); nest
+with ``session.begin_nested()``.
+
+Objects loaded in a transaction stay readable after it commits (``expire_on_commit=False``).
+
+The flow log
+------------
+``db.lock_log(s)`` (or ``lock_log(s)``), called first inside ``transaction()``, returns the
+``log_state`` row locked for this transaction: on PostgreSQL with ``SELECT ... FOR UPDATE``,
+on SQLite by the ``BEGIN IMMEDIATE`` already held. Appenders in every process and replica
+are thereby serialised until commit, so read-size, append, write-size is safe.
+
+Migrations
+----------
+``db.upgrade()`` runs the Alembic migrations shipped in ``ledger/store/migrations`` up to head
+in one transaction (no ``alembic.ini`` needed). It is idempotent and safe to call from every
+replica at start-up: on PostgreSQL an advisory lock serialises concurrent upgrades.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session
+from sqlmodel import select as select_model
+
+from ledger.errors import ConfigurationError
+from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
+from ledger.store.models import LogState
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+"""Alembic script folder shipped inside the package."""
+
+DEFAULT_BUSY_TIMEOUT_MS = 30_000
+#: Key of ``pg_advisory_xact_lock`` taken by ``upgrade`` (any fixed 64-bit number will do).
+_PG_MIGRATION_LOCK = 0x44524C5F4D494752  # "DRL_MIGR"
+_WRITE = "drl_write"  # Session.info flag set by transaction()
+_BEGIN = "drl_sqlite_begin"  # execution option read by the SQLite "begin" hook
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class Database:
+    """An engine plus read sessions, write transactions, the log lock and migrations."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        echo: bool = False,
+    ) -> None:
+        parsed = _normalise(make_url(url))
+        self._url = parsed
+        self._dialect: Dialect
+        if parsed.get_backend_name() == "sqlite":
+            self._dialect = "sqlite"
+            self._engine = _sqlite_engine(parsed, busy_timeout_ms=busy_timeout_ms, echo=echo)
+        else:
+            self._dialect = "postgresql"
+            self._engine = create_engine(parsed, echo=echo, pool_pre_ping=True)
+        # Connections of this engine begin with BEGIN IMMEDIATE on SQLite (see _sqlite_engine).
+        self._write_engine = self._engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
+        self._write_lock = threading.Lock() if self._dialect == "sqlite" else None
+        self._busy_timeout = busy_timeout_ms / 1000
+        self._local = threading.local()  # .writing: this thread is inside transaction()
+
+    @property
+    def url(self) -> URL:
+        """The database URL (password hidden when rendered with ``str``)."""
+        return self._url
+
+    @property
+    def dialect(self) -> Dialect:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._dialect
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine; prefer ``session()`` and ``transaction()``."""
+        return self._engine
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for reads; it never commits (anything it holds is rolled back)."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            yield session  # closing the session rolls back whatever it holds
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session for writes: committed on success, rolled back if the block raises.
+
+        On SQLite the transaction holds the database's write lock from its first statement;
+        ``DatabaseBusy`` is raised if it cannot get it within ``busy_timeout_ms``. One write
+        transaction per thread at a time: opening a second inside the first raises
+        ``RuntimeError`` (on SQLite it would wait for itself); use ``session.begin_nested()``.
+        """
+        if getattr(self._local, "writing", False):
+            raise RuntimeError(
+                "a transaction() is already open in this thread: nest with session.begin_nested()"
+            )
+        with self._writer():
+            self._local.writing = True
+            try:
+                with Session(self._write_engine, expire_on_commit=False) as session:
+                    session.info[_WRITE] = True
+                    try:
+                        yield session
+                        session.commit()
+                    except BaseException as exc:
+                        session.rollback()
+                        if _is_sqlite_busy(exc):
+                            raise DatabaseBusy(self._busy_timeout) from exc
+                        raise
+            finally:
+                self._local.writing = False
+
+    def lock_log(self, session: Session) -> LogState:
+        """The ``log_state`` row, locked until ``session``'s transaction ends (see module doc)."""
+        return lock_log(session)
+
+    # -- migrations ----------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the shipped Alembic migrations up to ``revision``, in one transaction."""
+        with self._writer(), self._write_engine.connect() as connection:
+            if self._dialect == "sqlite":
+                _sqlite_upgrade(connection, revision)
+            else:
+                with connection.begin():
+                    # One upgrader at a time; released when this transaction ends.
+                    connection.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+                    command.upgrade(alembic_config(connection), revision)
+
+    def revision(self) -> str | None:
+        """The Alembic revision the database is at (``None`` before the first upgrade)."""
+        with self._engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self._url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """This process's writers queue here on SQLite (as other processes do in SQLite)."""
+        if self._write_lock is None:
+            yield
+            return
+        if not self._write_lock.acquire(timeout=self._busy_timeout):
+            raise DatabaseBusy(self._busy_timeout)
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+
+def lock_log(session: Session) -> LogState:
+    """Lock the flow log for the rest of ``session``'s transaction and return its state row.
+
+    ``session`` must come from ``Database.transaction()``. The returned row is fresh (read
+    under the lock, never from the session's cache); change ``size`` on it and the commit
+    writes it.
+    """
+    if not session.info.get(_WRITE):
+        raise RuntimeError("lock_log needs a session from Database.transaction()")
+    statement = (
+        select_model(LogState).where(LogState.id == 1).execution_options(populate_existing=True)
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        statement = statement.with_for_update()
+    # On SQLite the BEGIN IMMEDIATE of transaction() already holds the only write lock.
+    state = session.exec(statement).one_or_none()
+    if state is None:
+        raise DatabaseNotMigrated("the log_state row is missing: run Database.upgrade() first")
+    return state
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration for the shipped migrations, built in code.
+
+    With ``connection``, env.py migrates through it (inside its transaction); without, set
+    ``sqlalchemy.url`` on the result (``cfg.set_main_option``) before running a command.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+# -- internals -----------------------------------------------------------------------------
+
+
+def _is_sqlite_busy(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def _normalise(url: URL) -> URL:
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        if url.get_driver_name() not in ("", "psycopg"):
+            raise ConfigurationError(
+                f"PostgreSQL is used through psycopg 3 (postgresql+psycopg://...), "
+                f"not {url.drivername}"
+            )
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:") or (url.database or "").startswith("file:"):
+            raise ConfigurationError(
+                "SQLite needs a file path (sqlite:///path/broker.db); in-memory and URI "
+                "databases are not supported"
+            )
+        return url
+    raise ConfigurationError(f"unsupported database {url.drivername!r}: use sqlite or postgresql")
+
+
+def _sqlite_engine(url: URL, *, busy_timeout_ms: int, echo: bool) -> Engine:
+    assert url.database is not None
+    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        echo=echo,
+        connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # SQLAlchemy, not the sqlite3 module, emits BEGIN (the hook below): the module's
+        # implicit transactions start late (not before SELECT) and cannot be IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
+
+    return engine
+
+
+def _sqlite_upgrade(connection: Connection, revision: str) -> None:
+    """Migrate with foreign keys off, checking them before commit (SQLite's own procedure).
+
+    Batch migrations rebuild tables (copy, drop, rename); with enforcement on, dropping a
+    referenced table would fail or cascade. The pragma only works outside a transaction.
+    """
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with connection.begin():
+            command.upgrade(alembic_config(connection), revision)
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise DatabaseNotMigrated(
+                    f"the migration left rows with dangling foreign keys: {broken[:5]}"
+                )
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")

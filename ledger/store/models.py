@@ -1,0 +1,217 @@
+"""Tables of the broker's index.
+
+The chain is the source of truth for rights (members, datasets, grants, credits); these tables
+index it for fast queries and hold what the chain does not: ciphertext locations, wrapped keys,
+access requests, delivery receipts, ratings, and the flow log itself (records and tree nodes).
+Everything here can be rebuilt from chain events plus the log.
+
+Conventions: addresses are checksummed strings; hashes, signatures and wrapped keys are raw
+bytes; times are timezone-aware UTC; every row that a signed action created names the flow-log
+record (``log_seq``) that carries the signature.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _ts(*, nullable: bool = False) -> Any:
+    """A timezone-aware UTC timestamp column defaulting to now."""
+    return Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=nullable)
+    )
+
+
+def _blob(*, nullable: bool = False) -> Any:
+    """A binary column (hashes, signatures, wrapped keys)."""
+    return Field(sa_column=Column(LargeBinary, nullable=nullable))
+
+
+class Member(SQLModel, table=True):
+    """A member as onboarded (mirror of MemberRegistry plus its readable name)."""
+
+    __tablename__ = "members"
+
+    address: str = Field(primary_key=True, max_length=42)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=200)
+    key_suite: int
+    encryption_key: bytes = _blob()
+    status: str = Field(default="active", max_length=16)
+    onboarded_tx: str = Field(max_length=66)
+    log_seq: int
+    created_at: dt.datetime = _ts()
+
+
+class Dataset(SQLModel, table=True):
+    """A registered dataset: the certificate's fields plus where its ciphertext is."""
+
+    __tablename__ = "datasets"
+
+    id: int = Field(primary_key=True)
+    owner: str = Field(index=True, max_length=42)
+    title: str = Field(max_length=300)
+    classification: str = Field(max_length=16)
+    content_hash: bytes = _blob()
+    metadata_hash: bytes = _blob()
+    metadata_json: str
+    ciphertext_sha256: bytes = _blob()
+    ciphertext_size: int
+    parents: str = Field(default="[]")  # JSON list of dataset ids
+    previous_version: int = 0
+    registered_tx: str = Field(max_length=66)
+    retired: bool = False
+    log_seq: int
+    created_at: dt.datetime = _ts()
+
+
+class WrappedKey(SQLModel, table=True):
+    """A dataset key wrapped (HPKE) to one recipient by the owner's client; opaque here."""
+
+    __tablename__ = "wrapped_keys"
+    __table_args__ = (UniqueConstraint("dataset_id", "recipient", "generation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(index=True, foreign_key="datasets.id")
+    recipient: str = Field(max_length=42)
+    generation: int = 0  # 0: the owner's own copy; n: grant generation n
+    wrapped: bytes = _blob()
+    created_at: dt.datetime = _ts()
+
+
+class AccessRequest(SQLModel, table=True):
+    """A signed request for access, and the owner's decision on it."""
+
+    __tablename__ = "access_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(index=True, foreign_key="datasets.id")
+    requester: str = Field(index=True, max_length=42)
+    purpose: str = Field(max_length=2000)
+    days: int
+    max_uses: int
+    status: str = Field(default="pending", max_length=16)  # pending | approved | denied
+    reason: str | None = Field(default=None, max_length=2000)
+    log_seq: int
+    decided_log_seq: int | None = None
+    created_at: dt.datetime = _ts()
+    decided_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class Grant(SQLModel, table=True):
+    """Index of an on-chain grant (AccessLedger is authoritative)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("dataset_id", "grantee", "generation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(index=True, foreign_key="datasets.id")
+    grantee: str = Field(index=True, max_length=42)
+    generation: int
+    request_id: int | None = Field(default=None, foreign_key="access_requests.id")
+    purpose_hash: bytes = _blob()
+    terms_hash: bytes = _blob()
+    expires_at: int
+    max_uses: int
+    uses: int = 0
+    revoked: bool = False
+    granted_tx: str = Field(max_length=66)
+    log_seq: int
+    created_at: dt.datetime = _ts()
+
+
+class Delivery(SQLModel, table=True):
+    """A consumer-signed delivery receipt: it decrypted and verified the content hash."""
+
+    __tablename__ = "deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    receipt_id: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    dataset_id: int = Field(index=True, foreign_key="datasets.id")
+    consumer: str = Field(index=True, max_length=42)
+    content_hash: bytes = _blob()
+    grant_generation: int
+    log_seq: int = Field(index=True)
+    credited: bool = False
+    credit_amount: int = 0
+    credited_tx: str | None = Field(default=None, max_length=66)
+    created_at: dt.datetime = _ts()
+
+
+class Rating(SQLModel, table=True):
+    """A signed quality rating (1–5) of a dataset by a member that received it."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("dataset_id", "rater"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(index=True, foreign_key="datasets.id")
+    rater: str = Field(max_length=42)
+    score: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=2000)
+    log_seq: int
+    created_at: dt.datetime = _ts()
+
+
+class LogRecord(SQLModel, table=True):
+    """One signed action in the flow log; ``leaf`` is exactly what the Merkle tree hashed."""
+
+    __tablename__ = "log_records"
+    __table_args__ = (Index("ix_log_records_actor", "actor"),)
+
+    seq: int = Field(primary_key=True)
+    action: str = Field(max_length=32)
+    actor: str = Field(max_length=42)
+    dataset_id: int | None = Field(default=None, index=True)
+    leaf: bytes = _blob()
+    created_at: dt.datetime = _ts()
+
+
+class TreeNode(SQLModel, table=True):
+    """A perfect-subtree node of the flow log's Merkle tree (see ledger.log.tree)."""
+
+    __tablename__ = "tree_nodes"
+
+    level: int = Field(primary_key=True)
+    idx: int = Field(primary_key=True)
+    hash: bytes = _blob()
+
+
+class LogState(SQLModel, table=True):
+    """Single row: the log's size. Appenders lock it, which serialises appends across replicas."""
+
+    __tablename__ = "log_state"
+
+    id: int = Field(default=1, primary_key=True)
+    size: int = 0
+
+
+class Anchor(SQLModel, table=True):
+    """A tree head anchored on FlowLog."""
+
+    __tablename__ = "anchors"
+
+    tree_size: int = Field(primary_key=True)
+    root_hash: bytes = _blob()
+    tx_hash: str = Field(max_length=66)
+    anchored_at: dt.datetime = _ts()
+
+
+class UsedNonce(SQLModel, table=True):
+    """Nonces of off-chain signed actions already accepted (replay protection)."""
+
+    __tablename__ = "used_nonces"
+
+    signer: str = Field(primary_key=True, max_length=42)
+    nonce: str = Field(primary_key=True, max_length=78)  # uint256 as decimal text
+    created_at: dt.datetime = _ts()

@@ -1,0 +1,375 @@
+"""Streaming dataset encryption: round trips, content hash, and every way to tamper failing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.crypto import (
+    DEFAULT_CHUNK_SIZE,
+    content_hash,
+    decrypt,
+    decrypt_to_path,
+    encrypt,
+    generate_data_key,
+)
+from ledger.crypto.format import HEADER_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_SIZE, Header
+from ledger.crypto.stream import _leaf_hash
+from ledger.errors import CryptoError, IntegrityError, UnsupportedFormat
+from ledger.log.merkle import EMPTY_ROOT, leaf_hash, root
+
+CHUNK = 1024
+KEY = bytes(range(32))
+
+
+def seal(data: bytes, *, key: bytes = KEY, chunk_size: int = CHUNK) -> bytes:
+    out = io.BytesIO()
+    encrypt(io.BytesIO(data), out, key, chunk_size=chunk_size)
+    return out.getvalue()
+
+
+def open_sealed(blob: bytes, *, key: bytes = KEY) -> bytes:
+    out = io.BytesIO()
+    decrypt(io.BytesIO(blob), out, key)
+    return out.getvalue()
+
+
+def chunks_of(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def sealed_chunks(blob: bytes, chunk_size: int = CHUNK) -> tuple[bytes, list[bytes]]:
+    """Split a sealed blob into its header and sealed chunks."""
+    return blob[:HEADER_SIZE], chunks_of(blob[HEADER_SIZE:], chunk_size + TAG_SIZE)
+
+
+def assert_refused_without_output(
+    blob: bytes, tmp_path: Path, error: type[CryptoError] = IntegrityError, *, key: bytes = KEY
+) -> None:
+    target = tmp_path / "out.csv"
+    with pytest.raises(error):
+        decrypt_to_path(io.BytesIO(blob), target, key)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 7]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip_restores_the_plaintext(size: int) -> None:
+    data = os.urandom(size)
+    out = io.BytesIO()
+    result = encrypt(io.BytesIO(data), out, KEY, chunk_size=CHUNK)
+    back = io.BytesIO()
+    opened = decrypt(io.BytesIO(out.getvalue()), back, KEY)
+
+    assert back.getvalue() == data
+    assert opened.plaintext_size == result.plaintext_size == size
+    assert opened.content_hash == result.content_hash
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_content_hash_is_the_merkle_root_of_the_plaintext_chunks(size: int) -> None:
+    data = os.urandom(size)
+    result = encrypt(io.BytesIO(data), io.BytesIO(), KEY, chunk_size=CHUNK)
+    assert result.content_hash == root(chunks_of(data, CHUNK))
+    assert content_hash(io.BytesIO(data), chunk_size=CHUNK) == result.content_hash
+
+
+def test_empty_plaintext_hashes_to_the_empty_tree_and_still_has_a_final_chunk() -> None:
+    blob = seal(b"")
+    assert len(blob) == HEADER_SIZE + TAG_SIZE
+    assert encrypt(io.BytesIO(b""), io.BytesIO(), KEY).content_hash == EMPTY_ROOT
+    assert open_sealed(blob) == b""
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_ciphertext_digest_and_sizes_describe_exactly_the_bytes_written(size: int) -> None:
+    data = os.urandom(size)
+    out = io.BytesIO()
+    result = encrypt(io.BytesIO(data), out, KEY, chunk_size=CHUNK)
+    blob = out.getvalue()
+    n_chunks = max(1, -(-size // CHUNK))
+
+    assert result.ciphertext_sha256 == hashlib.sha256(blob).digest()
+    assert result.ciphertext_size == len(blob) == HEADER_SIZE + size + n_chunks * TAG_SIZE
+
+
+def test_default_chunk_size_round_trip_over_several_chunks() -> None:
+    data = os.urandom(2 * DEFAULT_CHUNK_SIZE + 12345)
+    out = io.BytesIO()
+    result = encrypt(io.BytesIO(data), out, KEY)
+    assert Header.parse(out.getvalue()).chunk_size == DEFAULT_CHUNK_SIZE
+    assert result.content_hash == root(chunks_of(data, DEFAULT_CHUNK_SIZE))
+    assert open_sealed(out.getvalue()) == data
+
+
+def test_same_plaintext_encrypts_differently_each_time() -> None:
+    data = b"x" * 3000
+    first, second = seal(data), seal(data)
+    assert first != second
+    assert Header.parse(first).nonce_prefix != Header.parse(second).nonce_prefix
+
+
+class ShortReads(io.RawIOBase):
+    """A source that hands out at most 100 bytes per call, like a slow socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self._data.read(min(100, len(buffer)))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+class ReadOnly:
+    """A source with ``read`` only (no ``readinto``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(min(n, 333))
+
+
+@pytest.mark.parametrize("source", [ShortReads, ReadOnly])
+def test_sources_with_short_reads_give_the_same_chunking(source: Callable[[bytes], object]) -> None:
+    data = os.urandom(5 * CHUNK + 3)
+    out = io.BytesIO()
+    result = encrypt(source(data), out, KEY, chunk_size=CHUNK)  # type: ignore[arg-type]
+    assert result.content_hash == root(chunks_of(data, CHUNK))
+    back = io.BytesIO()
+    decrypt(source(out.getvalue()), back, KEY)  # type: ignore[arg-type]
+    assert back.getvalue() == data
+
+
+def test_leaf_hash_without_copy_matches_the_merkle_module() -> None:
+    for data in (b"", b"\x00", os.urandom(CHUNK)):
+        assert _leaf_hash(memoryview(data)) == leaf_hash(data)
+
+
+# --- tampering --------------------------------------------------------------------------------
+
+BODY = os.urandom(3 * CHUNK + 100)
+BLOB = seal(BODY)
+
+
+def flip(blob: bytes, position: int) -> bytes:
+    return blob[:position] + bytes([blob[position] ^ 0x01]) + blob[position + 1 :]
+
+
+@pytest.mark.parametrize("position", range(4))
+def test_altered_magic_is_refused_as_unsupported(position: int, tmp_path: Path) -> None:
+    assert_refused_without_output(flip(BLOB, position), tmp_path, UnsupportedFormat)
+
+
+def test_altered_version_is_refused_as_unsupported(tmp_path: Path) -> None:
+    assert_refused_without_output(flip(BLOB, 4), tmp_path, UnsupportedFormat)
+
+
+@pytest.mark.parametrize("position", range(5, 9))
+def test_altered_chunk_size_is_refused(position: int, tmp_path: Path) -> None:
+    # Out-of-range sizes are unsupported; in-range ones break every chunk's authentication.
+    assert_refused_without_output(flip(BLOB, position), tmp_path, CryptoError)
+
+
+@pytest.mark.parametrize("position", range(9, HEADER_SIZE))
+def test_altered_nonce_prefix_fails_authentication(position: int, tmp_path: Path) -> None:
+    assert_refused_without_output(flip(BLOB, position), tmp_path)
+
+
+SEALED_CHUNK = CHUNK + TAG_SIZE
+BODY_POSITIONS = [
+    HEADER_SIZE,  # first ciphertext byte
+    HEADER_SIZE + CHUNK - 1,  # last ciphertext byte of chunk 0
+    HEADER_SIZE + CHUNK,  # first tag byte of chunk 0
+    HEADER_SIZE + SEALED_CHUNK + 500,  # middle of chunk 1
+    HEADER_SIZE + 2 * SEALED_CHUNK + SEALED_CHUNK - 1,  # last tag byte of chunk 2
+    len(BLOB) - TAG_SIZE - 1,  # last ciphertext byte of the final chunk
+    len(BLOB) - 1,  # last byte of the final tag
+]
+
+
+@pytest.mark.parametrize("position", BODY_POSITIONS)
+def test_altered_body_byte_fails_authentication(position: int, tmp_path: Path) -> None:
+    assert_refused_without_output(flip(BLOB, position), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "length",
+    [
+        0,
+        3,
+        HEADER_SIZE - 1,
+        HEADER_SIZE,  # header only: no final chunk
+        HEADER_SIZE + 5,  # shorter than a tag
+        HEADER_SIZE + SEALED_CHUNK,  # cut at a chunk boundary
+        HEADER_SIZE + SEALED_CHUNK + 100,  # cut inside a chunk
+        len(BLOB) - 1,
+    ],
+)
+def test_truncated_ciphertext_is_refused(length: int, tmp_path: Path) -> None:
+    assert_refused_without_output(BLOB[:length], tmp_path)
+
+
+def test_dropping_the_last_chunk_is_refused(tmp_path: Path) -> None:
+    header, chunks = sealed_chunks(BLOB)
+    assert_refused_without_output(header + b"".join(chunks[:-1]), tmp_path)
+
+
+def test_dropping_the_last_chunk_of_an_exact_multiple_is_refused(tmp_path: Path) -> None:
+    header, chunks = sealed_chunks(seal(os.urandom(3 * CHUNK)))
+    assert len(chunks) == 3
+    assert_refused_without_output(header + b"".join(chunks[:-1]), tmp_path)
+
+
+def test_reordered_chunks_are_refused(tmp_path: Path) -> None:
+    header, chunks = sealed_chunks(BLOB)
+    chunks[0], chunks[1] = chunks[1], chunks[0]
+    assert_refused_without_output(header + b"".join(chunks), tmp_path)
+
+
+def test_duplicated_chunk_is_refused(tmp_path: Path) -> None:
+    header, chunks = sealed_chunks(BLOB)
+    assert_refused_without_output(header + chunks[0] + b"".join(chunks), tmp_path)
+
+
+def test_chunk_spliced_from_another_dataset_under_the_same_key_is_refused(
+    tmp_path: Path,
+) -> None:
+    header, chunks = sealed_chunks(BLOB)
+    other_header, other_chunks = sealed_chunks(seal(os.urandom(len(BODY))))
+    assert other_header != header
+    chunks[1] = other_chunks[1]
+    assert_refused_without_output(header + b"".join(chunks), tmp_path)
+    # Nor does the other dataset's header adopt this one's chunks.
+    assert_refused_without_output(other_header + b"".join(sealed_chunks(BLOB)[1]), tmp_path)
+
+
+def test_trailing_bytes_after_the_final_chunk_are_refused(tmp_path: Path) -> None:
+    assert_refused_without_output(BLOB + b"\x00", tmp_path)
+
+
+def test_wrong_key_is_refused(tmp_path: Path) -> None:
+    assert_refused_without_output(BLOB, tmp_path, key=generate_data_key())
+
+
+def test_empty_final_chunk_after_data_is_refused_as_non_canonical(tmp_path: Path) -> None:
+    # Hand-build a stream that authenticates but ends a full chunk with an extra empty one,
+    # which would give the same plaintext a second content hash.
+    header = Header.new(CHUNK)
+    aead = AESGCM(KEY)
+    data = os.urandom(CHUNK)
+    blob = (
+        header.pack()
+        + aead.encrypt(header.nonce(0), data, header.aad(0, last=False))
+        + aead.encrypt(header.nonce(1), b"", header.aad(1, last=True))
+    )
+    assert_refused_without_output(blob, tmp_path)
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [b"", bytes(16), bytes(31), bytes(33)])
+def test_data_keys_must_be_256_bits(key: bytes) -> None:
+    with pytest.raises(CryptoError):
+        encrypt(io.BytesIO(b"data"), io.BytesIO(), key)
+    with pytest.raises(CryptoError):
+        decrypt(io.BytesIO(BLOB), io.BytesIO(), key)
+
+
+def test_generated_data_keys_are_random_256_bit_keys() -> None:
+    keys = {generate_data_key() for _ in range(8)}
+    assert len(keys) == 8
+    assert all(len(k) == 32 for k in keys)
+
+
+@pytest.mark.parametrize("chunk_size", [0, MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1])
+def test_chunk_sizes_outside_the_supported_range_are_refused(chunk_size: int) -> None:
+    with pytest.raises(CryptoError):
+        encrypt(io.BytesIO(b"data"), io.BytesIO(), KEY, chunk_size=chunk_size)
+
+
+def test_header_announcing_huge_chunks_is_refused_before_allocating(tmp_path: Path) -> None:
+    magic, version, _, prefix = struct.unpack(">4sBI8s", BLOB[:HEADER_SIZE])
+    forged = struct.pack(">4sBI8s", magic, version, 0xFFFFFFFF, prefix) + BLOB[HEADER_SIZE:]
+    assert_refused_without_output(forged, tmp_path, UnsupportedFormat)
+
+
+ZERO_CHUNK = memoryview(bytes(DEFAULT_CHUNK_SIZE))
+
+
+class Zeros(io.RawIOBase):
+    """``size`` zero bytes, produced on demand so the test itself holds no big buffer."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._left)
+        buffer[:n] = ZERO_CHUNK[:n]
+        self._left -= n
+        return n
+
+
+class Discard(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        return len(memoryview(data))  # type: ignore[arg-type]
+
+
+def test_memory_stays_a_few_chunks_whatever_the_size() -> None:
+    size = 48 * DEFAULT_CHUNK_SIZE
+    tracemalloc.start()
+    try:
+        encrypt(Zeros(size), Discard(), KEY)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * DEFAULT_CHUNK_SIZE
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=3000), chunk_size=st.integers(MIN_CHUNK_SIZE, 700))
+def test_any_plaintext_and_chunk_size_round_trip_with_the_merkle_content_hash(
+    data: bytes, chunk_size: int
+) -> None:
+    out = io.BytesIO()
+    result = encrypt(io.BytesIO(data), out, KEY, chunk_size=chunk_size)
+    back = io.BytesIO()
+    opened = decrypt(io.BytesIO(out.getvalue()), back, KEY)
+    assert back.getvalue() == data
+    assert result.content_hash == opened.content_hash == root(chunks_of(data, chunk_size))
+    assert result.ciphertext_sha256 == hashlib.sha256(out.getvalue()).digest()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(min_size=1, max_size=600), position=st.integers(min_value=0))
+def test_any_single_flipped_bit_is_refused(data: bytes, position: int) -> None:
+    blob = seal(data, chunk_size=MIN_CHUNK_SIZE)
+    with pytest.raises(CryptoError):
+        open_sealed(flip(blob, position % len(blob)))

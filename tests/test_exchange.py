@@ -1,0 +1,123 @@
+"""The whole exchange in process: register, request, approve, fetch, receipt, anchor, credits,
+trace and verify, with a department owner, an enterprise and a regulator on the embedded chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ledger.errors import Forbidden
+from ledger.log.anchorer import Anchorer, credit_for
+from ledger.services.trace import trace_dataset, trace_member
+from ledger.services.verify import verify
+from tests import kit
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    root = tmp_path_factory.mktemp("exchange")
+    broker = kit.make_broker(root / "broker")
+    office = kit.onboard(broker, "department", "District Planning Office")
+    coop = kit.onboard(broker, "enterprise", "Harbour Solar Cooperative")
+    auditor = kit.onboard(broker, "regulator", "Data Protection Authority")
+    work = root / "work"
+    work.mkdir()
+    base = kit.register(broker, office, kit.SAMPLE, workdir=work)
+    extract = kit.register(
+        broker,
+        office,
+        kit.small_csv(work / "harbour.csv"),
+        workdir=work,
+        title="Harbour ward extract",
+        parents=(base.id,),
+    )
+    req = kit.request(broker, coop, extract.id)
+    grant = kit.approve(broker, office, req)
+    out = root / "received.csv"
+    fetched, digest = kit.fetch_and_open(broker, coop, extract.id, out)
+    delivery = kit.receipt(broker, coop, fetched)
+    kit.rate(broker, coop, extract.id, 4)
+    anchored = Anchorer(broker.ledger.db, broker.ledger.chain).run_once()
+    yield {
+        "broker": broker,
+        "office": office,
+        "coop": coop,
+        "auditor": auditor,
+        "base": base,
+        "extract": extract,
+        "grant": grant,
+        "fetched": fetched,
+        "digest": digest,
+        "out": out,
+        "delivery": delivery,
+        "anchored": anchored,
+        "work": work,
+    }
+    broker.close()
+
+
+def test_grantee_receives_exactly_the_registered_plaintext(walk: dict) -> None:
+    assert walk["out"].read_bytes() == (walk["work"] / "harbour.csv").read_bytes()
+    assert walk["digest"] == walk["extract"].content_hash
+    assert walk["fetched"].uses_left == 4
+
+
+def test_registration_is_the_on_chain_certificate(walk: dict) -> None:
+    chain = walk["broker"].ledger.chain
+    info = chain.dataset(walk["extract"].id)
+    assert info.owner == walk["office"].address
+    assert info.content_hash == walk["extract"].content_hash
+    assert info.parents == (walk["base"].id,)
+
+
+def test_anchor_covers_the_receipt_and_mints_weighted_credits(walk: dict) -> None:
+    anchored = walk["anchored"]
+    chain = walk["broker"].ledger.chain
+    assert anchored.anchored
+    assert chain.latest_head().tree_size == anchored.tree_size
+    assert anchored.credited == 1
+    assert anchored.minted == credit_for(4)
+    assert chain.credits_of(walk["office"].address) == credit_for(4)
+
+
+def test_second_pass_anchors_nothing_and_credits_nothing(walk: dict) -> None:
+    again = Anchorer(walk["broker"].ledger.db, walk["broker"].ledger.chain).run_once()
+    assert not again.anchored
+    assert again.credited == 0
+    assert walk["broker"].ledger.chain.credits_of(walk["office"].address) == credit_for(4)
+
+
+def test_trace_shows_flow_and_lineage(walk: dict) -> None:
+    ledger = walk["broker"].ledger
+    t = trace_dataset(ledger, walk["extract"].id)
+    assert t.ancestors == [walk["base"].id]
+    assert [f.action for f in t.flows] == [
+        "register",
+        "request",
+        "grant",
+        "fetch",
+        "receipt",
+        "rate",
+    ]
+    assert {f.actor for f in t.flows} == {walk["office"].address, walk["coop"].address}
+    base = trace_dataset(ledger, walk["base"].id)
+    assert base.descendants == [walk["extract"].id]
+    coop = trace_member(ledger, walk["coop"].address)
+    assert coop.received == [walk["extract"].id]
+    office = trace_member(ledger, walk["office"].address)
+    assert office.credits == credit_for(4)
+
+
+def test_verify_passes_on_the_untouched_store(walk: dict) -> None:
+    report = verify(walk["broker"].ledger)
+    assert report.ok, report.problems
+    assert report.checked["records"] >= 9
+    assert report.checked["anchors"] == 1
+    assert report.checked["blobs"] == 2
+
+
+def test_regulator_cannot_request_data(walk: dict) -> None:
+    with pytest.raises(Forbidden) as exc:
+        kit.request(walk["broker"], walk["auditor"], walk["base"].id)
+    assert exc.value.code == "regulator_read_only"
