@@ -159,7 +159,9 @@ contract AccessLedger is AccessControl, EIP712, Nonces, IAccessLedger {
         (, bool grantorActive) = _members.standing(grantor);
         if (!grantorActive) revert AccessLedgerInactiveMember(grantor);
         (IMemberRegistry.Kind kind, bool granteeActive) = _members.standing(terms.grantee);
-        if (terms.grantee == owner) revert AccessLedgerInvalidGrantee(terms.grantee);
+        if (terms.grantee == owner || kind == IMemberRegistry.Kind.REGULATOR) {
+            revert AccessLedgerInvalidGrantee(terms.grantee);
+        }
         if (!granteeActive) revert AccessLedgerInactiveMember(terms.grantee);
         if (
             terms.expiresAt <= block.timestamp ||

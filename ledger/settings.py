@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     passphrase: SecretStr | None = Field(
         default=None, description="unlocks keystores without a prompt"
     )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite under the broker directory"
+    )
+    max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
+    anchor_every_records: int = Field(default=100, ge=1)
+    anchor_every_seconds: float = Field(default=30.0, gt=0)
     credit_cap_per_epoch: int = Field(default=100, ge=1)
     credit_epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1)
 

@@ -18,14 +18,15 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-import pg
-from pg import database_url, pg_cluster, pg_url  # noqa: F401 - fixtures
 from sqlmodel import Session, SQLModel, func, select
 
+import ledger.store
 from ledger.errors import ConfigurationError
 from ledger.store.db import Database, alembic_config, lock_log
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import Dataset, LogRecord, LogState, Member, UsedNonce, WrappedKey
+from tests import pg
+from tests.pg import database_url, pg_cluster, pg_url  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -111,14 +112,17 @@ def test_concurrent_upgrades_from_two_replicas_both_succeed(database_url: str) -
             replica.dispose()
 
 
-def test_upgrade_needs_no_alembic_ini_on_disk() -> None:
+def test_migrations_ship_in_the_package_as_one_line_of_history() -> None:
     config = alembic_config()
 
-    assert config.config_file_name is None
+    assert config.config_file_name is None  # no alembic.ini needed at run time
     script_dir = Path(config.get_main_option("script_location") or "")
+    assert script_dir.parent == Path(ledger.store.__file__).parent
     assert (script_dir / "env.py").is_file()
     assert (script_dir / "script.py.mako").is_file()
-    assert ScriptDirectory.from_config(config).get_base() == HEAD
+    scripts = ScriptDirectory.from_config(config)
+    assert scripts.get_heads() == [HEAD]  # no branches to merge
+    assert scripts.get_base() == "0001"
 
 
 # -- transactions --------------------------------------------------------------------------

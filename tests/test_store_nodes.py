@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pg import database_url, fresh_schema, pg_cluster, pg_url  # noqa: F401 - fixtures
 from sqlmodel import func, select
 
 from ledger.log.merkle import consistency_proof, inclusion_proof, root, verify_inclusion
@@ -20,6 +19,7 @@ from ledger.store.db import Database
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 from ledger.store.nodes import BATCH_SIZE, SqlNodeStore
+from tests.pg import database_url, fresh_schema, pg_cluster, pg_url  # noqa: F401 - fixtures
 
 SIZE = 40
 LEAVES = [f"signed action {i}".encode() for i in range(SIZE)]

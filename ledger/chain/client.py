@@ -82,6 +82,7 @@ class LedgerChain:
             for name in CONTRACT_NAMES
         }
         self.tx = transactor or Transactor(w3, self._c)
+        self.tx.watch(self._c)
 
     # -- construction ---------------------------------------------------------------------
 

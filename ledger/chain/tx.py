@@ -137,6 +137,17 @@ class Transactor:
         return Web3.to_checksum_address(address), result
 
     def _send(self, fn: Any, account: LocalAccount) -> tuple[TxResult, Any]:
+        try:
+            return self._send_once(fn, account)
+        except ChainError as exc:
+            # Another client (a CLI next to the broker) used this key: resync once and retry.
+            if isinstance(exc, ContractRevert) or "nonce" not in str(exc).lower():
+                raise
+            with self._lock:
+                self._nonces.pop(account.address, None)
+            return self._send_once(fn, account)
+
+    def _send_once(self, fn: Any, account: LocalAccount) -> tuple[TxResult, Any]:
         sender = account.address
         with translated_errors():
             gas = int(fn.estimate_gas({"from": sender}) * GAS_MARGIN)

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from typing import Any, BinaryIO
 
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from ledger.chain.models import Registration
-from ledger.errors import Conflict, InvalidInput, ReplayedNonce
+from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound, ReplayedNonce
 from ledger.log import flowlog
 from ledger.services.actions import SignedAction, canonical
 from ledger.services.context import Ledger, check_signed, dataset, producer
-from ledger.store.models import Dataset, WrappedKey
+from ledger.store.models import Dataset, UploadIntent, WrappedKey
 from ledger.types import CLASSIFICATIONS
 
 METADATA_VERSION = 1
@@ -74,15 +75,10 @@ def registration_of(signed: SignedAction) -> Registration:
     )
 
 
-def register(
-    ledger: Ledger,
-    signed: SignedAction,
-    *,
-    metadata: dict[str, Any],
-    owner_wrapped_key: bytes,
-    ciphertext: BinaryIO,
-) -> Dataset:
-    """Store the ciphertext, relay the owner-signed registration, index and log it."""
+def _prevalidate(
+    ledger: Ledger, signed: SignedAction, metadata: dict[str, Any], owner_wrapped_key: bytes
+) -> tuple[str, Registration, str, bytes, int]:
+    """Every check that needs no ciphertext: signature, metadata, lineage, nonce, uniqueness."""
     owner = check_signed(ledger, signed, "register")
     reg = registration_of(signed)
     title, digest, size = check_metadata(metadata)
@@ -110,12 +106,87 @@ def register(
     nonce = int(signed.message["nonce"])
     if nonce != ledger.chain.nonce("DataRegistry", owner):
         raise ReplayedNonce(f"register nonce {nonce} is not the owner's current nonce")
+    return owner, reg, title, digest, size
 
+
+def begin_upload(
+    ledger: Ledger,
+    signed: SignedAction,
+    *,
+    metadata: dict[str, Any],
+    owner_wrapped_key: bytes,
+) -> UploadIntent:
+    """Check a signed registration and keep it until its ciphertext arrives."""
+    owner, *_ = _prevalidate(ledger, signed, metadata, owner_wrapped_key)
+    intent = UploadIntent(
+        id=secrets.token_hex(16),
+        owner=owner,
+        signed_json=json.dumps(signed.to_json()),
+        metadata_json=json.dumps(metadata),
+        owner_wrapped_key=owner_wrapped_key,
+        expires_at=int(signed.message["deadline"]),
+    )
+    with ledger.db.transaction() as session:
+        session.execute(delete(UploadIntent).where(col(UploadIntent.expires_at) < ledger.now()))
+        session.add(intent)
+        session.flush()
+        session.expunge(intent)
+    return intent
+
+
+def complete_upload(
+    ledger: Ledger,
+    intent_id: str,
+    ciphertext: BinaryIO,
+    *,
+    uploader: str | None = None,
+    declared_sha256: str | None = None,
+) -> Dataset:
+    """Stream the ciphertext of a pending intent and register it; the intent is consumed.
+
+    ``declared_sha256`` is the body hash the HTTP request signature covers; it must be the
+    digest the owner signed, so the authenticated request is bound to exactly these bytes.
+    """
+    with ledger.db.session() as session:
+        intent = session.get(UploadIntent, intent_id)
+        if intent is None or intent.expires_at < ledger.now():
+            raise NotFound(f"no pending upload {intent_id}", code="upload_not_found")
+        if uploader is not None and uploader != intent.owner:
+            raise Forbidden("only the owner completes its upload", code="not_owner")
+        signed = SignedAction.from_json(json.loads(intent.signed_json))
+        metadata = json.loads(intent.metadata_json)
+        expected = str(metadata["ciphertext_sha256"])[2:].lower()
+        if declared_sha256 is not None and declared_sha256.lower() != expected:
+            raise InvalidInput(
+                "X-DRL-Content-SHA256 is not the signed ciphertext digest",
+                code="upload_digest_mismatch",
+            )
+        wrapped = intent.owner_wrapped_key
+    dataset_row = register(
+        ledger, signed, metadata=metadata, owner_wrapped_key=wrapped, ciphertext=ciphertext
+    )
+    with ledger.db.transaction() as session:
+        session.execute(delete(UploadIntent).where(col(UploadIntent.id) == intent_id))
+    return dataset_row
+
+
+def register(
+    ledger: Ledger,
+    signed: SignedAction,
+    *,
+    metadata: dict[str, Any],
+    owner_wrapped_key: bytes,
+    ciphertext: BinaryIO,
+) -> Dataset:
+    """Store the ciphertext, relay the owner-signed registration, index and log it."""
+    owner, reg, title, digest, size = _prevalidate(ledger, signed, metadata, owner_wrapped_key)
+    nonce = int(signed.message["nonce"])
     blob = ledger.blobs.write(ciphertext, expected_sha256=digest, max_size=size)
     if blob.size != size:
         _drop_unreferenced(ledger, digest)
         raise InvalidInput(
-            f"upload is {blob.size} bytes, the signed size is {size}", code="upload_size_mismatch"
+            f"upload is {blob.size} bytes, the signed size is {size}",
+            code="upload_size_mismatch",
         )
     try:
         with ledger.db.transaction() as session:

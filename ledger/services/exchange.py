@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlmodel import col, func, select
+from sqlalchemy import update
+from sqlmodel import Session, col, func, select
 
 from ledger.errors import Conflict, ContractRevert, Forbidden, InvalidInput, NotFound
 from ledger.log import flowlog
@@ -67,9 +68,7 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
             dataset_id=dataset_id,
             context={"tx": tx.tx_hash, "generation": grant.generation, "uses": uses},
         )
-        grant.uses = uses
-        session.add(grant)
-        session.flush()
+        _raise_uses(session, grant, uses)
         fetched = Fetched(
             dataset=dataset(session, dataset_id),
             wrapped_key=key.wrapped,
@@ -79,6 +78,46 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
         )
         session.expunge(fetched.dataset)
     return fetched
+
+
+def _raise_uses(session: Session, grant: Grant, uses: int) -> None:
+    """Move the index's use count up to ``uses`` (the chain's count after some use).
+
+    Concurrent fetches (several threads, or replicas sharing PostgreSQL) commit in an order
+    that need not be the chain's: assigning each one's count would let a fetch that reached
+    the chain earlier but commits later write a smaller number over a larger one. The count
+    only ever moves forward, so a conditional update is exact whatever the commit order.
+    """
+    session.exec(
+        update(Grant).where(col(Grant.id) == grant.id, col(Grant.uses) < uses).values(uses=uses)
+    )
+
+
+def reconcile_uses(ledger: Ledger) -> int:
+    """Bring every grant's use count in the index up to the chain's; returns how many moved.
+
+    ``fetch`` records the use on chain inside the database transaction that logs it, but the
+    two stores commit separately: a broker killed (or a database failing) between the
+    ``recordUse`` transaction and the commit leaves a use on chain that the index, and the
+    log, never saw. The chain is authoritative for uses, so the index follows it; the flow log
+    gains nothing, because the grantee's signed fetch was never stored (and no ciphertext
+    left the broker for it). Run at start-up, before serving.
+    """
+    with ledger.db.session() as session:
+        latest: dict[tuple[int, str], Grant] = {}
+        for g in session.exec(select(Grant).order_by(col(Grant.generation))):
+            latest[(g.dataset_id, g.grantee)] = g
+    behind = [
+        (g, on_chain.uses)
+        for g in latest.values()
+        for on_chain in [ledger.chain.grant_of(g.dataset_id, g.grantee)]
+        if on_chain.generation == g.generation and on_chain.uses > g.uses
+    ]
+    if behind:
+        with ledger.db.transaction() as session:
+            for g, uses in behind:
+                _raise_uses(session, g, uses)
+    return len(behind)
 
 
 def receipt_id(signed: SignedAction) -> bytes:

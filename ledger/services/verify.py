@@ -1,24 +1,35 @@
 """Verify: the log, the anchors, the index and the ciphertext against each other and the chain.
 
 A regulator's audit. It recomputes every tree head from the stored records and compares each
-head anchored on chain, re-verifies every record's signature, checks that every index row is
-backed by the log record that created it and agrees with contract state, and re-hashes every
-blob. The report names each record that fails and what differs.
+head anchored on chain, checks every stored tree node against the records (or its children),
+re-verifies every record's signature and refuses a signed action logged twice, checks that every
+index row is backed by the log record that created it and agrees with contract state and with
+the log (a grant's uses and revocation, a dataset's ciphertext), and re-hashes every blob. The
+report names each record that fails and what differs.
+
+What it can and cannot see: records inside an anchored head are pinned by the chain; a record's
+signed part is pinned by its signature wherever it is. The unsigned part (time, context) of a
+record after the last anchor is only protected by the stored tree, which whoever can write the
+database could rebuild: anchor often.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils.address import to_checksum_address
 from sqlmodel import Session, col, select
 
 from ledger.errors import LedgerError
 from ledger.log import flowlog
-from ledger.log.merkle import leaf_hash, root_from_leaf_hashes
+from ledger.log.merkle import leaf_hash, node_hash
+from ledger.log.tree import MemoryNodeStore, MerkleTree
+from ledger.services.actions import ACTIONS
 from ledger.services.context import Ledger
+from ledger.services.datasets import metadata_hash
 from ledger.store.models import Dataset, Delivery, Grant, LogRecord, Member, TreeNode
 
 
@@ -51,6 +62,7 @@ def verify(ledger: Ledger) -> VerifyReport:
     with ledger.db.session() as session:
         records = list(session.exec(select(LogRecord).order_by(col(LogRecord.seq))))
         entries = _check_records(ledger, session, records, report)
+        _check_tree(session, records, report)
         leaves = [leaf_hash(r.leaf) for r in records]
         _check_anchors(ledger, leaves, report)
         _check_members(ledger, session, entries, report)
@@ -64,9 +76,7 @@ def _check_records(
     ledger: Ledger, session: Session, records: list[LogRecord], report: VerifyReport
 ) -> dict[int, flowlog.Entry]:
     entries: dict[int, flowlog.Entry] = {}
-    stored = {
-        (n.level, n.idx): n.hash for n in session.exec(select(TreeNode).where(TreeNode.level == 0))
-    }
+    first_use: dict[tuple[str, str, str], int] = {}  # (nonce domain, signer, nonce) -> seq
     size = flowlog.size(session)
     if len(records) != size:
         report.fail("log", f"log_state says {size} records, {len(records)} are stored")
@@ -80,8 +90,8 @@ def _check_records(
                 f"log record {expected}", f"missing (next stored is {record.seq}): {missing}"
             )
         expected = record.seq + 1
-        if stored.get((0, record.seq)) not in (None, leaf_hash(record.leaf)):
-            report.fail(where, "content differs from the hash the tree recorded for it")
+        if record.seq >= size:
+            report.fail(where, f"beyond the end of the log (log_state says {size} records)")
         try:
             entry = flowlog.decode(record)
         except (LedgerError, ValueError, KeyError, TypeError) as exc:
@@ -100,20 +110,76 @@ def _check_records(
         except LedgerError as exc:
             report.fail(where, f"signature does not verify: {exc.message}")
             continue
+        # Every action carries a nonce its signer never reuses in that domain (the broker's
+        # random nonces, the contracts' counters): the same one twice is a replayed record.
+        nonce = (ACTIONS[entry.action][2], entry.actor, str(entry.signed.message.get("nonce")))
+        if nonce in first_use:
+            report.fail(where, f"replays the signed action of log record {first_use[nonce]}")
+            continue
+        first_use[nonce] = record.seq
         entries[record.seq] = entry
+    if expected < size:
+        missing = ", ".join(str(s) for s in range(expected, min(size, expected + 5)))
+        report.fail(f"log record {expected}", f"missing (the log holds {size} records): {missing}")
     return entries
 
 
+def _check_tree(session: Session, records: list[LogRecord], report: VerifyReport) -> None:
+    """Each leaf node must hash its record, each other node its two children, and no node
+    may stand for a record that is gone."""
+    nodes = {(n.level, n.idx): bytes(n.hash) for n in session.exec(select(TreeNode))}
+    leaves = {r.seq: leaf_hash(r.leaf) for r in records}
+    for seq, digest in leaves.items():
+        stored = nodes.get((0, seq))
+        if stored is None:
+            report.fail(f"log record {seq}", "not in the Merkle tree (no leaf node)")
+        elif stored != digest:
+            report.fail(
+                f"log record {seq}", "content differs from the hash the tree recorded for it"
+            )
+    for (level, idx), digest in sorted(nodes.items()):
+        report.checked["nodes"] += 1
+        if level == 0:
+            if idx not in leaves:
+                report.fail(f"log record {idx}", "missing, but the Merkle tree holds its hash")
+            continue
+        first, last = idx << level, ((idx + 1) << level) - 1
+        left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
+        if left is None or right is None:
+            report.fail(
+                f"tree node ({level}, {idx})", f"a child is missing (log records {first}-{last})"
+            )
+        elif node_hash(left, right) != digest:
+            report.fail(
+                f"tree node ({level}, {idx})",
+                f"does not hash its children: log records {first}-{last} or the tree were "
+                "rewritten",
+            )
+
+
 def _check_anchors(ledger: Ledger, leaves: list[bytes], report: VerifyReport) -> None:
-    for ev in ledger.chain.events("FlowLog", "TreeHeadAnchored"):
-        size = int(ev.args["treeSize"])
+    tree = MerkleTree(MemoryNodeStore())
+    for digest in leaves:
+        tree.append_leaf_hash(digest)
+    heads = sorted(
+        (int(ev.args["treeSize"]), bytes(ev.args["rootHash"]))
+        for ev in ledger.chain.events("FlowLog", "TreeHeadAnchored")
+    )
+    intact = 0  # the largest anchored size whose records still hash to its root
+    for size, root in heads:
         report.checked["anchors"] += 1
         where = f"anchored head {size}"
         if size > len(leaves):
             report.fail(where, f"chain anchors {size} records, the log holds {len(leaves)}")
-            continue
-        if root_from_leaf_hashes(leaves[:size]) != bytes(ev.args["rootHash"]):
-            report.fail(where, "records do not hash to the root anchored on chain")
+        elif tree.root(size) != root:
+            # Heads only grow, so the first changed record lies after the last intact head.
+            report.fail(
+                where,
+                "records do not hash to the root anchored on chain: the first altered record "
+                f"is among log records {intact}-{size - 1}",
+            )
+        else:
+            intact = size
 
 
 def _entry(
@@ -167,6 +233,7 @@ def _check_datasets(
                 report.fail(
                     where, f"hashes differ from its signed registration (record {d.log_seq})"
                 )
+            _check_ciphertext_signed(d, entry, where, report)
         info = ledger.chain.dataset(d.id)
         expected: dict[str, Any] = {
             "owner": info.owner,
@@ -194,9 +261,49 @@ def _check_datasets(
             report.fail(where, f"ciphertext blob 0x{d.ciphertext_sha256.hex()} was altered")
 
 
+def _check_ciphertext_signed(
+    d: Dataset, entry: flowlog.Entry, where: str, report: VerifyReport
+) -> None:
+    """The index's ciphertext must be the one the owner's signed metadata names."""
+    metadata = entry.context.get("metadata")
+    if not isinstance(metadata, dict) or (
+        "0x" + metadata_hash(metadata).hex() != entry.signed.message["metadataHash"]
+    ):
+        report.fail(where, f"log record {d.log_seq} does not hold the metadata its owner signed")
+    elif (metadata.get("ciphertext_sha256"), metadata.get("ciphertext_size")) != (
+        "0x" + d.ciphertext_sha256.hex(),
+        d.ciphertext_size,
+    ):
+        report.fail(where, f"ciphertext differs from the one its owner signed (record {d.log_seq})")
+
+
+_GrantKey = tuple[int, str, int]  # dataset id, grantee, generation
+
+
+def _grant_history(entries: dict[int, flowlog.Entry]) -> tuple[Counter[_GrantKey], set[_GrantKey]]:
+    """Fetches and revocations per grant generation, as the log tells them."""
+    fetches: Counter[_GrantKey] = Counter()
+    revoked: set[_GrantKey] = set()
+    for entry in entries.values():
+        if entry.action not in ("fetch", "revoke"):
+            continue
+        msg = entry.signed.message
+        try:
+            dataset_id, generation = int(msg["datasetId"]), int(entry.context["generation"])
+            grantee = to_checksum_address(str(msg.get("grantee", entry.actor)))
+        except (KeyError, TypeError, ValueError):
+            continue  # a record without its generation counts for none
+        if entry.action == "fetch":
+            fetches[dataset_id, grantee, generation] += 1
+        else:
+            revoked.add((dataset_id, grantee, generation))
+    return fetches, revoked
+
+
 def _check_grants(
     ledger: Ledger, session: Session, entries: dict[int, flowlog.Entry], report: VerifyReport
 ) -> None:
+    fetches, revocations = _grant_history(entries)
     latest: dict[tuple[int, str], Grant] = {}
     for g in session.exec(select(Grant).order_by(col(Grant.generation))):
         report.checked["grants"] += 1
@@ -224,6 +331,16 @@ def _check_grants(
                 report.fail(
                     where, f"terms differ from the owner's signed grant (record {g.log_seq})"
                 )
+        # The chain keeps only a pair's latest generation; the log keeps every one.
+        key = (g.dataset_id, g.grantee, g.generation)
+        if g.uses != fetches[key]:
+            report.fail(where, f"index says {g.uses} uses, the log holds {fetches[key]} fetches")
+        if g.revoked != (key in revocations):
+            report.fail(
+                where,
+                f"index says revoked {g.revoked}, the log holds "
+                f"{'a' if key in revocations else 'no'} revocation of this generation",
+            )
         latest[(g.dataset_id, g.grantee)] = g
     for (dataset_id, grantee), g in latest.items():
         where = f"grant {g.id} (dataset {dataset_id} to {grantee}, generation {g.generation})"

@@ -215,3 +215,23 @@ class UsedNonce(SQLModel, table=True):
     signer: str = Field(primary_key=True, max_length=42)
     nonce: str = Field(primary_key=True, max_length=78)  # uint256 as decimal text
     created_at: dt.datetime = _ts()
+
+
+class UploadIntent(SQLModel, table=True):
+    """A verified, signed registration waiting for its ciphertext upload.
+
+    The broker checks signature, metadata and lineage when the intent is created, then streams
+    the ciphertext into the blob store on the second request; the dataset only exists once the
+    bytes hashed to the signed digest and the chain accepted the registration. An intent that
+    is never completed expires at its signed deadline and leaves nothing behind.
+    """
+
+    __tablename__ = "upload_intents"
+
+    id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(index=True, max_length=42)
+    signed_json: str
+    metadata_json: str
+    owner_wrapped_key: bytes = _blob()
+    expires_at: int
+    created_at: dt.datetime = _ts()

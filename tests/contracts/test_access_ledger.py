@@ -168,6 +168,12 @@ def test_grant_to_an_inactive_or_unknown_grantee_is_refused(env, reverts):
             env.as_(env.dept_a).grant(env.terms(dataset_id, grantee))
 
 
+def test_regulators_cannot_be_granted_contents(env, reverts):
+    dataset_id = env.register(env.dept_a)
+    with reverts("AccessLedgerInvalidGrantee", grantee=env.regulator.address):
+        env.as_(env.dept_a).grant(env.terms(dataset_id, env.regulator))
+
+
 def test_owner_cannot_grant_to_itself(env, reverts):
     dataset_id = env.register(env.dept_a)
     with reverts("AccessLedgerInvalidGrantee", grantee=env.dept_a.address):

@@ -1,0 +1,158 @@
+"""The authentication dependency: who is calling, proven by a request signature."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import Request
+from fastapi.security import APIKeyHeader
+
+from api.errors import Unauthenticated
+from ledger import auth
+from ledger.errors import Forbidden
+from ledger.services.context import Ledger
+from ledger.store.models import Member
+
+Role = Literal["operator", "department", "enterprise", "regulator"]
+
+#: Shown in OpenAPI; the other X-DRL-* headers travel with it (see README "Authentication").
+signature_scheme = APIKeyHeader(
+    name=auth.H_SIGNATURE,
+    scheme_name="DRLRequestSignature",
+    description=(
+        "EIP-191 signature over 'DRL-HTTP-1\\nMETHOD\\nPATH?QUERY\\nBODY_SHA256\\nTIMESTAMP\\n"
+        "NONCE\\nCHAIN_ID', sent with X-DRL-Address, X-DRL-Timestamp (unix seconds, +-300 s), "
+        "X-DRL-Nonce (random, single use) and X-DRL-Content-SHA256 (hex SHA-256 of the body)."
+    ),
+    auto_error=False,
+)
+
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class _SeenNonces:
+    """Request nonces seen within the skew window, per process.
+
+    This guards reads against replay. Every write also carries an EIP-712 signed action whose
+    nonce is recorded in the database, so a replayed write fails there even on another replica.
+    Keeping request nonces in memory means a refused request writes nothing anywhere.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def add(self, address: str, nonce: str, now: int) -> bool:
+        with self._lock:
+            horizon = now - 2 * auth.MAX_SKEW_SECONDS
+            while self._seen and (
+                next(iter(self._seen.values())) < horizon or len(self._seen) >= self._capacity
+            ):
+                self._seen.popitem(last=False)
+            key = (address, nonce)
+            if key in self._seen:
+                return False
+            self._seen[key] = now
+            return True
+
+
+_SEEN = _SeenNonces()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller and its standing."""
+
+    address: str
+    role: Role | None
+    active: bool
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
+
+    @property
+    def is_regulator(self) -> bool:
+        return self.role == "regulator"
+
+    @property
+    def oversees(self) -> bool:
+        """Operator and regulators read everything (except contents)."""
+        return self.role in ("operator", "regulator")
+
+    def require_member(self) -> Caller:
+        if self.role is None:
+            raise Forbidden(f"{self.address} is not an onboarded member", code="not_a_member")
+        if not self.active:
+            raise Forbidden(f"{self.address} is suspended", code="member_suspended")
+        return self
+
+    def require(self, *roles: Role) -> Caller:
+        self.require_member()
+        if self.role not in roles:
+            raise Forbidden(f"this needs the role {' or '.join(roles)}", code="wrong_role")
+        return self
+
+    def require_writer(self) -> Caller:
+        """Members that may change things: not regulators."""
+        self.require_member()
+        if self.role == "regulator":
+            raise Forbidden(
+                "regulators read everything and write nothing", code="regulator_read_only"
+            )
+        return self
+
+
+async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Caller:
+    """Check the request signature headers; ``body_sha256=None`` trusts the declared hash."""
+    h = request.headers
+    address, ts, nonce = h.get(auth.H_ADDRESS), h.get(auth.H_TIMESTAMP), h.get(auth.H_NONCE)
+    declared, signature = h.get(auth.H_BODY, ""), h.get(auth.H_SIGNATURE)
+    if not (address and ts and nonce and signature):
+        raise Unauthenticated("sign the request: X-DRL-Address, -Timestamp, -Nonce, -Signature")
+    if not ts.isdigit() or abs(int(ts) - ledger.now()) > auth.MAX_SKEW_SECONDS:
+        raise Unauthenticated("request timestamp missing or outside the allowed clock skew")
+    if not _NONCE.match(nonce):
+        raise Unauthenticated("request nonce must be 8-64 URL-safe characters")
+    if not _HEX64.match(declared):
+        raise Unauthenticated("X-DRL-Content-SHA256 must be 64 hex characters")
+    if body_sha256 is not None and declared.lower() != body_sha256:
+        raise Unauthenticated("body does not match X-DRL-Content-SHA256")
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    message = auth.request_message(
+        method=request.method,
+        target=target,
+        body_sha256=declared,
+        timestamp=int(ts),
+        nonce=nonce,
+        chain_id=ledger.chain.deployment.chain_id,
+    )
+    try:
+        signer = auth.recover_request(message, signature)
+    except Exception:
+        raise Unauthenticated("request signature is malformed") from None
+    if signer.lower() != address.lower():
+        raise Unauthenticated("request signature does not match X-DRL-Address")
+    if not _SEEN.add(signer, nonce, ledger.now()):
+        raise Unauthenticated("request nonce was already used")
+    with ledger.db.session() as session:
+        member = session.get(Member, signer)
+        role: Role | None = None
+        active = False
+        if signer == ledger.operator:
+            role, active = "operator", True
+        elif member is not None:
+            role = member.kind  # type: ignore[assignment]
+            active = member.status == "active"
+    return Caller(address=signer, role=role, active=active)
+
+
+async def body_hash(request: Request) -> str:
+    return hashlib.sha256(await request.body()).hexdigest()

@@ -1,0 +1,42 @@
+"""Dependencies shared by the routes: the broker core and the authenticated caller."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+
+from api.auth import Caller, authenticate, signature_scheme
+from ledger.services.context import Ledger
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+async def get_caller(
+    request: Request,
+    ledger: LedgerDep,
+    _signature: Annotated[str | None, Security(signature_scheme)] = None,
+) -> Caller:
+    """The caller, proven by the request signature over the (size-limited) body."""
+    body = await request.body()
+    return await authenticate(request, ledger, body_sha256=hashlib.sha256(body).hexdigest())
+
+
+async def get_stream_caller(
+    request: Request,
+    ledger: LedgerDep,
+    _signature: Annotated[str | None, Security(signature_scheme)] = None,
+) -> Caller:
+    """For streamed uploads: the declared body hash is checked by the blob store instead."""
+    return await authenticate(request, ledger, body_sha256=None)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+StreamCallerDep = Annotated[Caller, Depends(get_stream_caller)]

@@ -1,0 +1,97 @@
+"""One place that maps library errors to HTTP: a status and a body ``{code, message}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from ledger.errors import (
+    ChainUnavailable,
+    Conflict,
+    ContractRevert,
+    CryptoError,
+    Forbidden,
+    InvalidInput,
+    InvalidSignature,
+    LedgerError,
+    NotFound,
+    ReplayedNonce,
+)
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: a stable machine-readable code and a human message."""
+
+    code: str
+    message: str
+
+
+class Unauthenticated(LedgerError, PermissionError):
+    """The request does not prove a member's key (missing, malformed or bad signature)."""
+
+    code = "unauthenticated"
+
+
+class PayloadTooLarge(LedgerError, ValueError):
+    """The request body exceeds the limit for its route."""
+
+    code = "payload_too_large"
+
+
+_STATUS: list[tuple[type[LedgerError], int]] = [
+    (Unauthenticated, 401),
+    (PayloadTooLarge, 413),
+    (ReplayedNonce, 409),
+    (InvalidSignature, 400),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (CryptoError, 422),
+    (ContractRevert, 409),
+    (ChainUnavailable, 503),
+]
+
+
+def status_of(exc: LedgerError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses=`` entries for the listed error statuses."""
+    text = {
+        400: "Malformed signed action",
+        401: "Missing or invalid request signature",
+        403: "The caller's role or standing does not allow this",
+        404: "No such object",
+        409: "Conflicts with the current state (or replayed nonce, or the chain refused)",
+        413: "Body too large",
+        422: "Invalid input",
+        503: "Chain unavailable",
+    }
+    return {s: {"model": ErrorBody, "description": text.get(s, "Error")} for s in statuses}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers."""
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
+        return JSONResponse(
+            status_code=status_of(exc),
+            content=ErrorBody(code=exc.code, message=exc.message).model_dump(),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return JSONResponse(
+            status_code=422, content=ErrorBody(code="invalid_request", message=message).model_dump()
+        )

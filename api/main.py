@@ -1,0 +1,97 @@
+"""The broker's FastAPI app: routes under /v1, one error handler, body size limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.routes import access, audit, datasets, exchange, members, system
+from ledger.broker import Broker
+from ledger.log.anchorer import Anchorer
+from ledger.services.context import Ledger
+
+JSON_BODY_LIMIT = 1024 * 1024
+_ANCHORERS: dict[int, Anchorer] = {}
+
+
+def anchorer_of(ledger: Ledger) -> Anchorer:
+    return _ANCHORERS[id(ledger)]
+
+
+class BodyLimit:
+    """Refuse bodies over the limit (413) before they are read; uploads have their own limit."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_upload = scope["method"] == "PUT" and scope["path"].startswith("/v1/datasets/uploads/")
+        limit = self.upload_limit if is_upload else self.limit
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise errors.PayloadTooLarge(f"body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = errors.ErrorBody(code="payload_too_large", message=f"body exceeds {limit} bytes")
+    raw = body.model_dump_json().encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+def create_app(broker: Broker) -> FastAPI:
+    """The app around an opened broker core."""
+    app = FastAPI(
+        title="Data Rights Ledger broker",
+        version="1",
+        description=(
+            "A blind broker for end-to-end encrypted data exchange between departments and "
+            "enterprises. Every request is signed by the member's key (see the security "
+            "scheme); every state change also carries the actor's EIP-712 signed action, which "
+            "is relayed on chain where rights change and appended to the anchored flow log."
+        ),
+    )
+    app.state.ledger = broker.ledger
+    _ANCHORERS[id(broker.ledger)] = broker.anchorer
+    errors.install(app)
+    for module in (system, members, datasets, access, exchange, audit):
+        app.include_router(module.router, prefix="/v1")
+    app.add_middleware(
+        BodyLimit, limit=JSON_BODY_LIMIT, upload_limit=broker.ledger.max_upload_bytes + 1
+    )
+    return app
+
+
+def openapi_of(broker: Broker) -> dict[str, Any]:
+    return create_app(broker).openapi()

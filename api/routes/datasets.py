@@ -1,0 +1,184 @@
+"""Datasets: catalog, detail, the two-step streamed upload, the owner's key, and fetch."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
+from sqlmodel import col, select
+from starlette.concurrency import iterate_in_threadpool
+
+from api.auth import Caller
+from api.deps import CallerDep, LedgerDep, StreamCallerDep
+from api.errors import error_responses
+from api.schemas import (
+    DatasetPublic,
+    DatasetsPublic,
+    SignedBody,
+    UploadIn,
+    UploadIntentPublic,
+    WrappedKeyPublic,
+    hx,
+)
+from api.streaming import blob_chunks, consume_stream
+from ledger.errors import Forbidden, InvalidInput
+from ledger.services import datasets, exchange
+from ledger.services.context import dataset as load_dataset
+from ledger.store.models import Dataset, WrappedKey
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.get("", response_model=DatasetsPublic, responses=error_responses(401, 403))
+def catalog(
+    caller: CallerDep,
+    ledger: LedgerDep,
+    owner: str | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> DatasetsPublic:
+    """The catalog: every registered dataset's certificate and metadata (never contents)."""
+    caller.require_member()
+    with ledger.db.session() as session:
+        query = select(Dataset).order_by(col(Dataset.id))
+        if owner:
+            query = query.where(Dataset.owner == owner)
+        rows = list(session.exec(query.offset(offset).limit(limit)))
+    return DatasetsPublic(data=[DatasetPublic.of(d) for d in rows], count=len(rows))
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic, responses=error_responses(401, 403, 404))
+def detail(dataset_id: int, caller: CallerDep, ledger: LedgerDep) -> DatasetPublic:
+    """One dataset's certificate, metadata and schema."""
+    caller.require_member()
+    with ledger.db.session() as session:
+        return DatasetPublic.of(load_dataset(session, dataset_id))
+
+
+@router.post(
+    "/uploads",
+    response_model=UploadIntentPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 401, 403, 409, 422),
+)
+def begin_upload(body: UploadIn, caller: CallerDep, ledger: LedgerDep) -> UploadIntentPublic:
+    """Step 1: the signed Register action, its metadata and the owner's wrapped key."""
+    caller.require_writer()
+    signed = body.signed.parse()
+    if signed.actor != caller.address:
+        raise Forbidden("a member uploads its own registrations", code="not_owner")
+    intent = datasets.begin_upload(
+        ledger,
+        signed,
+        metadata=body.metadata,
+        owner_wrapped_key=bytes.fromhex(body.owner_wrapped_key[2:]),
+    )
+    return UploadIntentPublic(
+        upload_id=intent.id,
+        expires_at=intent.expires_at,
+        upload_url=f"/v1/datasets/uploads/{intent.id}",
+    )
+
+
+@router.put(
+    "/uploads/{upload_id}",
+    response_model=DatasetPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 404, 409, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def complete_upload(
+    upload_id: str, request: Request, caller: StreamCallerDep, ledger: LedgerDep
+) -> DatasetPublic:
+    """Step 2: stream the ciphertext; it must hash to the digest the owner signed."""
+    caller.require_writer()
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > ledger.max_upload_bytes):
+        raise InvalidInput("upload larger than the broker accepts", code="upload_too_large")
+    row = await consume_stream(
+        request,
+        lambda reader: datasets.complete_upload(
+            ledger,
+            upload_id,
+            reader,
+            uploader=caller.address,
+            declared_sha256=request.headers.get("x-drl-content-sha256", ""),
+        ),
+    )
+    return DatasetPublic.of(row)
+
+
+@router.get(
+    "/{dataset_id}/owner-key",
+    response_model=WrappedKeyPublic,
+    responses=error_responses(401, 403, 404),
+)
+def owner_key(dataset_id: int, caller: CallerDep, ledger: LedgerDep) -> WrappedKeyPublic:
+    """The data key wrapped to its owner (the owner's client re-wraps it on approval)."""
+    caller.require_writer()
+    with ledger.db.session() as session:
+        target = load_dataset(session, dataset_id)
+        if target.owner != caller.address:
+            raise Forbidden("only the owner reads its own wrapped key", code="not_owner")
+        key = session.exec(
+            select(WrappedKey).where(
+                WrappedKey.dataset_id == dataset_id, WrappedKey.generation == 0
+            )
+        ).one()
+    return WrappedKeyPublic(
+        dataset_id=dataset_id, recipient=key.recipient, generation=0, wrapped_key=hx(key.wrapped)
+    )
+
+
+@router.post(
+    "/{dataset_id}/fetch",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The ciphertext; the wrapped key and hashes are in X-DRL-* headers",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **error_responses(400, 401, 403, 404, 409, 422),
+    },
+)
+def fetch(
+    dataset_id: int, body: SignedBody, caller: CallerDep, ledger: LedgerDep
+) -> StreamingResponse:
+    """Download under a usable grant: one use is recorded on chain before any byte flows."""
+    _grantee(caller)
+    signed = body.signed.parse()
+    if signed.actor != caller.address or int(signed.message.get("datasetId", -1)) != dataset_id:
+        raise InvalidInput(
+            "the signed fetch names another caller or dataset", code="fetch_mismatch"
+        )
+    fetched = exchange.fetch(ledger, signed)
+    d = fetched.dataset
+    headers = {
+        "X-DRL-Wrapped-Key": hx(fetched.wrapped_key),
+        "X-DRL-Generation": str(fetched.generation),
+        "X-DRL-Content-Hash": hx(d.content_hash),
+        "X-DRL-Ciphertext-SHA256": hx(d.ciphertext_sha256),
+        "X-DRL-Uses-Left": str(fetched.uses_left),
+        "X-DRL-Log-Seq": str(fetched.log_seq),
+        "Content-Length": str(d.ciphertext_size),
+        "X-DRL-Metadata": json.dumps({"title": d.title}),
+    }
+    return StreamingResponse(
+        iterate_in_threadpool(blob_chunks(ledger.blobs, d.ciphertext_sha256)),
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+def _grantee(caller: Caller) -> None:
+    caller.require_writer()

@@ -1,0 +1,78 @@
+"""Assembling a broker core from settings: chain, database, blob store, anchorer.
+
+``open_broker`` is what ``drl serve`` and the tests call: the first start deploys the contracts
+and creates the operator identity; later starts reopen the same chain, database and blobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from ledger.chain.home import OpenedChain, open_chain
+from ledger.log.anchorer import Anchorer
+from ledger.services.context import Ledger
+from ledger.settings import Settings
+from ledger.store.blobs import FileBlobStore
+from ledger.store.db import Database
+
+
+@dataclass
+class Broker:
+    """A running broker core and its background anchorer."""
+
+    ledger: Ledger
+    anchorer: Anchorer
+    opened: OpenedChain
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start_anchoring(self, *, poll: float = 1.0) -> None:
+        """Run the anchorer in a background thread until :meth:`close`."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self.anchorer.run_forever,
+                args=(self._stop,),
+                kwargs={"poll": poll},
+                name="drl-anchorer",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.ledger.db.dispose()
+        self.opened.close()
+
+
+def open_broker(settings: Settings, passphrase: str) -> Broker:
+    """Open (or create on first start) the broker state under ``settings.broker_dir``."""
+    directory = settings.broker_dir
+    opened = open_chain(
+        directory,
+        passphrase,
+        chain_url=settings.chain_url,
+        credit_cap=settings.credit_cap_per_epoch,
+        epoch_seconds=settings.credit_epoch_seconds,
+    )
+    try:
+        db = Database(settings.database_url or f"sqlite:///{directory / 'broker.db'}")
+        db.upgrade()
+        ledger = Ledger(
+            chain=opened.chain,
+            db=db,
+            blobs=FileBlobStore(directory / "blobs"),
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+        anchorer = Anchorer(
+            db,
+            opened.chain,
+            every_records=settings.anchor_every_records,
+            every_seconds=settings.anchor_every_seconds,
+        )
+    except BaseException:
+        opened.close()
+        raise
+    return Broker(ledger=ledger, anchorer=anchorer, opened=opened)
