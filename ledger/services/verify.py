@@ -16,7 +16,7 @@ database could rebuild: anchor often.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,32 +280,43 @@ def _check_ciphertext_signed(
 _GrantKey = tuple[int, str, int]  # dataset id, grantee, generation
 
 
-def _grant_history(entries: dict[int, flowlog.Entry]) -> tuple[Counter[_GrantKey], set[_GrantKey]]:
-    """Fetches and revocations per grant generation, as the log tells them."""
-    fetches: Counter[_GrantKey] = Counter()
-    revoked: set[_GrantKey] = set()
-    for entry in entries.values():
-        if entry.action not in ("fetch", "revoke"):
-            continue
-        msg = entry.signed.message
-        try:
-            dataset_id, generation = int(msg["datasetId"]), int(entry.context["generation"])
-            grantee = to_checksum_address(str(msg.get("grantee", entry.actor)))
-        except (KeyError, TypeError, ValueError):
-            continue  # a record without its generation counts for none
-        if entry.action == "fetch":
-            fetches[dataset_id, grantee, generation] += 1
-        else:
-            revoked.add((dataset_id, grantee, generation))
-    return fetches, revoked
+def _chain_grant_history(ledger: Ledger) -> dict[_GrantKey, tuple[int, bool]]:
+    """Uses and revocation of every grant generation, replayed from AccessLedger's events.
+
+    ``grantOf`` only shows a pair's latest generation; the events show them all: a grant opens
+    a generation, each use reports the new count, a revocation closes it.
+    """
+    events = sorted(
+        (
+            ev
+            for name in ("AccessGranted", "AccessUsed", "AccessRevoked")
+            for ev in ledger.chain.events("AccessLedger", name)
+        ),
+        key=lambda ev: (ev.block_number, ev.log_index),
+    )
+    current: dict[tuple[int, str], int] = {}
+    history: dict[_GrantKey, tuple[int, bool]] = {}
+    for ev in events:
+        pair = (int(ev.args["datasetId"]), to_checksum_address(str(ev.args["grantee"])))
+        if ev.name == "AccessGranted":
+            current[pair] = int(ev.args["generation"])
+            history[(*pair, current[pair])] = (0, False)
+        elif pair in current:
+            key = (*pair, current[pair])
+            uses, revoked = history[key]
+            if ev.name == "AccessUsed":
+                history[key] = (int(ev.args["uses"]), revoked)
+            else:
+                history[key] = (uses, True)
+    return history
 
 
 def _check_grants(
     ledger: Ledger, session: Session, entries: dict[int, flowlog.Entry], report: VerifyReport
 ) -> None:
-    fetches, revocations = _grant_history(entries)
     latest: dict[tuple[int, str], Grant] = {}
-    for g in session.exec(select(Grant).order_by(col(Grant.generation))):
+    rows = list(session.exec(select(Grant).order_by(col(Grant.generation))))
+    for g in rows:
         report.checked["grants"] += 1
         where = f"grant {g.id} (dataset {g.dataset_id} to {g.grantee}, generation {g.generation})"
         entry = _entry(entries, g.log_seq, "grant", where, report)
@@ -331,17 +342,21 @@ def _check_grants(
                 report.fail(
                     where, f"terms differ from the owner's signed grant (record {g.log_seq})"
                 )
-        # The chain keeps only a pair's latest generation; the log keeps every one.
-        key = (g.dataset_id, g.grantee, g.generation)
-        if g.uses != fetches[key]:
-            report.fail(where, f"index says {g.uses} uses, the log holds {fetches[key]} fetches")
-        if g.revoked != (key in revocations):
+        latest[(g.dataset_id, g.grantee)] = g
+    history = _chain_grant_history(ledger)
+    for g in rows:
+        if latest[(g.dataset_id, g.grantee)] is g:
+            continue  # the latest generation is compared with grantOf below
+        where = f"grant {g.id} (dataset {g.dataset_id} to {g.grantee}, generation {g.generation})"
+        past = history.get((g.dataset_id, g.grantee, g.generation))
+        if past is None:
+            report.fail(where, "the chain never granted this generation")
+        elif past != (g.uses, g.revoked):
             report.fail(
                 where,
-                f"index says revoked {g.revoked}, the log holds "
-                f"{'a' if key in revocations else 'no'} revocation of this generation",
+                f"index (uses {g.uses}, revoked {g.revoked}) differs from the chain's "
+                f"history of this generation (uses {past[0]}, revoked {past[1]})",
             )
-        latest[(g.dataset_id, g.grantee)] = g
     for (dataset_id, grantee), g in latest.items():
         where = f"grant {g.id} (dataset {dataset_id} to {grantee}, generation {g.generation})"
         info = ledger.chain.grant_of(dataset_id, grantee)

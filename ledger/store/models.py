@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -23,11 +25,28 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on every backend (SQLite returns naive datetimes otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+def _big(*, nullable: bool = False) -> Any:
+    """A 64-bit integer column (sizes beyond 2 GiB, times beyond 2038)."""
+    return Field(sa_column=Column(BigInteger, nullable=nullable))
+
+
 def _ts(*, nullable: bool = False) -> Any:
     """A timezone-aware UTC timestamp column defaulting to now."""
-    return Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=nullable)
-    )
+    return Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=nullable))
 
 
 def _blob(*, nullable: bool = False) -> Any:
@@ -64,7 +83,7 @@ class Dataset(SQLModel, table=True):
     metadata_hash: bytes = _blob()
     metadata_json: str
     ciphertext_sha256: bytes = _blob()
-    ciphertext_size: int
+    ciphertext_size: int = _big()
     parents: str = Field(default="[]")  # JSON list of dataset ids
     previous_version: int = 0
     registered_tx: str = Field(max_length=66)
@@ -104,7 +123,7 @@ class AccessRequest(SQLModel, table=True):
     decided_log_seq: int | None = None
     created_at: dt.datetime = _ts()
     decided_at: dt.datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
 
 
@@ -121,7 +140,7 @@ class Grant(SQLModel, table=True):
     request_id: int | None = Field(default=None, foreign_key="access_requests.id")
     purpose_hash: bytes = _blob()
     terms_hash: bytes = _blob()
-    expires_at: int
+    expires_at: int = _big()
     max_uses: int
     uses: int = 0
     revoked: bool = False
@@ -233,5 +252,5 @@ class UploadIntent(SQLModel, table=True):
     signed_json: str
     metadata_json: str
     owner_wrapped_key: bytes = _blob()
-    expires_at: int
+    expires_at: int = _big()
     created_at: dt.datetime = _ts()

@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("signed_json", sa.String(), nullable=False),
         sa.Column("metadata_json", sa.String(), nullable=False),
         sa.Column("owner_wrapped_key", sa.LargeBinary(), nullable=False),
-        sa.Column("expires_at", sa.Integer(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )

@@ -1,53 +1,23 @@
-"""The ``drl`` command line.
-
-Every failure the user can cause ends in one line ``error [code]: message`` on stderr and a
-non-zero exit; tracebacks are for bugs only. ``--json`` prints machine-readable output.
-"""
+"""`drl chain ...`: the operator's direct view of the contracts, and the on-chain walk."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from typer._click.exceptions import ClickException
 
 from ledger.chain.home import open_chain
 from ledger.chain.models import TxResult
+from ledger.cli.common import JsonOpt, out
+from ledger.cli.common import passphrase as _passphrase
+from ledger.cli.common import settings as _settings
 from ledger.errors import LedgerError
-from ledger.settings import Settings
 
-app = typer.Typer(
-    name="drl",
-    help="Data Rights Ledger: register datasets, grant access, trace every flow.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
 chain_app = typer.Typer(
-    help="Inspect and operate the broker's chain directly.", no_args_is_help=True
+    help="Inspect and operate the broker's chain directly (on the broker host).",
+    no_args_is_help=True,
 )
-app.add_typer(chain_app, name="chain")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripting.")]
-
-
-def _settings() -> Settings:
-    return Settings()
-
-
-def _passphrase(settings: Settings) -> str:
-    if settings.passphrase is not None:
-        return settings.passphrase.get_secret_value()
-    if not sys.stdin.isatty():
-        raise LedgerError("set DRL_PASSPHRASE to unlock keys", code="no_passphrase")
-    value: str = typer.prompt("Passphrase", hide_input=True)
-    return value
 
 
 def _tx_dict(tx: TxResult | None) -> dict[str, Any] | None:
@@ -174,25 +144,3 @@ def _hex32(value: str, name: str) -> bytes:
     if len(raw) != 32:
         raise LedgerError(f"{name} must be 32 bytes of hex", code="bad_hex")
     return raw
-
-
-def main() -> None:
-    """Entry point: run the app, turning library and usage errors into one clean line."""
-    try:
-        app(standalone_mode=False)
-    except LedgerError as exc:
-        err.print(f"error [{exc.code}]: {exc.message}", markup=False, highlight=False)
-        sys.exit(1)
-    except ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted", markup=False)
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()

@@ -1,0 +1,84 @@
+"""Shared CLI plumbing: consoles, settings, identities, the broker client, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ledger.client import keystore
+from ledger.client.member import MemberKeys
+from ledger.client.sdk import BrokerClient
+from ledger.crypto import generate_keypair
+from ledger.errors import LedgerError
+from ledger.keys import load_account
+from ledger.settings import Settings
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripting.")]
+AsOpt = Annotated[
+    str | None,
+    typer.Option("--as", help="Local identity to act as (DRL_AS); 'operator' on the broker host."),
+]
+DEFAULT_BROKER_URL = "http://127.0.0.1:8686"
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def passphrase(cfg: Settings) -> str:
+    if cfg.passphrase is not None:
+        return cfg.passphrase.get_secret_value()
+    if not sys.stdin.isatty():
+        raise LedgerError("set DRL_PASSPHRASE to unlock keys", code="no_passphrase")
+    value: str = typer.prompt("Passphrase", hide_input=True)
+    return value
+
+
+def broker_url() -> str:
+    return os.environ.get("DRL_BROKER_URL", DEFAULT_BROKER_URL)
+
+
+def identity(handle: str | None) -> MemberKeys:
+    """Unlock the identity to act as: --as, else DRL_AS, else the operator, else the only one."""
+    cfg = settings()
+    home = cfg.home.expanduser()
+    chosen = handle or os.environ.get("DRL_AS")
+    operator_key = cfg.broker_dir / "operator.key.json"
+    if chosen is None:
+        local = keystore.handles(home)
+        if operator_key.exists():
+            chosen = "operator"
+        elif len(local) == 1:
+            chosen = local[0]
+        else:
+            raise LedgerError("say who you are: --as HANDLE (or set DRL_AS)", code="no_identity")
+    if chosen == "operator":
+        account = load_account(operator_key, passphrase(cfg))
+        # The operator signs requests and actions; it never decrypts, so its HPKE key is unused.
+        private, _ = generate_keypair()
+        return MemberKeys(account=account, hpke=private)
+    return keystore.unlock(home, chosen, passphrase(cfg))
+
+
+@contextmanager
+def client(handle: str | None = None, *, anonymous: bool = False) -> Iterator[BrokerClient]:
+    keys = None if anonymous else identity(handle)
+    with BrokerClient(broker_url(), keys) as c:
+        yield c
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+    elif human is not None:
+        out.print(human, highlight=False)

@@ -1,0 +1,44 @@
+"""`drl serve`: the broker on the embedded default (or DRL_CHAIN_URL / DRL_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ledger.cli.common import err, passphrase, settings
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8686,
+    anchor_poll: Annotated[float, typer.Option(help="Seconds between anchoring checks.")] = 1.0,
+) -> None:
+    """Run the broker: deploys and creates the operator on first start, reopens after."""
+    import uvicorn
+
+    from api.main import create_app
+    from ledger.broker import open_broker
+
+    cfg = settings()
+    broker = open_broker(cfg, passphrase(cfg))
+    try:
+        chain = broker.ledger.chain
+        first = "deployed contracts" if broker.opened.created else "reopened"
+        err.print(
+            f"broker {first} on chain {chain.deployment.chain_id} "
+            f"({'embedded' if cfg.chain_url is None else cfg.chain_url}); operator "
+            f"{chain.account.address}; listening on http://{host}:{port}",
+            highlight=False,
+        )
+        broker.start_anchoring(poll=anchor_poll)
+        uvicorn.run(
+            create_app(broker),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        broker.close()
