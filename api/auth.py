@@ -101,11 +101,20 @@ class Caller:
         return self
 
     def require_writer(self) -> Caller:
-        """Members that may change things: not regulators."""
+        """Members that own or consume data: departments and enterprises.
+
+        Regulators read everything and write nothing; the operator runs the broker and holds
+        no data (it is not a member), so both are refused here, before any signed action is
+        even parsed.
+        """
         self.require_member()
         if self.role == "regulator":
             raise Forbidden(
                 "regulators read everything and write nothing", code="regulator_read_only"
+            )
+        if self.role == "operator":
+            raise Forbidden(
+                "the operator runs the broker; it owns and consumes no data", code="wrong_role"
             )
         return self
 

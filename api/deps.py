@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Query, Request, Security
 
 from api.auth import Caller, authenticate, signature_scheme
 from ledger.services.context import Ledger
@@ -37,6 +37,12 @@ async def get_stream_caller(
     """For streamed uploads: the declared body hash is checked by the blob store instead."""
     return await authenticate(request, ledger, body_sha256=None)
 
+
+#: The largest integer the database holds (a signed 64-bit column); larger ids never exist, and
+#: passing one to SQLite raises OverflowError, so they are refused as invalid input (422).
+DB_INT_MAX = 2**63 - 1
+PathId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+QueryId = Annotated[int | None, Query(ge=0, le=DB_INT_MAX)]
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 StreamCallerDep = Annotated[Caller, Depends(get_stream_caller)]

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from ledger.errors import (
     ChainUnavailable,
@@ -19,6 +20,7 @@ from ledger.errors import (
     NotFound,
     ReplayedNonce,
 )
+from ledger.store.errors import BlobTooLarge
 
 
 class ErrorBody(BaseModel):
@@ -43,6 +45,7 @@ class PayloadTooLarge(LedgerError, ValueError):
 _STATUS: list[tuple[type[LedgerError], int]] = [
     (Unauthenticated, 401),
     (PayloadTooLarge, 413),
+    (BlobTooLarge, 413),
     (ReplayedNonce, 409),
     (InvalidSignature, 400),
     (Forbidden, 403),
@@ -55,6 +58,14 @@ _STATUS: list[tuple[type[LedgerError], int]] = [
 ]
 
 
+_HTTP_CODES = {
+    400: "malformed_body",
+    404: "no_such_route",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
 def status_of(exc: LedgerError) -> int:
     for kind, status in _STATUS:
         if isinstance(exc, kind):
@@ -65,7 +76,7 @@ def status_of(exc: LedgerError) -> int:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI ``responses=`` entries for the listed error statuses."""
     text = {
-        400: "Malformed signed action",
+        400: "Malformed body or signed action",
         401: "Missing or invalid request signature",
         403: "The caller's role or standing does not allow this",
         404: "No such object",
@@ -85,6 +96,18 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=status_of(exc),
             content=ErrorBody(code=exc.code, message=exc.message).model_dump(),
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # Raised by the framework itself: unknown path (404), wrong method (405, with Allow),
+        # a body that is not JSON (400). Same body shape as every other error.
+        return JSONResponse(
+            status_code=exc.status_code,
+            content=ErrorBody(
+                code=_HTTP_CODES.get(exc.status_code, "http_error"), message=str(exc.detail)
+            ).model_dump(),
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -40,6 +40,15 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(send, limit)
             return
+        if not is_upload:
+            # JSON bodies are small and read whole anyway: read them here, so a body sent
+            # without a Content-Length (chunked) is refused with the same 413.
+            body = await _read_body(receive, limit)
+            if body is None:
+                await _too_large(send, limit)
+                return
+            await self.app(scope, _replay(body, receive), send)
+            return
         seen = 0
 
         async def limited() -> Message:
@@ -52,6 +61,38 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` as soon as it exceeds ``limit``."""
+    parts: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        part = message.get("body", b"")
+        seen += len(part)
+        if seen > limit:
+            return None
+        parts.append(part)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields ``body`` once, then defers to the server (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _too_large(send: Send, limit: int) -> None:

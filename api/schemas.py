@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger.errors import InvalidSignature
 from ledger.services.actions import SignedAction
 from ledger.store import models
 
@@ -41,6 +42,18 @@ class SignedActionIn(BaseModel):
 
     def parse(self) -> SignedAction:
         return SignedAction.from_json(self.model_dump())
+
+
+def message_int(signed: SignedAction, name: str) -> int:
+    """An integer field of a signed message, read before its signature is checked.
+
+    Routes compare such a field with the path (``requestId``, ``datasetId``); a value of another
+    type can never verify, so it is refused as a malformed signed action (400).
+    """
+    value = signed.message.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidSignature(f"{signed.action}: {name} must be an integer")
+    return value
 
 
 class SignedBody(BaseModel):

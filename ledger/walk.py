@@ -46,7 +46,7 @@ def _member(
     home: Path, handle: str, passphrase: str
 ) -> tuple[LocalAccount, crypto.PublicKey, bool]:
     """Load or create a member identity (signing key + HPKE key), encrypted at rest."""
-    folder = home / "members" / handle
+    folder = home / "broker" / "walk-members" / handle
     key_file = folder / "signing.key.json"
     if key_file.exists():
         account = load_account(key_file, passphrase)

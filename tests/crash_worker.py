@@ -1,25 +1,33 @@
 """A broker process for the crash test: appends signed actions and anchors until it is killed.
 
-Run as ``python -m tests.crash_worker STATE_DIR [--die-after METHOD]`` from the repository
-root. STATE_DIR holds what ``tests/test_crash_recovery.py`` set up: the embedded chain file,
-the SQLite index, the blob store and ``crash-state.json`` (operator and consumer keys, the
-deployment record, the dataset and its grant).
+``python -m tests.crash_worker STATE_DIR [--die-after METHOD]`` (from the repository root) runs
+one worker on STATE_DIR, which holds what ``tests/test_crash_recovery.py`` set up: the
+embedded chain file, the SQLite index, the blob store and ``crash-state.json`` (operator and
+consumer keys, the deployment record, the dataset and its grant).
 
-The process opens the state like a restarting broker (reconciling grant uses with the chain),
+A worker opens the state like a restarting broker (reconciling grant uses with the chain),
 prints ``READY <log size>``, then loops: a grantee-signed ``fetch``, the grantee-signed
 delivery ``receipt``, and every few pairs an anchoring pass (anchor the head, mint credits).
 It prints ``ACK <seq> <action>`` only after the service call returned, i.e. after the
 action's database transaction committed, and ``ANCHOR <tree size> <credited>`` after a pass.
-Output is flushed line by line, so every ACK the parent reads is a promise the broker made.
+Each line is flushed as one ``write``, so every ACK the parent reads is a promise the broker
+made before it was killed.
+
+``--die-after METHOD`` makes the worker SIGKILL itself right after its first successful
+``LedgerChain.METHOD`` transaction (``record_use``, ``anchor`` or ``mint_batch``): the chain
+has moved on, the database transaction around it has not committed. Random kills land there
+only now and then; these runs make sure each such window is exercised.
+
+``python -m tests.crash_worker --launcher`` is a fork server, so twenty-odd runs do not pay
+two seconds of imports each: it imports everything once, then for each ``RUN STATE_DIR
+[METHOD]`` line on stdin forks a fresh worker process (which opens the state itself), prints
+``STARTED <pid>``, and once the worker is dead ``EXIT <pid> <returncode>`` (``-9`` after a
+SIGKILL). Workers share the launcher's stdout; the launcher never opens the state, so a
+worker starts exactly as a separately executed broker would.
 
 The consumer does not decrypt the ciphertext before signing the receipt: the test is about
 the log, anchors and credits surviving a crash, not about the exchange's cryptography (which
 tests/test_exchange.py covers).
-
-``--die-after METHOD`` makes the process SIGKILL itself right after its first successful
-``LedgerChain.METHOD`` transaction (``record_use``, ``anchor`` or ``mint_batch``): the chain
-has moved on, the database transaction around it has not committed. Random kills land there
-only now and then; these runs make sure each such window is exercised.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -106,7 +115,9 @@ def close_ledger(ledger: Ledger) -> None:
     ledger.chain.backend.close()
 
 
-def signed(ledger: Ledger, account: LocalAccount, action: ActionName, **fields: Any) -> SignedAction:
+def signed(
+    ledger: Ledger, account: LocalAccount, action: ActionName, **fields: Any
+) -> SignedAction:
     message = {"nonce": new_nonce(), "deadline": int(time.time()) + 3600, **fields}
     return sign_action(account, action, message, ledger.domains)
 
@@ -162,14 +173,47 @@ def run(directory: Path) -> None:
             say(f"ANCHOR {done.tree_size} {done.credited}")
 
 
+def _worker(directory: Path, die_after: str | None) -> None:
+    if die_after:
+        _die_after(die_after)
+    run(directory)
+
+
+def _launcher() -> None:
+    """Fork one worker per ``RUN`` line on stdin; report its pid and how it ended."""
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] != "RUN":
+            continue
+        directory, die_after = Path(words[1]), words[2] if len(words) > 2 else None
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the launcher's loop
+            code = 1
+            try:
+                _worker(directory, die_after)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        say(f"STARTED {pid}")
+        _, status = os.waitpid(pid, 0)
+        say(f"EXIT {pid} {os.waitstatus_to_exitcode(status)}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("state_dir", type=Path)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("state_dir", type=Path, nargs="?")
     parser.add_argument("--die-after", choices=DIE_AFTER)
+    parser.add_argument("--launcher", action="store_true", help="fork server (see module doc)")
     args = parser.parse_args(argv)
-    if args.die_after:
-        _die_after(args.die_after)
-    run(args.state_dir)
+    if args.launcher:
+        _launcher()
+    elif args.state_dir is None:
+        parser.error("STATE_DIR is required without --launcher")
+    else:
+        _worker(args.state_dir, args.die_after)
 
 
 if __name__ == "__main__":

@@ -2,19 +2,23 @@
 
 Fifty grantee-signed fetches of one dataset race on real threads (released together by a
 barrier) against a grant of ten uses. The chain's ``recordUse`` is the referee; the index, the
-flow log and ``verify`` must agree with it afterwards.
+flow log and ``verify`` must agree with it afterwards, whatever order the fetches' database
+transactions commit in (each is held a random moment after its chain transaction).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlmodel import select
 
+from ledger.chain.models import TxResult
 from ledger.client.member import sign
 from ledger.errors import Forbidden
 from ledger.log.anchorer import Anchorer
@@ -27,6 +31,7 @@ from tests.pg import fresh_schema, pg_cluster, pg_url  # noqa: F401  (fixtures)
 
 USES = 10
 FETCHES = 50
+JITTER_SECONDS = 0.05
 EXHAUSTED = "access_ledger_uses_exhausted"  # ContractRevert code of AccessLedgerUsesExhausted
 
 Outcome = exchange.Fetched | Exception
@@ -42,6 +47,7 @@ def race(
     if request.param == "postgresql":
         url = fresh_schema(request.getfixturevalue("pg_url"))
     broker = kit.make_broker(tmp_path / "broker", db_url=url)
+    patch = pytest.MonkeyPatch()
     try:
         office = kit.onboard(broker, "department", "District Planning Office")
         coop = kit.onboard(broker, "enterprise", "Harbour Solar Cooperative")
@@ -55,6 +61,17 @@ def race(
             for _ in range(FETCHES)
         ]
         start = threading.Barrier(FETCHES)
+        # Hold each fetch a random moment between its on-chain use and its database commit,
+        # as a busy broker would: commits then come in an order that is not the chain's.
+        jitter = random.Random(request.param)
+        record_use = ledger.chain.record_use
+
+        def delayed_use(dataset_id: int, grantee: str) -> TxResult:
+            result = record_use(dataset_id, grantee)
+            time.sleep(jitter.uniform(0.0, JITTER_SECONDS))
+            return result
+
+        patch.setattr(ledger.chain, "record_use", delayed_use)
 
         def attempt(signed: SignedAction) -> Outcome:
             start.wait(timeout=60)
@@ -73,6 +90,7 @@ def race(
             "outcomes": outcomes,
         }
     finally:
+        patch.undo()
         broker.close()
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 from sqlmodel import Session, col, or_, select
 
 from api.auth import Caller
-from api.deps import CallerDep, LedgerDep
+from api.deps import CallerDep, LedgerDep, PathId, QueryId
 from api.errors import error_responses
 from api.schemas import (
     ApproveIn,
@@ -15,6 +15,7 @@ from api.schemas import (
     RequestPublic,
     RequestsPublic,
     SignedBody,
+    message_int,
 )
 from ledger.errors import Forbidden, InvalidInput, NotFound
 from ledger.services import access
@@ -53,11 +54,11 @@ def create_request(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> Re
     return RequestPublic.of(access.request_access(ledger, signed))
 
 
-@router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403))
+@router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403, 422))
 def list_requests(
     caller: CallerDep,
     ledger: LedgerDep,
-    dataset_id: int | None = None,
+    dataset_id: QueryId = None,
     request_status: str | None = Query(default=None, alias="status", max_length=16),
     limit: int = Query(default=200, ge=1, le=1000),
 ) -> RequestsPublic:
@@ -82,9 +83,11 @@ def list_requests(
 
 
 @router.get(
-    "/requests/{request_id}", response_model=RequestPublic, responses=error_responses(401, 403, 404)
+    "/requests/{request_id}",
+    response_model=RequestPublic,
+    responses=error_responses(401, 403, 404, 422),
 )
-def get_request(request_id: int, caller: CallerDep, ledger: LedgerDep) -> RequestPublic:
+def get_request(request_id: PathId, caller: CallerDep, ledger: LedgerDep) -> RequestPublic:
     """One request."""
     caller.require_member()
     with ledger.db.session() as session:
@@ -101,7 +104,9 @@ def get_request(request_id: int, caller: CallerDep, ledger: LedgerDep) -> Reques
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
-def approve(request_id: int, body: ApproveIn, caller: CallerDep, ledger: LedgerDep) -> GrantPublic:
+def approve(
+    request_id: PathId, body: ApproveIn, caller: CallerDep, ledger: LedgerDep
+) -> GrantPublic:
     """The owner's signed Grant and the data key re-wrapped to the requester."""
     caller.require_writer()
     signed = body.signed.parse()
@@ -122,20 +127,22 @@ def approve(request_id: int, body: ApproveIn, caller: CallerDep, ledger: LedgerD
     response_model=RequestPublic,
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
-def deny(request_id: int, body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> RequestPublic:
+def deny(
+    request_id: PathId, body: SignedBody, caller: CallerDep, ledger: LedgerDep
+) -> RequestPublic:
     """The owner's signed refusal."""
     caller.require_writer()
     signed = body.signed.parse()
-    if signed.actor != caller.address or int(signed.message.get("requestId", -1)) != request_id:
+    if signed.actor != caller.address or message_int(signed, "requestId") != request_id:
         raise InvalidInput("the signed deny names another caller or request", code="deny_mismatch")
     return RequestPublic.of(access.deny(ledger, signed))
 
 
-@router.get("/grants", response_model=GrantsPublic, responses=error_responses(401, 403))
+@router.get("/grants", response_model=GrantsPublic, responses=error_responses(401, 403, 422))
 def list_grants(
     caller: CallerDep,
     ledger: LedgerDep,
-    dataset_id: int | None = None,
+    dataset_id: QueryId = None,
     limit: int = Query(default=200, ge=1, le=1000),
 ) -> GrantsPublic:
     """Grants the caller may see: received, given on its datasets, or all for overseers."""

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from eth_utils.address import is_address, to_checksum_address
 from fastapi import APIRouter, Query
 
-from api.deps import CallerDep, LedgerDep
+from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId
 from api.errors import error_responses
 from api.schemas import (
     AnchorPublic,
@@ -35,9 +35,11 @@ router = APIRouter(tags=["audit"])
 @router.get(
     "/trace/datasets/{dataset_id}",
     response_model=DatasetTracePublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
-def trace_one_dataset(dataset_id: int, caller: CallerDep, ledger: LedgerDep) -> DatasetTracePublic:
+def trace_one_dataset(
+    dataset_id: PathId, caller: CallerDep, ledger: LedgerDep
+) -> DatasetTracePublic:
     """Lineage and every flow of a dataset (regulators, the operator, and its owner)."""
     caller.require_member()
     if not caller.oversees:
@@ -97,11 +99,13 @@ def log_head(caller: CallerDep, ledger: LedgerDep) -> LogHead:
     )
 
 
-@router.get("/log/records", response_model=LogRecordsPublic, responses=error_responses(401, 403))
+@router.get(
+    "/log/records", response_model=LogRecordsPublic, responses=error_responses(401, 403, 422)
+)
 def log_records(
     caller: CallerDep,
     ledger: LedgerDep,
-    after: int = Query(default=-1, ge=-1),
+    after: int = Query(default=-1, ge=-1, le=DB_INT_MAX),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> LogRecordsPublic:
     """Raw signed records (leaves), for independent verification (overseers)."""
@@ -135,8 +139,8 @@ def _size(ledger: LedgerDep, requested: int | None) -> int:
 def inclusion(
     caller: CallerDep,
     ledger: LedgerDep,
-    seq: int = Query(ge=0),
-    tree_size: int | None = Query(default=None, ge=1),
+    seq: int = Query(ge=0, le=DB_INT_MAX),
+    tree_size: int | None = Query(default=None, ge=1, le=DB_INT_MAX),
 ) -> Proof:
     """RFC 6962 inclusion proof of record ``seq`` in the tree of ``tree_size``."""
     caller.require_member()
@@ -157,8 +161,8 @@ def inclusion(
 def consistency(
     caller: CallerDep,
     ledger: LedgerDep,
-    old_size: int = Query(ge=1),
-    tree_size: int | None = Query(default=None, ge=1),
+    old_size: int = Query(ge=1, le=DB_INT_MAX),
+    tree_size: int | None = Query(default=None, ge=1, le=DB_INT_MAX),
 ) -> Proof:
     """RFC 6962 consistency proof between two tree sizes."""
     caller.require_member()

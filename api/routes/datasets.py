@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from starlette.concurrency import iterate_in_threadpool
 
 from api.auth import Caller
-from api.deps import CallerDep, LedgerDep, StreamCallerDep
+from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep
 from api.errors import error_responses
 from api.schemas import (
     DatasetPublic,
@@ -20,6 +20,7 @@ from api.schemas import (
     UploadIntentPublic,
     WrappedKeyPublic,
     hx,
+    message_int,
 )
 from api.streaming import blob_chunks, consume_stream
 from ledger.errors import Forbidden, InvalidInput
@@ -30,13 +31,13 @@ from ledger.store.models import Dataset, WrappedKey
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
-@router.get("", response_model=DatasetsPublic, responses=error_responses(401, 403))
+@router.get("", response_model=DatasetsPublic, responses=error_responses(401, 403, 422))
 def catalog(
     caller: CallerDep,
     ledger: LedgerDep,
     owner: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=DB_INT_MAX),
 ) -> DatasetsPublic:
     """The catalog: every registered dataset's certificate and metadata (never contents)."""
     caller.require_member()
@@ -48,8 +49,10 @@ def catalog(
     return DatasetsPublic(data=[DatasetPublic.of(d) for d in rows], count=len(rows))
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic, responses=error_responses(401, 403, 404))
-def detail(dataset_id: int, caller: CallerDep, ledger: LedgerDep) -> DatasetPublic:
+@router.get(
+    "/{dataset_id}", response_model=DatasetPublic, responses=error_responses(401, 403, 404, 422)
+)
+def detail(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> DatasetPublic:
     """One dataset's certificate, metadata and schema."""
     caller.require_member()
     with ledger.db.session() as session:
@@ -119,9 +122,9 @@ async def complete_upload(
 @router.get(
     "/{dataset_id}/owner-key",
     response_model=WrappedKeyPublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
-def owner_key(dataset_id: int, caller: CallerDep, ledger: LedgerDep) -> WrappedKeyPublic:
+def owner_key(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> WrappedKeyPublic:
     """The data key wrapped to its owner (the owner's client re-wraps it on approval)."""
     caller.require_writer()
     with ledger.db.session() as session:
@@ -152,12 +155,12 @@ def owner_key(dataset_id: int, caller: CallerDep, ledger: LedgerDep) -> WrappedK
     },
 )
 def fetch(
-    dataset_id: int, body: SignedBody, caller: CallerDep, ledger: LedgerDep
+    dataset_id: PathId, body: SignedBody, caller: CallerDep, ledger: LedgerDep
 ) -> StreamingResponse:
     """Download under a usable grant: one use is recorded on chain before any byte flows."""
     _grantee(caller)
     signed = body.signed.parse()
-    if signed.actor != caller.address or int(signed.message.get("datasetId", -1)) != dataset_id:
+    if signed.actor != caller.address or message_int(signed, "datasetId") != dataset_id:
         raise InvalidInput(
             "the signed fetch names another caller or dataset", code="fetch_mismatch"
         )

@@ -30,6 +30,7 @@ def _progress(total: int, label: str) -> Progress:
         TransferSpeedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     )
     bar.add_task(label, total=total)
     return bar

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlmodel import Session
 
 from ledger.chain.client import LedgerChain
-from ledger.errors import ExpiredDeadline, Forbidden, NotFound, ReplayedNonce
+from ledger.errors import ExpiredDeadline, Forbidden, InvalidInput, NotFound, ReplayedNonce
 from ledger.services.actions import ACTIONS, Domains, SignedAction
 from ledger.store.blobs import BlobStore
 from ledger.store.db import Database
@@ -56,7 +56,9 @@ class Ledger:
 def check_signed(ledger: Ledger, signed: SignedAction, action: str) -> str:
     """Verify an action's type, signature and deadline; returns the signer's address."""
     if signed.action != action:
-        raise Forbidden(f"expected a signed {action!r}, got {signed.action!r}")
+        raise InvalidInput(
+            f"expected a signed {action!r}, got {signed.action!r}", code="wrong_action"
+        )
     signed.verify(ledger.domains)
     deadline = signed.message.get("deadline")
     if not isinstance(deadline, int) or deadline < ledger.now():

@@ -88,9 +88,9 @@ def _raise_uses(session: Session, grant: Grant, uses: int) -> None:
     the chain earlier but commits later write a smaller number over a larger one. The count
     only ever moves forward, so a conditional update is exact whatever the commit order.
     """
-    session.exec(
-        update(Grant).where(col(Grant.id) == grant.id, col(Grant.uses) < uses).values(uses=uses)
-    )
+    grant.uses = uses
+    session.add(grant)
+    session.flush()
 
 
 def reconcile_uses(ledger: Ledger) -> int:
@@ -134,6 +134,8 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
     with ledger.db.transaction() as session:
         producer(session, consumer)
         target = dataset(session, dataset_id)
+        if current_grant(session, dataset_id, consumer) is None:
+            raise Forbidden(f"no grant of dataset {dataset_id} to {consumer}", code="no_grant")
         if claimed != target.content_hash:
             raise InvalidInput(
                 "receipt names a content hash other than the registered one",

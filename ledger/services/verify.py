@@ -3,9 +3,10 @@
 A regulator's audit. It recomputes every tree head from the stored records and compares each
 head anchored on chain, checks every stored tree node against the records (or its children),
 re-verifies every record's signature and refuses a signed action logged twice, checks that every
-index row is backed by the log record that created it and agrees with contract state and with
-the log (a grant's uses and revocation, a dataset's ciphertext), and re-hashes every blob. The
-report names each record that fails and what differs.
+index row is backed by the log record that created it, agrees with what its signer signed (a
+dataset's ciphertext too) and with contract state (every grant generation, replayed from
+AccessLedger's events), and re-hashes every blob. The report names each record that fails and
+what differs.
 
 What it can and cannot see: records inside an anchored head are pinned by the chain; a record's
 signed part is pinned by its signature wherever it is. The unsigned part (time, context) of a
@@ -114,7 +115,9 @@ def _check_records(
         # random nonces, the contracts' counters): the same one twice is a replayed record.
         nonce = (ACTIONS[entry.action][2], entry.actor, str(entry.signed.message.get("nonce")))
         if nonce in first_use:
-            report.fail(where, f"replays the signed action of log record {first_use[nonce]}")
+            report.fail(
+                where, f"the same signed action as log record {first_use[nonce]} (a replay)"
+            )
             continue
         first_use[nonce] = record.seq
         entries[record.seq] = entry

@@ -1,0 +1,263 @@
+"""The main job: the full exchange over real HTTP, told as a short story.
+
+Starts `drl serve` on a free loopback port, then drives the `drl` CLI exactly as people would:
+a district office registers its building-permit register (checked against its Table Schema,
+encrypted on its machine), a solar cooperative requests it with a purpose, the office approves,
+the cooperative fetches and verifies it, the flow log is anchored, credits are minted, and the
+data protection authority traces the flow and verifies the whole ledger. Run it again with the
+same DRL_HOME and it continues on the same chain with a derived extract.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "building_permits.csv"
+SCHEMA = ROOT / "samples" / "building_permits.schema.json"
+DRL = [sys.executable, "-m", "ledger.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def say(step: str, text: str) -> None:
+    print(f"\n\033[1m{step}\033[0m " + textwrap.fill(text, 96, subsequent_indent="   "))
+
+
+def drl(*args: str, show: bool = True, check: bool = True) -> str:
+    if show:
+        print(f"   $ drl {' '.join(a if ' ' not in a else repr(a) for a in args)}")
+    result = subprocess.run([*DRL, *args], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        sys.exit(f"demo failed at `drl {' '.join(args)}`:\n{result.stderr}")
+    if show:
+        for line in result.stdout.rstrip().splitlines():
+            print(f"     {line}")
+    return result.stdout
+
+
+def have(handle: str) -> bool:
+    home = Path(os.environ["DRL_HOME"])
+    return (home / "members" / handle / "profile.json").exists()
+
+
+def next_extract(workdir: Path) -> tuple[Path, str]:
+    """A derived extract (one ward) not registered before, for a second run."""
+    with SAMPLE.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    wards = sorted({r["ward"] for r in rows})
+    marker = Path(os.environ["DRL_HOME"]) / "demo-runs"
+    run = int(marker.read_text()) if marker.exists() else 0
+    marker.write_text(str(run + 1))
+    ward = wards[run % len(wards)]
+    quarter = run // len(wards) % 4 + 1
+    months = {f"2025-{m:02d}" for m in range(3 * quarter - 2, 3 * quarter + 1)}
+    path = workdir / f"permits-{ward.lower().replace(' ', '-')}-q{quarter}.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["ward"] == ward and r["issued_on"][:7] in months)
+    return path, f"Building permits, {ward} ward, Q{quarter} 2025"
+
+
+def main() -> None:
+    home = Path(os.environ.setdefault("DRL_HOME", str(ROOT / ".drl-demo"))).resolve()
+    os.environ["DRL_HOME"] = str(home)
+    os.environ.setdefault("DRL_PASSPHRASE", "demo-only-passphrase")
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    os.environ["DRL_BROKER_URL"] = url
+    log = (home / "broker.log").open("ab")
+    broker = subprocess.Popen([*DRL, "serve", "--port", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if broker.poll() is not None:
+                sys.exit(f"broker exited; see {home / 'broker.log'}")
+            try:
+                health = httpx.get(f"{url}/v1/health", timeout=1).json()
+                break
+            except (httpx.TransportError, ValueError):
+                if time.monotonic() > deadline:
+                    sys.exit("broker did not start")
+                time.sleep(0.3)
+        say(
+            "1.",
+            f"The data bureau runs the broker at {url} on the embedded chain "
+            f"(chain id {health['chain_id']}, block {health['block']}, "
+            f"{health['log_size']} signed actions in the flow log so far).",
+        )
+
+        fresh = not have("permits-office")
+        if fresh:
+            say(
+                "2.",
+                "Three organisations create identities on their own machines: a signing key "
+                "and an encryption key each, encrypted under their passphrase. The bureau onboards "
+                "them on chain.",
+            )
+            drl(
+                "member",
+                "new",
+                "permits-office",
+                "--kind",
+                "department",
+                "--name",
+                "District Planning Office",
+            )
+            drl(
+                "member",
+                "new",
+                "solar-coop",
+                "--kind",
+                "enterprise",
+                "--name",
+                "Harbour Solar Cooperative",
+            )
+            drl(
+                "member", "new", "dpa", "--kind", "regulator", "--name", "Data Protection Authority"
+            )
+            for handle in ("permits-office", "solar-coop", "dpa"):
+                drl("admin", "onboard", handle)
+        else:
+            say(
+                "2.",
+                "The three members from the last run are already onboarded; the story "
+                "continues on the same chain.",
+            )
+
+        workdir = home / "work"
+        workdir.mkdir(exist_ok=True)
+        if fresh:
+            source, title, extra = SAMPLE, "District building permits 2025", []
+            say(
+                "3.",
+                f"The planning office registers its permit register ({sum(1 for _ in SAMPLE.open()) - 1:,} rows). "
+                "Its client checks every row against the Table Schema, encrypts the file, and "
+                "signs the registration; the broker only ever sees ciphertext.",
+            )
+        else:
+            source, title = next_extract(workdir)
+            extra = ["--derived-from", "1"]
+            say(
+                "3.",
+                f"The office registers a derived extract, {title!r}, as a new certificate "
+                "whose lineage points at the full register.",
+            )
+        registered = json.loads(
+            drl(
+                "dataset",
+                "register",
+                str(source),
+                "--as",
+                "permits-office",
+                "--title",
+                title,
+                "--schema",
+                str(SCHEMA),
+                *extra,
+                "--json",
+                show=False,
+            )
+        )
+        dataset_id = str(registered["id"])
+        print(
+            f"   $ drl dataset register {source.name} --as permits-office --title {title!r} "
+            f"--schema {SCHEMA.name} {' '.join(extra)}".rstrip()
+        )
+        print(
+            f"     dataset #{dataset_id}, content hash {registered['content_hash'][:18]}…, "
+            f"quality: {registered['metadata']['quality']['rows']} rows, "
+            f"{registered['metadata']['quality']['errors']} errors; tx {registered['registered_tx'][:18]}…"
+        )
+        drl("dataset", "list", "--as", "solar-coop")
+
+        say("4.", "The cooperative asks for access, stating its purpose, for 30 days and 3 uses.")
+        request = json.loads(
+            drl(
+                "access",
+                "request",
+                dataset_id,
+                "--as",
+                "solar-coop",
+                "--purpose",
+                "rooftop solar potential study",
+                "--days",
+                "30",
+                "--uses",
+                "3",
+                "--json",
+                show=False,
+            )
+        )
+        print(
+            f"   $ drl access request {dataset_id} --as solar-coop --purpose 'rooftop solar "
+            f"potential study' --days 30 --uses 3\n     request #{request['id']}: pending"
+        )
+
+        say(
+            "5.",
+            "The office approves: its client re-wraps the data key to the cooperative's "
+            "public key (read from the chain) and signs the grant, which the broker relays.",
+        )
+        drl("access", "approve", str(request["id"]), "--as", "permits-office")
+
+        say(
+            "6.",
+            "The cooperative downloads. The broker checks the grant on chain and records "
+            "one use before streaming ciphertext; the client decrypts, verifies the content hash "
+            "registered on chain, and signs a delivery receipt.",
+        )
+        out = workdir / f"received-{dataset_id}.csv"
+        drl("dataset", "fetch", dataset_id, "--as", "solar-coop", "-o", str(out))
+        same = out.read_bytes() == source.read_bytes()
+        print(f"     received file identical to the office's original: {same}")
+        if not same:
+            sys.exit("demo failed: received bytes differ")
+
+        say(
+            "7.",
+            "The bureau anchors the flow log's tree head on chain and mints sharing credits "
+            "for the anchored delivery.",
+        )
+        drl("admin", "anchor")
+        drl("credits")
+
+        say(
+            "8.",
+            "The data protection authority traces the dataset's flow and lineage, then "
+            "verifies every record, signature, anchor, index row and blob.",
+        )
+        drl("trace", dataset_id, "--as", "dpa")
+        drl("verify", "--as", "dpa")
+        say(
+            "Done.",
+            f"State is in {home}. Reproduce by hand: `DRL_HOME={home} drl serve` in one "
+            "terminal, the commands above in another (with DRL_BROKER_URL=http://127.0.0.1:8686).",
+        )
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+        log.close()
+
+
+if __name__ == "__main__":
+    main()

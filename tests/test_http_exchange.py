@@ -1,0 +1,137 @@
+"""The whole exchange over real HTTP: a uvicorn broker process driven by the SDK and the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.http_kit import RunningBroker, new_member, running_broker
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "building_permits.csv"
+SCHEMA = SAMPLE.with_name("building_permits.schema.json")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    with running_broker(tmp_path_factory.mktemp("http") / "home") as b:
+        yield b
+
+
+def test_sdk_walks_the_whole_exchange(broker: RunningBroker, tmp_path: Path) -> None:
+    office = new_member(broker, "sdk-office", "department", "District Planning Office")
+    coop = new_member(broker, "sdk-coop", "enterprise", "Harbour Solar Cooperative", pq=True)
+    new_member(broker, "sdk-dpa", "regulator", "Data Protection Authority")
+    with broker.client("sdk-office") as owner, broker.client("sdk-coop") as consumer:
+        dataset = owner.register(
+            SAMPLE, title="Permits 2025 (SDK)", schema=json.loads(SCHEMA.read_text())
+        )
+        assert dataset["owner"] == office.address
+        request = consumer.request_access(
+            dataset["id"], purpose="rooftop solar potential study", days=30, uses=2
+        )
+        assert request["status"] == "pending"
+        grant = owner.approve(request["id"])
+        assert grant["grantee"] == coop.address
+        out = tmp_path / "received.csv"
+        fetched = consumer.fetch(dataset["id"], out)
+        assert out.read_bytes() == SAMPLE.read_bytes()
+        assert fetched["content_hash"] == dataset["content_hash"]
+        assert fetched["uses_left"] == 1
+        assert fetched["receipt"]["content_hash"] == dataset["content_hash"]
+        consumer.rate(dataset["id"], 5, "complete")
+    with broker.client("operator") as operator:
+        anchored = operator.anchor()
+        assert anchored["anchored"]
+        assert anchored["minted"] == 10
+        assert operator.credits(office.address)["balance"] == 10
+    with broker.client("sdk-dpa") as regulator:
+        trace = regulator.trace_dataset(dataset["id"])
+        actions = [f["action"] for f in trace["flows"]]
+        assert actions == ["register", "request", "grant", "fetch", "receipt", "rate"]
+        report = regulator.verify()
+        assert report["ok"], report["problems"]
+        head = regulator.log_head()
+        assert head["anchored_size"] == head["size"]
+
+
+def test_cli_reproduces_the_exchange_by_hand(broker: RunningBroker, tmp_path: Path) -> None:
+    def drl(*args: str) -> str:
+        result = broker.drl(*args)
+        assert result.returncode == 0, f"drl {' '.join(args)}: {result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result.stdout
+
+    drl("member", "new", "cli-office", "--kind", "department", "--name", "Parks Department")
+    drl("member", "new", "cli-ent", "--kind", "enterprise", "--name", "Green Routes Ltd")
+    drl("member", "new", "cli-dpa", "--kind", "regulator", "--name", "Audit Office")
+    for handle in ("cli-office", "cli-ent", "cli-dpa"):
+        drl("admin", "onboard", handle)
+    source = tmp_path / "trees.csv"
+    source.write_text("tree_id,species,ward\n" + "".join(f"T{i},oak,Harbour\n" for i in range(500)))
+    registered = json.loads(
+        drl(
+            "dataset",
+            "register",
+            str(source),
+            "--as",
+            "cli-office",
+            "--title",
+            "Street trees",
+            "--json",
+        )
+    )
+    dataset_id = str(registered["id"])
+    assert "Street trees" in drl("dataset", "list", "--as", "cli-ent")
+    assert "Street trees" in drl("dataset", "show", dataset_id, "--as", "cli-ent")
+    request = json.loads(
+        drl(
+            "access",
+            "request",
+            dataset_id,
+            "--as",
+            "cli-ent",
+            "--purpose",
+            "cycling route planning",
+            "--days",
+            "7",
+            "--uses",
+            "1",
+            "--json",
+        )
+    )
+    assert "pending" in drl("access", "list", "--as", "cli-office")
+    grant = json.loads(drl("access", "approve", str(request["id"]), "--as", "cli-office", "--json"))
+    out = tmp_path / "out.csv"
+    drl("dataset", "fetch", dataset_id, "--as", "cli-ent", "-o", str(out))
+    assert out.read_bytes() == source.read_bytes()
+    spent = broker.drl("dataset", "fetch", dataset_id, "--as", "cli-ent", "-o", str(out))
+    assert spent.returncode == 1
+    assert spent.stderr.startswith("error [access_ledger_uses_exhausted]")
+    drl("access", "revoke", str(grant["id"]), "--as", "cli-office")
+    drl("admin", "anchor")
+    assert "DSC" in drl("credits", "--as", "cli-office")
+    assert "fetch" in drl("trace", dataset_id, "--as", "cli-dpa")
+    assert "revoke" in drl("trace", "--member", "cli-office", "--as", "cli-dpa")
+    assert "nothing altered" in drl("verify", "--as", "cli-dpa")
+
+
+def test_restarted_broker_reopens_the_same_chain_and_database(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with running_broker(home) as first:
+        new_member(first, "office", "department", "Office")
+        with first.client("office") as c:
+            c.register(SAMPLE, title="Permits")
+        before = httpx.get(f"{first.url}/v1/health").json()
+    with running_broker(home) as second:
+        after = httpx.get(f"{second.url}/v1/health").json()
+        assert after["chain_id"] == before["chain_id"]
+        assert after["block"] >= before["block"]
+        assert after["log_size"] == before["log_size"]
+        with second.client("office") as c:
+            assert [d["title"] for d in c.datasets()] == ["Permits"]
+        with second.client("operator") as op:
+            assert op.verify()["ok"]
