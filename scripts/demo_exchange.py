@@ -145,9 +145,10 @@ def main() -> None:
         workdir.mkdir(exist_ok=True)
         if fresh:
             source, title, extra = SAMPLE, "District building permits 2025", []
+            rows = sum(1 for _ in SAMPLE.open()) - 1
             say(
                 "3.",
-                f"The planning office registers its permit register ({sum(1 for _ in SAMPLE.open()) - 1:,} rows). "
+                f"The planning office registers its permit register ({rows:,} rows). "
                 "Its client checks every row against the Table Schema, encrypts the file, and "
                 "signs the registration; the broker only ever sees ciphertext.",
             )
@@ -180,10 +181,11 @@ def main() -> None:
             f"   $ drl dataset register {source.name} --as permits-office --title {title!r} "
             f"--schema {SCHEMA.name} {' '.join(extra)}".rstrip()
         )
+        quality = registered["metadata"]["quality"]
         print(
             f"     dataset #{dataset_id}, content hash {registered['content_hash'][:18]}…, "
-            f"quality: {registered['metadata']['quality']['rows']} rows, "
-            f"{registered['metadata']['quality']['errors']} errors; tx {registered['registered_tx'][:18]}…"
+            f"quality: {quality['rows']} rows, {quality['errors']} errors; "
+            f"tx {registered['registered_tx'][:18]}…"
         )
         drl("dataset", "list", "--as", "solar-coop")
 
