@@ -544,7 +544,10 @@ class _LedgerBackend(PyEVMBackend):  # type: ignore[misc]
         self._on_failure = on_failure
 
     def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("a persistent embedded chain cannot be reset to genesis")
+        """Refused: rewinding a persistent ledger would erase recorded rights."""
+        raise ChainError(
+            "a persistent embedded chain cannot be reset to genesis", code="reset_refused"
+        )
 
     # writes
 
