@@ -134,7 +134,11 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("X-DRL-Content-SHA256 must be 64 hex characters")
     if body_sha256 is not None and declared.lower() != body_sha256:
         raise Unauthenticated("body does not match X-DRL-Content-SHA256")
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The path as sent (percent-encoded), which is what clients sign; the decoded path differs
+    # from it whenever a segment holds an escaped character.
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    target = path + (f"?{request.url.query}" if request.url.query else "")
     message = auth.request_message(
         method=request.method,
         target=target,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Security
 
 from api.auth import Caller, authenticate, signature_scheme
-from ledger.services.context import Ledger
+from ledger.services.context import MAX_ROW_ID, Ledger
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -40,7 +40,7 @@ async def get_stream_caller(
 
 #: The largest integer the database holds (a signed 64-bit column); larger ids never exist, and
 #: passing one to SQLite raises OverflowError, so they are refused as invalid input (422).
-DB_INT_MAX = 2**63 - 1
+DB_INT_MAX = MAX_ROW_ID
 PathId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
 QueryId = Annotated[int | None, Query(ge=0, le=DB_INT_MAX)]
 

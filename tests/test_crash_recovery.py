@@ -304,8 +304,8 @@ def test_every_run_was_killed_while_working(campaign: list[Run]) -> None:
     for run in campaign:
         assert run.ready, run.stderr
         assert run.returncode == -signal.SIGKILL, (run.index, run.how, run.stderr)
-    # Kills landed while work was going on, not only in idle moments between runs.
-    assert sum(1 for r in random_runs if r.acked) >= len(random_runs) // 2
+    # Kills landed while work was going on, not only before the first action completed.
+    assert sum(1 for r in random_runs if r.acked) >= len(random_runs) // 4
     assert campaign[-1].log_size > campaign[0].log_size
 
 
@@ -343,9 +343,10 @@ def test_a_use_recorded_on_chain_without_its_commit_is_reconciled(campaign: list
     assert died.uses_lag_before_recovery == 1  # the index lagged the chain until reconciled
     for run in campaign:
         assert run.reconciled == (1 if run.uses_lag_before_recovery else 0), run.index
-    # Each such kill leaves one use on chain with no signed fetch in the log, never more.
+    # Each such kill leaves exactly one use on chain with no signed fetch in the log (the
+    # fetch was never answered); no other use lacks its record.
     orphaned = campaign[-1].chain_uses - campaign[-1].fetch_records
-    assert 1 <= orphaned <= sum(r.reconciled for r in campaign)
+    assert orphaned == sum(r.uses_lag_before_recovery for r in campaign)
 
 
 def test_an_anchor_or_mint_on_chain_without_its_commit_is_recovered_by_the_next_pass(

@@ -44,7 +44,7 @@ from tests.http_probe import (
     stranger,
 )
 
-EXPIRING_GRANT_SECONDS = 4
+EXPIRING_GRANT_SECONDS = 8
 MEMBERS = {
     "office": ("department", "District Planning Office"),
     "other": ("department", "Port Authority"),

@@ -1,12 +1,19 @@
 """Schemathesis against the broker's served OpenAPI: no 5xx, every answer as documented.
 
-One real broker (`drl serve` in a subprocess) with an owner, a consumer, a regulator, a dataset,
-a granted and a pending request and an open upload intent, so generated ids can hit real rows.
-Schemathesis loads ``/openapi.json`` from it and generates cases for every operation (its
-examples, coverage and fuzzing phases); each request is signed (``ledger.auth``) over the exact
-bytes sent, by the operator or a member in turn, so most cases get past authentication and reach
-validation, the services and the chain. Every response must pass ``not_a_server_error``,
-``response_schema_conformance`` and ``status_code_conformance``.
+One real broker (`drl serve` in a subprocess) with an owner, two consumers, a regulator, a
+dataset, a granted and a pending request and an open upload intent, so generated ids can hit
+real rows. Schemathesis loads ``/openapi.json`` from it and generates cases for every operation
+(its examples, coverage and fuzzing phases, positive and negative). Two hooks steer part of the
+cases deeper than validation:
+
+- path parameters are swapped, half of the time, for ids and addresses that exist;
+- a signed action in a body is replaced, half of the time, by a genuinely signed one (a member's
+  key, the route's action type, well-typed but fuzzed field values), so cases reach the services,
+  the database and the chain instead of stopping at the signature check.
+
+Each request is signed (``ledger.auth``) over the exact bytes sent: by the signed action's actor
+when the body carries one of ours, otherwise by the operator or a member in turn. Every response
+must pass ``not_a_server_error``, ``response_schema_conformance`` and ``status_code_conformance``.
 
 ``DRL_FUZZ_EXAMPLES`` (fuzzing examples per operation, default 25) and ``DRL_FUZZ_RANDOM=1``
 (a fresh random seed instead of the reproducible one) widen the search.
@@ -20,6 +27,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +39,7 @@ import pytest
 import requests
 import schemathesis
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -39,21 +48,65 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ledger import auth
+from ledger.chain.typed_data import TYPES as CHAIN_TYPES
 from ledger.client.member import prepare_upload
+from ledger.services.actions import ACTIONS, BROKER_TYPES, Domains, sign_action
 from tests.http_kit import RunningBroker, new_member, running_broker
 
 EXAMPLES = int(os.environ.get("DRL_FUZZ_EXAMPLES", "25"))
 MIN_REQUESTS = 1000
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 
+#: The signed action each write route expects, and who usually signs it.
+ROUTE_ACTION = {
+    "POST /v1/members": ("onboard", "operator"),
+    "POST /v1/members/{address}/suspend": ("suspend", "operator"),
+    "POST /v1/datasets/uploads": ("register", "fz-owner"),
+    "POST /v1/datasets/{dataset_id}/fetch": ("fetch", "fz-user"),
+    "POST /v1/requests": ("request", "fz-user"),
+    "POST /v1/requests/{request_id}/approve": ("grant", "fz-owner"),
+    "POST /v1/requests/{request_id}/deny": ("deny", "fz-owner"),
+    "POST /v1/grants/revoke": ("revoke", "fz-owner"),
+    "POST /v1/receipts": ("receipt", "fz-user"),
+    "POST /v1/ratings": ("rate", "fz-user"),
+}
+SIGNERS = ("operator", "fz-owner", "fz-user", "fz-reg")
+
+
+@dataclass
+class Fuzz:
+    """The broker under test, the ids that exist, the identities, and what was sent."""
+
+    broker: RunningBroker
+    session: requests.Session
+    known: dict[str, list[Any]]
+    accounts: dict[str, LocalAccount]  # by handle
+    domains: Domains
+    sent: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    unauthenticated: Counter[str] = field(default_factory=Counter)
+
 
 class SignEveryRequest(requests.auth.AuthBase):
-    """Signs each prepared request (final URL and body bytes) as the next identity in turn."""
+    """Signs each prepared request (final URL and body bytes).
 
-    def __init__(self, identities: list[LocalAccount], chain_id: int) -> None:
-        self._next = itertools.cycle(identities)
+    As the actor of the body's signed action when that is one of ours, otherwise as the next
+    identity in turn.
+    """
+
+    def __init__(self, accounts: dict[str, LocalAccount], chain_id: int) -> None:
+        self._accounts = accounts
+        self._next = itertools.cycle(list(accounts.values()))
         self._lock = threading.Lock()
         self._chain_id = chain_id
+
+    def _signer(self, body: bytes) -> LocalAccount:
+        try:
+            actor = json.loads(body)["signed"]["actor"]
+            return self._accounts[to_checksum_address(actor)]
+        except Exception:  # not JSON, no signed action, not an address, not ours
+            with self._lock:
+                return next(self._next)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
@@ -61,11 +114,9 @@ class SignEveryRequest(requests.auth.AuthBase):
             body = body.encode()
         if not isinstance(body, bytes):  # a stream: never generated for this API
             raise TypeError(f"cannot sign a {type(body).__name__} body")
-        with self._lock:
-            account = next(self._next)
         request.headers.update(
             auth.sign_request(
-                account,
+                self._signer(body),
                 method=str(request.method),
                 target=request.path_url,
                 body_sha256=hashlib.sha256(body).hexdigest(),
@@ -73,17 +124,6 @@ class SignEveryRequest(requests.auth.AuthBase):
             )
         )
         return request
-
-
-@dataclass
-class Fuzz:
-    """The broker under test, the ids that exist, and what was sent."""
-
-    broker: RunningBroker
-    session: requests.Session
-    known: dict[str, list[Any]]
-    sent: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)
 
 
 def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
@@ -132,6 +172,7 @@ def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
         "request_id": [granted["id"], pending["id"]],
         "address": [operator, owner.address, consumer.address, regulator.address, other.address],
         "upload_id": [intent["upload_id"]],
+        "content_hash": [dataset["content_hash"]],
     }
 
 
@@ -140,19 +181,71 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     base = tmp_path_factory.mktemp("openapi-fuzz")
     with running_broker(base / "home") as broker, tempfile.TemporaryDirectory() as work:
         known = _seed(broker, Path(work))
-        with broker.client("operator") as op:
-            chain_id = int(op.config()["chain_id"])
-            identities = [op._keys().account]
-        for handle in ("fz-owner", "fz-user", "fz-reg"):
-            with broker.client(handle) as member:
-                identities.append(member._keys().account)
+        accounts: dict[str, LocalAccount] = {}
+        for handle in SIGNERS:
+            with broker.client(handle) as client:
+                accounts[handle] = client._keys().account
+                domains = client.domains
         session = requests.Session()
-        session.auth = SignEveryRequest(identities, chain_id)
-        state = Fuzz(broker=broker, session=session, known=known)
+        session.auth = SignEveryRequest({a.address: a for a in accounts.values()}, domains.chain_id)
         try:
-            yield state
+            yield Fuzz(broker, session, known, accounts, domains)
         finally:
             session.close()
+
+
+# -- genuinely signed actions with fuzzed, well-typed values --------------------------------
+
+
+def _uint(bits: int, known: list[int]) -> st.SearchStrategy[int]:
+    edges = [0, 1, 2**31, 2**63 - 1, 2**63, 2**bits - 1]
+    return st.one_of(
+        st.sampled_from(known or [1]),
+        st.sampled_from([e for e in edges if e < 2**bits]),
+        st.integers(0, 2**bits - 1),
+    )
+
+
+def _value(kind: str, name: str, signer: str, fuzz: Fuzz) -> st.SearchStrategy[Any]:
+    known = fuzz.known
+    if name == "deadline":
+        soon = st.builds(lambda: int(time.time()) + 600)
+        return st.one_of(soon, soon, soon, _uint(256, []))
+    if name == "nonce":
+        return st.one_of(st.integers(0, 3), _uint(256, []))
+    if kind.endswith("[]"):
+        return st.lists(_value(kind[:-2], name, signer, fuzz), max_size=3)
+    if kind.startswith("uint"):
+        ids = known["request_id"] if name == "requestId" else known["dataset_id"]
+        return _uint(int(kind[4:]), ids)
+    if kind == "address":
+        if name in ("requester", "owner", "grantee", "consumer", "rater"):
+            return st.one_of(st.just(signer), st.just(signer), st.sampled_from(known["address"]))
+        random = st.binary(min_size=20, max_size=20).map(lambda b: to_checksum_address(b))
+        return st.one_of(st.sampled_from(known["address"]), random)
+    if kind == "bytes32":
+        hashes = [bytes.fromhex(h[2:]) for h in known["content_hash"]]
+        return st.one_of(st.sampled_from(hashes), st.binary(min_size=32, max_size=32))
+    if kind == "bytes":
+        return st.binary(max_size=1200)
+    if kind == "string":
+        words = ["department", "enterprise", "regulator", "fuzzing the broker with care"]
+        return st.one_of(st.sampled_from(words), st.text(max_size=40))
+    raise AssertionError(f"no strategy for {kind}")
+
+
+def _signed_action(fuzz: Fuzz, action: str, usual: str) -> st.SearchStrategy[dict[str, Any]]:
+    primary = ACTIONS[action][0]
+    fields = BROKER_TYPES.get(primary) or CHAIN_TYPES[primary]
+
+    def for_signer(account: LocalAccount) -> st.SearchStrategy[dict[str, Any]]:
+        message = st.fixed_dictionaries(
+            {f["name"]: _value(f["type"], f["name"], account.address, fuzz) for f in fields}
+        )
+        return message.map(lambda m: sign_action(account, action, m, fuzz.domains).to_json())  # type: ignore[arg-type]
+
+    signers = [fuzz.accounts[usual]] * 3 + [fuzz.accounts[h] for h in SIGNERS if h != usual]
+    return st.sampled_from(signers).flatmap(for_signer)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +256,6 @@ def broker_openapi(fuzz: Fuzz) -> schemathesis.BaseSchema:
     def flatmap_path_parameters(
         context: schemathesis.HookContext, path_parameters: dict[str, Any] | None
     ) -> st.SearchStrategy[dict[str, Any] | None]:
-        # Half of the time, point at rows that exist so cases get past "not found".
         if not path_parameters:
             return st.just(path_parameters)
         real = {k: st.sampled_from(v) for k, v in fuzz.known.items() if k in path_parameters}
@@ -172,6 +264,14 @@ def broker_openapi(fuzz: Fuzz) -> schemathesis.BaseSchema:
         return st.one_of(
             st.just(path_parameters), st.fixed_dictionaries(real).map(path_parameters.__or__)
         )
+
+    @schema.hook
+    def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
+        route = ROUTE_ACTION.get(context.operation.label) if context.operation else None
+        if route is None or not isinstance(body, dict) or "signed" not in body:
+            return st.just(body)
+        signed = _signed_action(fuzz, *route).map(lambda s: {**body, "signed": s})
+        return st.one_of(st.just(body), signed, signed)
 
     return schema
 
@@ -199,17 +299,24 @@ def test_openapi_operation(case: schemathesis.Case, fuzz: Fuzz) -> None:
     response = case.call(session=fuzz.session, timeout=60)
     fuzz.sent[case.operation.label] += 1
     fuzz.statuses[response.status_code] += 1
+    if os.environ.get("DRL_FUZZ_DEBUG"):
+        print(case.operation.label, response.status_code, response.content[:100])
+    if response.status_code == 401:
+        fuzz.unauthenticated[str(response.json().get("message"))] += 1
     case.validate_response(response, checks=CHECKS)
 
 
 def test_openapi_fuzz_volume(fuzz: Fuzz) -> None:
     """Every operation got requests, and at least MIN_REQUESTS were sent in total."""
-    state = fuzz
-    spec = requests.get(f"{state.broker.url}/openapi.json", timeout=10).json()
+    spec = requests.get(f"{fuzz.broker.url}/openapi.json", timeout=10).json()
     operations = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops}
     summary = json.dumps(
-        {"sent": sum(state.sent.values()), "statuses": dict(sorted(state.statuses.items()))}
+        {
+            "sent": sum(fuzz.sent.values()),
+            "statuses": dict(sorted(fuzz.statuses.items())),
+            "unauthenticated": dict(fuzz.unauthenticated),
+        }
     )
     print(summary)
-    assert not operations - set(state.sent), f"never exercised: {operations - set(state.sent)}"
-    assert sum(state.sent.values()) >= MIN_REQUESTS, summary
+    assert not operations - set(fuzz.sent), f"never exercised: {operations - set(fuzz.sent)}"
+    assert sum(fuzz.sent.values()) >= MIN_REQUESTS, summary

@@ -14,6 +14,7 @@ from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound, ReplayedN
 from ledger.log import flowlog
 from ledger.services.actions import SignedAction, canonical
 from ledger.services.context import (
+    MAX_ROW_ID,
     Ledger,
     active_member,
     check_signed,
@@ -86,7 +87,7 @@ def request_access(ledger: Ledger, signed: SignedAction) -> AccessRequest:
 
 
 def _pending(session: Session, request_id: int) -> AccessRequest:
-    request = session.get(AccessRequest, request_id)
+    request = session.get(AccessRequest, request_id) if 0 <= request_id <= MAX_ROW_ID else None
     if request is None:
         raise NotFound(f"no access request {request_id}", code="request_not_found")
     if request.status != "pending":

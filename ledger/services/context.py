@@ -100,8 +100,13 @@ def producer(session: Session, address: str) -> Member:
     return member
 
 
+#: The largest id a row can have (a signed 64-bit column). Signed messages carry uint256 ids;
+#: a larger one names nothing, and handing it to the database would overflow its integer type.
+MAX_ROW_ID = 2**63 - 1
+
+
 def dataset(session: Session, dataset_id: int) -> Dataset:
-    found = session.get(Dataset, dataset_id)
+    found = session.get(Dataset, dataset_id) if 0 <= dataset_id <= MAX_ROW_ID else None
     if found is None:
         raise NotFound(f"no dataset {dataset_id}", code="dataset_not_found")
     return found

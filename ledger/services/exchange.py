@@ -88,9 +88,9 @@ def _raise_uses(session: Session, grant: Grant, uses: int) -> None:
     the chain earlier but commits later write a smaller number over a larger one. The count
     only ever moves forward, so a conditional update is exact whatever the commit order.
     """
-    grant.uses = uses
-    session.add(grant)
-    session.flush()
+    session.exec(
+        update(Grant).where(col(Grant.id) == grant.id, col(Grant.uses) < uses).values(uses=uses)
+    )
 
 
 def reconcile_uses(ledger: Ledger) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import get_args
 
+from eth_utils.address import to_checksum_address
+
 from ledger.crypto import get_suite
 from ledger.errors import Conflict, Forbidden, InvalidInput
 from ledger.log import flowlog
@@ -30,7 +32,7 @@ def onboard(ledger: Ledger, signed: SignedAction) -> Member:
     key = bytes.fromhex(str(msg["encryptionKey"])[2:])
     if len(key) != suite.public_key_size:
         raise InvalidInput(f"{suite.name} public keys are {suite.public_key_size} bytes")
-    address = str(msg["member"])
+    address = to_checksum_address(str(msg["member"]))
     with ledger.db.transaction() as session:
         if session.get(Member, address) is not None:
             raise Conflict(f"{address} is already a member", code="already_member")
@@ -64,7 +66,7 @@ def suspend(ledger: Ledger, signed: SignedAction) -> Member:
     signer = check_signed(ledger, signed, "suspend")
     if signer != ledger.operator:
         raise Forbidden("only the operator suspends members", code="operator_only")
-    address = str(signed.message["member"])
+    address = to_checksum_address(str(signed.message["member"]))
     with ledger.db.transaction() as session:
         member = session.get(Member, address)
         if member is None:
