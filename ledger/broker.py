@@ -10,8 +10,10 @@ import threading
 from dataclasses import dataclass, field
 
 from ledger.chain.home import OpenedChain, open_chain
+from ledger.log import flowlog
 from ledger.log.anchorer import Anchorer
 from ledger.services.context import Ledger
+from ledger.services.exchange import reconcile_uses
 from ledger.settings import Settings
 from ledger.store.blobs import FileBlobStore
 from ledger.store.db import Database
@@ -72,7 +74,23 @@ def open_broker(settings: Settings, passphrase: str) -> Broker:
             every_records=settings.anchor_every_records,
             every_seconds=settings.anchor_every_seconds,
         )
+        recover(ledger, anchorer)
     except BaseException:
         opened.close()
         raise
     return Broker(ledger=ledger, anchorer=anchorer, opened=opened)
+
+
+def recover(ledger: Ledger, anchorer: Anchorer) -> None:
+    """Close the gaps a crash can leave between the chain and the database, before serving.
+
+    The chain and the database commit separately. A broker killed after a ``recordUse`` but
+    before its commit leaves a use the index never saw (the index follows the chain); one
+    killed after an ``anchor`` or a ``mintBatch`` leaves a head or credits the database has not
+    noted (the anchoring pass reads them back from the chain).
+    """
+    reconcile_uses(ledger)
+    with ledger.db.session() as session:
+        pending = flowlog.size(session) > 0
+    if pending:
+        anchorer.run_once()

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MIB = 1 << 20
-PASSPHRASE = "bench-exchange-passphrase"
+PASSPHRASE = "bench-exchange-passphrase"  # noqa: S105 - a throwaway home
 OWNER, CONSUMER = "bench-owner", "bench-consumer"
 TARGET_MBPS = 200.0
 TARGET_PEAK_MIB = 150.0
@@ -162,11 +163,12 @@ class ChildRun:
     maxrss_kib: int
 
 
-def spawn(env: dict[str, str], *args: str) -> ChildRun:
+def spawn(env: dict[str, str], *args: str, profile: Path | None = None) -> ChildRun:
     """Run this script as a client child; its own ``ru_maxrss`` comes from ``wait4``."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, *args], env=env, stdout=subprocess.PIPE, cwd=ROOT
-    )
+    command = [sys.executable, __file__, *args]
+    if profile is not None:  # py-spy runs the child itself: the child's rusage includes it
+        command = [*_py_spy(profile), "--", *command]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, cwd=ROOT)
     assert process.stdout is not None
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -177,6 +179,11 @@ def spawn(env: dict[str, str], *args: str) -> ChildRun:
 
 
 # -- the broker ---------------------------------------------------------------------------
+
+
+def _py_spy(out: Path) -> list[str]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return [exe, "record", "--rate", "250", "--threads", "--nonblocking", "-o", str(out)]
 
 
 def free_port() -> int:
@@ -239,7 +246,7 @@ def write_random(path: Path, size: int) -> None:
 # -- the run ------------------------------------------------------------------------------
 
 
-def bench(size_mib: int, where: str | None, as_json: bool) -> None:
+def bench(size_mib: int, where: str | None, as_json: bool, spy_dir: Path | None) -> None:
     from ledger.client import keystore
     from ledger.client.member import MemberKeys
     from ledger.client.sdk import BrokerClient
@@ -286,9 +293,32 @@ def bench(size_mib: int, where: str | None, as_json: bool) -> None:
         write_random(source, size)
 
         def step(name: str, *args: str) -> ChildRun:
+            spy = None
+            if spy_dir is not None:
+                spy_dir.mkdir(parents=True, exist_ok=True)
+                spy = subprocess.Popen(
+                    [*_py_spy(spy_dir / f"broker-{name}.svg"), "--pid", str(broker.pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1)
             reset_peak(broker.pid)
-            run = spawn(env, "--child", name, "--home", str(home), "--url", url, *args)
+            client_profile = None if spy_dir is None else spy_dir / f"client-{name}.svg"
+            run = spawn(
+                env,
+                "--child",
+                name,
+                "--home",
+                str(home),
+                "--url",
+                url,
+                *args,
+                profile=client_profile,
+            )
             broker_peaks[name] = mib(peak_kib(broker.pid))
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
             return run
 
         registered = step("register", "--file", str(source))
@@ -371,11 +401,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _verdict(rate: float, client: float | None, broker: float | None) -> str:
-    ok = (
-        rate >= TARGET_MBPS
-        and (client or 0) < TARGET_PEAK_MIB
-        and (broker or 0) < TARGET_PEAK_MIB
-    )
+    ok = rate >= TARGET_MBPS and (client or 0) < TARGET_PEAK_MIB and (broker or 0) < TARGET_PEAK_MIB
     return f"{'met' if ok else 'missed'}: >= {TARGET_MBPS:.0f} MB/s, < {TARGET_PEAK_MIB:.0f} MiB"
 
 
@@ -384,7 +410,15 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="dataset size (MiB)")
     parser.add_argument("--dir", default=None, help="where to put the temporary files")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--child", choices=("register", "fetch", "download"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        type=Path,
+        help="profile the broker and each client step with py-spy into DIR (skews the figures)",
+    )
+    parser.add_argument(
+        "--child", choices=("register", "fetch", "download"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
@@ -393,7 +427,7 @@ def main() -> None:
     if args.child:
         run_child(args)
     else:
-        bench(args.size_mib, args.dir, args.json)
+        bench(args.size_mib, args.dir, args.json, args.py_spy)
 
 
 if __name__ == "__main__":

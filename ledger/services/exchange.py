@@ -107,12 +107,11 @@ def reconcile_uses(ledger: Ledger) -> int:
         latest: dict[tuple[int, str], Grant] = {}
         for g in session.exec(select(Grant).order_by(col(Grant.generation))):
             latest[(g.dataset_id, g.grantee)] = g
-    behind = [
-        (g, on_chain.uses)
-        for g in latest.values()
-        for on_chain in [ledger.chain.grant_of(g.dataset_id, g.grantee)]
-        if on_chain.generation == g.generation and on_chain.uses > g.uses
-    ]
+    behind: list[tuple[Grant, int]] = []
+    for g in latest.values():
+        on_chain = ledger.chain.grant_of(g.dataset_id, g.grantee)
+        if on_chain.generation == g.generation and on_chain.uses > g.uses:
+            behind.append((g, on_chain.uses))
     if behind:
         with ledger.db.transaction() as session:
             for g, uses in behind:
