@@ -5,25 +5,59 @@ Merkle tree (RFC 6962) over the leaves is kept incrementally in ``tree_nodes``, 
 O(log n) and proofs are served from stored nodes. Appends are serialised through the
 ``log_state`` row (``lock_log``), which also makes them safe across broker replicas sharing
 PostgreSQL.
+
+``append`` adds one record; ``append_many`` adds many in the caller's transaction with one lock
+and bulk inserts (group commit: the records commit, or roll back, together).
+
+The right edge of the tree (its frontier: one node per one-bit of the size) is needed by every
+append. Rather than reading it back from ``tree_nodes`` each time, the process remembers the
+frontier of the last size *it committed* per database (keyed by the engine's connection pool).
+A committed prefix of an append-only log never changes, so that frontier stays right for that
+size for good; it is used only when the size read under the log lock is exactly that size, so a
+log advanced by another replica or process (or a rolled-back append) just means reading the
+frontier from the table again. Frontiers are published only after the commit succeeded and are
+dropped on any rollback, savepoints included.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Table, bindparam, event, update
+from sqlalchemy import select as core_select
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from ledger.log.merkle import leaf_hash
-from ledger.log.tree import MerkleTree
+from ledger.log.tree import MerkleTree, Node
 from ledger.services.actions import SignedAction, canonical
-from ledger.store.db import lock_log
+from ledger.store.db import _WRITE  # the flag Database.transaction() sets (see lock_log)
+from ledger.store.errors import DatabaseNotMigrated
 from ledger.store.models import LogRecord, LogState
 from ledger.store.nodes import SqlNodeStore
 
 LEAF_VERSION = 1
+
+_RECORDS: Table = LogRecord.__table__  # type: ignore[attr-defined]  # SQLModel sets it
+_STATE: Table = LogState.__table__  # type: ignore[attr-defined]
+# Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
+_INSERT_RECORDS = _RECORDS.insert()
+_SIZE = core_select(_STATE.c.size).where(_STATE.c.id == 1)
+_SIZE_FOR_UPDATE = _SIZE.with_for_update()
+_SET_SIZE = update(_STATE).where(_STATE.c.id == 1).values(size=bindparam("new_size"))
+_PENDING = "drl_flowlog_frontier"  # Session.info: (pool, size, frontier) written, not committed
+
+#: Frontier of the last size this process committed, per database (its connection pool).
+_committed: weakref.WeakKeyDictionary[Any, tuple[int, tuple[Node, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +82,15 @@ class Entry:
     leaf: bytes
 
 
+@dataclass(frozen=True)
+class Item:
+    """One record to append: the signed action, the dataset it concerns, unsigned context."""
+
+    signed: SignedAction
+    dataset_id: int | None = None
+    context: dict[str, Any] | None = None
+
+
 def append(
     session: Session,
     signed: SignedAction,
@@ -56,32 +99,113 @@ def append(
     context: dict[str, Any] | None = None,
 ) -> int:
     """Append one signed action inside the caller's transaction; returns its sequence number."""
-    lock_log(session)
-    state = session.get(LogState, 1)
-    if state is None:
-        state = LogState(id=1, size=0)
-        session.add(state)
-    seq = state.size
-    leaf = canonical(
-        {
-            "v": LEAF_VERSION,
-            "seq": seq,
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            "signed": signed.to_json(),
-            "context": context or {},
-        }
-    )
-    tree = MerkleTree(SqlNodeStore(session), seq)
-    tree.append(leaf)
-    session.add(
-        LogRecord(
-            seq=seq, action=signed.action, actor=signed.actor, dataset_id=dataset_id, leaf=leaf
+    return append_many(session, [Item(signed, dataset_id, context)])[0]
+
+
+def append_many(session: Session, items: Sequence[Item]) -> list[int]:
+    """Append ``items`` in order inside the caller's transaction; returns their sequence numbers.
+
+    One log lock, one bulk insert of records and one of tree nodes, whatever the number of
+    items. The caller's commit makes them durable together (or its rollback drops them all).
+    """
+    first = _lock_size(session)
+    if not items:
+        return []
+    tree = _open_for_append(session, first)
+    leaves: list[bytes] = []
+    rows: list[dict[str, Any]] = []
+    for seq, item in enumerate(items, start=first):
+        now = dt.datetime.now(dt.UTC)
+        leaf = canonical(
+            {
+                "v": LEAF_VERSION,
+                "seq": seq,
+                "at": now.isoformat(timespec="microseconds"),
+                "signed": item.signed.to_json(),
+                "context": item.context or {},
+            }
         )
-    )
-    state.size = seq + 1
-    session.add(state)
-    session.flush()
-    return seq
+        leaves.append(leaf_hash(leaf))
+        rows.append(
+            {
+                "seq": seq,
+                "action": item.signed.action,
+                "actor": item.signed.actor,
+                "dataset_id": item.dataset_id,
+                "leaf": leaf,
+                "created_at": now,
+            }
+        )
+    tree.append_leaf_hashes(leaves)
+    connection = session.connection()
+    connection.execute(_INSERT_RECORDS, rows)
+    size = first + len(items)
+    connection.execute(_SET_SIZE, {"new_size": size})
+    loaded = session.identity_map.get(session.identity_key(LogState, 1))
+    if loaded is not None:  # the session holds the row: its copy must agree with the table
+        set_committed_value(loaded, "size", size)
+    session.info[_PENDING] = (_pool(session), size, tree.frontier)
+    return list(range(first, size))
+
+
+def _lock_size(session: Session) -> int:
+    """``lock_log`` without loading the ORM row: the log's size, locked until the commit.
+
+    On PostgreSQL ``SELECT ... FOR UPDATE`` on the ``log_state`` row; on SQLite the
+    ``BEGIN IMMEDIATE`` of ``Database.transaction()`` already holds the only write lock.
+    """
+    if not session.info.get(_WRITE):
+        raise RuntimeError("lock_log needs a session from Database.transaction()")
+    connection = session.connection()
+    statement = _SIZE if connection.dialect.name == "sqlite" else _SIZE_FOR_UPDATE
+    size = connection.execute(statement).scalar_one_or_none()
+    if size is None:
+        raise DatabaseNotMigrated("the log_state row is missing: run Database.upgrade() first")
+    return int(size)
+
+
+def _pool(session: Session) -> Any:
+    """What identifies the database a session writes to: its engine's connection pool."""
+    return session.get_bind().engine.pool
+
+
+def _open_for_append(session: Session, size: int) -> MerkleTree:
+    """The tree at ``size`` (read under the log lock), reusing a frontier known for that size."""
+    store = SqlNodeStore(session)
+    pool = _pool(session)
+    pending = session.info.get(_PENDING)
+    if pending is not None and pending[0] is pool and pending[1] == size:
+        return MerkleTree(store, size, frontier=pending[2])
+    known = _committed.get(pool)
+    if known is not None and known[0] == size:
+        return MerkleTree(store, size, frontier=known[1])
+    return MerkleTree(store, size)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _publish_frontier(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released (SQLAlchemy reports it as a commit): not durable yet
+    pending = session.info.pop(_PENDING, None)
+    if pending is not None:
+        pool, size, frontier = pending
+        _committed[pool] = (size, frontier)
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _drop_frontier(session: OrmSession, previous_transaction: SessionTransaction) -> None:
+    session.info.pop(_PENDING, None)
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_frontier(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction is over, committed or not
+        session.info.pop(_PENDING, None)
+
+
+def forget_frontiers() -> None:
+    """Drop every remembered frontier (the next append reads it from the table)."""
+    _committed.clear()
 
 
 def size(session: Session) -> int:

@@ -25,6 +25,8 @@ Node store protocol
 left out) so a proof costs one round trip; the tree uses it when present and falls back to
 ``get`` otherwise. A SQL store would be a table ``(level, idx, hash)`` with primary key
 ``(level, idx)``; ``put`` is a plain ``INSERT`` through the caller's session.
+``BulkNodeStore`` adds ``put_many(nodes)``: ``append_leaf_hashes`` (and ``append_many``) then
+write all the nodes of many leaves in one call, which a SQL store makes one bulk insert.
 
 Transactions and concurrency
 ----------------------------
@@ -36,6 +38,11 @@ themselves or audit what was written. The tree keeps the right edge of the tree 
 the ``MerkleTree`` and open a new one at the committed size. Appends must be serialised by the
 caller (one writer, e.g. under the log's row lock); readers may open their own trees at any
 committed size.
+
+A caller that already knows the frontier of a committed size (it wrote it, and nothing can
+change a committed prefix of an append-only log) may hand it to the constructor
+(``MerkleTree(store, size, frontier=...)``) and skip reading it back; ``tree.frontier`` is the
+frontier after the last append.
 """
 
 from __future__ import annotations
@@ -104,6 +111,15 @@ class BatchNodeStore(NodeStore, Protocol):
         ...
 
 
+@runtime_checkable
+class BulkNodeStore(NodeStore, Protocol):
+    """A ``NodeStore`` that can also write many nodes at once (same rules as ``put``)."""
+
+    def put_many(self, nodes: Sequence[Node]) -> None:
+        """Store every node of ``nodes``; all or none (the caller's transaction decides)."""
+        ...
+
+
 class MemoryNodeStore:
     """``BatchNodeStore`` in a dict, for tests and for trees that need no persistence."""
 
@@ -165,13 +181,20 @@ class MerkleTree:
     log). Roots and proofs can be asked for any size up to the current one.
     """
 
-    def __init__(self, store: NodeStore, size: int = 0) -> None:
+    def __init__(
+        self, store: NodeStore, size: int = 0, *, frontier: Sequence[Node] | None = None
+    ) -> None:
         if size < 0:
             raise ValueError(f"tree size must not be negative, got {size}")
         self._store = store
         self._size = size
         # Perfect pieces of [0, size), largest first; loaded from the store on first need.
         self._frontier: list[Node] | None = [] if size == 0 else None
+        if frontier is not None:
+            shape = [(node.level, node.index) for node in frontier]
+            if shape != _pieces(0, size) or any(len(n.hash) != HASH_SIZE for n in frontier):
+                raise ValueError(f"the frontier given is not that of a tree of size {size}")
+            self._frontier = list(frontier)
 
     @property
     def store(self) -> NodeStore:
@@ -183,6 +206,11 @@ class MerkleTree:
         """Number of leaves appended so far."""
         return self._size
 
+    @property
+    def frontier(self) -> tuple[Node, ...]:
+        """The right edge at the current size: one perfect subtree per one-bit, largest first."""
+        return tuple(self._load_frontier())
+
     # -- appending ---------------------------------------------------------------------------
 
     def append(self, leaf_data: bytes) -> int:
@@ -192,8 +220,7 @@ class MerkleTree:
     def append_many(self, leaves: Iterable[bytes]) -> range:
         """Append each of ``leaves`` in order; returns the range of their indices."""
         first = self._size
-        for leaf in leaves:
-            self.append(leaf)
+        self.append_leaf_hashes([leaf_hash(leaf) for leaf in leaves])
         return range(first, self._size)
 
     def append_with_nodes(self, leaf_data: bytes) -> Appended:
@@ -202,23 +229,43 @@ class MerkleTree:
 
     def append_leaf_hash(self, hashed_leaf: bytes) -> Appended:
         """Append a leaf given its leaf hash ``SHA-256(0x00 || data)``."""
-        if len(hashed_leaf) != HASH_SIZE:
-            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, got {len(hashed_leaf)}")
+        return self.append_leaf_hashes([hashed_leaf])[0]
+
+    def append_leaf_hashes(self, hashed_leaves: Sequence[bytes]) -> list[Appended]:
+        """Append many leaves given their leaf hashes; one ``put_many`` if the store has it.
+
+        Either every node is written and the tree moves on, or (a write failed) the tree
+        stays where it was.
+        """
+        for hashed in hashed_leaves:
+            if len(hashed) != HASH_SIZE:
+                raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, got {len(hashed)}")
         frontier = list(self._load_frontier())
         index = self._size
-        current = Node(0, index, bytes(hashed_leaf))
-        written = [current]
-        while frontier and frontier[-1].level == current.level:
-            left = frontier.pop()
-            current = Node(current.level + 1, left.index >> 1, node_hash(left.hash, current.hash))
-            written.append(current)
-        frontier.append(current)
-        for node in written:
-            self._store.put(node.level, node.index, node.hash)
+        results: list[Appended] = []
+        for hashed in hashed_leaves:
+            current = Node(0, index, bytes(hashed))
+            written = [current]
+            while frontier and frontier[-1].level == current.level:
+                left = frontier.pop()
+                current = Node(
+                    current.level + 1, left.index >> 1, node_hash(left.hash, current.hash)
+                )
+                written.append(current)
+            frontier.append(current)
+            results.append(Appended(index=index, nodes=tuple(written)))
+            index += 1
+        store = self._store
+        if isinstance(store, BulkNodeStore):
+            store.put_many([node for result in results for node in result.nodes])
+        else:
+            for result in results:
+                for node in result.nodes:
+                    store.put(node.level, node.index, node.hash)
         # Only now that every put succeeded does the in-memory view move on.
         self._frontier = frontier
-        self._size = index + 1
-        return Appended(index=index, nodes=tuple(written))
+        self._size = index
+        return results
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -12,15 +12,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy import Table, bindparam, select
 from sqlmodel import Session
 
 from ledger.chain.client import LedgerChain
-from ledger.errors import ExpiredDeadline, Forbidden, InvalidInput, NotFound, ReplayedNonce
+from ledger.errors import (
+    ExpiredDeadline,
+    Forbidden,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    ReplayedNonce,
+)
 from ledger.services.actions import ACTIONS, Domains, SignedAction
 from ledger.store.blobs import BlobStore
 from ledger.store.db import Database
-from ledger.store.models import Dataset, Member, UsedNonce
+from ledger.store.models import Dataset, Member, UsedNonce, utcnow
+from ledger.store.nodes import insert_ignoring
+
+_NONCES: Table = UsedNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
+_MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
+# Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
+_STANDING_ONE = select(_MEMBERS.c.kind, _MEMBERS.c.status).where(
+    _MEMBERS.c.address == bindparam("address")
+)
+_STANDING = select(_MEMBERS.c.address, _MEMBERS.c.kind, _MEMBERS.c.status).where(
+    _MEMBERS.c.address.in_(bindparam("addresses", expanding=True))
+)
 
 MAX_DEADLINE_AHEAD = 24 * 3600
 
@@ -55,31 +73,93 @@ class Ledger:
 
 def check_signed(ledger: Ledger, signed: SignedAction, action: str) -> str:
     """Verify an action's type, signature and deadline; returns the signer's address."""
+    return check_signed_at(ledger.domains, ledger.now(), signed, action)
+
+
+def check_signed_at(domains: Domains, now: int, signed: SignedAction, action: str) -> str:
+    """``check_signed`` with the domains and the time given (so it can run in a worker)."""
     if signed.action != action:
         raise InvalidInput(
             f"expected a signed {action!r}, got {signed.action!r}", code="wrong_action"
         )
-    signed.verify(ledger.domains)
+    signed.verify(domains)
     deadline = signed.message.get("deadline")
-    if not isinstance(deadline, int) or deadline < ledger.now():
+    if not isinstance(deadline, int) or deadline < now:
         raise ExpiredDeadline(f"{action}: deadline {deadline} has passed")
-    if deadline > ledger.now() + MAX_DEADLINE_AHEAD + 3600:
+    if deadline > now + MAX_DEADLINE_AHEAD + 3600:
         raise ExpiredDeadline(f"{action}: deadline too far ahead (max 24 h)")
     return signed.actor
 
 
-def consume_nonce(session: Session, signed: SignedAction) -> None:
-    """Record a broker action's nonce; a second use by the same signer is refused."""
+def nonce_key(signed: SignedAction) -> tuple[str, str] | None:
+    """``(signer, nonce)`` as ``used_nonces`` records it, or None for on-chain actions."""
     if ACTIONS[signed.action][2] != "broker":
-        return  # on-chain actions use the contracts' nonces
-    nonce = str(signed.message["nonce"])
-    if session.get(UsedNonce, (signed.actor, nonce)) is not None:
-        raise ReplayedNonce(f"nonce {nonce} already used by {signed.actor}")
-    session.add(UsedNonce(signer=signed.actor, nonce=nonce))
-    try:
-        session.flush()
-    except SqlIntegrityError:
-        raise ReplayedNonce(f"nonce {nonce} already used by {signed.actor}") from None
+        return None  # on-chain actions use the contracts' nonces
+    return signed.actor, str(signed.message["nonce"])
+
+
+def consume_nonce(session: Session, signed: SignedAction) -> None:
+    """Record a broker action's nonce; a second use by the same signer is refused.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: no row back means the nonce was used
+    (also when a concurrent transaction used it first), and the transaction stays usable.
+    """
+    key = nonce_key(signed)
+    if key is None:
+        return
+    signer, nonce = key
+    statement = insert_ignoring(session, _NONCES, ("signer", "nonce"), ("signer",))
+    row = {"signer": signer, "nonce": nonce, "created_at": utcnow()}
+    if session.connection().execute(statement, row).first() is None:
+        raise ReplayedNonce(f"nonce {nonce} already used by {signer}")
+
+
+def consume_nonces(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Record many distinct ``(signer, nonce)`` pairs in one statement; returns those already used.
+
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: the pairs not returned were there before
+    (or a concurrent transaction recorded them first). The pairs must be distinct: a caller
+    that meets one twice refuses the repeat itself.
+    """
+    if len(set(keys)) != len(keys):
+        raise ValueError("consume_nonces needs distinct (signer, nonce) pairs")
+    if not keys:
+        return set()
+    now = utcnow()
+    statement = insert_ignoring(session, _NONCES, ("signer", "nonce"), ("signer", "nonce"))
+    rows = [{"signer": signer, "nonce": nonce, "created_at": now} for signer, nonce in keys]
+    inserted = {(str(a), str(b)) for a, b in session.connection().execute(statement, rows)}
+    return {key for key in keys if key not in inserted}
+
+
+def member_refusal(
+    address: str, kind: str | None, status: str | None, *, role: str = "member"
+) -> LedgerError | None:
+    """Why a member of this (kind, status) -- None if unknown -- may not write; None if it may."""
+    if kind is None:
+        return Forbidden(f"{address} is not an onboarded member", code="not_a_member")
+    if status != "active":
+        return Forbidden(f"{role} {address} is suspended", code="member_suspended")
+    if kind == "regulator":
+        return Forbidden("regulators read everything and write nothing", code="regulator_read_only")
+    return None
+
+
+def producer_standing(session: Session, addresses: list[str]) -> dict[str, tuple[str, str]]:
+    """``address -> (kind, status)`` of the onboarded members among ``addresses`` (one query)."""
+    found: dict[str, tuple[str, str]] = {}
+    unique = list(dict.fromkeys(addresses))
+    for start in range(0, len(unique), 500):
+        rows = session.connection().execute(_STANDING, {"addresses": unique[start : start + 500]})
+        for address, kind, status in rows:
+            found[str(address)] = (str(kind), str(status))
+    return found
+
+
+def member_standing(session: Session, address: str) -> tuple[str | None, str | None]:
+    """``(kind, status)`` of one member, ``(None, None)`` if it is not onboarded."""
+    found = session.connection().execute(_STANDING_ONE, {"address": address}).first()
+    return (None, None) if found is None else (str(found[0]), str(found[1]))
 
 
 def active_member(session: Session, address: str, *, role: str = "member") -> Member:

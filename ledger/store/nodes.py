@@ -7,25 +7,63 @@ any session.
 
 Nodes never change once written: ``put`` of the same hash again is a no-op, ``put`` of a
 different hash raises ``NodeConflict`` -- and neither aborts the caller's transaction (the
-insert is ``ON CONFLICT DO NOTHING``, then the stored hash is compared).
+insert is ``ON CONFLICT DO NOTHING``, then the stored hash is compared). ``put_many`` does the
+same for many nodes with one bulk insert (``executemany``), comparing stored hashes only when
+some row was not inserted.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Insert, and_, or_
+from sqlalchemy import Insert, Table, and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from ledger.log.tree import NodeKey
+from ledger.log.tree import Node, NodeKey
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 
 #: Keys per SELECT in ``get_many`` (stays far below every driver's bound-parameter limit).
 BATCH_SIZE = 500
+_TABLE: Table = TreeNode.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
+
+
+def dialect_insert(session: Session) -> Any:
+    """The ``insert`` construct of ``session``'s dialect (it has ``on_conflict_do_nothing``)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise ValueError(f"the store supports sqlite and postgresql, not {dialect}")
+
+
+@functools.cache
+def _insert_ignoring(
+    dialect: str, table: Table, keys: tuple[str, ...], returning: tuple[str, ...]
+) -> Insert:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement: Insert = insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return statement.returning(*(table.c[name] for name in returning))
+
+
+def insert_ignoring(
+    session: Session, table: Table, keys: tuple[str, ...], returning: tuple[str, ...]
+) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING ...`` for ``session``'s dialect.
+
+    Built once per dialect and table and reused (SQLAlchemy then reuses its compiled form and
+    cache key). Execute it with a parameter dict, or a list of them (``executemany``); the rows
+    it returns are the ones really inserted -- psycopg reports no ``rowcount`` for these.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise ValueError(f"the store supports sqlite and postgresql, not {dialect}")
+    return _insert_ignoring(dialect, table, keys, returning)
 
 
 class SqlNodeStore:
@@ -34,12 +72,9 @@ class SqlNodeStore:
     def __init__(self, session: Session) -> None:
         self._session = session
         dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            self._insert: Any = postgresql.insert
-        elif dialect == "sqlite":
-            self._insert = sqlite.insert
-        else:
+        if dialect not in ("postgresql", "sqlite"):
             raise ValueError(f"SqlNodeStore supports sqlite and postgresql, not {dialect}")
+        self._insert = insert_ignoring(session, _TABLE, ("level", "idx"), ("level",))
 
     @property
     def session(self) -> Session:
@@ -72,14 +107,24 @@ class SqlNodeStore:
                 found[level, index] = bytes(digest)
         return found
 
+    def put_many(self, nodes: Sequence[Node]) -> None:
+        """Insert ``nodes`` in one ``executemany``; a different stored hash raises NodeConflict."""
+        if not nodes:
+            return
+        rows = [{"level": n.level, "idx": n.index, "hash": bytes(n.hash)} for n in nodes]
+        inserted = len(self._session.connection().execute(self._insert, rows).all())
+        if inserted == len(rows):
+            return
+        # Some node was there already: compare what is stored.
+        stored = self.get_many([(n.level, n.index) for n in nodes])
+        for n in nodes:
+            if stored.get((n.level, n.index)) != bytes(n.hash):
+                raise NodeConflict(n.level, n.index)
+
     def put(self, level: int, index: int, digest: bytes) -> None:
         digest = bytes(digest)
-        statement: Insert = (
-            self._insert(TreeNode)
-            .values(level=level, idx=index, hash=digest)
-            .on_conflict_do_nothing(index_elements=["level", "idx"])
-        )
-        if self._session.exec(statement).rowcount == 1:
+        row = {"level": level, "idx": index, "hash": digest}
+        if self._session.connection().execute(self._insert, row).first() is not None:
             return
         stored = self.get(level, index)
         if stored != digest:
