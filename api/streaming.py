@@ -1,17 +1,31 @@
-"""Bridging the ASGI request stream to the blocking blob store, with bounded memory.
+"""Streaming between HTTP and the blocking blob store, both ways, with bounded memory.
 
-The event loop pushes body chunks into a small queue; a worker thread runs the registration,
-whose blob writer reads from :class:`QueueReader`. If the client goes away mid-upload the reader
-raises, the blob store removes its temporary file, and nothing is registered.
+Uploads (:func:`consume_stream`). The body arrives in pieces (64-256 KiB with uvicorn). The
+event loop groups them, as they are, into batches of up to ``BATCH`` bytes and puts each batch
+in a small queue (``QUEUE_DEPTH`` batches); a worker thread runs the registration, whose blob
+writer reads the pieces from :class:`QueueReader` without any copy. The event loop never blocks
+and does not hop to a thread per piece: when the queue is full it waits for the worker's signal
+that a batch was taken. No buffer is allocated per batch, so what the broker holds for an upload
+is the pieces in flight (at most about ``(QUEUE_DEPTH + 2) * BATCH``); after a large transfer,
+what the allocator kept of them goes back to the operating system (:func:`release_memory`). If
+the client goes away mid-upload the reader raises, the blob store removes its temporary file,
+and nothing is registered.
+
+Downloads (:func:`blob_stream`). A thread of its own reads the blob a few pieces ahead of what
+the response has sent and hands them to the event loop; no thread hop per piece either.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
 import io
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from typing import BinaryIO, TypeVar
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import BinaryIO, TypeVar, cast
 
 import anyio
 from fastapi import Request
@@ -20,8 +34,39 @@ from starlette.concurrency import run_in_threadpool
 from ledger.store.blobs import BlobStore
 
 T = TypeVar("T")
-CHUNK = 1024 * 1024
-_EOF = b""
+BATCH = 256 * 1024
+DOWNLOAD_CHUNK = 256 * 1024
+DOWNLOAD_DEPTH = 2
+QUEUE_DEPTH = 2
+_EOF: list[bytes] = []
+
+
+#: After a transfer of at least this many bytes, freed buffers go back to the operating system.
+RELEASE_AFTER = 64 * 1024 * 1024
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_memory(transferred: int) -> None:
+    """Hand memory freed by a large transfer back to the operating system (glibc only).
+
+    glibc keeps freed blocks of its arenas for reuse; after streaming hundreds of megabytes
+    through buffers of a few hundred KiB, several MiB of them stay resident for good (and the
+    next transfer's peak starts from there). ``malloc_trim`` costs a few milliseconds, nothing
+    next to such a transfer, so it only runs after one.
+    """
+    if _MALLOC_TRIM is not None and transferred >= RELEASE_AFTER:
+        _MALLOC_TRIM(0)
 
 
 class UploadAborted(Exception):
@@ -29,41 +74,69 @@ class UploadAborted(Exception):
 
 
 class QueueReader(io.RawIOBase):
-    """A readable stream fed chunk by chunk from another thread.
+    """A readable stream fed from another thread with batches of pieces (an empty one ends it).
 
-    ``aborted`` is set by the feeder when it stops without an end of body (cancelled), so a
-    reader waiting for the next chunk raises instead of waiting forever.
+    ``read(n)`` hands out the next piece itself when it fits in ``n`` (no copy), otherwise a
+    slice of it; it never joins pieces, so a read may return fewer bytes than asked (as raw
+    streams do). ``on_take`` runs after each batch is taken off the queue (the feeder waits on
+    it when the queue is full). ``aborted`` is set by the feeder when it stops without an end
+    of body (cancelled), so a reader waiting for the next batch raises instead of waiting
+    forever.
     """
 
     def __init__(
-        self, chunks: queue.Queue[bytes | BaseException], aborted: threading.Event | None = None
+        self,
+        batches: queue.Queue[list[bytes] | BaseException],
+        aborted: threading.Event | None = None,
+        on_take: Callable[[], None] | None = None,
     ) -> None:
-        self._chunks = chunks
-        self._buffer = memoryview(b"")
+        self._batches = batches
+        self._pieces: deque[bytes] = deque()
+        self._piece = b""
+        self._pos = 0
         self._done = False
         self._aborted = aborted or threading.Event()
+        self._on_take = on_take
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: memoryview | bytearray) -> int:  # type: ignore[override]
-        while not self._buffer and not self._done:
+    def _next(self) -> bool:
+        """Move to the next piece, waiting for a batch if needed; ``False`` at the end."""
+        while not self._pieces:
             try:
-                item = self._chunks.get(timeout=0.1)
+                item = self._batches.get(timeout=0.1)
             except queue.Empty:
                 if self._aborted.is_set():
                     raise UploadAborted("upload interrupted") from None
                 continue
+            if self._on_take is not None:
+                self._on_take()
             if isinstance(item, BaseException):
                 raise item
-            if item == _EOF:
+            if not item:
                 self._done = True
-            else:
-                self._buffer = memoryview(item)
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
+                return False
+            self._pieces.extend(item)
+        self._piece, self._pos = self._pieces.popleft(), 0
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        while self._pos >= len(self._piece):
+            if self._done or not self._next():
+                return b""
+        piece, start = self._piece, self._pos
+        if start == 0 and (size < 0 or size >= len(piece)):
+            self._piece, self._pos = b"", 0
+            return piece
+        end = len(piece) if size < 0 else min(len(piece), start + size)
+        self._pos = end
+        return piece[start:end]
+
+    def readinto(self, target: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
 
 
 async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
@@ -75,32 +148,56 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
     Once the worker stops reading, the rest of the body is drained and dropped, so the feeder
     never blocks on a full queue and the client still reads the answer.
     """
-    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
+    loop = asyncio.get_running_loop()
+    space = asyncio.Event()
+    batches: queue.Queue[list[bytes] | BaseException] = queue.Queue(maxsize=QUEUE_DEPTH)
     stopped, aborted = threading.Event(), threading.Event()
-    reader = io.BufferedReader(QueueReader(chunks, aborted), buffer_size=CHUNK)
+
+    def taken() -> None:  # on the worker thread
+        loop.call_soon_threadsafe(space.set)
+
+    reader = QueueReader(batches, aborted, on_take=taken)
     result: list[T] = []
     failed: dict[str, Exception] = {}
 
-    def put(item: bytes | BaseException) -> None:
+    async def put(item: list[bytes]) -> None:
+        """Queue ``item`` once there is room; drop it once the worker has stopped."""
         while not stopped.is_set():
             try:
-                chunks.put(item, timeout=0.05)
+                batches.put_nowait(item)
                 return
             except queue.Full:
-                continue
+                space.clear()
+                if batches.full():
+                    with anyio.move_on_after(0.05):  # and look at ``stopped`` again
+                        await space.wait()
 
     def guarded() -> T:
         try:
-            return work(reader)
+            return work(cast(BinaryIO, reader))
         finally:
             stopped.set()
+            taken()
+
+    received = 0
 
     async def feed() -> None:
+        nonlocal received
+        pending: list[bytes] = []
+        size = 0
         try:
             async for chunk in request.stream():
-                if chunk and not stopped.is_set():
-                    await anyio.to_thread.run_sync(put, chunk)
-            await anyio.to_thread.run_sync(put, _EOF)
+                received += len(chunk)
+                if not chunk or stopped.is_set():
+                    continue  # after the worker stopped, the rest is drained and dropped
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= BATCH:
+                    await put(pending)
+                    pending, size = [], 0
+            if pending:
+                await put(pending)
+            await put(_EOF)
         except Exception as exc:
             failed["body"] = exc
             aborted.set()
@@ -117,6 +214,7 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
     async with anyio.create_task_group() as group:
         group.start_soon(feed)
         group.start_soon(run)
+    release_memory(received)
     work_error = failed.get("work")
     if work_error is not None and not isinstance(work_error, UploadAborted):
         raise work_error
@@ -127,8 +225,55 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
     return result[0]
 
 
-def blob_chunks(blobs: BlobStore, digest: bytes) -> Iterator[bytes]:
-    """Yield a stored blob in 1 MiB chunks (the store verifies its hash at the end)."""
-    with blobs.open(digest) as fh:
-        while chunk := fh.read(CHUNK):
-            yield chunk
+async def blob_stream(blobs: BlobStore, digest: bytes) -> AsyncIterator[bytes]:
+    """A stored blob as an async stream of ``DOWNLOAD_CHUNK`` pieces, for a streamed response.
+
+    One thread of its own reads the blob (the store verifies its hash at the end, so a reader
+    that reaches the end learns of tampering: the error is raised here and cuts the response)
+    and hands each piece to the event loop, at most ``DOWNLOAD_DEPTH`` ahead of what was sent:
+    no thread hop per piece, and about ``(DOWNLOAD_DEPTH + 1) * DOWNLOAD_CHUNK`` in flight.
+    When the response stops early (the client went away), the thread stops too.
+    """
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+    room = threading.Semaphore(DOWNLOAD_DEPTH)
+    stop = threading.Event()
+
+    def hand(item: bytes | BaseException) -> None:
+        try:
+            loop.call_soon_threadsafe(ready.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (the server stopped): nobody listens
+            stop.set()
+
+    def produce() -> None:
+        sent = 0
+        try:
+            with blobs.open(digest) as fh:
+                while True:
+                    while not room.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    chunk = fh.read(DOWNLOAD_CHUNK)
+                    hand(chunk)
+                    if not chunk:
+                        return
+                    sent += len(chunk)
+        except BaseException as exc:
+            hand(exc)
+        finally:
+            release_memory(sent)
+
+    threading.Thread(target=produce, name="drl-download", daemon=True).start()
+    try:
+        while True:
+            item = await ready.get()
+            room.release()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()

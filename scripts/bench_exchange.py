@@ -1,25 +1,29 @@
 """Benchmark the exchange through a real broker on loopback: register and fetch a large dataset.
 
-Usage: ``.venv/bin/python scripts/bench_exchange.py [--size-mib 1024] [--dir DIR] [--json]``
+Usage: ``.venv/bin/python scripts/bench_exchange.py [--size-mib 1024] [--dir DIR] [--json]
+[--py-spy DIR]``
 
 Starts ``drl serve`` (embedded chain, SQLite, file blob store) on a free loopback port, creates
 and onboards an owner and a consumer, writes a random file, then runs each step in a fresh
 client process, as a member would with the SDK:
 
 - register: ``BrokerClient.register`` -- encrypt to a temporary file (content hash, ciphertext
-  SHA-256), then the signed intent and the streamed ``PUT`` of the ciphertext, which the broker
-  hashes, stores (fsync) and registers on chain. "upload" alone is timed from the first body
-  chunk sent to the broker's answer; "encrypt + upload" is the whole call.
+  SHA-256, fsync), then the signed intent and the streamed ``PUT`` of the ciphertext, which the
+  broker hashes, stores (fsync) and registers on chain. "upload alone" is timed from the first
+  body chunk sent to the broker's answer; "encrypt + upload" is the whole call.
 - fetch: ``BrokerClient.fetch`` -- the signed fetch (one use recorded on chain), the streamed
   ciphertext, decryption, content hash check, fsync and rename, and the signed receipt.
 - download: the same signed fetch, but the ciphertext is read and dropped: the transport alone.
 
 MB/s is plaintext bytes (10^6) per second of wall time. Peak memory is the peak resident set
-(``VmHWM``): the client's is read by the client itself (reset with ``/proc/self/clear_refs``
-when the upload starts, so encryption and upload are told apart; the whole process's
-``ru_maxrss`` from ``wait4`` is reported for the whole call); the broker's is reset before
-each step and read after it (``/proc/PID/clear_refs`` and ``/proc/PID/status``), and its
-overall peak comes from ``wait4`` when it exits.
+(``VmHWM``) during the step: a client resets its own (``/proc/self/clear_refs``) once its
+imports are done and its keys are unlocked, just before the step, and again when the upload
+starts, so encryption and upload are told apart; the broker's is reset before each step and
+read after it (``/proc/PID/clear_refs``, ``/proc/PID/status``). What comes before a step is
+reported too: each client process's whole peak (``ru_maxrss`` from ``wait4``: interpreter,
+imports, key derivation included), the resident sets when the step starts, and the broker's
+overall peak (``wait4`` when it exits, start-up and deployment included). The machine may be
+shared: other load lowers the figures, so look at a few runs.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,20 +52,30 @@ PASSPHRASE = "bench-exchange-passphrase"  # noqa: S105 - a throwaway home
 OWNER, CONSUMER = "bench-owner", "bench-consumer"
 TARGET_MBPS = 200.0
 TARGET_PEAK_MIB = 150.0
+STEPS = ("register", "fetch", "download")
 
 
-# -- peak memory --------------------------------------------------------------------------
+# -- memory and CPU of a process ----------------------------------------------------------
 
 
-def peak_kib(pid: int | str = "self") -> int | None:
-    """``VmHWM`` of a process (peak resident set since start or the last reset), in KiB."""
+def _status_kib(pid: int | str, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def peak_kib(pid: int | str = "self") -> int | None:
+    """``VmHWM``: peak resident set since the process started or its last reset, in KiB."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int | str = "self") -> int | None:
+    """``VmRSS``: resident set now, in KiB."""
+    return _status_kib(pid, "VmRSS")
 
 
 def reset_peak(pid: int | str = "self") -> bool:
@@ -71,18 +87,39 @@ def reset_peak(pid: int | str = "self") -> bool:
     return True
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def mib(kib: int | None) -> float | None:
     return None if kib is None else kib / 1024
 
 
-# -- the client steps (run in their own processes) ----------------------------------------
+# -- the client steps (each in its own process) -------------------------------------------
 
 
 def _client(url: str, home: Path, handle: str) -> Any:
     from ledger.client import keystore
     from ledger.client.sdk import BrokerClient
 
-    return BrokerClient(url, keystore.unlock(home, handle, PASSPHRASE), timeout=600)
+    client = BrokerClient(url, keystore.unlock(home, handle, PASSPHRASE), timeout=600)
+    client.config()
+    return client
+
+
+def _measured(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``step`` with this process's peak reset first; add timing and memory."""
+    before = rss_kib()
+    reset = reset_peak()
+    start = time.perf_counter()
+    result = step()
+    result["total_s"] = time.perf_counter() - start
+    result["rss_before_kib"] = before
+    result["peak_kib"] = peak_kib() if reset else None
+    return result
 
 
 def child_register(url: str, home: Path, source: Path) -> dict[str, Any]:
@@ -92,33 +129,38 @@ def child_register(url: str, home: Path, source: Path) -> dict[str, Any]:
         if "upload_start" not in marks:
             marks["upload_start"] = time.perf_counter()
             marks["encrypt_peak_kib"] = peak_kib()
-            marks["reset"] = reset_peak()
+            reset_peak()
 
     with _client(url, home, OWNER) as client:
-        client.config()
-        start = time.perf_counter()
-        dataset = client.register(source, title="bench", progress=progress)
-        end = time.perf_counter()
-    return {
-        "dataset_id": dataset["id"],
-        "ciphertext_size": dataset["ciphertext_size"],
-        "total_s": end - start,
-        "encrypt_s": marks["upload_start"] - start,
-        "upload_s": end - marks["upload_start"],
-        "encrypt_peak_kib": marks["encrypt_peak_kib"],
-        "upload_peak_kib": peak_kib() if marks["reset"] else None,
-    }
+
+        def step() -> dict[str, Any]:
+            marks["start"] = time.perf_counter()
+            dataset = client.register(source, title="bench", progress=progress)
+            end = time.perf_counter()
+            upload_peak = peak_kib()
+            return {
+                "dataset_id": dataset["id"],
+                "ciphertext_size": dataset["ciphertext_size"],
+                "encrypt_s": marks["upload_start"] - marks["start"],
+                "upload_s": end - marks["upload_start"],
+                "encrypt_peak_kib": marks["encrypt_peak_kib"],
+                "upload_peak_kib": upload_peak,
+            }
+
+        result = _measured(step)
+    # The step's peak is the larger of the two phases (the reset at the upload start hid the
+    # encryption's from VmHWM).
+    peaks = [p for p in (result["encrypt_peak_kib"], result["upload_peak_kib"]) if p]
+    result["peak_kib"] = max(peaks) if peaks else None
+    return result
 
 
 def child_fetch(url: str, home: Path, dataset_id: int, out: Path) -> dict[str, Any]:
     with _client(url, home, CONSUMER) as client:
-        client.config()
-        start = time.perf_counter()
-        result = client.fetch(dataset_id, out)
-        end = time.perf_counter()
-    size = out.stat().st_size
+        result = _measured(lambda: {"uses_left": client.fetch(dataset_id, out)["uses_left"]})
+    result["plaintext_size"] = out.stat().st_size
     out.unlink()
-    return {"total_s": end - start, "plaintext_size": size, "uses_left": result["uses_left"]}
+    return result
 
 
 def child_download(url: str, home: Path, dataset_id: int) -> dict[str, Any]:
@@ -128,22 +170,24 @@ def child_download(url: str, home: Path, dataset_id: int) -> dict[str, Any]:
     from ledger.client.member import sign
 
     with _client(url, home, CONSUMER) as client:
-        keys = client.keys
-        start = time.perf_counter()
-        signed = sign(
-            keys, "fetch", {"grantee": keys.address, "datasetId": dataset_id}, client.domains
-        )
-        body = json.dumps({"signed": signed.to_json()}).encode()
-        target = f"/v1/datasets/{dataset_id}/fetch"
-        headers = client._headers("POST", target, hashlib.sha256(body).hexdigest())
-        headers["content-type"] = "application/json"
-        received = 0
-        with client._http.stream("POST", target, content=body, headers=headers) as response:
-            response.raise_for_status()
-            for chunk in response.iter_raw(MIB):
-                received += len(chunk)
-        end = time.perf_counter()
-    return {"total_s": end - start, "ciphertext_received": received}
+
+        def step() -> dict[str, Any]:
+            keys = client.keys
+            signed = sign(
+                keys, "fetch", {"grantee": keys.address, "datasetId": dataset_id}, client.domains
+            )
+            body = json.dumps({"signed": signed.to_json()}).encode()
+            target = f"/v1/datasets/{dataset_id}/fetch"
+            headers = client._headers("POST", target, hashlib.sha256(body).hexdigest())
+            headers["content-type"] = "application/json"
+            received = 0
+            with client._http.stream("POST", target, content=body, headers=headers) as response:
+                response.raise_for_status()
+                for chunk in response.iter_raw():
+                    received += len(chunk)
+            return {"ciphertext_received": received}
+
+        return _measured(step)
 
 
 def run_child(args: argparse.Namespace) -> None:
@@ -154,36 +198,48 @@ def run_child(args: argparse.Namespace) -> None:
         result = child_fetch(url, home, args.dataset_id, Path(args.file))
     else:
         result = child_download(url, home, args.dataset_id)
-    print(json.dumps(result))
+    Path(args.result).write_text(json.dumps(result))
 
 
 @dataclass
-class ChildRun:
+class Step:
+    """A client step's result, the client process's own usage and the broker's meanwhile."""
+
     result: dict[str, Any]
-    maxrss_kib: int
+    process_peak_kib: int
+    cpu_s: float
+    broker_before_kib: int | None = None
+    broker_peak_kib: int | None = None
+    broker_cpu_s: float = 0.0
+    broker_sys_s: float = 0.0
 
 
-def spawn(env: dict[str, str], *args: str, profile: Path | None = None) -> ChildRun:
+def spawn(env: dict[str, str], *args: str, profile: Path | None = None) -> Step:
     """Run this script as a client child; its own ``ru_maxrss`` comes from ``wait4``."""
-    command = [sys.executable, __file__, *args]
-    if profile is not None:  # py-spy runs the child itself: the child's rusage includes it
-        command = [*_py_spy(profile), "--", *command]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, cwd=ROOT)
-    assert process.stdout is not None
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"client step {args[1]} failed ({process.returncode})")
-    return ChildRun(result=json.loads(out), maxrss_kib=usage.ru_maxrss)
-
-
-# -- the broker ---------------------------------------------------------------------------
+    with tempfile.NamedTemporaryFile(prefix="drl-bench-", suffix=".json") as result:
+        command = [sys.executable, __file__, *args, "--result", result.name]
+        if profile is not None:  # py-spy runs the child: its rusage then includes py-spy's
+            command = [*_py_spy(profile), "--", *command]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise SystemExit(f"client step {args[1]} failed ({process.returncode})")
+        return Step(
+            result=json.loads(Path(result.name).read_text()),
+            process_peak_kib=usage.ru_maxrss,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+        )
 
 
 def _py_spy(out: Path) -> list[str]:
+    """py-spy recording collapsed stacks ("raw": flamegraph.pl or speedscope draw them)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return [exe, "record", "--rate", "250", "--threads", "--nonblocking", "-o", str(out)]
+    options = ["--rate", "250", "--threads", "--nonblocking", "--format", "raw"]
+    return [exe, "record", *options, "-o", str(out)]
+
+
+# -- the broker ---------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -192,16 +248,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_broker(home: Path, env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_broker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     import httpx
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     deadline = time.monotonic() + 120
     while True:
         if process.poll() is not None:
@@ -246,13 +303,14 @@ def write_random(path: Path, size: int) -> None:
 # -- the run ------------------------------------------------------------------------------
 
 
-def bench(size_mib: int, where: str | None, as_json: bool, spy_dir: Path | None) -> None:
+def bench(size_mib: int, runs: int, where: str | None, as_json: bool, spy_dir: Path | None) -> None:
     from ledger.client import keystore
     from ledger.client.member import MemberKeys
     from ledger.client.sdk import BrokerClient
     from ledger.crypto import generate_keypair
     from ledger.keys import load_account
 
+    size = size_mib * MIB
     work = Path(tempfile.mkdtemp(prefix="drl-bench-exchange-", dir=where))
     home = work / "home"
     port = free_port()
@@ -264,135 +322,172 @@ def bench(size_mib: int, where: str | None, as_json: bool, spy_dir: Path | None)
         DRL_KDF_FAST="1",
         DRL_BROKER_URL=url,
         DRL_ANCHOR_EVERY_SECONDS="3600",
-        DRL_MAX_UPLOAD_BYTES=str(size_mib * MIB + 64 * MIB),
+        DRL_MAX_UPLOAD_BYTES=str(size + 64 * MIB),
     )
     os.environ["DRL_KDF_FAST"] = "1"
-    size = size_mib * MIB
-    broker = start_broker(home, env, port, work / "broker.log")
-    broker_peaks: dict[str, float | None] = {}
+    broker = start_broker(env, port, work / "broker.log")
+    rounds: list[dict[str, Step]] = []
+
+    def step(name: str, *args: str) -> Step:
+        spy = None
+        if spy_dir is not None:
+            spy_dir.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                [
+                    *_py_spy(spy_dir / f"broker-{name}-{len(rounds)}.folded"),
+                    "--pid",
+                    str(broker.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        reset_peak(broker.pid)
+        before, cpu_before = rss_kib(broker.pid), cpu_seconds(broker.pid)
+        client_profile = None
+        if spy_dir is not None:
+            client_profile = spy_dir / f"client-{name}-{len(rounds)}.folded"
+        run = spawn(
+            env, "--child", name, "--home", str(home), "--url", url, *args, profile=client_profile
+        )
+        run.broker_before_kib, run.broker_peak_kib = before, peak_kib(broker.pid)
+        user, system = cpu_seconds(broker.pid)
+        run.broker_cpu_s = user + system - sum(cpu_before)
+        run.broker_sys_s = system - cpu_before[1]
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        rounds[-1][name] = run
+        return run
+
     try:
-        with BrokerClient(url) as anonymous:
-            anonymous.config()
         operator = MemberKeys(
             account=load_account(home / "broker" / "operator.key.json", PASSPHRASE),
             hpke=generate_keypair()[0],
         )
         with BrokerClient(url, operator) as op:
             for handle, kind in ((OWNER, "department"), (CONSUMER, "enterprise")):
-                profile = keystore.create(
+                identity = keystore.create(
                     home, handle, kind=kind, name=handle, passphrase=PASSPHRASE
                 )
                 op.onboard(
-                    address=profile.address,
-                    kind=profile.kind,
-                    name=profile.name,
-                    key_suite=profile.key_suite,
-                    encryption_key=bytes.fromhex(profile.encryption_key[2:]),
+                    address=identity.address,
+                    kind=identity.kind,
+                    name=identity.name,
+                    key_suite=identity.key_suite,
+                    encryption_key=bytes.fromhex(identity.encryption_key[2:]),
                 )
         source = work / "data.bin"
-        write_random(source, size)
-
-        def step(name: str, *args: str) -> ChildRun:
-            spy = None
-            if spy_dir is not None:
-                spy_dir.mkdir(parents=True, exist_ok=True)
-                spy = subprocess.Popen(
-                    [*_py_spy(spy_dir / f"broker-{name}.svg"), "--pid", str(broker.pid)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+        for _ in range(runs):
+            rounds.append({})
+            write_random(source, size)  # new bytes each round: a content hash registers once
+            dataset_id = step("register", "--file", str(source)).result["dataset_id"]
+            with (
+                BrokerClient(url, keystore.unlock(home, OWNER, PASSPHRASE)) as owner,
+                BrokerClient(url, keystore.unlock(home, CONSUMER, PASSPHRASE)) as consumer,
+            ):
+                request = consumer.request_access(
+                    int(dataset_id), purpose="benchmarking the exchange", days=1, uses=2
                 )
-                time.sleep(1)
-            reset_peak(broker.pid)
-            client_profile = None if spy_dir is None else spy_dir / f"client-{name}.svg"
-            run = spawn(
-                env,
-                "--child",
-                name,
-                "--home",
-                str(home),
-                "--url",
-                url,
-                *args,
-                profile=client_profile,
-            )
-            broker_peaks[name] = mib(peak_kib(broker.pid))
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=60)
-            return run
-
-        registered = step("register", "--file", str(source))
-        dataset_id = str(registered.result["dataset_id"])
-        with (
-            BrokerClient(url, keystore.unlock(home, OWNER, PASSPHRASE)) as owner,
-            BrokerClient(url, keystore.unlock(home, CONSUMER, PASSPHRASE)) as consumer,
-        ):
-            request = consumer.request_access(
-                int(dataset_id), purpose="benchmarking the exchange", days=1, uses=2
-            )
-            owner.approve(int(request["id"]))
-        fetched = step("fetch", "--dataset-id", dataset_id, "--file", str(work / "out.bin"))
-        downloaded = step("download", "--dataset-id", dataset_id)
+                owner.approve(int(request["id"]))
+            step("fetch", "--dataset-id", str(dataset_id), "--file", str(work / "out.bin"))
+            step("download", "--dataset-id", str(dataset_id))
     finally:
-        broker_overall = mib(stop_broker(broker))
+        broker_overall = stop_broker(broker)
         shutil.rmtree(work, ignore_errors=True)
+    report(size_mib, rounds, broker_overall, as_json)
 
-    reg = registered.result
-    rows = [
-        (
-            "register: encrypt + upload",
-            size / reg["total_s"] / 1e6,
-            mib(registered.maxrss_kib),
-            broker_peaks["register"],
-        ),
-        (
-            "upload alone (ciphertext PUT, broker hash + fsync + chain)",
-            size / reg["upload_s"] / 1e6,
-            mib(reg["upload_peak_kib"]),
-            broker_peaks["register"],
-        ),
-        (
-            "fetch: download + decrypt + verify + receipt",
-            size / fetched.result["total_s"] / 1e6,
-            mib(fetched.maxrss_kib),
-            broker_peaks["fetch"],
-        ),
-        (
-            "download alone (ciphertext read and dropped)",
-            size / downloaded.result["total_s"] / 1e6,
-            mib(downloaded.maxrss_kib),
-            broker_peaks["download"],
-        ),
-    ]
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "size_mib": size_mib,
-                    "rows": rows,
-                    "register": reg,
-                    "fetch": fetched.result,
-                    "download": downloaded.result,
-                    "broker_overall_peak_mib": broker_overall,
-                },
-                indent=2,
-            )
+
+def report(
+    size_mib: int, rounds: list[dict[str, Step]], broker_overall: int | None, as_json: bool
+) -> None:
+    """The table: median MB/s over the rounds (range beside it), the highest peaks."""
+    size = size_mib * MIB
+
+    def rows(steps: dict[str, Step]) -> list[tuple[str, float, int | None, Step]]:
+        reg, fetch, down = steps["register"], steps["fetch"], steps["download"]
+        r = reg.result
+        return [
+            ("register: encrypt + upload", r["total_s"], r["peak_kib"], reg),
+            ("upload alone (PUT; broker hashes, fsyncs, registers)", r["upload_s"],
+             r["upload_peak_kib"], reg),
+            ("fetch: download + decrypt + verify + receipt", fetch.result["total_s"],
+             fetch.result["peak_kib"], fetch),
+            ("download alone (ciphertext read and dropped)", down.result["total_s"],
+             down.result["peak_kib"], down),
+        ]  # fmt: skip
+
+    per_round = [rows(steps) for steps in rounds]
+    table = []
+    for i, (name, *_) in enumerate(per_round[0]):
+        rates = [size / r[i][1] / 1e6 for r in per_round]
+        clients = [r[i][2] for r in per_round]
+        brokers = [r[i][3].broker_peak_kib for r in per_round]
+        table.append(
+            {
+                "direction": name,
+                "mb_per_s": statistics.median(rates),
+                "mb_per_s_runs": rates,
+                "client_peak_mib": mib(max((c for c in clients if c), default=None)),
+                "broker_peak_mib": mib(max((b for b in brokers if b), default=None)),
+            }
         )
+    if as_json:
+        detail = [
+            {
+                name: {
+                    **s.result,
+                    "client_process_peak_kib": s.process_peak_kib,
+                    "client_cpu_s": s.cpu_s,
+                    "broker_rss_before_kib": s.broker_before_kib,
+                    "broker_peak_kib": s.broker_peak_kib,
+                    "broker_cpu_s": s.broker_cpu_s,
+                    "broker_sys_s": s.broker_sys_s,
+                }
+                for name, s in steps.items()
+            }
+            for steps in rounds
+        ]
+        document = {
+            "size_mib": size_mib,
+            "table": table,
+            "rounds": detail,
+            "broker_overall_peak_kib": broker_overall,
+        }
+        print(json.dumps(document, indent=2))
         return
-    cpus = os.cpu_count()
-    print(f"{size_mib} MiB of random data through a broker on loopback ({cpus} cores)\n")
+    runs = len(rounds)
+    print(
+        f"{size_mib} MiB of random data through a broker on loopback, {runs} round(s), "
+        f"{os.cpu_count()} cores; MB/s is the median (range), peaks are the highest\n"
+    )
     print("| direction | MB/s | client peak MiB | broker peak MiB | target |")
     print("|---|---:|---:|---:|---|")
-    for name, rate, client_peak, broker_peak in rows:
+    for row in table:
+        rate, client, broker = row["mb_per_s"], row["client_peak_mib"], row["broker_peak_mib"]
+        spread = row["mb_per_s_runs"]
+        shown = f"{rate:.0f}" if runs == 1 else f"{rate:.0f} ({min(spread):.0f}-{max(spread):.0f})"
         print(
-            f"| {name} | {rate:.0f} | {_fmt(client_peak)} | {_fmt(broker_peak)} | "
-            f"{_verdict(rate, client_peak, broker_peak)} |"
+            f"| {row['direction']} | {shown} | {_fmt(client)} | {_fmt(broker)} | "
+            f"{_verdict(rate, client, broker)} |"
         )
+    print()
+    for n, steps in enumerate(rounds, 1):
+        r = steps["register"].result
+        print(
+            f"round {n}: encrypt {r['encrypt_s']:.2f} s (client peak "
+            f"{_fmt(mib(r['encrypt_peak_kib']))} MiB), upload {r['upload_s']:.2f} s"
+        )
+        for name, s in steps.items():
+            print(
+                f"  {name}: {s.result['total_s']:.2f} s; resident at the start: client "
+                f"{_fmt(mib(s.result['rss_before_kib']))} MiB, broker "
+                f"{_fmt(mib(s.broker_before_kib))} MiB; client process peak (imports and key "
+                f"unlock included) {_fmt(mib(s.process_peak_kib))} MiB; CPU: client process "
+                f"{s.cpu_s:.2f} s, broker {s.broker_cpu_s:.2f} s ({s.broker_sys_s:.2f} s system)"
+            )
     print(
-        f"\nencrypt {reg['encrypt_s']:.2f} s (client peak {_fmt(mib(reg['encrypt_peak_kib']))}"
-        f" MiB), upload {reg['upload_s']:.2f} s, fetch {fetched.result['total_s']:.2f} s, "
-        f"download {downloaded.result['total_s']:.2f} s; broker overall peak "
-        f"{_fmt(broker_overall)} MiB"
+        f"broker process peak (start-up and deployment included): {_fmt(mib(broker_overall))} MiB"
     )
 
 
@@ -401,13 +496,16 @@ def _fmt(value: float | None) -> str:
 
 
 def _verdict(rate: float, client: float | None, broker: float | None) -> str:
-    ok = rate >= TARGET_MBPS and (client or 0) < TARGET_PEAK_MIB and (broker or 0) < TARGET_PEAK_MIB
+    ok = rate >= TARGET_MBPS and all(
+        peak is not None and peak < TARGET_PEAK_MIB for peak in (client, broker)
+    )
     return f"{'met' if ok else 'missed'}: >= {TARGET_MBPS:.0f} MB/s, < {TARGET_PEAK_MIB:.0f} MiB"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="dataset size (MiB)")
+    parser.add_argument("--runs", type=int, default=1, help="rounds (each with a new file)")
     parser.add_argument("--dir", default=None, help="where to put the temporary files")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
@@ -416,18 +514,17 @@ def main() -> None:
         type=Path,
         help="profile the broker and each client step with py-spy into DIR (skews the figures)",
     )
-    parser.add_argument(
-        "--child", choices=("register", "fetch", "download"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--dataset-id", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_child(args)
     else:
-        bench(args.size_mib, args.dir, args.json, args.py_spy)
+        bench(args.size_mib, args.runs, args.dir, args.json, args.py_spy)
 
 
 if __name__ == "__main__":

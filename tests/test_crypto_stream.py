@@ -339,6 +339,29 @@ class Discard(io.RawIOBase):
         return len(memoryview(data))  # type: ignore[arg-type]
 
 
+class BrokenPipe(io.RawIOBase):
+    """A destination that fails after a few writes, like a dropped upload."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        self.writes += 1
+        if self.writes > 3:
+            raise BrokenPipeError("upload dropped")
+        return len(memoryview(data))  # type: ignore[arg-type]
+
+
+def test_a_failing_destination_surfaces_its_error() -> None:
+    with pytest.raises(BrokenPipeError):
+        encrypt(Zeros(20 * CHUNK), BrokenPipe(), KEY, chunk_size=CHUNK)  # type: ignore[arg-type]
+    with pytest.raises(BrokenPipeError):
+        decrypt(io.BytesIO(BLOB), BrokenPipe(), KEY)  # type: ignore[arg-type]
+
+
 def test_memory_stays_a_few_chunks_whatever_the_size() -> None:
     size = 48 * DEFAULT_CHUNK_SIZE
     tracemalloc.start()

@@ -7,7 +7,6 @@ import json
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
-from starlette.concurrency import iterate_in_threadpool
 
 from api.auth import Caller
 from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep
@@ -22,7 +21,7 @@ from api.schemas import (
     hx,
     message_int,
 )
-from api.streaming import blob_chunks, consume_stream
+from api.streaming import blob_stream, consume_stream
 from ledger.errors import Forbidden, InvalidInput
 from ledger.services import datasets, exchange
 from ledger.services.context import dataset as load_dataset
@@ -177,7 +176,7 @@ def fetch(
         "X-DRL-Metadata": json.dumps({"title": d.title}),
     }
     return StreamingResponse(
-        iterate_in_threadpool(blob_chunks(ledger.blobs, d.ciphertext_sha256)),
+        blob_stream(ledger.blobs, d.ciphertext_sha256),
         media_type="application/octet-stream",
         headers=headers,
     )

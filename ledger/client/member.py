@@ -19,7 +19,8 @@ from eth_utils.address import to_checksum_address
 from ledger import crypto
 from ledger.chain import typed_data
 from ledger.chain.models import GrantTerms, Registration
-from ledger.crypto.files import decrypt_to_path, encrypt_file
+from ledger.crypto.files import decrypt_to_path
+from ledger.crypto.stream import encrypt
 from ledger.services.access import purpose_hash, terms_hash
 from ledger.services.actions import ActionName, Domains, SignedAction, new_nonce, sign_action
 from ledger.services.datasets import METADATA_VERSION, metadata_hash
@@ -93,7 +94,10 @@ def prepare_upload(
     """Encrypt ``source`` under a fresh data key and sign its registration."""
     dek = crypto.generate_data_key()
     ciphertext = workdir / f"{source.name}.drl"
-    result = encrypt_file(source, ciphertext, dek)
+    # A scratch file, uploaded and deleted right after: not fsynced (``encrypt_file`` would
+    # make it durable, which holds the upload back until the whole ciphertext is on disk).
+    with source.open("rb") as src, ciphertext.open("wb") as dst:
+        result = encrypt(src, dst, dek)
     wrapped = crypto.wrap_key(
         dek,
         keys.public_key.to_bytes(),

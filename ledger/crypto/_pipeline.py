@@ -2,8 +2,9 @@
 
 SHA-256 (about 1.5 GB/s here) is the bottleneck, not AES-GCM (about 8 GB/s). Chunk hashes are
 independent and both hashlib and cryptography release the GIL on large buffers, so chunks are
-sealed or opened and hashed on a small thread pool while the calling thread reads ahead and
-writes results back in order.
+sealed or opened and hashed on a small thread pool while the calling thread reads ahead. Results
+are handed on in order to single-thread stages (writer, ciphertext hasher), so writing, which
+on some machines costs as much CPU as hashing, overlaps reading instead of following it.
 
 Memory stays flat: a fixed set of slots, each with one preallocated input and one output buffer,
 is recycled; a slot returns to the free list only after its output was written and its
@@ -15,9 +16,9 @@ per-thread arenas.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 WORKERS = 2
 # Two chunks per worker in flight, plus the chunk being read and the read-ahead that tells
@@ -35,7 +36,7 @@ class Slot:
         self.outbuf = bytearray(out_size)
         self.size = 0
         self.out_len = 0
-        self.pending: Future[object] | None = None
+        self.pending: Sequence[Future[Any]] = ()
 
     def input(self) -> memoryview:
         """The bytes read into this slot."""
@@ -49,9 +50,9 @@ class Slot:
 
 # (slot, chunk index, is last chunk) -> leaf hash; fills slot.output(...). Runs on a worker.
 Transform = Callable[[Slot, int, bool], bytes]
-# Receives each output in order on the calling thread; may return a follow-up to wait for
-# before the slot's buffers are reused.
-Emit = Callable[[memoryview], Future[object] | None]
+# Receives each output in order on the calling thread and hands it on (write, hash); returns
+# the futures to wait for before the slot's buffers are reused.
+Emit = Callable[[memoryview], Sequence["Future[Any]"]]
 
 
 def read_full(src: BinaryIO, buf: bytearray) -> int:
@@ -96,10 +97,7 @@ def run(
         slot, future = working.popleft()
         leaves.append(future.result())
         slot.pending = emit(memoryview(slot.outbuf)[: slot.out_len])
-        if slot.pending is None:
-            free.append(slot)
-        else:
-            emitted.append(slot)
+        emitted.append(slot)
 
     def take() -> Slot:
         while not free:
@@ -141,10 +139,10 @@ def run(
 
 
 def _done(slot: Slot) -> bool:
-    return slot.pending is None or slot.pending.done()
+    return all(future.done() for future in slot.pending)
 
 
 def _wait(slot: Slot) -> None:
-    if slot.pending is not None:
-        slot.pending.result()
-        slot.pending = None
+    for future in slot.pending:
+        future.result()
+    slot.pending = ()

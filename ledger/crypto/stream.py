@@ -14,7 +14,7 @@ import hmac
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -74,22 +74,21 @@ def encrypt(
         aead.encrypt_into(header.nonce(index), plain, header.aad(index, last=last), out)
         return _leaf_hash(plain)
 
-    # One thread hashes the ciphertext in order: SHA-256 over the whole stream cannot be split,
-    # so it runs beside the chunk workers instead of on the thread that reads and writes.
-    hasher = ThreadPoolExecutor(1, thread_name_prefix="drl-ciphertext-hash")
+    # SHA-256 over the whole ciphertext cannot be split, so one thread hashes it in order
+    # beside the chunk workers, and another writes it.
+    writer, hasher = _ordered_stage("drl-write"), _ordered_stage("drl-ciphertext-hash")
 
-    def emit(chunk: memoryview) -> Future[object]:
+    def emit(chunk: memoryview) -> tuple[Future[Any], ...]:
         nonlocal written
-        dst.write(chunk)
         written += len(chunk)
-        return hasher.submit(ciphertext_hash.update, chunk)
+        return writer.submit(dst.write, chunk), hasher.submit(ciphertext_hash.update, chunk)
 
     try:
         leaves, plaintext_size = _pipeline.run(
             src, in_size=chunk_size, out_size=chunk_size + TAG_SIZE, transform=seal, emit=emit
         )
     finally:
-        hasher.shutdown(wait=True, cancel_futures=True)
+        _stop(writer, hasher)
     return EncryptResult(
         content_hash=_root(leaves, plaintext_size),
         ciphertext_sha256=ciphertext_hash.digest(),
@@ -134,18 +133,23 @@ def decrypt(
             ) from None
         return _leaf_hash(plain)
 
-    def emit(chunk: memoryview) -> None:
-        nonlocal size
-        dst.write(chunk)
-        size += len(chunk)
+    writer = _ordered_stage("drl-write")
 
-    leaves, _ = _pipeline.run(
-        src,
-        in_size=header.chunk_size + TAG_SIZE,
-        out_size=header.chunk_size,
-        transform=open_chunk,
-        emit=emit,
-    )
+    def emit(chunk: memoryview) -> tuple[Future[Any]]:
+        nonlocal size
+        size += len(chunk)
+        return (writer.submit(dst.write, chunk),)
+
+    try:
+        leaves, _ = _pipeline.run(
+            src,
+            in_size=header.chunk_size + TAG_SIZE,
+            out_size=header.chunk_size,
+            transform=open_chunk,
+            emit=emit,
+        )
+    finally:
+        _stop(writer)
     digest = _root(leaves, size)
     if expected_content_hash is not None and not hmac.compare_digest(digest, expected_content_hash):
         raise IntegrityError("decrypted content does not match the expected content hash")
@@ -160,9 +164,19 @@ def content_hash(src: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> byte
         return _leaf_hash(slot.input())
 
     leaves, size = _pipeline.run(
-        src, in_size=chunk_size, out_size=0, transform=hash_chunk, emit=lambda _: None
+        src, in_size=chunk_size, out_size=0, transform=hash_chunk, emit=lambda _: ()
     )
     return _root(leaves, size)
+
+
+def _ordered_stage(name: str) -> ThreadPoolExecutor:
+    # One worker takes tasks first in, first out: the stage sees chunks in stream order.
+    return ThreadPoolExecutor(1, thread_name_prefix=name)
+
+
+def _stop(*stages: ThreadPoolExecutor) -> None:
+    for stage in stages:
+        stage.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_key(key: bytes) -> bytes:
