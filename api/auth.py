@@ -13,8 +13,10 @@ from fastapi import Request
 from fastapi.security import APIKeyHeader
 
 from api.errors import Unauthenticated
+from api.schemas import SignedActionIn
 from ledger import auth
 from ledger.errors import Forbidden
+from ledger.services.actions import SignedAction
 from ledger.services.context import Ledger
 from ledger.store.models import Member
 
@@ -99,6 +101,14 @@ class Caller:
         if self.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}", code="wrong_role")
         return self
+
+    def own(self, signed: SignedActionIn, *, code: str = "not_actor") -> SignedAction:
+        """Parse a signed action that must be the caller's own (a writer's)."""
+        self.require_writer()
+        action = signed.parse()
+        if action.actor != self.address:
+            raise Forbidden("the signed action must be signed by the caller", code=code)
+        return action
 
     def require_writer(self) -> Caller:
         """Members that own or consume data: departments and enterprises.

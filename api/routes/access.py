@@ -47,11 +47,7 @@ def _visible_request(session: Session, caller: Caller, request: AccessRequest) -
 )
 def create_request(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> RequestPublic:
     """Request access with a purpose, a duration and a number of uses (standard form)."""
-    caller.require_writer()
-    signed = body.signed.parse()
-    if signed.actor != caller.address:
-        raise Forbidden("members request access for themselves", code="not_actor")
-    return RequestPublic.of(access.request_access(ledger, signed))
+    return RequestPublic.of(access.request_access(ledger, caller.own(body.signed)))
 
 
 @router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403, 422))
@@ -108,10 +104,7 @@ def approve(
     request_id: PathId, body: ApproveIn, caller: CallerDep, ledger: LedgerDep
 ) -> GrantPublic:
     """The owner's signed Grant and the data key re-wrapped to the requester."""
-    caller.require_writer()
-    signed = body.signed.parse()
-    if signed.actor != caller.address:
-        raise Forbidden("owners approve with their own signature", code="not_actor")
+    signed = caller.own(body.signed)
     grant = access.approve(
         ledger,
         request_id,
@@ -167,8 +160,4 @@ def list_grants(
 )
 def revoke(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> GrantPublic:
     """The owner's signed revocation, relayed on chain."""
-    caller.require_writer()
-    signed = body.signed.parse()
-    if signed.actor != caller.address:
-        raise Forbidden("owners revoke with their own signature", code="not_actor")
-    return GrantPublic.of(access.revoke(ledger, signed))
+    return GrantPublic.of(access.revoke(ledger, caller.own(body.signed)))

@@ -66,10 +66,7 @@ def detail(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> DatasetP
 )
 def begin_upload(body: UploadIn, caller: CallerDep, ledger: LedgerDep) -> UploadIntentPublic:
     """Step 1: the signed Register action, its metadata and the owner's wrapped key."""
-    caller.require_writer()
-    signed = body.signed.parse()
-    if signed.actor != caller.address:
-        raise Forbidden("a member uploads its own registrations", code="not_owner")
+    signed = caller.own(body.signed, code="not_owner")
     intent = datasets.begin_upload(
         ledger,
         signed,

@@ -7,7 +7,6 @@ from fastapi import APIRouter, status
 from api.deps import CallerDep, LedgerDep
 from api.errors import error_responses
 from api.schemas import DeliveryPublic, RatingPublic, SignedBody
-from ledger.errors import Forbidden
 from ledger.services import exchange
 
 router = APIRouter(tags=["exchange"])
@@ -21,11 +20,7 @@ router = APIRouter(tags=["exchange"])
 )
 def receipt(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> DeliveryPublic:
     """The consumer's signed receipt naming the content hash it verified; earns credits."""
-    caller.require_writer()
-    signed = body.signed.parse()
-    if signed.actor != caller.address:
-        raise Forbidden("consumers sign their own receipts", code="not_actor")
-    return DeliveryPublic.of(exchange.acknowledge(ledger, signed))
+    return DeliveryPublic.of(exchange.acknowledge(ledger, caller.own(body.signed)))
 
 
 @router.post(
@@ -36,11 +31,7 @@ def receipt(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> DeliveryP
 )
 def rate(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> RatingPublic:
     """A signed quality rating (1-5) by a member that received the dataset."""
-    caller.require_writer()
-    signed = body.signed.parse()
-    if signed.actor != caller.address:
-        raise Forbidden("members rate with their own signature", code="not_actor")
-    r = exchange.rate(ledger, signed)
+    r = exchange.rate(ledger, caller.own(body.signed))
     return RatingPublic(
         id=int(r.id or 0),
         dataset_id=r.dataset_id,
