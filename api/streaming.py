@@ -30,7 +30,9 @@ from typing import BinaryIO, TypeVar, cast
 import anyio
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from ledger.errors import InvalidInput
 from ledger.store.blobs import BlobStore
 
 T = TypeVar("T")
@@ -67,6 +69,12 @@ def release_memory(transferred: int) -> None:
     """
     if _MALLOC_TRIM is not None and transferred >= RELEASE_AFTER:
         _MALLOC_TRIM(0)
+
+
+class UploadInterrupted(InvalidInput):
+    """The client went away mid-upload: nothing was stored or registered."""
+
+    code = "upload_interrupted"
 
 
 class UploadAborted(Exception):
@@ -219,6 +227,10 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
     if work_error is not None and not isinstance(work_error, UploadAborted):
         raise work_error
     if "body" in failed:
+        if isinstance(failed["body"], ClientDisconnect):
+            # Nothing was registered and the blob's temporary file is gone; the client is too,
+            # so answer with a handled error instead of a server traceback.
+            raise UploadInterrupted("the client disconnected before the upload completed")
         raise failed["body"]
     if work_error is not None:
         raise work_error
