@@ -42,7 +42,9 @@ replica at start-up: on PostgreSQL an advisory lock serialises concurrent upgrad
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -279,7 +281,7 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, echo: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, busy_timeout_ms / 1000)
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -290,6 +292,28 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, echo: bool) -> Engine:
         connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
 
     return engine
+
+
+def _enable_wal(cursor: Any, timeout: float) -> None:
+    """Switch a database to WAL, retrying while another connection holds it.
+
+    Changing the journal mode of a brand-new file does not go through SQLite's busy handler:
+    two processes opening the same new file at once get "database is locked" immediately.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+            continue
+        if mode and str(mode[0]).lower() == "wal":
+            return
+        if time.monotonic() > deadline:
+            raise DatabaseBusy(timeout)
+        time.sleep(0.02)
 
 
 def _sqlite_upgrade(connection: Connection, revision: str) -> None:
