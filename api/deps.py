@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Security
 
 from api.auth import Caller, authenticate, signature_scheme
+from ledger.log.anchorer import Anchorer
 from ledger.services.context import MAX_ROW_ID, Ledger
 
 
@@ -17,6 +18,14 @@ def get_ledger(request: Request) -> Ledger:
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+def get_anchorer(request: Request) -> Anchorer:
+    anchorer: Anchorer = request.app.state.anchorer
+    return anchorer
+
+
+AnchorerDep = Annotated[Anchorer, Depends(get_anchorer)]
 
 
 async def get_caller(

@@ -10,15 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors
 from api.routes import access, audit, datasets, exchange, members, system
 from ledger.broker import Broker
-from ledger.log.anchorer import Anchorer
-from ledger.services.context import Ledger
 
 JSON_BODY_LIMIT = 1024 * 1024
-_ANCHORERS: dict[int, Anchorer] = {}
-
-
-def anchorer_of(ledger: Ledger) -> Anchorer:
-    return _ANCHORERS[id(ledger)]
 
 
 class BodyLimit:
@@ -124,7 +117,7 @@ def create_app(broker: Broker) -> FastAPI:
         ),
     )
     app.state.ledger = broker.ledger
-    _ANCHORERS[id(broker.ledger)] = broker.anchorer
+    app.state.anchorer = broker.anchorer
     errors.install(app)
     for module in (system, members, datasets, access, exchange, audit):
         app.include_router(module.router, prefix="/v1")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.errors import InvalidSignature
-from ledger.services.actions import SignedAction
+from ledger.services.actions import ActionName, SignedAction
 from ledger.store import models
 
 Hex = str
@@ -24,18 +24,7 @@ class SignedActionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal[
-        "onboard",
-        "suspend",
-        "register",
-        "request",
-        "grant",
-        "deny",
-        "revoke",
-        "fetch",
-        "receipt",
-        "rate",
-    ]
+    action: ActionName
     actor: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     message: dict[str, Any] = Field(max_length=16)
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")

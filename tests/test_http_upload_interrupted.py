@@ -35,15 +35,7 @@ def test_disconnect_mid_upload_registers_nothing_and_the_intent_completes_later(
                 domains=client.domains,
                 chain_nonce=int(client.nonces()["data_registry"]),
             )
-            intent = client._call(
-                "POST",
-                "/datasets/uploads",
-                json_body={
-                    "signed": prepared.signed.to_json(),
-                    "metadata": prepared.metadata,
-                    "owner_wrapped_key": "0x" + prepared.owner_wrapped_key.hex(),
-                },
-            )
+            intent = client.begin_upload(prepared)
             url = str(intent["upload_url"])
             headers = client._headers("PUT", url, prepared.ciphertext_sha256.hex())
             data = prepared.ciphertext_path.read_bytes()
@@ -62,10 +54,7 @@ def test_disconnect_mid_upload_registers_nothing_and_the_intent_completes_later(
             assert client.datasets() == []
             assert _blob_files(home) == []
             assert not list((home / "broker" / "blobs").rglob(".tmp/*"))
-            with prepared.ciphertext_path.open("rb") as fh:
-                done = client._put_stream(
-                    url, fh, prepared.ciphertext_sha256.hex(), prepared.ciphertext_size, None
-                )
+            done = client.complete_upload(url, prepared)
             assert done["title"] == "Interrupted"
             assert len(_blob_files(home)) == 1
     log = (home.parent / "home-serve.log").read_text()

@@ -161,15 +161,7 @@ def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
             domains=own.domains,
             chain_nonce=int(own.nonces()["data_registry"]),
         )
-        intent = own._call(
-            "POST",
-            "/datasets/uploads",
-            json_body={
-                "signed": prepared.signed.to_json(),
-                "metadata": prepared.metadata,
-                "owner_wrapped_key": "0x" + prepared.owner_wrapped_key.hex(),
-            },
-        )
+        intent = own.begin_upload(prepared)
     with broker.client("operator") as op:
         operator = op._keys().address
     return {

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from eth_utils.address import is_address, to_checksum_address
 from fastapi import APIRouter, Query
 
-from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId
+from api.deps import DB_INT_MAX, AnchorerDep, CallerDep, LedgerDep, PathId
 from api.errors import error_responses
 from api.schemas import (
     AnchorPublic,
@@ -182,12 +182,10 @@ def consistency(
 
 
 @router.post("/log/anchor", response_model=AnchorPublic, responses=error_responses(401, 403, 503))
-def anchor_now(caller: CallerDep, ledger: LedgerDep) -> AnchorPublic:
+def anchor_now(caller: CallerDep, anchorer: AnchorerDep) -> AnchorPublic:
     """Anchor the current head and mint due credits now (operator); normally periodic."""
     caller.require("operator")
-    from api.main import anchorer_of
-
-    result = anchorer_of(ledger).run_once()
+    result = anchorer.run_once()
     return AnchorPublic(
         tree_size=result.tree_size,
         anchored=result.anchored,

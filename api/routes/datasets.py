@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 
-from api.auth import Caller
 from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep
 from api.errors import error_responses
 from api.schemas import (
@@ -154,7 +153,7 @@ def fetch(
     dataset_id: PathId, body: SignedBody, caller: CallerDep, ledger: LedgerDep
 ) -> StreamingResponse:
     """Download under a usable grant: one use is recorded on chain before any byte flows."""
-    _grantee(caller)
+    caller.require_writer()
     signed = body.signed.parse()
     if signed.actor != caller.address or message_int(signed, "datasetId") != dataset_id:
         raise InvalidInput(
@@ -177,7 +176,3 @@ def fetch(
         media_type="application/octet-stream",
         headers=headers,
     )
-
-
-def _grantee(caller: Caller) -> None:
-    caller.require_writer()

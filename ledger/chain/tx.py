@@ -8,8 +8,6 @@ name and arguments, and nothing is sent.
 
 from __future__ import annotations
 
-import ast
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,21 +53,6 @@ def _revert_bytes(exc: ContractLogicError) -> bytes:
     return b""
 
 
-def _tester_revert_bytes(exc: Exception) -> bytes | None:
-    """Revert data from eth-tester's TransactionFailed, which carries it as a bytes repr."""
-    if type(exc).__name__ != "TransactionFailed":
-        return None
-    text = str(exc.args[0]) if exc.args else ""
-    match = re.search(r"b(['\"]).*\1", text, re.DOTALL)
-    if not match:
-        return b""
-    try:
-        value = ast.literal_eval(match.group(0))
-    except (ValueError, SyntaxError):
-        return b""
-    return value if isinstance(value, bytes) else b""
-
-
 @contextmanager
 def translated_errors() -> Iterator[None]:
     """Turn web3 and transport errors into the library's error tree."""
@@ -88,12 +71,6 @@ def translated_errors() -> Iterator[None]:
         raise ChainUnavailable(f"transaction not mined in time: {exc}") from None
     except Web3RPCError as exc:
         raise ChainError(f"node refused the request: {exc}") from None
-    except Exception as exc:
-        tester_data = _tester_revert_bytes(exc)
-        if tester_data is None:
-            raise
-        name, args = decode_error(tester_data) if tester_data else ("Reverted", {})
-        raise ContractRevert(name, args) from None
 
 
 class Transactor:

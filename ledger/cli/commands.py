@@ -380,7 +380,7 @@ def trace(
         emit(t, True)
         return
     out.print(head, highlight=False)
-    names = _names(t)
+    names = _names()
     for f in t["flows"]:
         detail = ", ".join(f"{k}={v}" for k, v in f["detail"].items() if k not in ("tx",))
         out.print(
@@ -390,7 +390,7 @@ def trace(
         )
 
 
-def _names(_: dict[str, Any]) -> dict[str, str]:
+def _names() -> dict[str, str]:
     home = settings().home.expanduser()
     return {keystore.profile(home, h).address: h for h in keystore.handles(home)}
 

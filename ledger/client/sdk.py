@@ -20,6 +20,7 @@ import httpx
 from ledger import auth
 from ledger.client.member import (
     MemberKeys,
+    PreparedUpload,
     open_delivery,
     prepare_grant,
     prepare_upload,
@@ -258,7 +259,13 @@ class BrokerClient:
                 schema=schema,
                 quality=quality,
             )
-            intent = self._call(
+            intent = self.begin_upload(prepared)
+            return self.complete_upload(str(intent["upload_url"]), prepared, progress=progress)
+
+    def begin_upload(self, prepared: PreparedUpload) -> dict[str, Any]:
+        """Step 1 of a registration: send the signed intent; returns its upload URL."""
+        return dict(
+            self._call(
                 "POST",
                 "/datasets/uploads",
                 json_body={
@@ -267,14 +274,16 @@ class BrokerClient:
                     "owner_wrapped_key": "0x" + prepared.owner_wrapped_key.hex(),
                 },
             )
-            with prepared.ciphertext_path.open("rb") as fh:
-                return self._put_stream(
-                    str(intent["upload_url"]),
-                    fh,
-                    prepared.ciphertext_sha256.hex(),
-                    prepared.ciphertext_size,
-                    progress,
-                )
+        )
+
+    def complete_upload(
+        self, url: str, prepared: PreparedUpload, *, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Step 2: stream the prepared ciphertext to an intent's upload URL."""
+        with prepared.ciphertext_path.open("rb") as fh:
+            return self._put_stream(
+                url, fh, prepared.ciphertext_sha256.hex(), prepared.ciphertext_size, progress
+            )
 
     def _put_stream(
         self, url: str, fh: BinaryIO, digest_hex: str, size: int, progress: Progress | None
