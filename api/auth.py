@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -12,11 +11,11 @@ from typing import Literal
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
-from api.errors import Unauthenticated
 from api.schemas import SignedActionIn
-from ledger import auth
-from ledger.errors import Forbidden
-from ledger.services.actions import SignedAction
+from ledger.errors import Forbidden, Unauthenticated
+from ledger.protocol import http as auth
+from ledger.protocol.actions import SignedAction
+from ledger.protocol.codes import ErrorCode
 from ledger.services.context import Ledger
 from ledger.store.models import Member
 
@@ -34,7 +33,6 @@ signature_scheme = APIKeyHeader(
     auto_error=False,
 )
 
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -91,15 +89,17 @@ class Caller:
 
     def require_member(self) -> Caller:
         if self.role is None:
-            raise Forbidden(f"{self.address} is not an onboarded member", code="not_a_member")
+            raise Forbidden(
+                f"{self.address} is not an onboarded member", code=ErrorCode.NOT_A_MEMBER
+            )
         if not self.active:
-            raise Forbidden(f"{self.address} is suspended", code="member_suspended")
+            raise Forbidden(f"{self.address} is suspended", code=ErrorCode.MEMBER_SUSPENDED)
         return self
 
     def require(self, *roles: Role) -> Caller:
         self.require_member()
         if self.role not in roles:
-            raise Forbidden(f"this needs the role {' or '.join(roles)}", code="wrong_role")
+            raise Forbidden(f"this needs the role {' or '.join(roles)}", code=ErrorCode.WRONG_ROLE)
         return self
 
     def own(self, signed: SignedActionIn, *, code: str = "not_actor") -> SignedAction:
@@ -120,11 +120,12 @@ class Caller:
         self.require_member()
         if self.role == "regulator":
             raise Forbidden(
-                "regulators read everything and write nothing", code="regulator_read_only"
+                "regulators read everything and write nothing", code=ErrorCode.REGULATOR_READ_ONLY
             )
         if self.role == "operator":
             raise Forbidden(
-                "the operator runs the broker; it owns and consumes no data", code="wrong_role"
+                "the operator runs the broker; it owns and consumes no data",
+                code=ErrorCode.WRONG_ROLE,
             )
         return self
 
@@ -138,7 +139,7 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("sign the request: X-DRL-Address, -Timestamp, -Nonce, -Signature")
     if not ts.isdigit() or abs(int(ts) - ledger.now()) > auth.MAX_SKEW_SECONDS:
         raise Unauthenticated("request timestamp missing or outside the allowed clock skew")
-    if not _NONCE.match(nonce):
+    if not auth.NONCE_PATTERN.match(nonce):
         raise Unauthenticated("request nonce must be 8-64 URL-safe characters")
     if not _HEX64.match(declared):
         raise Unauthenticated("X-DRL-Content-SHA256 must be 64 hex characters")
@@ -164,7 +165,7 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
     if signer.lower() != address.lower():
         raise Unauthenticated("request signature does not match X-DRL-Address")
     if not _SEEN.add(signer, nonce, ledger.now()):
-        raise Unauthenticated("request nonce was already used")
+        raise Unauthenticated("request nonce was already used", code=ErrorCode.REQUEST_REPLAYED)
     with ledger.db.session() as session:
         member = session.get(Member, signer)
         role: Role | None = None
@@ -175,7 +176,3 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
             role = member.kind  # type: ignore[assignment]
             active = member.status == "active"
     return Caller(address=signer, role=role, active=active)
-
-
-async def body_hash(request: Request) -> str:
-    return hashlib.sha256(await request.body()).hexdigest()

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Security
 
 from api.auth import Caller, authenticate, signature_scheme
-from ledger.log.anchorer import Anchorer
+from ledger.services.anchoring import Anchorer
 from ledger.services.context import MAX_ROW_ID, Ledger
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ledger.errors import (
+    ChainError,
     ChainUnavailable,
     Conflict,
     ContractRevert,
@@ -18,9 +19,11 @@ from ledger.errors import (
     InvalidSignature,
     LedgerError,
     NotFound,
+    PayloadTooLarge,
     ReplayedNonce,
+    Unauthenticated,
 )
-from ledger.store.errors import BlobTooLarge
+from ledger.protocol.codes import CONTRACT_ERROR_STATUS, ErrorCode, status_for
 
 
 class ErrorBody(BaseModel):
@@ -30,22 +33,10 @@ class ErrorBody(BaseModel):
     message: str
 
 
-class Unauthenticated(LedgerError, PermissionError):
-    """The request does not prove a member's key (missing, malformed or bad signature)."""
-
-    code = "unauthenticated"
-
-
-class PayloadTooLarge(LedgerError, ValueError):
-    """The request body exceeds the limit for its route."""
-
-    code = "payload_too_large"
-
-
+#: Status by error class, for codes outside the protocol's table (contract custom errors).
 _STATUS: list[tuple[type[LedgerError], int]] = [
     (Unauthenticated, 401),
     (PayloadTooLarge, 413),
-    (BlobTooLarge, 413),
     (ReplayedNonce, 409),
     (InvalidSignature, 400),
     (Forbidden, 403),
@@ -53,20 +44,25 @@ _STATUS: list[tuple[type[LedgerError], int]] = [
     (Conflict, 409),
     (InvalidInput, 422),
     (CryptoError, 422),
-    (ContractRevert, 409),
+    (ContractRevert, CONTRACT_ERROR_STATUS),
     (ChainUnavailable, 503),
+    (ChainError, 502),
 ]
 
 
 _HTTP_CODES = {
-    400: "malformed_body",
-    404: "no_such_route",
-    405: "method_not_allowed",
-    413: "payload_too_large",
+    400: ErrorCode.MALFORMED_BODY,
+    404: ErrorCode.NO_SUCH_ROUTE,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
 }
 
 
 def status_of(exc: LedgerError) -> int:
+    """The protocol's status for the error's code; by class for codes it does not list."""
+    known = status_for(exc.code)
+    if known is not None:
+        return known
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status
@@ -105,7 +101,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=exc.status_code,
             content=ErrorBody(
-                code=_HTTP_CODES.get(exc.status_code, "http_error"), message=str(exc.detail)
+                code=_HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR), message=str(exc.detail)
             ).model_dump(),
             headers=exc.headers,
         )
@@ -116,5 +112,6 @@ def install(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
         return JSONResponse(
-            status_code=422, content=ErrorBody(code="invalid_request", message=message).model_dump()
+            status_code=422,
+            content=ErrorBody(code=ErrorCode.INVALID_REQUEST, message=message).model_dump(),
         )

@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import docs, errors
 from api.routes import access, audit, datasets, exchange, members, system
 from ledger.broker import Broker
-
-JSON_BODY_LIMIT = 1024 * 1024
+from ledger.errors import PayloadTooLarge
+from ledger.protocol.codes import ErrorCode
+from ledger.services.system import JSON_BODY_LIMIT
 
 
 class BodyLimit:
@@ -50,7 +51,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise errors.PayloadTooLarge(f"body exceeds {limit} bytes")
+                    raise PayloadTooLarge(f"body exceeds {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
@@ -89,7 +90,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = errors.ErrorBody(code="payload_too_large", message=f"body exceeds {limit} bytes")
+    body = errors.ErrorBody(code=ErrorCode.PAYLOAD_TOO_LARGE, message=f"body exceeds {limit} bytes")
     raw = body.model_dump_json().encode()
     await send(
         {
@@ -108,6 +109,8 @@ def create_app(broker: Broker) -> FastAPI:
     """The app around an opened broker core."""
     app = FastAPI(
         title="Data Rights Ledger broker",
+        docs_url=None,  # served offline by api.docs
+        redoc_url=None,
         version="1",
         description=(
             "A blind broker for end-to-end encrypted data exchange between departments and "
@@ -119,6 +122,7 @@ def create_app(broker: Broker) -> FastAPI:
     app.state.ledger = broker.ledger
     app.state.anchorer = broker.anchorer
     errors.install(app)
+    docs.mount_docs(app)
     for module in (system, members, datasets, access, exchange, audit):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.errors import InvalidSignature
-from ledger.services.actions import ActionName, SignedAction
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.actions import ActionName, SignedAction
 from ledger.store import models
 
 Hex = str
@@ -41,7 +42,9 @@ def message_int(signed: SignedAction, name: str) -> int:
     """
     value = signed.message.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidSignature(f"{signed.action}: {name} must be an integer")
+        raise InvalidSignature(
+            f"{signed.action}: {name} must be an integer", code=ErrorCode.MALFORMED_ACTION
+        )
     return value
 
 
@@ -66,26 +69,6 @@ class ApproveIn(BaseModel):
     signed: SignedActionIn
     wrapped_key: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")
     admin_approval: str = Field(default="0x", pattern=r"^0x([0-9a-fA-F]{130})?$")
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    chain_id: int
-    block: int
-    log_size: int
-
-
-class Config(BaseModel):
-    """What a client needs to sign: chain id and contract addresses."""
-
-    chain_id: int
-    operator: str
-    member_registry: str
-    data_registry: str
-    access_ledger: str
-    flow_log: str
-    sharing_credits: str
-    max_upload_bytes: int
 
 
 class MemberPublic(BaseModel):

@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ledger.errors import InvalidInput
+from ledger.protocol.codes import ErrorCode
 from ledger.store.blobs import BlobStore
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ def release_memory(transferred: int) -> None:
 class UploadInterrupted(InvalidInput):
     """The client went away mid-upload: nothing was stored or registered."""
 
-    code = "upload_interrupted"
+    code = ErrorCode.UPLOAD_INTERRUPTED
 
 
 class UploadAborted(Exception):

@@ -10,8 +10,8 @@ import threading
 from dataclasses import dataclass, field
 
 from ledger.chain.home import OpenedChain, open_chain
-from ledger.log import flowlog
-from ledger.log.anchorer import Anchorer
+from ledger.services import flowlog
+from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger
 from ledger.services.exchange import reconcile_uses
 from ledger.settings import Settings

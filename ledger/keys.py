@@ -18,6 +18,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledger.errors import ConfigurationError
+from ledger.protocol.codes import ErrorCode
 
 # The demo and tests use a weaker scrypt cost so they stay fast; real keys use the library
 # default (n=2**18) unless DRL_KDF_FAST is set.
@@ -40,7 +41,9 @@ def write_private(path: Path, data: bytes) -> None:
 def save_account(path: Path, account: LocalAccount, passphrase: str) -> None:
     """Encrypt a signing key into a keystore v3 file."""
     if not passphrase:
-        raise ConfigurationError("a passphrase is required to encrypt a key", code="no_passphrase")
+        raise ConfigurationError(
+            "a passphrase is required to encrypt a key", code=ErrorCode.NO_PASSPHRASE
+        )
     kdf: dict[str, Any] = _FAST_KDF if os.environ.get("DRL_KDF_FAST") else {}
     keystore = Account.encrypt(account.key, passphrase, **kdf)
     write_private(path, json.dumps(keystore).encode())
@@ -51,15 +54,17 @@ def load_account(path: Path, passphrase: str) -> LocalAccount:
     try:
         keystore = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigurationError(f"no key at {path}", code="key_not_found") from None
+        raise ConfigurationError(f"no key at {path}", code=ErrorCode.KEY_NOT_FOUND) from None
     except (OSError, ValueError) as exc:
         raise ConfigurationError(
-            f"unreadable key file {path}: {exc}", code="bad_key_file"
+            f"unreadable key file {path}: {exc}", code=ErrorCode.BAD_KEY_FILE
         ) from None
     try:
         key = Account.decrypt(keystore, passphrase)
     except ValueError:
-        raise ConfigurationError(f"wrong passphrase for {path}", code="wrong_passphrase") from None
+        raise ConfigurationError(
+            f"wrong passphrase for {path}", code=ErrorCode.WRONG_PASSPHRASE
+        ) from None
     account: LocalAccount = Account.from_key(key)
     return account
 
@@ -75,7 +80,9 @@ def save_secret(path: Path, secret: bytes, passphrase: str, *, label: str) -> No
     so a file cannot be swapped for another kind of secret.
     """
     if not passphrase:
-        raise ConfigurationError("a passphrase is required to encrypt a key", code="no_passphrase")
+        raise ConfigurationError(
+            "a passphrase is required to encrypt a key", code=ErrorCode.NO_PASSPHRASE
+        )
     n = 2**14 if os.environ.get("DRL_KDF_FAST") else 2**17
     salt, nonce = os.urandom(16), os.urandom(12)
     sealed = AESGCM(_secret_kdf(passphrase, salt, n)).encrypt(nonce, secret, label.encode())
@@ -97,12 +104,14 @@ def load_secret(path: Path, passphrase: str, *, label: str) -> bytes:
         nonce = bytes.fromhex(doc["cipher"]["nonce"])
         sealed = bytes.fromhex(doc["cipher"]["sealed"])
     except FileNotFoundError:
-        raise ConfigurationError(f"no key at {path}", code="key_not_found") from None
+        raise ConfigurationError(f"no key at {path}", code=ErrorCode.KEY_NOT_FOUND) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(
-            f"unreadable key file {path}: {exc}", code="bad_key_file"
+            f"unreadable key file {path}: {exc}", code=ErrorCode.BAD_KEY_FILE
         ) from None
     try:
         return AESGCM(_secret_kdf(passphrase, salt, n)).decrypt(nonce, sealed, label.encode())
     except InvalidTag:
-        raise ConfigurationError(f"wrong passphrase for {path}", code="wrong_passphrase") from None
+        raise ConfigurationError(
+            f"wrong passphrase for {path}", code=ErrorCode.WRONG_PASSPHRASE
+        ) from None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import InvalidInput
+from ledger.protocol.codes import ErrorCode
 
 MAX_REPORTED = 20
 _TYPES = {"string", "integer", "number", "boolean", "date", "datetime", "year"}
@@ -47,18 +48,21 @@ class QualityReport:
 def check_schema(schema: Any) -> dict[str, Any]:
     """Validate the schema document itself."""
     if not isinstance(schema, dict) or not isinstance(schema.get("fields"), list):
-        raise InvalidInput("a Table Schema is an object with a 'fields' list", code="bad_schema")
+        raise InvalidInput(
+            "a Table Schema is an object with a 'fields' list", code=ErrorCode.BAD_SCHEMA
+        )
     names = []
     for f in schema["fields"]:
         if not isinstance(f, dict) or not isinstance(f.get("name"), str):
-            raise InvalidInput("every schema field needs a 'name'", code="bad_schema")
+            raise InvalidInput("every schema field needs a 'name'", code=ErrorCode.BAD_SCHEMA)
         if f.get("type", "string") not in _TYPES:
             raise InvalidInput(
-                f"field {f['name']!r}: unsupported type {f.get('type')!r}", code="bad_schema"
+                f"field {f['name']!r}: unsupported type {f.get('type')!r}",
+                code=ErrorCode.BAD_SCHEMA,
             )
         names.append(f["name"])
     if len(set(names)) != len(names):
-        raise InvalidInput("schema field names must be unique", code="bad_schema")
+        raise InvalidInput("schema field names must be unique", code=ErrorCode.BAD_SCHEMA)
     return schema
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from eth_account import Account
 
-from ledger.chain import typed_data
 from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
-from ledger.chain.models import Credit, GrantTerms, Registration, TxResult
+from ledger.chain.models import Credit, TxResult
+from ledger.protocol import eip712
+from ledger.protocol.actions import GrantTerms, Registration, typed_grant, typed_register
 
 TARGETS = {"register": 150_000, "grant": 80_000, "anchor": 60_000}
 
@@ -71,8 +72,11 @@ def measure() -> list[tuple[str, int, int]]:
         def relayed_register() -> TxResult:
             reg = Registration(h(f"c{next(counter)}"), h("m"), "internal")
             nonce = chain.nonce("DataRegistry", dept.address)
-            sig = typed_data.sign(
-                dept, chain.register_message(dept.address, reg, nonce=nonce, deadline=deadline)
+            sig = eip712.sign_typed(
+                dept,
+                typed_register(
+                    chain.deployment.domains, dept.address, reg, nonce=nonce, deadline=deadline
+                ),
             )
             return chain.register_for(
                 dept.address, reg, nonce=nonce, deadline=deadline, signature=sig
@@ -90,7 +94,9 @@ def measure() -> list[tuple[str, int, int]]:
         def relayed_grant() -> TxResult:
             t = terms()
             nonce = chain.nonce("AccessLedger", dept.address)
-            sig = typed_data.sign(dept, chain.grant_message(t, nonce=nonce, deadline=deadline))
+            sig = eip712.sign_typed(
+                dept, typed_grant(chain.deployment.domains, t, nonce=nonce, deadline=deadline)
+            )
             return chain.grant_for(t, nonce=nonce, deadline=deadline, signature=sig)
 
         twice("grant (relayed, owner-signed)", relayed_grant)

@@ -64,10 +64,9 @@ from ledger import crypto
 from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
 from ledger.client.member import MemberKeys, prepare_upload, sign
-from ledger.log import flowlog
-from ledger.log.anchorer import Anchorer
-from ledger.services import access, datasets, members
-from ledger.services.actions import SignedAction
+from ledger.protocol.actions import SignedAction
+from ledger.services import access, datasets, flowlog, members
+from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger, check_signed
 from ledger.services.verify import verify
 from ledger.store.blobs import FileBlobStore

@@ -32,14 +32,15 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from ledger.chain import typed_data
 from ledger.chain.backend import ChainBackend
 from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
-from ledger.chain.models import GrantTerms, Registration, TxResult
+from ledger.chain.models import TxResult
 from ledger.chain.rpc import RpcChain
 from ledger.chain.tx import plain
 from ledger.errors import ContractRevert
+from ledger.protocol import eip712
+from ledger.protocol.actions import GrantTerms, Registration
 from ledger.types import Classification, DatasetId, MemberKind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,7 +356,7 @@ class LedgerEnv:
         return self.now() + seconds
 
     def sign(self, account: LocalAccount, message: dict[str, Any]) -> bytes:
-        return typed_data.sign(account, message)
+        return eip712.sign_typed(account, message)
 
     def view(self, contract: str, function: str, *args: Any) -> Any:
         """Call a view the typed client does not wrap (plain Python values back)."""

@@ -51,10 +51,9 @@ from eth_account.signers.local import LocalAccount
 from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
 from ledger.chain.models import Deployment
-from ledger.log import flowlog
-from ledger.log.anchorer import Anchorer
-from ledger.services import exchange
-from ledger.services.actions import ActionName, SignedAction, new_nonce, sign_action
+from ledger.protocol.actions import ActionName, SignedAction, new_nonce, sign_action
+from ledger.services import exchange, flowlog
+from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger
 from ledger.store.blobs import FileBlobStore
 from ledger.store.db import Database

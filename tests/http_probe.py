@@ -1,10 +1,10 @@
 """Raw HTTP against a running broker, for the bad-input and authorization tests.
 
-- :class:`Wire` sends requests over exact bytes, signed with ``ledger.auth.sign_request`` by any
+- :class:`Wire` sends requests over exact bytes, signed with ``protocol.http.sign_request`` by any
   key (or deliberately unsigned, mis-signed, stale or replayed), so a test controls every byte
   and header the broker sees.
 - Signed actions are built by hand from the SDK's pieces (``ledger.client.member.sign``,
-  ``ledger.services.actions.sign_action``), so they can be valid for a role that must still be
+  ``ledger.protocol.actions.sign_action``), so they can be valid for a role that must still be
   refused, or carry terms the SDK would never produce (a grant expiring in seconds).
 - :func:`snapshot` captures everything a refused request must not have written: the chain head
   (block number, through the operator's view), the flow log and its anchored head, the row
@@ -27,13 +27,12 @@ import httpx
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 
-from ledger import auth
-from ledger.chain import typed_data
-from ledger.chain.models import GrantTerms
 from ledger.client.member import MemberKeys, prepare_grant
 from ledger.crypto import generate_keypair
-from ledger.services.access import purpose_hash, terms_hash
-from ledger.services.actions import Domains, SignedAction, sign_action
+from ledger.protocol import actions as typed_data
+from ledger.protocol import http as auth
+from ledger.protocol.actions import Domains, GrantTerms, SignedAction, sign_action
+from ledger.protocol.documents import purpose_hash, terms_hash
 
 DEADLINE_SECONDS = 15 * 60
 

@@ -21,8 +21,8 @@ import pytest
 
 import ledger.crypto
 from ledger.client.member import MemberKeys, prepare_upload
-from ledger.log.anchorer import Anchorer
 from ledger.services import datasets
+from ledger.services.anchoring import Anchorer
 from ledger.store.models import Dataset
 from tests import kit
 

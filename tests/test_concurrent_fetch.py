@@ -20,9 +20,9 @@ from sqlmodel import select
 from ledger.chain.models import TxResult
 from ledger.client.member import sign
 from ledger.errors import Forbidden
-from ledger.log.anchorer import Anchorer
+from ledger.protocol.actions import SignedAction
 from ledger.services import exchange
-from ledger.services.actions import SignedAction
+from ledger.services.anchoring import Anchorer
 from ledger.services.verify import verify
 from ledger.store.models import Grant, LogRecord
 from tests import kit

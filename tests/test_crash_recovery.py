@@ -30,9 +30,8 @@ from sqlmodel import col, select
 
 from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
-from ledger.log import flowlog
-from ledger.log.anchorer import Anchorer
-from ledger.services import exchange
+from ledger.services import exchange, flowlog
+from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger
 from ledger.services.verify import verify
 from ledger.store.blobs import FileBlobStore

@@ -11,7 +11,7 @@ import pytest
 
 from ledger.crypto import decrypt_file, decrypt_to_path, encrypt, encrypt_file
 from ledger.errors import CryptoError, IntegrityError
-from ledger.log.merkle import root
+from ledger.merkle.proofs import root
 
 CHUNK = 1024
 KEY = bytes(range(32))

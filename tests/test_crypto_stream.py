@@ -26,7 +26,7 @@ from ledger.crypto import (
 from ledger.crypto.format import HEADER_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_SIZE, Header
 from ledger.crypto.stream import _leaf_hash
 from ledger.errors import CryptoError, IntegrityError, UnsupportedFormat
-from ledger.log.merkle import EMPTY_ROOT, leaf_hash, root
+from ledger.merkle.proofs import EMPTY_ROOT, leaf_hash, root
 
 CHUNK = 1024
 KEY = bytes(range(32))

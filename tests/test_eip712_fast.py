@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import InvalidSignature
-from ledger.services.actions import ACTIONS, Domains, SignedAction, sign_action
+from ledger.protocol.actions import ACTIONS, Domains, SignedAction, sign_action
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 U256 = 2**256 - 1

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from ledger.errors import Forbidden
-from ledger.log.anchorer import Anchorer, credit_for
+from ledger.services.anchoring import Anchorer, credit_for
 from ledger.services.trace import trace_dataset, trace_member
 from ledger.services.verify import verify
 from tests import kit

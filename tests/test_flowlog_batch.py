@@ -28,12 +28,11 @@ from sqlmodel import Session, col, func, select
 
 from ledger.client.member import MemberKeys, sign
 from ledger.errors import LedgerError
-from ledger.log import flowlog
-from ledger.log.anchorer import Anchorer
-from ledger.log.merkle import root
-from ledger.log.tree import MemoryNodeStore, MerkleTree
-from ledger.services import access
-from ledger.services.actions import Domains, SignedAction, new_nonce, sign_action
+from ledger.merkle.proofs import root
+from ledger.merkle.tree import MemoryNodeStore, MerkleTree
+from ledger.protocol.actions import Domains, SignedAction, new_nonce, sign_action
+from ledger.services import access, flowlog
+from ledger.services.anchoring import Anchorer
 from ledger.services.verify import verify
 from ledger.store.db import Database
 from ledger.store.errors import NodeConflict
@@ -329,7 +328,7 @@ def the_batch(s: Scene) -> tuple[list[SignedAction], dict[int, str]]:
         8: "regulator_read_only",
         9: "dataset_not_found",
         10: "own_dataset",
-        11: "invalid_input",
+        11: "invalid_field",
         12: "wrong_action",
     }
     return items, refusals

@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger import auth
 from ledger.client.member import MemberKeys, PreparedUpload, prepare_upload, sign
+from ledger.protocol import http as auth
 from tests.http_kit import RunningBroker, new_member, running_broker
 from tests.http_probe import (
     Snapshot,
@@ -244,7 +244,7 @@ def test_unknown_action_and_extra_fields_are_refused(world: World) -> None:
 def test_a_signed_field_of_the_wrong_type_is_refused(world: World) -> None:
     body = world.request_body("coop", world.dataset["id"])
     body["signed"]["message"]["days"] = "30"
-    world.refused(lambda: world.post("coop", "/v1/requests", body), 400, "invalid_signature")
+    world.refused(lambda: world.post("coop", "/v1/requests", body), 400, "malformed_action")
 
 
 @pytest.mark.parametrize("value", ["abc", [1], None, 1.5, True])
@@ -252,7 +252,7 @@ def test_an_id_of_the_wrong_type_in_a_signed_fetch_is_refused(world: World, valu
     body = world.fetch_body("coop")
     body["signed"]["message"]["datasetId"] = value
     target = f"/v1/datasets/{world.dataset['id']}/fetch"
-    world.refused(lambda: world.post("coop", target, body), 400, "invalid_signature")
+    world.refused(lambda: world.post("coop", target, body), 400, "malformed_action")
 
 
 @pytest.mark.parametrize("value", ["x", [1], {"a": 1}])
@@ -266,7 +266,7 @@ def test_an_id_of_the_wrong_type_in_a_signed_deny_is_refused(world: World, value
     )
     body["signed"]["message"]["requestId"] = value
     target = f"/v1/requests/{world.pending['id']}/deny"
-    world.refused(lambda: world.post("office", target, body), 400, "invalid_signature")
+    world.refused(lambda: world.post("office", target, body), 400, "malformed_action")
 
 
 def test_a_signed_action_of_another_kind_is_refused(world: World) -> None:

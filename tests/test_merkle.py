@@ -1,4 +1,4 @@
-"""RFC 6962 Merkle hashing, inclusion and consistency proofs (ledger.log.merkle).
+"""RFC 6962 Merkle hashing, inclusion and consistency proofs (ledger.merkle.proofs).
 
 Known answers are the published RFC 6962 test vectors of certificate-transparency's
 ``merkle_tree_test`` and transparency-dev/merkle's ``proof/verify_test.go`` (eight leaves, the
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.log.merkle import (
+from ledger.merkle.proofs import (
     EMPTY_ROOT,
     consistency_proof,
     consistency_proof_from_hashes,

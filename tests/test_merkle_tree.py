@@ -1,6 +1,6 @@
-"""Incremental Merkle tree over a node store (ledger.log.tree).
+"""Incremental Merkle tree over a node store (ledger.merkle.tree).
 
-The tree must serve exactly what the pure functions of ``ledger.log.merkle`` compute from the
+The tree must serve exactly what the pure functions of ``ledger.merkle.proofs`` compute from the
 full leaf list, for every past size, while touching only O(log n) stored nodes.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from ledger.errors import LedgerError
-from ledger.log.merkle import (
+from ledger.merkle.proofs import (
     EMPTY_ROOT,
     consistency_proof,
     inclusion_proof,
@@ -21,7 +21,7 @@ from ledger.log.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.log.tree import (
+from ledger.merkle.tree import (
     Appended,
     BatchNodeStore,
     MemoryNodeStore,

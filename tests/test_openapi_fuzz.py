@@ -11,7 +11,7 @@ cases deeper than validation:
   key, the route's action type, well-typed but fuzzed field values), so cases reach the services,
   the database and the chain instead of stopping at the signature check.
 
-Each request is signed (``ledger.auth``) over the exact bytes sent: by the signed action's actor
+Each request is signed (``protocol.http``) over the exact bytes sent: by the signed action's actor
 when the body carries one of ours, otherwise by the operator or a member in turn. Every response
 must pass ``not_a_server_error``, ``response_schema_conformance`` and ``status_code_conformance``.
 
@@ -52,10 +52,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ledger import auth
-from ledger.chain.typed_data import TYPES as CHAIN_TYPES
 from ledger.client.member import prepare_upload
-from ledger.services.actions import ACTIONS, BROKER_TYPES, Domains, sign_action
+from ledger.protocol import http as auth
+from ledger.protocol.actions import ACTIONS, Domains, sign_action
+from ledger.protocol.eip712 import struct_fields
 from tests.http_kit import RunningBroker, new_member, running_broker
 
 EXAMPLES = int(os.environ.get("DRL_FUZZ_EXAMPLES", "25"))
@@ -251,8 +251,8 @@ def _value(kind: str, name: str, signer: str, fuzz: Fuzz) -> st.SearchStrategy[A
 
 
 def _signed_action(fuzz: Fuzz, action: str, usual: str) -> st.SearchStrategy[dict[str, Any]]:
-    primary = ACTIONS[action][0]
-    fields = BROKER_TYPES.get(primary) or CHAIN_TYPES[primary]
+    primary = ACTIONS[action].primary
+    fields = struct_fields(primary)
 
     def for_signer(account: LocalAccount) -> st.SearchStrategy[dict[str, Any]]:
         message = st.fixed_dictionaries(

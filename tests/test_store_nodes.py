@@ -1,7 +1,7 @@
 """The flow log's Merkle nodes in SQL (ledger.store.nodes.SqlNodeStore).
 
 A tree over ``SqlNodeStore`` must answer exactly what the pure functions of
-``ledger.log.merkle`` compute from the leaf list, and what the same tree over
+``ledger.merkle.proofs`` compute from the leaf list, and what the same tree over
 ``MemoryNodeStore`` answers, on SQLite and PostgreSQL, with every append in its own
 transaction under the log lock -- the way the broker appends.
 """
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import func, select
 
-from ledger.log.merkle import consistency_proof, inclusion_proof, root, verify_inclusion
-from ledger.log.tree import BatchNodeStore, MemoryNodeStore, MerkleTree
+from ledger.merkle.proofs import consistency_proof, inclusion_proof, root, verify_inclusion
+from ledger.merkle.tree import BatchNodeStore, MemoryNodeStore, MerkleTree
 from ledger.store.db import Database
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode

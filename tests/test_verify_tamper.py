@@ -26,12 +26,11 @@ from sqlmodel import col, select
 
 from ledger.chain.client import LedgerChain
 from ledger.client.member import MemberKeys, sign, sign_revoke
-from ledger.log import flowlog
-from ledger.log.anchorer import Anchorer
-from ledger.log.merkle import leaf_hash
-from ledger.log.tree import MemoryNodeStore, MerkleTree
-from ledger.services import access
-from ledger.services.actions import canonical
+from ledger.merkle.proofs import leaf_hash
+from ledger.merkle.tree import MemoryNodeStore, MerkleTree
+from ledger.protocol.canonical import canonical
+from ledger.services import access, flowlog
+from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger
 from ledger.services.verify import Problem, VerifyReport, verify
 from ledger.store.blobs import FileBlobStore

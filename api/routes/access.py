@@ -18,6 +18,7 @@ from api.schemas import (
     message_int,
 )
 from ledger.errors import Forbidden, InvalidInput, NotFound
+from ledger.protocol.codes import ErrorCode
 from ledger.services import access
 from ledger.store.models import AccessRequest, Dataset, Grant
 
@@ -35,7 +36,7 @@ def _visible_request(session: Session, caller: Caller, request: AccessRequest) -
         return
     raise Forbidden(
         "only the requester, the owner, the operator and regulators see a request",
-        code="not_visible",
+        code=ErrorCode.NOT_VISIBLE,
     )
 
 
@@ -89,7 +90,7 @@ def get_request(request_id: PathId, caller: CallerDep, ledger: LedgerDep) -> Req
     with ledger.db.session() as session:
         request = session.get(AccessRequest, request_id)
         if request is None:
-            raise NotFound(f"no access request {request_id}", code="request_not_found")
+            raise NotFound(f"no access request {request_id}", code=ErrorCode.REQUEST_NOT_FOUND)
         _visible_request(session, caller, request)
     return RequestPublic.of(request)
 
@@ -127,7 +128,9 @@ def deny(
     caller.require_writer()
     signed = body.signed.parse()
     if signed.actor != caller.address or message_int(signed, "requestId") != request_id:
-        raise InvalidInput("the signed deny names another caller or request", code="deny_mismatch")
+        raise InvalidInput(
+            "the signed deny names another caller or request", code=ErrorCode.DENY_MISMATCH
+        )
     return RequestPublic.of(access.deny(ledger, signed))
 
 

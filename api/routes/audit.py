@@ -23,8 +23,9 @@ from api.schemas import (
     hx,
 )
 from ledger.errors import Forbidden, InvalidInput
-from ledger.log import flowlog
-from ledger.log.merkle import leaf_hash
+from ledger.merkle.proofs import leaf_hash
+from ledger.protocol.codes import ErrorCode
+from ledger.services import flowlog
 from ledger.services.context import dataset as load_dataset
 from ledger.services.trace import trace_dataset, trace_member
 from ledger.services.verify import verify
@@ -45,7 +46,9 @@ def trace_one_dataset(
     if not caller.oversees:
         with ledger.db.session() as session:
             if load_dataset(session, dataset_id).owner != caller.address:
-                raise Forbidden("only overseers and the owner trace a dataset", code="not_visible")
+                raise Forbidden(
+                    "only overseers and the owner trace a dataset", code=ErrorCode.NOT_VISIBLE
+                )
     t = trace_dataset(ledger, dataset_id)
     data = asdict(t)
     data["flows"] = [FlowPublic(**f) for f in data["flows"]]
@@ -61,10 +64,10 @@ def trace_one_member(address: str, caller: CallerDep, ledger: LedgerDep) -> Memb
     """A member's datasets, grants, credits and signed actions (overseers, or itself)."""
     caller.require_member()
     if not is_address(address):
-        raise InvalidInput(f"{address!r} is not an address", code="bad_address")
+        raise InvalidInput(f"{address!r} is not an address", code=ErrorCode.BAD_ADDRESS)
     target = str(to_checksum_address(address))
     if not caller.oversees and target != caller.address:
-        raise Forbidden("only overseers trace another member", code="not_visible")
+        raise Forbidden("only overseers trace another member", code=ErrorCode.NOT_VISIBLE)
     t = trace_member(ledger, target)
     data = asdict(t)
     data["flows"] = [FlowPublic(**f) for f in data["flows"]]
@@ -131,7 +134,7 @@ def _size(ledger: LedgerDep, requested: int | None) -> int:
         current = flowlog.size(session)
     size = current if requested is None else requested
     if not 0 < size <= current:
-        raise InvalidInput(f"tree size must be 1..{current}", code="bad_tree_size")
+        raise InvalidInput(f"tree size must be 1..{current}", code=ErrorCode.BAD_TREE_SIZE)
     return size
 
 
@@ -146,7 +149,7 @@ def inclusion(
     caller.require_member()
     size = _size(ledger, tree_size)
     if seq >= size:
-        raise InvalidInput("seq must be below tree_size", code="bad_seq")
+        raise InvalidInput("seq must be below tree_size", code=ErrorCode.BAD_SEQ)
     with ledger.db.session() as session:
         path = flowlog.inclusion_proof(session, seq, size)
         root = flowlog.head(session, size).root
@@ -168,7 +171,7 @@ def consistency(
     caller.require_member()
     size = _size(ledger, tree_size)
     if old_size > size:
-        raise InvalidInput("old_size must not exceed tree_size", code="bad_tree_size")
+        raise InvalidInput("old_size must not exceed tree_size", code=ErrorCode.BAD_TREE_SIZE)
     with ledger.db.session() as session:
         path = flowlog.consistency_proof(session, old_size, size)
         root = flowlog.head(session, size).root

@@ -22,6 +22,8 @@ from api.schemas import (
 )
 from api.streaming import blob_stream, consume_stream
 from ledger.errors import Forbidden, InvalidInput
+from ledger.protocol import http as auth
+from ledger.protocol.codes import ErrorCode
 from ledger.services import datasets, exchange
 from ledger.services.context import dataset as load_dataset
 from ledger.store.models import Dataset, WrappedKey
@@ -65,7 +67,7 @@ def detail(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> DatasetP
 )
 def begin_upload(body: UploadIn, caller: CallerDep, ledger: LedgerDep) -> UploadIntentPublic:
     """Step 1: the signed Register action, its metadata and the owner's wrapped key."""
-    signed = caller.own(body.signed, code="not_owner")
+    signed = caller.own(body.signed, code=ErrorCode.NOT_OWNER)
     intent = datasets.begin_upload(
         ledger,
         signed,
@@ -100,7 +102,7 @@ async def complete_upload(
     caller.require_writer()
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > ledger.max_upload_bytes):
-        raise InvalidInput("upload larger than the broker accepts", code="upload_too_large")
+        raise InvalidInput("upload larger than the broker accepts", code=ErrorCode.UPLOAD_TOO_LARGE)
     row = await consume_stream(
         request,
         lambda reader: datasets.complete_upload(
@@ -108,7 +110,7 @@ async def complete_upload(
             upload_id,
             reader,
             uploader=caller.address,
-            declared_sha256=request.headers.get("x-drl-content-sha256", ""),
+            declared_sha256=request.headers.get(auth.H_BODY, ""),
         ),
     )
     return DatasetPublic.of(row)
@@ -125,7 +127,7 @@ def owner_key(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> Wrapp
     with ledger.db.session() as session:
         target = load_dataset(session, dataset_id)
         if target.owner != caller.address:
-            raise Forbidden("only the owner reads its own wrapped key", code="not_owner")
+            raise Forbidden("only the owner reads its own wrapped key", code=ErrorCode.NOT_OWNER)
         key = session.exec(
             select(WrappedKey).where(
                 WrappedKey.dataset_id == dataset_id, WrappedKey.generation == 0
@@ -157,19 +159,19 @@ def fetch(
     signed = body.signed.parse()
     if signed.actor != caller.address or message_int(signed, "datasetId") != dataset_id:
         raise InvalidInput(
-            "the signed fetch names another caller or dataset", code="fetch_mismatch"
+            "the signed fetch names another caller or dataset", code=ErrorCode.FETCH_MISMATCH
         )
     fetched = exchange.fetch(ledger, signed)
     d = fetched.dataset
     headers = {
-        "X-DRL-Wrapped-Key": hx(fetched.wrapped_key),
-        "X-DRL-Generation": str(fetched.generation),
-        "X-DRL-Content-Hash": hx(d.content_hash),
-        "X-DRL-Ciphertext-SHA256": hx(d.ciphertext_sha256),
-        "X-DRL-Uses-Left": str(fetched.uses_left),
-        "X-DRL-Log-Seq": str(fetched.log_seq),
+        auth.H_WRAPPED_KEY: hx(fetched.wrapped_key),
+        auth.H_GENERATION: str(fetched.generation),
+        auth.H_CONTENT_HASH: hx(d.content_hash),
+        auth.H_CIPHERTEXT_SHA256: hx(d.ciphertext_sha256),
+        auth.H_USES_LEFT: str(fetched.uses_left),
+        auth.H_LOG_SEQ: str(fetched.log_seq),
         "Content-Length": str(d.ciphertext_size),
-        "X-DRL-Metadata": json.dumps({"title": d.title}),
+        auth.H_METADATA: json.dumps({"title": d.title}),
     }
     return StreamingResponse(
         blob_stream(ledger.blobs, d.ciphertext_sha256),

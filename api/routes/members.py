@@ -10,6 +10,7 @@ from api.deps import CallerDep, LedgerDep
 from api.errors import error_responses
 from api.schemas import Credits, MemberPublic, MembersPublic, Nonces, SignedBody
 from ledger.errors import InvalidInput, NotFound
+from ledger.protocol.codes import ErrorCode
 from ledger.services import members
 from ledger.store.models import Member
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/members", tags=["members"])
 
 def _address(value: str) -> str:
     if not is_address(value):
-        raise InvalidInput(f"{value!r} is not an address", code="bad_address")
+        raise InvalidInput(f"{value!r} is not an address", code=ErrorCode.BAD_ADDRESS)
     return str(to_checksum_address(value))
 
 
@@ -52,7 +53,7 @@ def get_member(address: str, caller: CallerDep, ledger: LedgerDep) -> MemberPubl
     with ledger.db.session() as session:
         member = session.get(Member, _address(address))
     if member is None:
-        raise NotFound(f"no member {address}", code="member_not_found")
+        raise NotFound(f"no member {address}", code=ErrorCode.MEMBER_NOT_FOUND)
     return MemberPublic.of(member)
 
 
@@ -66,7 +67,9 @@ def suspend(address: str, body: SignedBody, caller: CallerDep, ledger: LedgerDep
     caller.require("operator")
     signed = body.signed.parse()
     if str(signed.message.get("member", "")).lower() != _address(address).lower():
-        raise InvalidInput("the signed action names another member", code="address_mismatch")
+        raise InvalidInput(
+            "the signed action names another member", code=ErrorCode.ADDRESS_MISMATCH
+        )
     return MemberPublic.of(members.suspend(ledger, signed))
 
 

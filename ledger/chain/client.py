@@ -17,7 +17,6 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 
-from ledger.chain import typed_data
 from ledger.chain.abi import CONTRACT_NAMES, artifact
 from ledger.chain.backend import ChainBackend
 from ledger.chain.models import (
@@ -26,14 +25,13 @@ from ledger.chain.models import (
     Deployment,
     Event,
     GrantInfo,
-    GrantTerms,
     MemberInfo,
-    Registration,
     TreeHead,
     TxResult,
 )
 from ledger.chain.tx import Transactor, plain
 from ledger.errors import DeploymentError
+from ledger.protocol.actions import GrantTerms, Registration
 from ledger.types import (
     CLASSIFICATIONS,
     MEMBER_STATUSES,
@@ -248,19 +246,6 @@ class LedgerChain:
         )
         return DatasetId(result.event("DatasetRegistered").args["datasetId"]), result
 
-    def register_message(
-        self, owner: str, registration: Registration, *, nonce: int, deadline: int
-    ) -> dict[str, Any]:
-        """The EIP-712 message an owner signs to have a registration relayed."""
-        return typed_data.typed_message(
-            "Register",
-            typed_data.register_message(
-                to_checksum_address(owner), registration, nonce=nonce, deadline=deadline
-            ),
-            chain_id=self.deployment.chain_id,
-            verifying_contract=self.deployment.data_registry,
-        )
-
     def retire(self, dataset_id: int) -> TxResult:
         return self._send("DataRegistry", "retire", dataset_id)
 
@@ -300,6 +285,10 @@ class LedgerChain:
         """Dataset id holding a content hash, 0 if none."""
         return int(self._call("DataRegistry", "datasetIdOf", content_hash))
 
+    def block_number(self) -> int:
+        """The node's latest block number."""
+        return int(self.w3.eth.block_number)
+
     def dataset_count(self) -> int:
         return int(self._call("DataRegistry", "datasetCount"))
 
@@ -334,24 +323,6 @@ class LedgerChain:
             admin_approval,
         )
 
-    def grant_message(self, terms: GrantTerms, *, nonce: int, deadline: int) -> dict[str, Any]:
-        """The EIP-712 message an owner signs to have a grant relayed."""
-        return typed_data.typed_message(
-            "Grant",
-            typed_data.grant_message(terms, nonce=nonce, deadline=deadline),
-            chain_id=self.deployment.chain_id,
-            verifying_contract=self.deployment.access_ledger,
-        )
-
-    def approval_message(self, terms: GrantTerms) -> dict[str, Any]:
-        """The EIP-712 message an ADMIN co-signs for a SENSITIVE grant to an enterprise."""
-        return typed_data.typed_message(
-            "GrantApproval",
-            typed_data.terms_message(terms),
-            chain_id=self.deployment.chain_id,
-            verifying_contract=self.deployment.access_ledger,
-        )
-
     def revoke(self, dataset_id: int, grantee: str) -> TxResult:
         return self._send("AccessLedger", "revoke", dataset_id, to_checksum_address(grantee))
 
@@ -366,18 +337,6 @@ class LedgerChain:
             nonce,
             deadline,
             signature,
-        )
-
-    def revoke_message(
-        self, dataset_id: int, grantee: str, *, nonce: int, deadline: int
-    ) -> dict[str, Any]:
-        return typed_data.typed_message(
-            "Revoke",
-            typed_data.revoke_message(
-                dataset_id, to_checksum_address(grantee), nonce=nonce, deadline=deadline
-            ),
-            chain_id=self.deployment.chain_id,
-            verifying_contract=self.deployment.access_ledger,
         )
 
     def record_use(self, dataset_id: int, grantee: str) -> TxResult:

@@ -99,6 +99,7 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from ledger.chain.backend import ChainBackend
 from ledger.errors import ChainError, ChainUnavailable, ConfigurationError
+from ledger.protocol.codes import ErrorCode
 
 __all__ = ["DEFAULT_CHAIN_ID", "EmbeddedChain"]
 
@@ -546,7 +547,7 @@ class _LedgerBackend(PyEVMBackend):  # type: ignore[misc]
     def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
         """Refused: rewinding a persistent ledger would erase recorded rights."""
         raise ChainError(
-            "a persistent embedded chain cannot be reset to genesis", code="reset_refused"
+            "a persistent embedded chain cannot be reset to genesis", code=ErrorCode.RESET_REFUSED
         )
 
     # writes

@@ -19,6 +19,7 @@ from ledger.chain.client import DEFAULT_CREDIT_CAP, DEFAULT_EPOCH_SECONDS, Ledge
 from ledger.chain.models import Deployment, TxResult
 from ledger.errors import ConfigurationError
 from ledger.keys import load_account, save_account
+from ledger.protocol.codes import ErrorCode
 
 OPERATOR_KEY = "operator.key.json"
 CHAIN_FILE = "chain.sqlite"
@@ -87,6 +88,6 @@ def _default_backend(directory: Path, operator: LocalAccount, url: str | None) -
     if not chain_file.exists() and (directory / DEPLOYMENT_FILE).exists():
         raise ConfigurationError(
             f"{chain_file} is missing but {DEPLOYMENT_FILE} says contracts were deployed there",
-            code="chain_file_missing",
+            code=ErrorCode.CHAIN_FILE_MISSING,
         )
     return EmbeddedChain(chain_file, funded=[operator.address])

@@ -9,6 +9,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from ledger.protocol.actions import Domains
 from ledger.types import Address, Classification, DatasetId, MemberKind, MemberStatus, TxHash
 
 
@@ -35,6 +36,16 @@ class Deployment:
         }[contract]
         address: Address = getattr(self, attr)
         return address
+
+    @property
+    def domains(self) -> Domains:
+        """The EIP-712 domains of this deployment."""
+        return Domains(
+            chain_id=self.chain_id,
+            flow_log=self.flow_log,
+            data_registry=self.data_registry,
+            access_ledger=self.access_ledger,
+        )
 
     def save(self, path: Path) -> None:
         """Write the deployment record as JSON (atomically)."""
@@ -99,17 +110,6 @@ class MemberInfo:
 
 
 @dataclass(frozen=True)
-class Registration:
-    """What an owner registers (and signs when relayed)."""
-
-    content_hash: bytes
-    metadata_hash: bytes
-    classification: Classification
-    parents: tuple[int, ...] = ()
-    previous_version: int = 0
-
-
-@dataclass(frozen=True)
 class DatasetInfo:
     """A dataset certificate as the registry holds it."""
 
@@ -122,28 +122,6 @@ class DatasetInfo:
     previous_version: int
     registered_at: int
     retired: bool
-
-
-@dataclass(frozen=True)
-class GrantTerms:
-    """The terms an owner grants."""
-
-    dataset_id: int
-    grantee: Address
-    purpose_hash: bytes
-    expires_at: int
-    max_uses: int
-    terms_hash: bytes
-
-    def as_tuple(self) -> tuple[int, str, bytes, int, int, bytes]:
-        return (
-            self.dataset_id,
-            self.grantee,
-            self.purpose_hash,
-            self.expires_at,
-            self.max_uses,
-            self.terms_hash,
-        )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`drl chain ...`: the operator's direct view of the contracts, and the on-chain walk."""
+"""`drl chain ...`: the operator's direct view of the contracts (broker stopped)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ledger.cli.common import JsonOpt, out
 from ledger.cli.common import passphrase as _passphrase
 from ledger.cli.common import settings as _settings
 from ledger.errors import LedgerError
+from ledger.protocol.codes import ErrorCode
 
 chain_app = typer.Typer(
     help="Inspect and operate the broker's chain directly (on the broker host).",
@@ -24,26 +25,6 @@ def _tx_dict(tx: TxResult | None) -> dict[str, Any] | None:
     if tx is None:
         return None
     return {"tx": tx.tx_hash, "gas": tx.gas_used, "block": tx.block_number}
-
-
-@chain_app.command("walk")
-def chain_walk(as_json: JsonOpt = False) -> None:
-    """Walk onboarding, a registration, a grant, a use, an anchor and credits on chain."""
-    from ledger.walk import Step, walk
-
-    settings = _settings()
-
-    def emit(step: Step) -> None:
-        if as_json:
-            out.print_json(
-                json.dumps({"step": step.title, "detail": step.detail, **(_tx_dict(step.tx) or {})})
-            )
-        elif step.tx is None:
-            out.print(f"[bold]{step.title}[/bold] {step.detail}".rstrip())
-        else:
-            out.print(f"  {step.title:<62} gas {step.tx.gas_used:>9,}  tx {step.tx.tx_hash[:18]}…")
-
-    walk(settings.home.expanduser(), _passphrase(settings), emit)
 
 
 @chain_app.command("status")
@@ -142,5 +123,5 @@ def _hex32(value: str, name: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise LedgerError(f"{name} must be 32 bytes of hex", code="bad_hex")
+        raise LedgerError(f"{name} must be 32 bytes of hex", code=ErrorCode.BAD_HEX)
     return raw

@@ -13,6 +13,7 @@ from rich.table import Table
 from ledger.cli.common import AsOpt, JsonOpt, client, emit, err, out, passphrase, settings
 from ledger.client import keystore
 from ledger.errors import InvalidInput
+from ledger.protocol.codes import ErrorCode
 from ledger.quality import check_schema, validate_csv
 from ledger.types import Classification, MemberKind
 
@@ -149,13 +150,13 @@ def dataset_register(
         try:
             schema_doc = check_schema(json.loads(schema.read_text()))
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{schema} is not JSON: {exc}", code="bad_schema") from None
+            raise InvalidInput(f"{schema} is not JSON: {exc}", code=ErrorCode.BAD_SCHEMA) from None
         report = validate_csv(file, schema_doc)
         if not report.ok:
             shown = "; ".join(report.errors[:3])
             raise InvalidInput(
                 f"{report.error_count} quality errors against {schema.name}: {shown}",
-                code="quality_check_failed",
+                code=ErrorCode.QUALITY_CHECK_FAILED,
             )
         quality = report.summary()
     size = file.stat().st_size
@@ -358,7 +359,7 @@ def trace(
 ) -> None:
     """Lineage and every flow of a dataset, or everything a member did."""
     if (dataset_id is None) == (member is None):
-        raise InvalidInput("give a dataset id or --member, not both", code="bad_arguments")
+        raise InvalidInput("give a dataset id or --member, not both", code=ErrorCode.BAD_ARGUMENTS)
     with client(as_) as c:
         if dataset_id is not None:
             t = c.trace_dataset(dataset_id)

@@ -18,6 +18,7 @@ from ledger.client.sdk import BrokerClient
 from ledger.crypto import generate_keypair
 from ledger.errors import LedgerError
 from ledger.keys import load_account
+from ledger.protocol.codes import ErrorCode
 from ledger.settings import Settings
 
 out = Console(soft_wrap=True)
@@ -39,7 +40,7 @@ def passphrase(cfg: Settings) -> str:
     if cfg.passphrase is not None:
         return cfg.passphrase.get_secret_value()
     if not sys.stdin.isatty():
-        raise LedgerError("set DRL_PASSPHRASE to unlock keys", code="no_passphrase")
+        raise LedgerError("set DRL_PASSPHRASE to unlock keys", code=ErrorCode.NO_PASSPHRASE)
     value: str = typer.prompt("Passphrase", hide_input=True)
     return value
 
@@ -61,7 +62,9 @@ def identity(handle: str | None) -> MemberKeys:
         elif len(local) == 1:
             chosen = local[0]
         else:
-            raise LedgerError("say who you are: --as HANDLE (or set DRL_AS)", code="no_identity")
+            raise LedgerError(
+                "say who you are: --as HANDLE (or set DRL_AS)", code=ErrorCode.NO_IDENTITY
+            )
     if chosen == "operator":
         account = load_account(operator_key, passphrase(cfg))
         # The operator signs requests and actions; it never decrypts, so its HPKE key is unused.

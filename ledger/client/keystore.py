@@ -17,6 +17,7 @@ from ledger import crypto
 from ledger.client.member import MemberKeys
 from ledger.errors import ConfigurationError, Conflict, InvalidInput, NotFound
 from ledger.keys import load_account, load_secret, save_account, save_secret, write_private
+from ledger.protocol.codes import ErrorCode
 from ledger.types import MemberKind
 
 _HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -37,7 +38,7 @@ class Profile:
 def _dir(home: Path, handle: str) -> Path:
     if not _HANDLE.match(handle):
         raise InvalidInput(
-            "handles are 1-63 lowercase letters, digits, '.', '_' or '-'", code="bad_handle"
+            "handles are 1-63 lowercase letters, digits, '.', '_' or '-'", code=ErrorCode.BAD_HANDLE
         )
     return home / "members" / handle
 
@@ -48,7 +49,9 @@ def create(
     """Generate a signing key and an HPKE key pair for a new local identity."""
     folder = _dir(home, handle)
     if (folder / "profile.json").exists():
-        raise Conflict(f"identity {handle!r} already exists in {folder}", code="handle_taken")
+        raise Conflict(
+            f"identity {handle!r} already exists in {folder}", code=ErrorCode.HANDLE_TAKEN
+        )
     account = Account.create()
     private, public = crypto.generate_keypair("mlkem768-x25519" if pq else "x25519")
     save_account(folder / "signing.key.json", account, passphrase)
@@ -71,7 +74,8 @@ def profile(home: Path, handle: str) -> Profile:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise NotFound(
-            f"no local identity {handle!r} (create it with `drl member new`)", code="no_identity"
+            f"no local identity {handle!r} (create it with `drl member new`)",
+            code=ErrorCode.NO_IDENTITY,
         ) from None
     except ValueError as exc:
         raise ConfigurationError(f"damaged profile {path}: {exc}") from None

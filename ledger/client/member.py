@@ -17,21 +17,31 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from ledger import crypto
-from ledger.chain import typed_data
-from ledger.chain.models import GrantTerms, Registration
 from ledger.crypto.files import decrypt_to_path
 from ledger.crypto.stream import encrypt
-from ledger.services.access import purpose_hash, terms_hash
-from ledger.services.actions import ActionName, Domains, SignedAction, new_nonce, sign_action
-from ledger.services.datasets import METADATA_VERSION, metadata_hash
+from ledger.protocol.actions import (
+    DEFAULT_DEADLINE_SECONDS,
+    ActionName,
+    Domains,
+    GrantTerms,
+    Registration,
+    SignedAction,
+    grant_message,
+    new_nonce,
+    register_message,
+    revoke_message,
+    sign_action,
+)
+from ledger.protocol.documents import (
+    METADATA_VERSION,
+    key_context,
+    metadata_hash,
+    purpose_hash,
+    terms_hash,
+)
 from ledger.types import Classification
 
-DEADLINE_SECONDS = 15 * 60
-
-
-def key_context(content_hash: bytes, recipient: str) -> bytes:
-    """HPKE ``info`` binding a wrapped data key to one dataset and one recipient."""
-    return b"drl/dek/v1|" + content_hash + bytes.fromhex(recipient[2:])
+DEADLINE_SECONDS = DEFAULT_DEADLINE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -123,9 +133,7 @@ def prepare_upload(
         parents=parents,
         previous_version=previous_version,
     )
-    message = typed_data.register_message(
-        keys.address, registration, nonce=chain_nonce, deadline=_deadline()
-    )
+    message = register_message(keys.address, registration, nonce=chain_nonce, deadline=_deadline())
     signed = sign_action(keys.account, "register", message, domains)
     return PreparedUpload(
         signed=signed,
@@ -171,16 +179,14 @@ def prepare_grant(
         max_uses=max_uses,
         terms_hash=terms_hash(request_id, wrapped),
     )
-    message = typed_data.grant_message(terms, nonce=chain_nonce, deadline=_deadline())
+    message = grant_message(terms, nonce=chain_nonce, deadline=_deadline())
     return sign_action(keys.account, "grant", message, domains), wrapped
 
 
 def sign_revoke(
     keys: MemberKeys, *, dataset_id: int, grantee: str, chain_nonce: int, domains: Domains
 ) -> SignedAction:
-    message = typed_data.revoke_message(
-        dataset_id, grantee, nonce=chain_nonce, deadline=_deadline()
-    )
+    message = revoke_message(dataset_id, grantee, nonce=chain_nonce, deadline=_deadline())
     return sign_action(keys.account, "revoke", message, domains)
 
 

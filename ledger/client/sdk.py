@@ -1,6 +1,6 @@
 """The member SDK: a typed HTTP client of the broker that keeps every secret on this machine.
 
-It signs each request (``ledger.auth``) and each action (EIP-712), encrypts before uploading,
+It signs each request (``ledger.protocol.http``) and each action, encrypts before uploading,
 re-wraps keys on approval, and decrypts and verifies after download, streaming both ways so
 memory stays flat whatever the dataset size.
 """
@@ -17,7 +17,6 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from ledger import auth
 from ledger.client.member import (
     MemberKeys,
     PreparedUpload,
@@ -37,7 +36,9 @@ from ledger.errors import (
     LedgerError,
     NotFound,
 )
-from ledger.services.actions import Domains, SignedAction
+from ledger.protocol import http as auth
+from ledger.protocol.actions import Domains, SignedAction
+from ledger.protocol.codes import ErrorCode
 from ledger.types import Classification, MemberKind
 
 Progress = Callable[[int], None]
@@ -131,7 +132,7 @@ class BrokerClient:
             except httpx.TransportError as exc:
                 raise ChainUnavailable(
                     f"broker not reachable at {self._http.base_url}: {exc}",
-                    code="broker_unreachable",
+                    code=ErrorCode.BROKER_UNREACHABLE,
                 ) from None
             _raise_for(response)
             self._config = dict(response.json())
@@ -150,7 +151,7 @@ class BrokerClient:
     def _keys(self) -> MemberKeys:
         if self.keys is None:
             raise InvalidInput(
-                "this call needs a member identity (--as HANDLE)", code="no_identity"
+                "this call needs a member identity (--as HANDLE)", code=ErrorCode.NO_IDENTITY
             )
         return self.keys
 
@@ -178,7 +179,7 @@ class BrokerClient:
             response = self._http.send(request)
         except httpx.TransportError as exc:
             raise ChainUnavailable(
-                f"broker not reachable: {exc}", code="broker_unreachable"
+                f"broker not reachable: {exc}", code=ErrorCode.BROKER_UNREACHABLE
             ) from None
         _raise_for(response)
         return response.json()
@@ -301,7 +302,7 @@ class BrokerClient:
             response = self._http.put(url, content=body(), headers=headers)
         except httpx.TransportError as exc:
             raise ChainUnavailable(
-                f"upload interrupted: {exc}", code="broker_unreachable"
+                f"upload interrupted: {exc}", code=ErrorCode.BROKER_UNREACHABLE
             ) from None
         _raise_for(response)
         return dict(response.json())
@@ -335,10 +336,10 @@ class BrokerClient:
                 if not response.is_success:
                     response.read()
                     _raise_for(response)
-                wrapped = bytes.fromhex(response.headers["x-drl-wrapped-key"][2:])
-                content_hash = bytes.fromhex(response.headers["x-drl-content-hash"][2:])
-                generation = int(response.headers["x-drl-generation"])
-                uses_left = int(response.headers["x-drl-uses-left"])
+                wrapped = bytes.fromhex(response.headers[auth.H_WRAPPED_KEY][2:])
+                content_hash = bytes.fromhex(response.headers[auth.H_CONTENT_HASH][2:])
+                generation = int(response.headers[auth.H_GENERATION])
+                uses_left = int(response.headers[auth.H_USES_LEFT])
                 reader = io.BufferedReader(
                     _ResponseReader(response.iter_raw(CHUNK), progress), buffer_size=CHUNK
                 )
@@ -347,7 +348,7 @@ class BrokerClient:
                 )
         except httpx.TransportError as exc:
             raise ChainUnavailable(
-                f"download interrupted: {exc}", code="broker_unreachable"
+                f"download interrupted: {exc}", code=ErrorCode.BROKER_UNREACHABLE
             ) from None
         result: dict[str, Any] = {
             "dataset_id": dataset_id,
@@ -465,7 +466,7 @@ class BrokerClient:
         """Owner: revoke a grant by its id."""
         grant = next((g for g in self.grants() if int(g["id"]) == grant_id), None)
         if grant is None:
-            raise NotFound(f"no grant {grant_id} visible to you", code="grant_not_found")
+            raise NotFound(f"no grant {grant_id} visible to you", code=ErrorCode.GRANT_NOT_FOUND)
         signed = sign_revoke(
             self._keys(),
             dataset_id=int(grant["dataset_id"]),

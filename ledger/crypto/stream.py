@@ -1,7 +1,7 @@
 """Streaming dataset encryption and decryption with the content hash computed on the way.
 
 ``encrypt`` produces what the owner registers and uploads: the ciphertext, the content hash
-(Merkle root of the plaintext chunks, see :mod:`ledger.log.merkle`) and the SHA-256 of every
+(Merkle root of the plaintext chunks, see :mod:`ledger.merkle.proofs`) and the SHA-256 of every
 ciphertext byte (header included), against which the blind broker checks the upload.
 ``decrypt`` authenticates every chunk and recomputes the content hash, so the recipient can
 compare it with the one registered on chain. Both keep only a few chunks in memory.
@@ -29,9 +29,9 @@ from ledger.crypto.format import (
     check_chunk_size,
 )
 from ledger.errors import CryptoError, IntegrityError
-from ledger.log.merkle import root_from_leaf_hashes
+from ledger.merkle.proofs import root_from_leaf_hashes
 
-_LEAF_PREFIX = b"\x00"  # RFC 6962 leaf prefix, as in ledger.log.merkle.leaf_hash
+_LEAF_PREFIX = b"\x00"  # RFC 6962 leaf prefix, as in ledger.merkle.proofs.leaf_hash
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def _root(leaves: list[bytes], plaintext_size: int) -> bytes:
 
 
 def _leaf_hash(chunk: memoryview) -> bytes:
-    """:func:`ledger.log.merkle.leaf_hash` of a chunk, without copying it.
+    """:func:`ledger.merkle.proofs.leaf_hash` of a chunk, without copying it.
 
     ``leaf_hash`` takes ``bytes`` and prepends the 0x00 leaf prefix by concatenation, which
     costs two copies of every chunk on a worker thread, about 15 % of the hashing CPU. The

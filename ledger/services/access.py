@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from sqlalchemy import Table, bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from ledger.chain.models import GrantTerms
 from ledger.errors import (
     Conflict,
     Forbidden,
@@ -23,8 +21,10 @@ from ledger.errors import (
     NotFound,
     ReplayedNonce,
 )
-from ledger.log import flowlog
-from ledger.services.actions import Domains, SignedAction, canonical
+from ledger.protocol.actions import Domains, GrantTerms, SignedAction
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.documents import purpose_hash, terms_document, terms_hash
+from ledger.services import flowlog
 from ledger.services.context import (
     MAX_ROW_ID,
     Ledger,
@@ -43,28 +43,6 @@ from ledger.store.models import AccessRequest, Dataset, Grant, WrappedKey, utcno
 
 MAX_DAYS = 3650
 MAX_USES = 1_000_000
-STANDARD_CONDITIONS = (
-    "Use only for the stated purpose; no onward sharing; no re-identification of persons; "
-    "delete at expiry; report incidents to the data owner within 72 hours."
-)
-
-
-def purpose_hash(purpose: str) -> bytes:
-    return hashlib.sha256(purpose.encode()).digest()
-
-
-def terms_document(request_id: int, wrapped_key: bytes) -> dict[str, Any]:
-    """The terms a grant's ``termsHash`` commits to: the request, the key handed over, the rules."""
-    return {
-        "v": 1,
-        "request_id": request_id,
-        "wrapped_key_sha256": "0x" + hashlib.sha256(wrapped_key).hexdigest(),
-        "conditions": STANDARD_CONDITIONS,
-    }
-
-
-def terms_hash(request_id: int, wrapped_key: bytes) -> bytes:
-    return hashlib.sha256(canonical(terms_document(request_id, wrapped_key))).digest()
 
 
 _REQUESTS: Table = AccessRequest.__table__  # type: ignore[attr-defined]  # SQLModel sets it
@@ -114,12 +92,12 @@ def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestF
 def _target_refusal(form: _RequestForm, target: tuple[str, bool] | None) -> LedgerError | None:
     """Why the dataset ``(owner, retired)`` -- None if there is none -- cannot be requested."""
     if target is None:
-        return NotFound(f"no dataset {form.dataset_id}", code="dataset_not_found")
+        return NotFound(f"no dataset {form.dataset_id}", code=ErrorCode.DATASET_NOT_FOUND)
     owner, retired = target
     if retired:
-        return Conflict(f"dataset {form.dataset_id} is retired", code="dataset_retired")
+        return Conflict(f"dataset {form.dataset_id} is retired", code=ErrorCode.DATASET_RETIRED)
     if owner == form.requester:
-        return InvalidInput("a member cannot request its own dataset", code="own_dataset")
+        return InvalidInput("a member cannot request its own dataset", code=ErrorCode.OWN_DATASET)
     return None
 
 
@@ -343,9 +321,11 @@ def request_access_batch(
 def _pending(session: Session, request_id: int) -> AccessRequest:
     request = session.get(AccessRequest, request_id) if 0 <= request_id <= MAX_ROW_ID else None
     if request is None:
-        raise NotFound(f"no access request {request_id}", code="request_not_found")
+        raise NotFound(f"no access request {request_id}", code=ErrorCode.REQUEST_NOT_FOUND)
     if request.status != "pending":
-        raise Conflict(f"request {request_id} is already {request.status}", code="request_decided")
+        raise Conflict(
+            f"request {request_id} is already {request.status}", code=ErrorCode.REQUEST_DECIDED
+        )
     return request
 
 
@@ -366,7 +346,9 @@ def approve(
         request = _pending(session, request_id)
         target = dataset(session, request.dataset_id)
         if target.owner != owner:
-            raise Forbidden("only the dataset's owner approves its requests", code="not_owner")
+            raise Forbidden(
+                "only the dataset's owner approves its requests", code=ErrorCode.NOT_OWNER
+            )
         active_member(session, owner, role="owner")
         active_member(session, request.requester, role="requester")
         terms = GrantTerms(
@@ -453,7 +435,8 @@ def _check_terms(
         problems.append("expiresAt is outside the requested duration")
     if problems:
         raise InvalidInput(
-            "grant does not match the request: " + "; ".join(problems), code="grant_mismatch"
+            "grant does not match the request: " + "; ".join(problems),
+            code=ErrorCode.GRANT_MISMATCH,
         )
 
 
@@ -464,7 +447,9 @@ def deny(ledger: Ledger, signed: SignedAction) -> AccessRequest:
     with ledger.db.transaction() as session:
         request = _pending(session, request_id)
         if dataset(session, request.dataset_id).owner != owner:
-            raise Forbidden("only the dataset's owner denies its requests", code="not_owner")
+            raise Forbidden(
+                "only the dataset's owner denies its requests", code=ErrorCode.NOT_OWNER
+            )
         active_member(session, owner, role="owner")
         consume_nonce(session, signed)
         seq = flowlog.append(session, signed, dataset_id=request.dataset_id)
@@ -494,12 +479,14 @@ def revoke(ledger: Ledger, signed: SignedAction) -> Grant:
     dataset_id, grantee = int(msg["datasetId"]), str(msg["grantee"])
     with ledger.db.session() as session:
         if dataset(session, dataset_id).owner != owner:
-            raise Forbidden("only the dataset's owner revokes its grants", code="not_owner")
+            raise Forbidden("only the dataset's owner revokes its grants", code=ErrorCode.NOT_OWNER)
         grant = current_grant(session, dataset_id, grantee)
         if grant is None:
-            raise NotFound(f"no grant of dataset {dataset_id} to {grantee}", code="grant_not_found")
+            raise NotFound(
+                f"no grant of dataset {dataset_id} to {grantee}", code=ErrorCode.GRANT_NOT_FOUND
+            )
         if grant.revoked:
-            raise Conflict("grant already revoked", code="grant_revoked")
+            raise Conflict("grant already revoked", code=ErrorCode.GRANT_REVOKED)
     nonce = int(msg["nonce"])
     if nonce != ledger.chain.nonce("AccessLedger", owner):
         raise ReplayedNonce(f"revoke nonce {nonce} is not the owner's current nonce")

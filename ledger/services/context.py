@@ -17,14 +17,14 @@ from sqlmodel import Session
 
 from ledger.chain.client import LedgerChain
 from ledger.errors import (
-    ExpiredDeadline,
     Forbidden,
     InvalidInput,
     LedgerError,
     NotFound,
     ReplayedNonce,
 )
-from ledger.services.actions import ACTIONS, Domains, SignedAction
+from ledger.protocol.actions import ACTIONS, Domains, SignedAction, check_limits, check_timing
+from ledger.protocol.codes import ErrorCode
 from ledger.store.blobs import BlobStore
 from ledger.store.db import Database
 from ledger.store.models import Dataset, Member, UsedNonce, utcnow
@@ -40,8 +40,6 @@ _STANDING = select(_MEMBERS.c.address, _MEMBERS.c.kind, _MEMBERS.c.status).where
     _MEMBERS.c.address.in_(bindparam("addresses", expanding=True))
 )
 
-MAX_DEADLINE_AHEAD = 24 * 3600
-
 
 @dataclass
 class Ledger:
@@ -55,13 +53,7 @@ class Ledger:
 
     @property
     def domains(self) -> Domains:
-        d = self.chain.deployment
-        return Domains(
-            chain_id=d.chain_id,
-            flow_log=d.flow_log,
-            data_registry=d.data_registry,
-            access_ledger=d.access_ledger,
-        )
+        return self.chain.deployment.domains
 
     @property
     def operator(self) -> str:
@@ -80,20 +72,17 @@ def check_signed_at(domains: Domains, now: int, signed: SignedAction, action: st
     """``check_signed`` with the domains and the time given (so it can run in a worker)."""
     if signed.action != action:
         raise InvalidInput(
-            f"expected a signed {action!r}, got {signed.action!r}", code="wrong_action"
+            f"expected a signed {action!r}, got {signed.action!r}", code=ErrorCode.WRONG_ACTION
         )
     signed.verify(domains)
-    deadline = signed.message.get("deadline")
-    if not isinstance(deadline, int) or deadline < now:
-        raise ExpiredDeadline(f"{action}: deadline {deadline} has passed")
-    if deadline > now + MAX_DEADLINE_AHEAD + 3600:
-        raise ExpiredDeadline(f"{action}: deadline too far ahead (max 24 h)")
+    check_timing(signed, now)
+    check_limits(signed)
     return signed.actor
 
 
 def nonce_key(signed: SignedAction) -> tuple[str, str] | None:
     """``(signer, nonce)`` as ``used_nonces`` records it, or None for on-chain actions."""
-    if ACTIONS[signed.action][2] != "broker":
+    if ACTIONS[signed.action].on_chain:
         return None  # on-chain actions use the contracts' nonces
     return signed.actor, str(signed.message["nonce"])
 
@@ -137,11 +126,13 @@ def member_refusal(
 ) -> LedgerError | None:
     """Why a member of this (kind, status) -- None if unknown -- may not write; None if it may."""
     if kind is None:
-        return Forbidden(f"{address} is not an onboarded member", code="not_a_member")
+        return Forbidden(f"{address} is not an onboarded member", code=ErrorCode.NOT_A_MEMBER)
     if status != "active":
-        return Forbidden(f"{role} {address} is suspended", code="member_suspended")
+        return Forbidden(f"{role} {address} is suspended", code=ErrorCode.MEMBER_SUSPENDED)
     if kind == "regulator":
-        return Forbidden("regulators read everything and write nothing", code="regulator_read_only")
+        return Forbidden(
+            "regulators read everything and write nothing", code=ErrorCode.REGULATOR_READ_ONLY
+        )
     return None
 
 
@@ -166,9 +157,9 @@ def active_member(session: Session, address: str, *, role: str = "member") -> Me
     """The member at ``address``, refusing unknown and suspended ones."""
     member = session.get(Member, address)
     if member is None:
-        raise Forbidden(f"{address} is not an onboarded member", code="not_a_member")
+        raise Forbidden(f"{address} is not an onboarded member", code=ErrorCode.NOT_A_MEMBER)
     if member.status != "active":
-        raise Forbidden(f"{role} {address} is suspended", code="member_suspended")
+        raise Forbidden(f"{role} {address} is suspended", code=ErrorCode.MEMBER_SUSPENDED)
     return member
 
 
@@ -176,7 +167,9 @@ def producer(session: Session, address: str) -> Member:
     """An active member allowed to own or consume data (not a regulator)."""
     member = active_member(session, address)
     if member.kind == "regulator":
-        raise Forbidden("regulators read everything and write nothing", code="regulator_read_only")
+        raise Forbidden(
+            "regulators read everything and write nothing", code=ErrorCode.REGULATOR_READ_ONLY
+        )
     return member
 
 
@@ -188,5 +181,5 @@ MAX_ROW_ID = 2**63 - 1
 def dataset(session: Session, dataset_id: int) -> Dataset:
     found = session.get(Dataset, dataset_id) if 0 <= dataset_id <= MAX_ROW_ID else None
     if found is None:
-        raise NotFound(f"no dataset {dataset_id}", code="dataset_not_found")
+        raise NotFound(f"no dataset {dataset_id}", code=ErrorCode.DATASET_NOT_FOUND)
     return found

@@ -8,28 +8,23 @@ can refuse bytes that are not what the owner signed: the upload must hash to tha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from typing import Any, BinaryIO
 
 from sqlmodel import col, delete, select
 
-from ledger.chain.models import Registration
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound, ReplayedNonce
-from ledger.log import flowlog
-from ledger.services.actions import SignedAction, canonical
+from ledger.protocol.actions import Registration, SignedAction
+from ledger.protocol.canonical import canonical
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.documents import MAX_METADATA_BYTES, METADATA_VERSION, metadata_hash
+from ledger.services import flowlog
 from ledger.services.context import Ledger, check_signed, dataset, producer
 from ledger.store.models import Dataset, UploadIntent, WrappedKey
 from ledger.types import CLASSIFICATIONS
 
-METADATA_VERSION = 1
 MAX_WRAPPED_KEY = 4096
-
-
-def metadata_hash(metadata: dict[str, Any]) -> bytes:
-    """What the owner signs as ``metadataHash``: SHA-256 of the canonical JSON document."""
-    return hashlib.sha256(canonical(metadata)).digest()
 
 
 def _hex32(value: Any, name: str) -> bytes:
@@ -55,7 +50,7 @@ def check_metadata(metadata: dict[str, Any]) -> tuple[str, bytes, int]:
     schema = metadata.get("schema")
     if schema is not None and not isinstance(schema, dict):
         raise InvalidInput("metadata.schema must be a Table Schema object or null")
-    if len(canonical(metadata)) > 256 * 1024:
+    if len(canonical(metadata)) > MAX_METADATA_BYTES:
         raise InvalidInput("metadata document larger than 256 KiB")
     return title.strip(), digest, size
 
@@ -84,12 +79,12 @@ def _prevalidate(
     title, digest, size = check_metadata(metadata)
     if metadata_hash(metadata) != reg.metadata_hash:
         raise InvalidInput(
-            "metadata does not hash to the signed metadataHash", code="metadata_mismatch"
+            "metadata does not hash to the signed metadataHash", code=ErrorCode.METADATA_MISMATCH
         )
     if size > ledger.max_upload_bytes:
         raise InvalidInput(
             f"ciphertext of {size} bytes exceeds the {ledger.max_upload_bytes} limit",
-            code="upload_too_large",
+            code=ErrorCode.UPLOAD_TOO_LARGE,
         )
     if not 0 < len(owner_wrapped_key) <= MAX_WRAPPED_KEY:
         raise InvalidInput("owner_wrapped_key must be 1 to 4096 bytes")
@@ -101,7 +96,7 @@ def _prevalidate(
         ).first()
         if taken is not None:
             raise Conflict(
-                f"content already registered as dataset {taken}", code="already_registered"
+                f"content already registered as dataset {taken}", code=ErrorCode.ALREADY_REGISTERED
             )
     nonce = int(signed.message["nonce"])
     if nonce != ledger.chain.nonce("DataRegistry", owner):
@@ -150,16 +145,16 @@ def complete_upload(
     with ledger.db.session() as session:
         intent = session.get(UploadIntent, intent_id)
         if intent is None or intent.expires_at < ledger.now():
-            raise NotFound(f"no pending upload {intent_id}", code="upload_not_found")
+            raise NotFound(f"no pending upload {intent_id}", code=ErrorCode.UPLOAD_NOT_FOUND)
         if uploader is not None and uploader != intent.owner:
-            raise Forbidden("only the owner completes its upload", code="not_owner")
+            raise Forbidden("only the owner completes its upload", code=ErrorCode.NOT_OWNER)
         signed = SignedAction.from_json(json.loads(intent.signed_json))
         metadata = json.loads(intent.metadata_json)
         expected = str(metadata["ciphertext_sha256"])[2:].lower()
         if declared_sha256 is not None and declared_sha256.lower() != expected:
             raise InvalidInput(
                 "X-DRL-Content-SHA256 is not the signed ciphertext digest",
-                code="upload_digest_mismatch",
+                code=ErrorCode.UPLOAD_DIGEST_MISMATCH,
             )
         wrapped = intent.owner_wrapped_key
     dataset_row = register(
@@ -186,7 +181,7 @@ def register(
         _drop_unreferenced(ledger, digest)
         raise InvalidInput(
             f"upload is {blob.size} bytes, the signed size is {size}",
-            code="upload_size_mismatch",
+            code=ErrorCode.UPLOAD_SIZE_MISMATCH,
         )
     try:
         with ledger.db.transaction() as session:
@@ -240,13 +235,14 @@ def _check_lineage(session: Any, owner: str, reg: Registration) -> None:
             raise InvalidInput(
                 f"a derivative of {parent.classification} dataset {parent_id} must be at least "
                 f"{parent.classification}",
-                code="classification_below_parent",
+                code=ErrorCode.CLASSIFICATION_BELOW_PARENT,
             )
     if reg.previous_version:
         previous = dataset(session, reg.previous_version)
         if previous.owner != owner:
             raise InvalidInput(
-                "the previous version belongs to another owner", code="previous_version_not_owned"
+                "the previous version belongs to another owner",
+                code=ErrorCode.PREVIOUS_VERSION_NOT_OWNED,
             )
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from ledger.errors import Conflict, ContractRevert, Forbidden, InvalidInput, NotFound
-from ledger.log import flowlog
+from ledger.protocol.actions import SignedAction
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.documents import receipt_id
+from ledger.services import flowlog
 from ledger.services.access import current_grant
-from ledger.services.actions import SignedAction
 from ledger.services.context import Ledger, check_signed, consume_nonce, dataset, producer
 from ledger.store.models import Dataset, Delivery, Grant, Rating, WrappedKey
 
@@ -40,12 +41,16 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
         target = dataset(session, dataset_id)
         if target.owner == grantee:
             raise InvalidInput(
-                "owners hold their own key; fetch is for grantees", code="own_dataset"
+                "owners hold their own key; fetch is for grantees", code=ErrorCode.OWN_DATASET
             )
         if current_grant(session, dataset_id, grantee) is None:
-            raise Forbidden(f"no grant of dataset {dataset_id} to {grantee}", code="no_grant")
+            raise Forbidden(
+                f"no grant of dataset {dataset_id} to {grantee}", code=ErrorCode.NO_GRANT
+            )
     if not ledger.blobs.exists(target.ciphertext_sha256):
-        raise NotFound(f"ciphertext of dataset {dataset_id} is missing", code="blob_missing")
+        raise NotFound(
+            f"ciphertext of dataset {dataset_id} is missing", code=ErrorCode.BLOB_MISSING
+        )
     with ledger.db.transaction() as session:
         consume_nonce(session, signed)
         try:
@@ -119,11 +124,6 @@ def reconcile_uses(ledger: Ledger) -> int:
     return len(behind)
 
 
-def receipt_id(signed: SignedAction) -> bytes:
-    """Stable id of a delivery receipt (what SharingCredits records as credited)."""
-    return hashlib.sha256(b"drl-receipt:" + signed.signature).digest()
-
-
 def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
     """Record the consumer-signed receipt: it decrypted and verified the content hash."""
     consumer = check_signed(ledger, signed, "receipt")
@@ -134,11 +134,13 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
         producer(session, consumer)
         target = dataset(session, dataset_id)
         if current_grant(session, dataset_id, consumer) is None:
-            raise Forbidden(f"no grant of dataset {dataset_id} to {consumer}", code="no_grant")
+            raise Forbidden(
+                f"no grant of dataset {dataset_id} to {consumer}", code=ErrorCode.NO_GRANT
+            )
         if claimed != target.content_hash:
             raise InvalidInput(
                 "receipt names a content hash other than the registered one",
-                code="content_hash_mismatch",
+                code=ErrorCode.CONTENT_HASH_MISMATCH,
             )
         fetches = session.exec(
             select(func.coalesce(func.sum(Grant.uses), 0)).where(
@@ -151,7 +153,7 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
             .where(Delivery.dataset_id == dataset_id, Delivery.consumer == consumer)
         ).one()
         if int(receipts) >= int(fetches):
-            raise Conflict("no fetch left to acknowledge", code="nothing_to_acknowledge")
+            raise Conflict("no fetch left to acknowledge", code=ErrorCode.NOTHING_TO_ACKNOWLEDGE)
         generation = int(msg["grantGeneration"])
         if (
             session.exec(
@@ -163,9 +165,11 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
             ).first()
             is None
         ):
-            raise InvalidInput(f"no grant generation {generation}", code="unknown_generation")
+            raise InvalidInput(
+                f"no grant generation {generation}", code=ErrorCode.UNKNOWN_GENERATION
+            )
         consume_nonce(session, signed)
-        rid = receipt_id(signed)
+        rid = receipt_id(signed.signature)
         seq = flowlog.append(
             session, signed, dataset_id=dataset_id, context={"receipt_id": "0x" + rid.hex()}
         )
@@ -204,7 +208,7 @@ def rate(ledger: Ledger, signed: SignedAction) -> Rating:
         ).first()
         if received is None:
             raise Forbidden(
-                "only members that received the dataset rate it", code="not_a_recipient"
+                "only members that received the dataset rate it", code=ErrorCode.NOT_A_RECIPIENT
             )
         if (
             session.exec(
@@ -212,7 +216,7 @@ def rate(ledger: Ledger, signed: SignedAction) -> Rating:
             ).first()
             is not None
         ):
-            raise Conflict("already rated", code="already_rated")
+            raise Conflict("already rated", code=ErrorCode.ALREADY_RATED)
         consume_nonce(session, signed)
         seq = flowlog.append(session, signed, dataset_id=dataset_id)
         row = Rating(dataset_id=dataset_id, rater=rater, score=score, comment=comment, log_seq=seq)

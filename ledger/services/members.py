@@ -9,8 +9,9 @@ from eth_utils.address import to_checksum_address
 
 from ledger.crypto import get_suite
 from ledger.errors import Conflict, Forbidden, InvalidInput
-from ledger.log import flowlog
-from ledger.services.actions import SignedAction
+from ledger.protocol.actions import SignedAction
+from ledger.protocol.codes import ErrorCode
+from ledger.services import flowlog
 from ledger.services.context import Ledger, check_signed, consume_nonce
 from ledger.store.models import Member
 from ledger.types import MemberKind
@@ -20,7 +21,7 @@ def onboard(ledger: Ledger, signed: SignedAction) -> Member:
     """Add a member on chain and in the index; only the operator may."""
     signer = check_signed(ledger, signed, "onboard")
     if signer != ledger.operator:
-        raise Forbidden("only the operator onboards members", code="operator_only")
+        raise Forbidden("only the operator onboards members", code=ErrorCode.OPERATOR_ONLY)
     msg = signed.message
     kind = msg["kind"]
     if kind not in get_args(MemberKind):
@@ -35,7 +36,7 @@ def onboard(ledger: Ledger, signed: SignedAction) -> Member:
     address = to_checksum_address(str(msg["member"]))
     with ledger.db.transaction() as session:
         if session.get(Member, address) is not None:
-            raise Conflict(f"{address} is already a member", code="already_member")
+            raise Conflict(f"{address} is already a member", code=ErrorCode.ALREADY_MEMBER)
         consume_nonce(session, signed)
         tx = ledger.chain.onboard(
             address,
@@ -65,14 +66,14 @@ def suspend(ledger: Ledger, signed: SignedAction) -> Member:
     """Suspend a member on chain and in the index; only the operator may."""
     signer = check_signed(ledger, signed, "suspend")
     if signer != ledger.operator:
-        raise Forbidden("only the operator suspends members", code="operator_only")
+        raise Forbidden("only the operator suspends members", code=ErrorCode.OPERATOR_ONLY)
     address = to_checksum_address(str(signed.message["member"]))
     with ledger.db.transaction() as session:
         member = session.get(Member, address)
         if member is None:
-            raise Conflict(f"{address} is not a member", code="not_a_member")
+            raise Conflict(f"{address} is not a member", code=ErrorCode.NOT_A_MEMBER)
         if member.status == "suspended":
-            raise Conflict(f"{address} is already suspended", code="already_suspended")
+            raise Conflict(f"{address} is already suspended", code=ErrorCode.ALREADY_SUSPENDED)
         consume_nonce(session, signed)
         tx = ledger.chain.suspend(address)
         flowlog.append(session, signed, context={"tx": tx.tx_hash})

@@ -9,7 +9,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from ledger.errors import NotFound
-from ledger.log import flowlog
+from ledger.protocol.codes import ErrorCode
+from ledger.services import flowlog
 from ledger.services.context import Ledger, dataset
 from ledger.store.models import Dataset, Delivery, Grant, Member
 
@@ -133,7 +134,7 @@ def trace_member(ledger: Ledger, address: str) -> MemberTrace:
     with ledger.db.session() as session:
         member = session.get(Member, address)
         if member is None:
-            raise NotFound(f"{address} is not a member", code="member_not_found")
+            raise NotFound(f"{address} is not a member", code=ErrorCode.MEMBER_NOT_FOUND)
         owned = [d.id for d in session.exec(select(Dataset).where(Dataset.owner == address))]
         received = sorted(
             {g.dataset_id for g in session.exec(select(Grant).where(Grant.grantee == address))}

@@ -25,12 +25,12 @@ from eth_utils.address import to_checksum_address
 from sqlmodel import Session, col, select
 
 from ledger.errors import LedgerError
-from ledger.log import flowlog
-from ledger.log.merkle import leaf_hash, node_hash
-from ledger.log.tree import MemoryNodeStore, MerkleTree
-from ledger.services.actions import ACTIONS
+from ledger.merkle.proofs import leaf_hash, node_hash
+from ledger.merkle.tree import MemoryNodeStore, MerkleTree
+from ledger.protocol.actions import ACTIONS
+from ledger.protocol.documents import metadata_hash
+from ledger.services import flowlog
 from ledger.services.context import Ledger
-from ledger.services.datasets import metadata_hash
 from ledger.store.models import Dataset, Delivery, Grant, LogRecord, Member, TreeNode
 
 
@@ -113,7 +113,7 @@ def _check_records(
             continue
         # Every action carries a nonce its signer never reuses in that domain (the broker's
         # random nonces, the contracts' counters): the same one twice is a replayed record.
-        nonce = (ACTIONS[entry.action][2], entry.actor, str(entry.signed.message.get("nonce")))
+        nonce = (ACTIONS[entry.action].domain, entry.actor, str(entry.signed.message.get("nonce")))
         if nonce in first_use:
             report.fail(
                 where, f"the same signed action as log record {first_use[nonce]} (a replay)"

@@ -1,34 +1,38 @@
 """Errors of the storage layer, under the library's single root (``ledger.errors``)::
 
     LedgerError
-    ├── ConfigurationError (ValueError)
-    │   └── DatabaseNotMigrated                 log_state row missing: run Database.upgrade()
-    ├── CryptoError (ValueError)
-    │   └── IntegrityError
-    │       ├── BlobDigestMismatch              uploaded bytes differ from the digest promised
-    │       └── BlobAltered                     stored bytes no longer hash to their name
-    ├── NotFound (LookupError)
-    │   └── BlobMissing                         no blob under that digest
-    ├── BlobTooLarge (ValueError)               upload exceeded the size limit
-    ├── DatabaseBusy (TimeoutError)             SQLite write lock not free within busy_timeout
-    └── NodeConflict (ValueError)               a different hash at an existing tree node
+    └── StorageError                            (each also mixes in the error it means)
+        ├── DatabaseNotMigrated (ConfigurationError)  log_state row missing: run upgrade()
+        ├── BlobDigestMismatch (IntegrityError)  uploaded bytes differ from the digest promised
+        ├── BlobAltered (IntegrityError)         stored bytes no longer hash to their name
+        ├── BlobMissing (NotFound)               no blob under that digest
+        ├── BlobTooLarge (PayloadTooLarge)       upload exceeded the size limit
+        ├── DatabaseBusy (TimeoutError)          SQLite write lock not free within busy_timeout
+        └── NodeConflict (ValueError)            a different hash at an existing tree node
 
 Each has a stable ``code`` (the class docstring says when it is raised).
 """
 
 from __future__ import annotations
 
-from ledger.errors import ConfigurationError, IntegrityError, LedgerError, NotFound
+from ledger.errors import (
+    ConfigurationError,
+    IntegrityError,
+    NotFound,
+    PayloadTooLarge,
+    StorageError,
+)
+from ledger.protocol.codes import ErrorCode
 
 
 def _hex(digest: bytes | None) -> str:
     return "(none)" if digest is None else digest.hex()
 
 
-class BlobDigestMismatch(IntegrityError):
+class BlobDigestMismatch(StorageError, IntegrityError):
     """The bytes written do not hash to the SHA-256 the caller expected; nothing was stored."""
 
-    code = "blob_digest_mismatch"
+    code = ErrorCode.BLOB_DIGEST_MISMATCH
 
     def __init__(self, *, expected: bytes, actual: bytes) -> None:
         super().__init__(
@@ -38,10 +42,10 @@ class BlobDigestMismatch(IntegrityError):
         self.actual = actual
 
 
-class BlobAltered(IntegrityError):
+class BlobAltered(StorageError, IntegrityError):
     """A stored blob no longer hashes to the digest it is named by (tampering or bit rot)."""
 
-    code = "blob_altered"
+    code = ErrorCode.BLOB_ALTERED
 
     def __init__(self, digest: bytes, *, actual: bytes | None = None) -> None:
         super().__init__(
@@ -53,30 +57,30 @@ class BlobAltered(IntegrityError):
         self.actual = actual
 
 
-class BlobMissing(NotFound):
+class BlobMissing(StorageError, NotFound):
     """No blob is stored under the digest asked for."""
 
-    code = "blob_missing"
+    code = ErrorCode.BLOB_MISSING
 
     def __init__(self, digest: bytes) -> None:
         super().__init__(f"no blob is stored under sha256 {_hex(digest)}")
         self.digest = digest
 
 
-class BlobTooLarge(LedgerError, ValueError):
+class BlobTooLarge(StorageError, PayloadTooLarge):
     """An upload went past the size limit; reading stopped there and nothing was stored."""
 
-    code = "blob_too_large"
+    code = ErrorCode.BLOB_TOO_LARGE
 
     def __init__(self, *, max_size: int) -> None:
         super().__init__(f"blob is larger than the limit of {max_size} bytes")
         self.max_size = max_size
 
 
-class NodeConflict(LedgerError, ValueError):
+class NodeConflict(StorageError, ValueError):
     """A Merkle tree node is already stored with a different hash; stored nodes never change."""
 
-    code = "merkle_node_conflict"
+    code = ErrorCode.MERKLE_NODE_CONFLICT
 
     def __init__(self, level: int, index: int) -> None:
         super().__init__(
@@ -86,10 +90,10 @@ class NodeConflict(LedgerError, ValueError):
         self.index = index
 
 
-class DatabaseBusy(LedgerError, TimeoutError):
+class DatabaseBusy(StorageError, TimeoutError):
     """Another writer held the SQLite database longer than the busy timeout; nothing written."""
 
-    code = "database_busy"
+    code = ErrorCode.DATABASE_BUSY
 
     def __init__(self, timeout_seconds: float) -> None:
         super().__init__(
@@ -99,7 +103,7 @@ class DatabaseBusy(LedgerError, TimeoutError):
         self.timeout_seconds = timeout_seconds
 
 
-class DatabaseNotMigrated(ConfigurationError):
+class DatabaseNotMigrated(StorageError, ConfigurationError):
     """The database lacks the schema (or the log_state row): run ``Database.upgrade()``."""
 
-    code = "database_not_migrated"
+    code = ErrorCode.DATABASE_NOT_MIGRATED

@@ -197,7 +197,7 @@ class LogRecord(SQLModel, table=True):
 
 
 class TreeNode(SQLModel, table=True):
-    """A perfect-subtree node of the flow log's Merkle tree (see ledger.log.tree)."""
+    """A perfect-subtree node of the flow log's Merkle tree (see ledger.merkle.tree)."""
 
     __tablename__ = "tree_nodes"
 

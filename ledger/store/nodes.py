@@ -1,6 +1,6 @@
 """The flow log's Merkle tree nodes in SQL: ``SqlNodeStore`` over the ``tree_nodes`` table.
 
-``SqlNodeStore(session)`` implements ``ledger.log.tree.BatchNodeStore`` through the caller's
+``SqlNodeStore(session)`` implements ``ledger.merkle.tree.BatchNodeStore`` through the caller's
 session, so the nodes an append writes commit or roll back with the log record that caused
 them. Appends must run under ``Database.lock_log`` (one appender at a time); readers can use
 any session.
@@ -23,7 +23,7 @@ from sqlalchemy import Insert, Table, and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from ledger.log.tree import Node, NodeKey
+from ledger.merkle.tree import Node, NodeKey
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 

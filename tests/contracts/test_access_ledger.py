@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ledger.chain.client import BROKER_ROLE
 from ledger.errors import ContractRevert
+from ledger.protocol.actions import typed_approval, typed_grant, typed_revoke
 
 UINT40_MAX = 2**40 - 1
 
@@ -32,7 +33,8 @@ def _relay_grant(env, owner, terms, *, signer=None, nonce=None, deadline=None, a
     nonce = env.chain.nonce("AccessLedger", owner.address) if nonce is None else nonce
     deadline = env.deadline() if deadline is None else deadline
     signature = env.sign(
-        signer or owner, env.chain.grant_message(terms, nonce=nonce, deadline=deadline)
+        signer or owner,
+        typed_grant(env.chain.deployment.domains, terms, nonce=nonce, deadline=deadline),
     )
     return env.broker_chain.grant_for(
         terms, nonce=nonce, deadline=deadline, signature=signature, admin_approval=approval
@@ -42,7 +44,9 @@ def _relay_grant(env, owner, terms, *, signer=None, nonce=None, deadline=None, a
 def _relay_revoke(env, owner, dataset_id, grantee, *, signer=None, nonce=None, deadline=None):
     nonce = env.chain.nonce("AccessLedger", owner.address) if nonce is None else nonce
     deadline = env.deadline() if deadline is None else deadline
-    message = env.chain.revoke_message(dataset_id, grantee, nonce=nonce, deadline=deadline)
+    message = typed_revoke(
+        env.chain.deployment.domains, dataset_id, grantee, nonce=nonce, deadline=deadline
+    )
     signature = env.sign(signer or owner, message)
     return env.broker_chain.revoke_for(
         dataset_id, grantee, nonce=nonce, deadline=deadline, signature=signature
@@ -127,7 +131,9 @@ def test_relayed_grant_with_altered_terms_is_refused(env, reverts):
     terms = env.terms(env.register(env.dept_a), env.dept_b, max_uses=1)
     nonce = env.chain.nonce("AccessLedger", env.dept_a.address)
     deadline = env.deadline()
-    signature = env.sign(env.dept_a, env.chain.grant_message(terms, nonce=nonce, deadline=deadline))
+    signature = env.sign(
+        env.dept_a, typed_grant(env.chain.deployment.domains, terms, nonce=nonce, deadline=deadline)
+    )
     with reverts("AccessLedgerInvalidSigner", expected=env.dept_a.address) as info:
         env.broker_chain.grant_for(
             replace(terms, max_uses=1000), nonce=nonce, deadline=deadline, signature=signature
@@ -223,7 +229,7 @@ def test_sensitive_grant_to_an_enterprise_needs_an_admin_cosignature(env, revert
     ):
         env.as_(env.dept_a).grant(terms)
 
-    approval = env.sign(env.operator, env.chain.approval_message(terms))
+    approval = env.sign(env.operator, typed_approval(env.chain.deployment.domains, terms))
     result = env.as_(env.dept_a).grant(terms, admin_approval=approval)
 
     assert result.event("AccessGranted").args == _granted_args(terms, env.dept_a.address)
@@ -233,7 +239,7 @@ def test_sensitive_grant_to_an_enterprise_needs_an_admin_cosignature(env, revert
 def test_sensitive_grant_with_a_non_admin_cosignature_is_refused(env, reverts):
     terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise)
     for cosigner in (env.dept_a, env.broker, env.enterprise):
-        approval = env.sign(cosigner, env.chain.approval_message(terms))
+        approval = env.sign(cosigner, typed_approval(env.chain.deployment.domains, terms))
         with reverts("AccessLedgerInvalidAdminApproval", signer=cosigner.address):
             env.as_(env.dept_a).grant(terms, admin_approval=approval)
     assert not env.chain.grant_of(terms.dataset_id, env.enterprise.address).exists
@@ -241,7 +247,7 @@ def test_sensitive_grant_with_a_non_admin_cosignature_is_refused(env, reverts):
 
 def test_admin_cosignature_covers_only_the_terms_it_signed(env, reverts):
     terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise, max_uses=1)
-    approval = env.sign(env.operator, env.chain.approval_message(terms))
+    approval = env.sign(env.operator, typed_approval(env.chain.deployment.domains, terms))
     with reverts("AccessLedgerInvalidAdminApproval") as info:
         env.as_(env.dept_a).grant(replace(terms, max_uses=50), admin_approval=approval)
     assert info.value.error_args["signer"] != env.operator.address
@@ -249,7 +255,7 @@ def test_admin_cosignature_covers_only_the_terms_it_signed(env, reverts):
 
 def test_relayed_sensitive_grant_with_admin_cosignature_is_accepted(env):
     terms = env.terms(env.register(env.dept_b, "sensitive"), env.enterprise)
-    approval = env.sign(env.operator, env.chain.approval_message(terms))
+    approval = env.sign(env.operator, typed_approval(env.chain.deployment.domains, terms))
     result = _relay_grant(env, env.dept_b, terms, approval=approval)
     assert result.event("AccessGranted").args == _granted_args(terms, env.dept_b.address)
 

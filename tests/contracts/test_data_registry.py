@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.client import ADMIN_ROLE
-from ledger.chain.models import Registration
+from ledger.protocol.actions import Registration, typed_register
 from ledger.types import CLASSIFICATIONS, classification_code
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -35,8 +35,8 @@ def _relay(env, owner, registration, *, signer=None, nonce=None, deadline=None):
     """Sign ``registration`` as ``signer`` (default: the owner) and relay it as the broker."""
     nonce = env.chain.nonce("DataRegistry", owner.address) if nonce is None else nonce
     deadline = env.deadline() if deadline is None else deadline
-    message = env.chain.register_message(
-        owner.address, registration, nonce=nonce, deadline=deadline
+    message = typed_register(
+        env.chain.deployment.domains, owner.address, registration, nonce=nonce, deadline=deadline
     )
     signature = env.sign(signer or owner, message)
     return env.broker_chain.register_for(
@@ -284,7 +284,9 @@ def test_relayed_registration_with_altered_terms_is_refused(env, reverts):
     deadline = env.deadline()
     signature = env.sign(
         env.dept_a,
-        env.chain.register_message(env.dept_a.address, signed, nonce=nonce, deadline=deadline),
+        typed_register(
+            env.chain.deployment.domains, env.dept_a.address, signed, nonce=nonce, deadline=deadline
+        ),
     )
     downgraded = Registration(signed.content_hash, signed.metadata_hash, "public")
     with reverts("DataRegistryInvalidSigner", owner=env.dept_a.address) as info:

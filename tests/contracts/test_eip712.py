@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from ledger.chain import typed_data
+from ledger.protocol import eip712
+from ledger.protocol.actions import typed_approval, typed_grant, typed_register, typed_revoke
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -25,7 +26,7 @@ def test_both_verifying_contracts_announce_the_domain_python_signs_for(env):
             "version": version,
             "chainId": chain_id,
             "verifyingContract": verifying,
-        } == typed_data.domain(env.chain.deployment.chain_id, address)
+        } == eip712.contract_domain(env.chain.deployment.chain_id, address).as_json()
         assert (salt, extensions) == (b"\x00" * 32, ())
     assert env.chain.deployment.chain_id == env.net.w3.eth.chain_id
 
@@ -34,14 +35,18 @@ def test_register_signed_in_python_verifies_on_chain_and_recovers_in_python(env)
     parents = (env.register(env.dept_a, "public"), env.register(env.dept_b, "internal"))
     registration = env.registration("sensitive", parents=parents)
     nonce, deadline = env.chain.nonce("DataRegistry", env.dept_a.address), env.deadline()
-    message = env.chain.register_message(
-        env.dept_a.address, registration, nonce=nonce, deadline=deadline
+    message = typed_register(
+        env.chain.deployment.domains,
+        env.dept_a.address,
+        registration,
+        nonce=nonce,
+        deadline=deadline,
     )
 
-    signature = typed_data.sign(env.dept_a, message)
+    signature = eip712.sign_typed(env.dept_a, message)
 
     assert len(signature) == 65
-    assert typed_data.recover(message, signature) == env.dept_a.address
+    assert eip712.recover_typed(message, signature) == env.dept_a.address
     dataset_id, _ = env.broker_chain.register_for(
         env.dept_a.address, registration, nonce=nonce, deadline=deadline, signature=signature
     )
@@ -53,14 +58,14 @@ def test_grant_and_admin_approval_signed_in_python_verify_on_chain(env):
     dataset_id = env.register(env.dept_b, "sensitive")
     terms = env.terms(dataset_id, env.enterprise)
     nonce, deadline = env.chain.nonce("AccessLedger", env.dept_b.address), env.deadline()
-    grant = env.chain.grant_message(terms, nonce=nonce, deadline=deadline)
-    approval = env.chain.approval_message(terms)
+    grant = typed_grant(env.chain.deployment.domains, terms, nonce=nonce, deadline=deadline)
+    approval = typed_approval(env.chain.deployment.domains, terms)
 
-    owner_signature = typed_data.sign(env.dept_b, grant)
-    admin_signature = typed_data.sign(env.operator, approval)
+    owner_signature = eip712.sign_typed(env.dept_b, grant)
+    admin_signature = eip712.sign_typed(env.operator, approval)
 
-    assert typed_data.recover(grant, owner_signature) == env.dept_b.address
-    assert typed_data.recover(approval, admin_signature) == env.operator.address
+    assert eip712.recover_typed(grant, owner_signature) == env.dept_b.address
+    assert eip712.recover_typed(approval, admin_signature) == env.operator.address
     result = env.broker_chain.grant_for(
         terms,
         nonce=nonce,
@@ -75,13 +80,13 @@ def test_revoke_signed_in_python_verifies_on_chain(env):
     dataset_id = env.register(env.dept_a)
     env.as_(env.dept_a).grant(env.terms(dataset_id, env.dept_b))
     nonce, deadline = env.chain.nonce("AccessLedger", env.dept_a.address), env.deadline()
-    message = env.chain.revoke_message(
-        dataset_id, env.dept_b.address, nonce=nonce, deadline=deadline
+    message = typed_revoke(
+        env.chain.deployment.domains, dataset_id, env.dept_b.address, nonce=nonce, deadline=deadline
     )
 
-    signature = typed_data.sign(env.dept_a, message)
+    signature = eip712.sign_typed(env.dept_a, message)
 
-    assert typed_data.recover(message, signature) == env.dept_a.address
+    assert eip712.recover_typed(message, signature) == env.dept_a.address
     result = env.broker_chain.revoke_for(
         dataset_id, env.dept_b.address, nonce=nonce, deadline=deadline, signature=signature
     )
@@ -90,21 +95,29 @@ def test_revoke_signed_in_python_verifies_on_chain(env):
 
 def test_a_changed_message_recovers_to_another_address(env):
     registration = env.registration()
-    message = env.chain.register_message(
-        env.dept_a.address, registration, nonce=0, deadline=env.deadline()
+    message = typed_register(
+        env.chain.deployment.domains,
+        env.dept_a.address,
+        registration,
+        nonce=0,
+        deadline=env.deadline(),
     )
-    signature = typed_data.sign(env.dept_a, message)
+    signature = eip712.sign_typed(env.dept_a, message)
     changed = copy.deepcopy(message)
     changed["message"]["classification"] = 2
-    assert typed_data.recover(changed, signature) != env.dept_a.address
+    assert eip712.recover_typed(changed, signature) != env.dept_a.address
 
 
 @pytest.mark.parametrize("domain_field", ["chainId", "verifyingContract", "name", "version"])
 def test_a_signature_for_another_domain_is_refused_on_chain(env, reverts, domain_field):
     registration = env.registration()
     nonce, deadline = env.chain.nonce("DataRegistry", env.dept_a.address), env.deadline()
-    message = env.chain.register_message(
-        env.dept_a.address, registration, nonce=nonce, deadline=deadline
+    message = typed_register(
+        env.chain.deployment.domains,
+        env.dept_a.address,
+        registration,
+        nonce=nonce,
+        deadline=deadline,
     )
     message["domain"][domain_field] = {
         "chainId": message["domain"]["chainId"] + 1,
@@ -112,8 +125,8 @@ def test_a_signature_for_another_domain_is_refused_on_chain(env, reverts, domain
         "name": "SomeOtherLedger",
         "version": "2",
     }[domain_field]
-    signature = typed_data.sign(env.dept_a, message)
-    assert typed_data.recover(message, signature) == env.dept_a.address
+    signature = eip712.sign_typed(env.dept_a, message)
+    assert eip712.recover_typed(message, signature) == env.dept_a.address
 
     with reverts("DataRegistryInvalidSigner", owner=env.dept_a.address) as info:
         env.broker_chain.register_for(
@@ -125,8 +138,8 @@ def test_a_signature_for_another_domain_is_refused_on_chain(env, reverts, domain
 def test_a_malleable_high_s_signature_is_refused_on_chain(env, reverts):
     terms = env.terms(env.register(env.dept_a), env.dept_b)
     nonce, deadline = env.chain.nonce("AccessLedger", env.dept_a.address), env.deadline()
-    signature = typed_data.sign(
-        env.dept_a, env.chain.grant_message(terms, nonce=nonce, deadline=deadline)
+    signature = eip712.sign_typed(
+        env.dept_a, typed_grant(env.chain.deployment.domains, terms, nonce=nonce, deadline=deadline)
     )
     r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
     high_s = SECP256K1_N - s

@@ -14,7 +14,7 @@ verification algorithms of RFC 9162 sections 2.1.3.2 and 2.1.4.2:
 
 Leaves are raw leaf data; the ``*_from_hashes`` and ``*_hash`` variants take leaf hashes.
 Builders raise ``ValueError`` for arguments out of range; verifiers never raise and answer
-``False`` for anything malformed. ``ledger.log.tree.MerkleTree`` serves the same proofs from
+``False`` for anything malformed. ``ledger.merkle.tree.MerkleTree`` serves the same proofs from
 stored nodes instead of the full leaf list.
 """
 
@@ -70,7 +70,7 @@ def root(leaves: Sequence[bytes]) -> bytes:
 #
 # Every hash in an RFC 6962 proof is the Merkle tree hash of one subtree ``[start, end)`` of the
 # leaves. The two functions below compute *which* subtrees, without hashing anything, so the
-# in-memory builders here and the store-backed ``ledger.log.tree.MerkleTree`` share one
+# in-memory builders here and the store-backed ``ledger.merkle.tree.MerkleTree`` share one
 # definition of the proof layout and differ only in where the subtree hashes come from.
 # Every range returned is a subtree of the RFC tree: ``start`` is a multiple of the largest
 # power of two not smaller than ``end - start``, so it splits into aligned perfect subtrees.

@@ -26,8 +26,9 @@ from sqlmodel import Session, col, select
 
 from ledger.chain.client import LedgerChain
 from ledger.chain.models import Credit
-from ledger.errors import IntegrityError
-from ledger.log import flowlog
+from ledger.errors import IntegrityAlarm
+from ledger.protocol.codes import ErrorCode
+from ledger.services import flowlog
 from ledger.store.db import Database
 from ledger.store.models import Anchor, Delivery, Rating
 
@@ -91,17 +92,17 @@ class Anchorer:
             chain_head = self.chain.latest_head()
             anchored, tx_hash = False, None
             if chain_head.tree_size > head.size:
-                raise IntegrityError(
+                raise IntegrityAlarm(
                     f"chain anchors size {chain_head.tree_size} but the log has only {head.size}",
-                    code="log_behind_chain",
+                    code=ErrorCode.LOG_BEHIND_CHAIN,
                 )
             if chain_head.tree_size:
                 with self.db.session() as session:
                     ours = flowlog.head(session, chain_head.tree_size)
                 if ours.root != chain_head.root_hash:
-                    raise IntegrityError(
+                    raise IntegrityAlarm(
                         f"log root at size {chain_head.tree_size} differs from the anchored root",
-                        code="log_diverged",
+                        code=ErrorCode.LOG_DIVERGED,
                     )
             if chain_head.tree_size < head.size:
                 tx = self.chain.anchor(head.size, head.root)

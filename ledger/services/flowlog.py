@@ -35,9 +35,10 @@ from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from ledger.log.merkle import leaf_hash
-from ledger.log.tree import MerkleTree, Node
-from ledger.services.actions import SignedAction, canonical
+from ledger.merkle.proofs import leaf_hash
+from ledger.merkle.tree import MerkleTree, Node
+from ledger.protocol.actions import SignedAction
+from ledger.protocol.canonical import canonical
 from ledger.store.db import _WRITE  # the flag Database.transaction() sets (see lock_log)
 from ledger.store.errors import DatabaseNotMigrated
 from ledger.store.models import LogRecord, LogState

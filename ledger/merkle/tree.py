@@ -51,8 +51,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ledger.errors import LedgerError
-from ledger.log.merkle import (
+from ledger.errors import LogError
+from ledger.merkle.proofs import (
     EMPTY_ROOT,
     HASH_SIZE,
     consistency_path_ranges,
@@ -60,6 +60,7 @@ from ledger.log.merkle import (
     leaf_hash,
     node_hash,
 )
+from ledger.protocol.codes import ErrorCode
 
 NodeKey = tuple[int, int]
 """``(level, index)`` of a stored perfect-subtree node."""
@@ -74,14 +75,14 @@ class Node:
     hash: bytes
 
 
-class MissingNode(LedgerError, LookupError):
+class MissingNode(LogError, LookupError):
     """The node store lacks a node that the tree's size says must exist.
 
     The store and the size the tree was opened with disagree: nodes were lost, or the size
     came from a transaction the store does not see.
     """
 
-    code = "merkle_node_missing"
+    code = ErrorCode.MERKLE_NODE_MISSING
 
     def __init__(self, level: int, index: int) -> None:
         super().__init__(f"Merkle node (level={level}, index={index}) is missing from the store")

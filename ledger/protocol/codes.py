@@ -1,0 +1,242 @@
+"""Every error code of the protocol, with the HTTP status the broker answers it with.
+
+An error travels as ``{"code": "...", "message": "..."}``; the code is stable, the message is
+for people. Codes named ``<contract>_<error>`` (for example ``access_ledger_uses_exhausted``)
+are the contracts' custom errors in snake case (:data:`CONTRACT_ERROR_STATUS`, unless the
+broker wraps them as a refusal: then the status is that refusal's). Codes whose status is
+``None`` never cross the wire: the member's own tools raise them. docs/protocol.md renders
+this table (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes; ``status`` and ``meaning`` come from :data:`ERRORS`."""
+
+    # generic, one per error class
+    LEDGER_ERROR = "ledger_error"
+    CONFIGURATION_ERROR = "configuration_error"
+    CHAIN_ERROR = "chain_error"
+    CHAIN_UNAVAILABLE = "chain_unavailable"
+    DEPLOYMENT_ERROR = "deployment_error"
+    CRYPTO_ERROR = "crypto_error"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    INTEGRITY_ERROR = "integrity_error"
+    NOT_FOUND = "not_found"
+    INVALID_INPUT = "invalid_input"
+    INVALID_SIGNATURE = "invalid_signature"
+    DEADLINE_EXPIRED = "deadline_expired"
+    NONCE_REPLAYED = "nonce_replayed"
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"
+    UNAUTHENTICATED = "unauthenticated"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INTEGRITY_ALARM = "integrity_alarm"
+    STORAGE_ERROR = "storage_error"
+    # request framing
+    MALFORMED_BODY = "malformed_body"
+    INVALID_REQUEST = "invalid_request"
+    NO_SUCH_ROUTE = "no_such_route"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"
+    REQUEST_REPLAYED = "request_replayed"
+    # signed actions
+    MALFORMED_ACTION = "malformed_action"
+    DEADLINE_TOO_FAR = "deadline_too_far"
+    WEAK_NONCE = "weak_nonce"
+    WRONG_ACTION = "wrong_action"
+    INVALID_FIELD = "invalid_field"
+    BAD_JSON = "bad_json"
+    BAD_ADDRESS = "bad_address"
+    BAD_HEX = "bad_hex"
+    # standing and visibility
+    NOT_A_MEMBER = "not_a_member"
+    MEMBER_SUSPENDED = "member_suspended"
+    REGULATOR_READ_ONLY = "regulator_read_only"
+    WRONG_ROLE = "wrong_role"
+    OPERATOR_ONLY = "operator_only"
+    NOT_ACTOR = "not_actor"
+    NOT_OWNER = "not_owner"
+    NOT_VISIBLE = "not_visible"
+    NO_GRANT = "no_grant"
+    NOT_A_RECIPIENT = "not_a_recipient"
+    # members
+    ALREADY_MEMBER = "already_member"
+    ALREADY_SUSPENDED = "already_suspended"
+    MEMBER_NOT_FOUND = "member_not_found"
+    ADDRESS_MISMATCH = "address_mismatch"
+    # datasets and uploads
+    DATASET_NOT_FOUND = "dataset_not_found"
+    DATASET_RETIRED = "dataset_retired"
+    ALREADY_REGISTERED = "already_registered"
+    METADATA_MISMATCH = "metadata_mismatch"
+    CLASSIFICATION_BELOW_PARENT = "classification_below_parent"
+    PREVIOUS_VERSION_NOT_OWNED = "previous_version_not_owned"
+    UPLOAD_NOT_FOUND = "upload_not_found"
+    UPLOAD_TOO_LARGE = "upload_too_large"
+    UPLOAD_SIZE_MISMATCH = "upload_size_mismatch"
+    UPLOAD_DIGEST_MISMATCH = "upload_digest_mismatch"
+    UPLOAD_INTERRUPTED = "upload_interrupted"
+    BLOB_MISSING = "blob_missing"
+    BLOB_ALTERED = "blob_altered"
+    CONTENT_HASH_MISMATCH = "content_hash_mismatch"
+    # requests, grants, deliveries
+    OWN_DATASET = "own_dataset"
+    REQUEST_NOT_FOUND = "request_not_found"
+    REQUEST_DECIDED = "request_decided"
+    GRANT_NOT_FOUND = "grant_not_found"
+    GRANT_REVOKED = "grant_revoked"
+    GRANT_MISMATCH = "grant_mismatch"
+    DENY_MISMATCH = "deny_mismatch"
+    FETCH_MISMATCH = "fetch_mismatch"
+    UNKNOWN_GENERATION = "unknown_generation"
+    NOTHING_TO_ACKNOWLEDGE = "nothing_to_acknowledge"
+    ALREADY_RATED = "already_rated"
+    # the flow log
+    BAD_SEQ = "bad_seq"
+    BAD_TREE_SIZE = "bad_tree_size"
+    LOG_DIVERGED = "log_diverged"
+    LOG_BEHIND_CHAIN = "log_behind_chain"
+    DATABASE_BUSY = "database_busy"
+    DATABASE_NOT_MIGRATED = "database_not_migrated"
+    BLOB_DIGEST_MISMATCH = "blob_digest_mismatch"
+    BLOB_TOO_LARGE = "blob_too_large"
+    MERKLE_NODE_CONFLICT = "merkle_node_conflict"
+    MERKLE_NODE_MISSING = "merkle_node_missing"
+    # the member's own tools (never on the wire)
+    BROKER_UNREACHABLE = "broker_unreachable"
+    NO_IDENTITY = "no_identity"
+    NO_PASSPHRASE = "no_passphrase"  # noqa: S105 (a code, not a secret)
+    WRONG_PASSPHRASE = "wrong_passphrase"  # noqa: S105
+    BAD_HANDLE = "bad_handle"
+    HANDLE_TAKEN = "handle_taken"
+    BAD_KEY_FILE = "bad_key_file"
+    KEY_NOT_FOUND = "key_not_found"
+    BAD_ARGUMENTS = "bad_arguments"
+    BAD_SCHEMA = "bad_schema"
+    QUALITY_CHECK_FAILED = "quality_check_failed"
+    CHAIN_FILE_MISSING = "chain_file_missing"
+    RESET_REFUSED = "reset_refused"
+
+    @property
+    def status(self) -> int | None:
+        return ERRORS[self][0]
+
+    @property
+    def meaning(self) -> str:
+        return ERRORS[self][1]
+
+
+E = ErrorCode
+#: Status of a contract custom error answered as is (the chain refused the transaction).
+CONTRACT_ERROR_STATUS: Final = 409
+
+ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
+    E.LEDGER_ERROR: (500, "an unexpected server-side failure"),
+    E.CONFIGURATION_ERROR: (500, "the broker's settings or files cannot work"),
+    E.CHAIN_ERROR: (502, "the chain node refused or failed the request"),
+    E.CHAIN_UNAVAILABLE: (503, "the chain node is not reachable"),
+    E.DEPLOYMENT_ERROR: (500, "the contracts are not deployed as expected"),
+    E.CRYPTO_ERROR: (422, "a key or ciphertext that cannot be used"),
+    E.UNSUPPORTED_FORMAT: (422, "unknown format version, HPKE suite or header"),
+    E.INTEGRITY_ERROR: (422, "an authentication tag or hash does not match"),
+    E.NOT_FOUND: (404, "an identifier that names nothing"),
+    E.INVALID_INPUT: (422, "a request that can never succeed as given"),
+    E.INVALID_SIGNATURE: (400, "the signature does not recover to the claimed signer"),
+    E.DEADLINE_EXPIRED: (400, "the signed action's deadline has passed"),
+    E.NONCE_REPLAYED: (409, "this signer already used this action nonce"),
+    E.FORBIDDEN: (403, "the caller's role or standing does not allow this"),
+    E.CONFLICT: (409, "the target is not in a state that allows this"),
+    E.UNAUTHENTICATED: (401, "missing, stale or invalid request signature"),
+    E.PAYLOAD_TOO_LARGE: (413, "the body exceeds the route's limit"),
+    E.INTEGRITY_ALARM: (500, "the broker found its own state inconsistent (operator alarm)"),
+    E.STORAGE_ERROR: (500, "the broker's storage failed"),
+    E.MALFORMED_BODY: (400, "the body is not JSON"),
+    E.INVALID_REQUEST: (422, "the body or query does not match the route's schema"),
+    E.NO_SUCH_ROUTE: (404, "no route at this path"),
+    E.METHOD_NOT_ALLOWED: (405, "the route does not take this method"),
+    E.HTTP_ERROR: (None, "the broker answered an error without a code (client side)"),
+    E.REQUEST_REPLAYED: (401, "this request nonce was already used"),
+    E.MALFORMED_ACTION: (400, "a signed action with missing, extra or mistyped fields"),
+    E.DEADLINE_TOO_FAR: (400, "the deadline is more than 24 h (+1 h tolerance) ahead"),
+    E.WEAK_NONCE: (400, "a broker-action nonce below 2**64 (not a random 256-bit value)"),
+    E.WRONG_ACTION: (422, "the signed action is not the one this route takes"),
+    E.INVALID_FIELD: (422, "a field outside its limits (see Limits)"),
+    E.BAD_JSON: (422, "a value canonical JSON cannot hold"),
+    E.BAD_ADDRESS: (422, "not a 20-byte 0x address"),
+    E.BAD_HEX: (422, "not 0x-hex of the expected length"),
+    E.NOT_A_MEMBER: (403, "the signer is not an onboarded member"),
+    E.MEMBER_SUSPENDED: (403, "the member is suspended"),
+    E.REGULATOR_READ_ONLY: (403, "regulators read everything and write nothing"),
+    E.WRONG_ROLE: (403, "this needs another role"),
+    E.OPERATOR_ONLY: (403, "only the operator may do this"),
+    E.NOT_ACTOR: (403, "the signed action must be signed by the caller"),
+    E.NOT_OWNER: (403, "only the dataset's owner may do this"),
+    E.NOT_VISIBLE: (403, "the caller may not see this object"),
+    E.NO_GRANT: (403, "no usable grant of this dataset to the caller"),
+    E.NOT_A_RECIPIENT: (403, "only a member that received the dataset may rate it"),
+    E.ALREADY_MEMBER: (409, "the address is already onboarded"),
+    E.ALREADY_SUSPENDED: (409, "the member is already suspended"),
+    E.MEMBER_NOT_FOUND: (404, "no such member"),
+    E.ADDRESS_MISMATCH: (422, "the path's address differs from the signed one"),
+    E.DATASET_NOT_FOUND: (404, "no such dataset"),
+    E.DATASET_RETIRED: (409, "the dataset is retired"),
+    E.ALREADY_REGISTERED: (409, "this content hash or upload is already registered"),
+    E.METADATA_MISMATCH: (422, "the metadata document does not hash to the signed hash"),
+    E.CLASSIFICATION_BELOW_PARENT: (422, "a derivative must be at least as classified"),
+    E.PREVIOUS_VERSION_NOT_OWNED: (422, "the previous version belongs to someone else"),
+    E.UPLOAD_NOT_FOUND: (404, "no such pending upload"),
+    E.UPLOAD_TOO_LARGE: (422, "the declared ciphertext exceeds the broker's limit"),
+    E.UPLOAD_SIZE_MISMATCH: (422, "the upload's size differs from the signed size"),
+    E.UPLOAD_DIGEST_MISMATCH: (422, "the upload does not hash to the signed digest"),
+    E.UPLOAD_INTERRUPTED: (422, "the client stopped sending before the end"),
+    E.BLOB_MISSING: (404, "the broker lost the dataset's ciphertext"),
+    E.BLOB_ALTERED: (500, "the stored ciphertext no longer matches its digest"),
+    E.CONTENT_HASH_MISMATCH: (422, "the receipt names another content hash"),
+    E.OWN_DATASET: (422, "an owner neither requests nor fetches its own dataset"),
+    E.REQUEST_NOT_FOUND: (404, "no such access request"),
+    E.REQUEST_DECIDED: (409, "the request was already approved or denied"),
+    E.GRANT_NOT_FOUND: (404, "no such grant"),
+    E.GRANT_REVOKED: (409, "the grant is revoked"),
+    E.GRANT_MISMATCH: (422, "the signed grant differs from the request"),
+    E.DENY_MISMATCH: (422, "the signed denial names another request"),
+    E.FETCH_MISMATCH: (422, "the signed fetch names another dataset"),
+    E.UNKNOWN_GENERATION: (422, "the receipt names a grant generation that never existed"),
+    E.NOTHING_TO_ACKNOWLEDGE: (409, "every fetch of this grant already has its receipt"),
+    E.ALREADY_RATED: (409, "this member already rated this dataset"),
+    E.BAD_SEQ: (422, "a log sequence number out of range"),
+    E.BAD_TREE_SIZE: (422, "a tree size out of range"),
+    E.LOG_DIVERGED: (500, "the log's root differs from the one anchored (operator alarm)"),
+    E.LOG_BEHIND_CHAIN: (500, "the chain holds a head the log cannot reach (operator alarm)"),
+    E.DATABASE_BUSY: (503, "the database stayed locked; try again"),
+    E.DATABASE_NOT_MIGRATED: (500, "the database schema is older than the code"),
+    E.BLOB_DIGEST_MISMATCH: (422, "the bytes stored do not hash to the declared digest"),
+    E.BLOB_TOO_LARGE: (413, "the ciphertext exceeds the broker's upload limit"),
+    E.MERKLE_NODE_CONFLICT: (500, "a tree node was written twice with two values (alarm)"),
+    E.MERKLE_NODE_MISSING: (500, "a tree node the log needs is missing (alarm)"),
+    E.BROKER_UNREACHABLE: (None, "the broker could not be reached"),
+    E.NO_IDENTITY: (None, "the command needs --as HANDLE"),
+    E.NO_PASSPHRASE: (None, "no passphrase given (DRL_PASSPHRASE or prompt)"),
+    E.WRONG_PASSPHRASE: (None, "the passphrase does not open the key file"),
+    E.BAD_HANDLE: (None, "a handle is 1-32 letters, digits, - or _"),
+    E.HANDLE_TAKEN: (None, "a key with this handle exists"),
+    E.BAD_KEY_FILE: (None, "a key file that cannot be read"),
+    E.KEY_NOT_FOUND: (None, "no key file for this handle"),
+    E.BAD_ARGUMENTS: (None, "command-line arguments that do not fit together"),
+    E.BAD_SCHEMA: (None, "a Table Schema that cannot be used"),
+    E.QUALITY_CHECK_FAILED: (None, "the file does not satisfy its schema"),
+    E.CHAIN_FILE_MISSING: (None, "no chain at the broker's home"),
+    E.RESET_REFUSED: (None, "the embedded chain cannot be reset"),
+}
+
+
+def status_for(code: str) -> int | None:
+    """HTTP status of a known code (``None`` if the code is not in the table)."""
+    try:
+        return ERRORS[ErrorCode(code)][0]
+    except ValueError:
+        return None

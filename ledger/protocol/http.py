@@ -1,0 +1,116 @@
+"""HTTP request signing, and every X-DRL-* header name (docs/protocol.md "Request signing").
+
+Every request proves the member's key. The client builds the message
+
+    DRL-HTTP-1 \\n METHOD \\n TARGET \\n BODY_SHA256 \\n TIMESTAMP \\n NONCE \\n CHAIN_ID
+
+(``\\n`` = one LF byte, no spaces) where METHOD is upper case, TARGET the request path exactly
+as sent (percent-encoding kept) followed by ``?query`` only when there is a query, BODY_SHA256
+the SHA-256 of the body as 64 lower-case hex digits without ``0x`` (of the empty string for a
+body-less request), TIMESTAMP unix seconds in decimal, NONCE 8-64 characters of ``[A-Za-z0-9_-]``
+and CHAIN_ID the deployment's chain id in decimal; signs it with EIP-191 ``personal_sign``
+(``"\\x19Ethereum Signed Message:\\n" + len + message``, keccak-256, secp256k1) and sends the five
+request headers below. For a streamed upload BODY_SHA256 is the ciphertext digest the owner
+signed in its registration (the broker checks the bytes against it as they arrive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from typing import Final
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+SCHEME: Final = "DRL-HTTP-1"
+#: A request's timestamp may differ from the broker's clock by at most this many seconds.
+MAX_SKEW_SECONDS: Final = 300
+NONCE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+BODY_SHA256_PATTERN: Final = re.compile(r"^[0-9a-f]{64}$")
+EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+
+# -- request headers (every signed request carries all five) ----------------------------------
+H_ADDRESS: Final = "X-DRL-Address"
+H_TIMESTAMP: Final = "X-DRL-Timestamp"
+H_NONCE: Final = "X-DRL-Nonce"
+H_BODY: Final = "X-DRL-Content-SHA256"
+H_SIGNATURE: Final = "X-DRL-Signature"
+REQUEST_HEADERS: Final = (H_ADDRESS, H_TIMESTAMP, H_NONCE, H_BODY, H_SIGNATURE)
+
+# -- response headers of POST /v1/datasets/{id}/fetch (the body is the ciphertext) ------------
+H_WRAPPED_KEY: Final = "X-DRL-Wrapped-Key"  # 0x-hex HPKE envelope of the data key
+H_GENERATION: Final = "X-DRL-Generation"  # grant generation (decimal), signed in the receipt
+H_CONTENT_HASH: Final = "X-DRL-Content-Hash"  # 0x-hex content hash, as the broker claims it
+H_CIPHERTEXT_SHA256: Final = "X-DRL-Ciphertext-SHA256"  # 0x-hex SHA-256 of the body
+H_USES_LEFT: Final = "X-DRL-Uses-Left"  # decimal
+H_LOG_SEQ: Final = "X-DRL-Log-Seq"  # flow-log sequence number of the Fetch record
+H_METADATA: Final = "X-DRL-Metadata"  # JSON {"title": ...}
+FETCH_HEADERS: Final = (
+    H_WRAPPED_KEY,
+    H_GENERATION,
+    H_CONTENT_HASH,
+    H_CIPHERTEXT_SHA256,
+    H_USES_LEFT,
+    H_LOG_SEQ,
+    H_METADATA,
+)
+
+
+def body_sha256(body: bytes) -> str:
+    """BODY_SHA256 of a body: 64 lower-case hex digits, no ``0x``."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def request_target(path: str, query: str) -> str:
+    """TARGET: the path as sent, then ``?query`` only when the query is not empty."""
+    return path + (f"?{query}" if query else "")
+
+
+def request_message(
+    *, method: str, target: str, body_sha256: str, timestamp: int, nonce: str, chain_id: int
+) -> bytes:
+    """The exact bytes a request signature covers."""
+    return "\n".join(
+        [SCHEME, method.upper(), target, body_sha256.lower(), str(timestamp), nonce, str(chain_id)]
+    ).encode()
+
+
+def sign_request(
+    account: LocalAccount,
+    *,
+    method: str,
+    target: str,
+    body_sha256: str,
+    chain_id: int,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The five headers that authenticate one request."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    nonce = nonce or secrets.token_hex(16)
+    message = request_message(
+        method=method,
+        target=target,
+        body_sha256=body_sha256,
+        timestamp=ts,
+        nonce=nonce,
+        chain_id=chain_id,
+    )
+    signature = account.sign_message(encode_defunct(primitive=message)).signature
+    return {
+        H_ADDRESS: account.address,
+        H_TIMESTAMP: str(ts),
+        H_NONCE: nonce,
+        H_BODY: body_sha256,
+        H_SIGNATURE: "0x" + bytes(signature).hex(),
+    }
+
+
+def recover_request(message: bytes, signature_hex: str) -> str:
+    """Address that signed a request message (ValueError if malformed)."""
+    raw = bytes.fromhex(signature_hex[2:] if signature_hex.startswith("0x") else signature_hex)
+    return str(Account.recover_message(encode_defunct(primitive=message), signature=raw))

@@ -1,0 +1,70 @@
+"""Health, and the public configuration a client needs to sign (built from the protocol)."""
+
+from __future__ import annotations
+
+from ledger.protocol import actions as spec
+from ledger.protocol.documents import MAX_METADATA_BYTES
+from ledger.protocol.http import MAX_SKEW_SECONDS, SCHEME
+from ledger.protocol.wire import ActionPublic, Config, Eip712Domain, Health, Limits, TypeField
+from ledger.services import flowlog
+from ledger.services.context import Ledger
+
+#: Largest JSON body a route reads (uploads have their own limit).
+JSON_BODY_LIMIT = 1024 * 1024
+
+
+def health(ledger: Ledger) -> Health:
+    """Liveness: the chain answers and the database is readable."""
+    with ledger.db.session() as session:
+        size = flowlog.size(session)
+    return Health(
+        status="ok",
+        chain_id=ledger.chain.deployment.chain_id,
+        block=ledger.chain.block_number(),
+        log_size=size,
+    )
+
+
+def config(ledger: Ledger) -> Config:
+    """Chain id, contracts, every EIP-712 domain and action type, and the limits."""
+    d = ledger.chain.deployment
+    return Config(
+        protocol=SCHEME,
+        chain_id=d.chain_id,
+        operator=ledger.operator,
+        member_registry=d.member_registry,
+        data_registry=d.data_registry,
+        access_ledger=d.access_ledger,
+        flow_log=d.flow_log,
+        sharing_credits=d.sharing_credits,
+        max_upload_bytes=ledger.max_upload_bytes,
+        domains={
+            name: Eip712Domain.model_validate(domain)
+            for name, domain in d.domains.as_json().items()
+        },
+        actions={
+            name: ActionPublic(
+                primary_type=a.primary,
+                domain=a.domain,
+                signer_field=a.signer_field,
+                fields=[TypeField(**f) for f in a.fields],
+            )
+            for name, a in spec.ACTIONS.items()
+        },
+        limits=Limits(
+            request_max_skew_seconds=MAX_SKEW_SECONDS,
+            deadline_max_ahead_seconds=spec.MAX_DEADLINE_AHEAD,
+            deadline_tolerance_seconds=spec.DEADLINE_TOLERANCE,
+            min_broker_nonce=str(spec.MIN_BROKER_NONCE),
+            purpose_chars=spec.PURPOSE_CHARS,
+            request_days=spec.REQUEST_DAYS,
+            request_uses=spec.REQUEST_USES,
+            max_reason_chars=spec.MAX_REASON_CHARS,
+            max_comment_chars=spec.MAX_COMMENT_CHARS,
+            max_name_chars=spec.MAX_NAME_CHARS,
+            max_parents=spec.MAX_PARENTS,
+            max_metadata_bytes=MAX_METADATA_BYTES,
+            json_body_bytes=JSON_BODY_LIMIT,
+            max_upload_bytes=ledger.max_upload_bytes,
+        ),
+    )
