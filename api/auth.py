@@ -5,21 +5,16 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Literal
 
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
-from api.schemas import SignedActionIn
-from ledger.errors import Forbidden, Unauthenticated
+from ledger.errors import Unauthenticated
 from ledger.protocol import http as auth
-from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
+from ledger.services import policy
 from ledger.services.context import Ledger
-from ledger.store.models import Member
-
-Role = Literal["operator", "department", "enterprise", "regulator"]
+from ledger.services.policy import Standing
 
 #: Shown in OpenAPI; the other X-DRL-* headers travel with it (see README "Authentication").
 signature_scheme = APIKeyHeader(
@@ -66,78 +61,18 @@ class _SeenNonces:
 _SEEN = _SeenNonces()
 
 
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller and its standing."""
+async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:
+    """The caller's standing, once its request signature checks out.
 
-    address: str
-    role: Role | None
-    active: bool
-
-    @property
-    def is_operator(self) -> bool:
-        return self.role == "operator"
-
-    @property
-    def is_regulator(self) -> bool:
-        return self.role == "regulator"
-
-    @property
-    def oversees(self) -> bool:
-        """Operator and regulators read everything (except contents)."""
-        return self.role in ("operator", "regulator")
-
-    def require_member(self) -> Caller:
-        if self.role is None:
-            raise Forbidden(
-                f"{self.address} is not an onboarded member", code=ErrorCode.NOT_A_MEMBER
-            )
-        if not self.active:
-            raise Forbidden(f"{self.address} is suspended", code=ErrorCode.MEMBER_SUSPENDED)
-        return self
-
-    def require(self, *roles: Role) -> Caller:
-        self.require_member()
-        if self.role not in roles:
-            raise Forbidden(f"this needs the role {' or '.join(roles)}", code=ErrorCode.WRONG_ROLE)
-        return self
-
-    def own(self, signed: SignedActionIn, *, code: str = "not_actor") -> SignedAction:
-        """Parse a signed action that must be the caller's own (a writer's)."""
-        self.require_writer()
-        action = signed.parse()
-        if action.actor != self.address:
-            raise Forbidden("the signed action must be signed by the caller", code=code)
-        return action
-
-    def require_writer(self) -> Caller:
-        """Members that own or consume data: departments and enterprises.
-
-        Regulators read everything and write nothing; the operator runs the broker and holds
-        no data (it is not a member), so both are refused here, before any signed action is
-        even parsed.
-        """
-        self.require_member()
-        if self.role == "regulator":
-            raise Forbidden(
-                "regulators read everything and write nothing", code=ErrorCode.REGULATOR_READ_ONLY
-            )
-        if self.role == "operator":
-            raise Forbidden(
-                "the operator runs the broker; it owns and consumes no data",
-                code=ErrorCode.WRONG_ROLE,
-            )
-        return self
-
-
-async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Caller:
-    """Check the request signature headers; ``body_sha256=None`` trusts the declared hash."""
+    ``body_sha256=None`` trusts the declared body hash (the blob store checks it instead).
+    What the caller may then do is ``ledger.services.policy``'s to say.
+    """
     h = request.headers
     address, ts, nonce = h.get(auth.H_ADDRESS), h.get(auth.H_TIMESTAMP), h.get(auth.H_NONCE)
     declared, signature = h.get(auth.H_BODY, ""), h.get(auth.H_SIGNATURE)
     if not (address and ts and nonce and signature):
         raise Unauthenticated("sign the request: X-DRL-Address, -Timestamp, -Nonce, -Signature")
-    if not ts.isdigit() or abs(int(ts) - ledger.now()) > auth.MAX_SKEW_SECONDS:
+    if not auth.TIMESTAMP_PATTERN.match(ts) or abs(int(ts) - ledger.now()) > auth.MAX_SKEW_SECONDS:
         raise Unauthenticated("request timestamp missing or outside the allowed clock skew")
     if not auth.NONCE_PATTERN.match(nonce):
         raise Unauthenticated("request nonce must be 8-64 URL-safe characters")
@@ -166,13 +101,4 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("request signature does not match X-DRL-Address")
     if not _SEEN.add(signer, nonce, ledger.now()):
         raise Unauthenticated("request nonce was already used", code=ErrorCode.REQUEST_REPLAYED)
-    with ledger.db.session() as session:
-        member = session.get(Member, signer)
-        role: Role | None = None
-        active = False
-        if signer == ledger.operator:
-            role, active = "operator", True
-        elif member is not None:
-            role = member.kind  # type: ignore[assignment]
-            active = member.status == "active"
-    return Caller(address=signer, role=role, active=active)
+    return policy.standing_of(ledger, signer)

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Security
 
-from api.auth import Caller, authenticate, signature_scheme
+from api.auth import authenticate, signature_scheme
 from ledger.services.anchoring import Anchorer
 from ledger.services.context import MAX_ROW_ID, Ledger
+from ledger.services.policy import Standing
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -32,7 +33,7 @@ async def get_caller(
     request: Request,
     ledger: LedgerDep,
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
-) -> Caller:
+) -> Standing:
     """The caller, proven by the request signature over the (size-limited) body."""
     body = await request.body()
     return await authenticate(request, ledger, body_sha256=hashlib.sha256(body).hexdigest())
@@ -42,7 +43,7 @@ async def get_stream_caller(
     request: Request,
     ledger: LedgerDep,
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
-) -> Caller:
+) -> Standing:
     """For streamed uploads: the declared body hash is checked by the blob store instead."""
     return await authenticate(request, ledger, body_sha256=None)
 
@@ -53,5 +54,6 @@ DB_INT_MAX = MAX_ROW_ID
 PathId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
 QueryId = Annotated[int | None, Query(ge=0, le=DB_INT_MAX)]
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
-StreamCallerDep = Annotated[Caller, Depends(get_stream_caller)]
+#: The caller's standing; the rules it is held to are ``ledger.services.policy``'s.
+CallerDep = Annotated[Standing, Depends(get_caller)]
+StreamCallerDep = Annotated[Standing, Depends(get_stream_caller)]

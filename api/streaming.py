@@ -34,7 +34,6 @@ from starlette.requests import ClientDisconnect
 
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
-from ledger.store.blobs import BlobStore
 
 T = TypeVar("T")
 BATCH = 256 * 1024
@@ -238,8 +237,8 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
     return result[0]
 
 
-async def blob_stream(blobs: BlobStore, digest: bytes) -> AsyncIterator[bytes]:
-    """A stored blob as an async stream of ``DOWNLOAD_CHUNK`` pieces, for a streamed response.
+async def blob_stream(open_blob: Callable[[], BinaryIO]) -> AsyncIterator[bytes]:
+    """A stored blob, opened by ``open_blob``, as an async stream of ``DOWNLOAD_CHUNK`` pieces.
 
     One thread of its own reads the blob (the store verifies its hash at the end, so a reader
     that reaches the end learns of tampering: the error is raised here and cuts the response)
@@ -261,7 +260,7 @@ async def blob_stream(blobs: BlobStore, digest: bytes) -> AsyncIterator[bytes]:
     def produce() -> None:
         sent = 0
         try:
-            with blobs.open(digest) as fh:
+            with open_blob() as fh:
                 while True:
                     while not room.acquire(timeout=0.1):
                         if stop.is_set():

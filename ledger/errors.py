@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.protocol.codes import ErrorCode
+# Re-exported: the codes table is part of this error core (leaf packages import it from here).
+from ledger.protocol.codes import ErrorCode as ErrorCode
 
 
 class LedgerError(Exception):

@@ -139,8 +139,8 @@ def child_register(url: str, home: Path, source: Path) -> dict[str, Any]:
             end = time.perf_counter()
             upload_peak = peak_kib()
             return {
-                "dataset_id": dataset["id"],
-                "ciphertext_size": dataset["ciphertext_size"],
+                "dataset_id": dataset.id,
+                "ciphertext_size": dataset.ciphertext_size,
                 "encrypt_s": marks["upload_start"] - marks["start"],
                 "upload_s": end - marks["upload_start"],
                 "encrypt_peak_kib": marks["encrypt_peak_kib"],
@@ -157,7 +157,7 @@ def child_register(url: str, home: Path, source: Path) -> dict[str, Any]:
 
 def child_fetch(url: str, home: Path, dataset_id: int, out: Path) -> dict[str, Any]:
     with _client(url, home, CONSUMER) as client:
-        result = _measured(lambda: {"uses_left": client.fetch(dataset_id, out)["uses_left"]})
+        result = _measured(lambda: {"uses_left": client.fetch(dataset_id, out).uses_left})
     result["plaintext_size"] = out.stat().st_size
     out.unlink()
     return result
@@ -165,24 +165,11 @@ def child_fetch(url: str, home: Path, dataset_id: int, out: Path) -> dict[str, A
 
 def child_download(url: str, home: Path, dataset_id: int) -> dict[str, Any]:
     """The signed fetch with the ciphertext read and dropped (no decryption, no disk)."""
-    import hashlib
-
-    from ledger.client.member import sign
-
     with _client(url, home, CONSUMER) as client:
 
         def step() -> dict[str, Any]:
-            keys = client.keys
-            signed = sign(
-                keys, "fetch", {"grantee": keys.address, "datasetId": dataset_id}, client.domains
-            )
-            body = json.dumps({"signed": signed.to_json()}).encode()
-            target = f"/v1/datasets/{dataset_id}/fetch"
-            headers = client._headers("POST", target, hashlib.sha256(body).hexdigest())
-            headers["content-type"] = "application/json"
             received = 0
-            with client._http.stream("POST", target, content=body, headers=headers) as response:
-                response.raise_for_status()
+            with client.open_fetch(dataset_id) as response:  # the SDK's own signed fetch
                 for chunk in response.iter_raw():
                     received += len(chunk)
             return {"ciphertext_received": received}
@@ -389,7 +376,7 @@ def bench(size_mib: int, runs: int, where: str | None, as_json: bool, spy_dir: P
                 request = consumer.request_access(
                     int(dataset_id), purpose="benchmarking the exchange", days=1, uses=2
                 )
-                owner.approve(int(request["id"]))
+                owner.approve(request.id)
             step("fetch", "--dataset-id", str(dataset_id), "--file", str(work / "out.bin"))
             step("download", "--dataset-id", str(dataset_id))
     finally:

@@ -23,7 +23,7 @@ from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
 from ledger.chain.models import Credit, TxResult
 from ledger.protocol import eip712
-from ledger.protocol.actions import GrantTerms, Registration, typed_grant, typed_register
+from ledger.protocol.messages import GrantTerms, Registration, typed_grant, typed_register
 
 TARGETS = {"register": 150_000, "grant": 80_000, "anchor": 60_000}
 

@@ -20,7 +20,8 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
+from ledger.client.sdk import BrokerClient
+from ledger.errors import LedgerError
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "building_permits.csv"
@@ -90,17 +91,18 @@ def main() -> None:
             if broker.poll() is not None:
                 sys.exit(f"broker exited; see {home / 'broker.log'}")
             try:
-                health = httpx.get(f"{url}/v1/health", timeout=1).json()
+                with BrokerClient(url, timeout=1) as probe:
+                    health = probe.health()
                 break
-            except (httpx.TransportError, ValueError):
+            except LedgerError:  # not listening yet, or not answering yet
                 if time.monotonic() > deadline:
                     sys.exit("broker did not start")
                 time.sleep(0.3)
         say(
             "1.",
             f"The data bureau runs the broker at {url} on the embedded chain "
-            f"(chain id {health['chain_id']}, block {health['block']}, "
-            f"{health['log_size']} signed actions in the flow log so far).",
+            f"(chain id {health.chain_id}, block {health.block}, "
+            f"{health.log_size} signed actions in the flow log so far).",
         )
 
         fresh = not have("permits-office")

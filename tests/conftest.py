@@ -40,7 +40,7 @@ from ledger.chain.rpc import RpcChain
 from ledger.chain.tx import plain
 from ledger.errors import ContractRevert
 from ledger.protocol import eip712
-from ledger.protocol.actions import GrantTerms, Registration
+from ledger.protocol.messages import GrantTerms, Registration
 from ledger.types import Classification, DatasetId, MemberKind
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,10 +29,11 @@ from eth_utils.address import to_checksum_address
 
 from ledger.client.member import MemberKeys, prepare_grant
 from ledger.crypto import generate_keypair
-from ledger.protocol import actions as typed_data
 from ledger.protocol import http as auth
-from ledger.protocol.actions import Domains, GrantTerms, SignedAction, sign_action
+from ledger.protocol import messages as typed_data
+from ledger.protocol.actions import Domains, SignedAction, sign_action
 from ledger.protocol.documents import purpose_hash, terms_hash
+from ledger.protocol.messages import GrantTerms
 
 DEADLINE_SECONDS = 15 * 60
 

@@ -1,4 +1,4 @@
-"""The `drl chain` commands: the on-chain walk continues across runs, bad input is one line."""
+"""The `drl chain` commands on a broker home (broker stopped): status, anchor, bad input."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-DRL = [sys.executable, "-m", "ledger.cli"]
+from tests.http_kit import PASSPHRASE, running_broker
+
+DRL = [str(Path(sys.executable).with_name("drl"))]  # the installed executable
 
 
-def run(
-    home: Path, *args: str, passphrase: str = "test-passphrase"
-) -> subprocess.CompletedProcess[str]:
+def run(home: Path, *args: str, passphrase: str = PASSPHRASE) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DRL_HOME": str(home),
@@ -27,33 +27,25 @@ def run(
 
 
 @pytest.fixture(scope="module")
-def walked_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def broker_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A broker home: `drl serve` deployed the contracts, then stopped (the chain file is free)."""
     home = tmp_path_factory.mktemp("drl-home")
-    first = run(home, "chain", "walk")
+    with running_broker(home):
+        pass
+    first = run(home, "chain", "anchor", "5", "0x" + "cd" * 32)
     assert first.returncode == 0, first.stderr
-    assert "deploy DataRegistry" in first.stdout
-    assert "register #1" in first.stdout
     return home
 
 
-def test_walk_prints_each_step_with_tx_and_gas(walked_home: Path) -> None:
-    status = run(walked_home, "chain", "status", "--json")
+def test_status_reads_the_deployment_and_the_anchored_head(broker_home: Path) -> None:
+    status = run(broker_home, "chain", "status", "--json")
     assert status.returncode == 0, status.stderr
-    assert '"datasets": 1' in status.stdout
-    assert '"anchored_tree_size": 3' in status.stdout
+    assert '"datasets": 0' in status.stdout
+    assert '"anchored_tree_size": 5' in status.stdout
 
 
-def test_second_walk_continues_the_same_chain(walked_home: Path) -> None:
-    second = run(walked_home, "chain", "walk")
-    assert second.returncode == 0, second.stderr
-    assert "reopened chain" in second.stdout
-    assert "deploy" not in second.stdout
-    assert "register #2" in second.stdout
-    assert "6 signed actions" in second.stdout
-
-
-def test_shrinking_anchor_is_one_line_naming_the_custom_error(walked_home: Path) -> None:
-    result = run(walked_home, "chain", "anchor", "1", "0x" + "ab" * 32)
+def test_shrinking_anchor_is_one_line_naming_the_custom_error(broker_home: Path) -> None:
+    result = run(broker_home, "chain", "anchor", "1", "0x" + "ab" * 32)
     assert result.returncode == 1
     assert result.stderr.strip().startswith(
         "error [flow_log_tree_not_growing]: FlowLogTreeNotGrowing("
@@ -62,30 +54,30 @@ def test_shrinking_anchor_is_one_line_naming_the_custom_error(walked_home: Path)
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_dataset_names_the_custom_error(walked_home: Path) -> None:
-    result = run(walked_home, "chain", "dataset", "999")
+def test_unknown_dataset_names_the_custom_error(broker_home: Path) -> None:
+    result = run(broker_home, "chain", "dataset", "999")
     assert result.returncode == 1
     assert "DataRegistryUnknownDataset(datasetId=999)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_malformed_root_is_refused_before_any_transaction(walked_home: Path) -> None:
-    before = run(walked_home, "chain", "status", "--json").stdout
-    result = run(walked_home, "chain", "anchor", "100", "0x1234")
+def test_malformed_root_is_refused_before_any_transaction(broker_home: Path) -> None:
+    before = run(broker_home, "chain", "status", "--json").stdout
+    result = run(broker_home, "chain", "anchor", "100", "0x1234")
     assert result.returncode == 1
     assert "error [bad_hex]" in result.stderr
-    assert run(walked_home, "chain", "status", "--json").stdout == before
+    assert run(broker_home, "chain", "status", "--json").stdout == before
 
 
-def test_wrong_passphrase_is_a_clear_error(walked_home: Path) -> None:
-    result = run(walked_home, "chain", "status", passphrase="not-the-passphrase")
+def test_wrong_passphrase_is_a_clear_error(broker_home: Path) -> None:
+    result = run(broker_home, "chain", "status", passphrase="not-the-passphrase")
     assert result.returncode == 1
     assert "error [wrong_passphrase]" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_non_numeric_id_is_a_usage_error(walked_home: Path) -> None:
-    result = run(walked_home, "chain", "dataset", "abc")
+def test_non_numeric_id_is_a_usage_error(broker_home: Path) -> None:
+    result = run(broker_home, "chain", "dataset", "abc")
     assert result.returncode == 2
     assert "Invalid value" in result.stderr
     assert "Traceback" not in result.stderr

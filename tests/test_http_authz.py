@@ -181,7 +181,8 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
             for name, rows in (("harbour", "harbour,412"), ("quay", "quay,97")):
                 source = work / f"{name}.csv"
                 source.write_text(f"ward,roofs\n{rows}\n")
-                sources.append(owner.register(source, title=f"{name.title()} rooftops"))
+                registered = owner.register(source, title=f"{name.title()} rooftops")
+                sources.append(registered.model_dump(mode="json"))  # raw JSON, as the probes send
         dataset, second = sources
         ctx = Ctx(broker, wire, keys, dataset, second, {}, {}, {}, "", b"", "", work)
         ctx.grantee_request = _request(ctx, "grantee", dataset["id"])

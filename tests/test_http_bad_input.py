@@ -185,7 +185,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         source = work / "harbour.csv"
         source.write_text("ward,roofs\nharbour,412\nquay,97\n")
         with broker.client("office") as office:
-            dataset = office.register(source, title="Harbour ward rooftops")
+            dataset = office.register(source, title="Harbour ward rooftops").model_dump(mode="json")
         world = World(broker, wire, keys, dataset, {}, {}, 0, work)
         # First, so its few seconds run out while the rest is set up.
         expiring = _approve(
@@ -465,11 +465,11 @@ def test_a_stale_or_future_timestamp_is_unauthenticated(world: World, skew: int)
     world.refused(_request_call(world, timestamp=stamp), 401, "unauthenticated")
 
 
-def test_a_replayed_request_is_unauthenticated(world: World) -> None:
+def test_a_replayed_request_is_refused_as_replayed(world: World) -> None:
     call = _request_call(world)
     first = call()
     assert first.status_code == 201, first.text
-    world.refused(call, 401, "unauthenticated")
+    world.refused(call, 401, "request_replayed")
 
 
 def test_a_replayed_signed_action_is_refused(world: World) -> None:
@@ -520,7 +520,7 @@ def test_a_deadline_too_far_ahead_is_refused(world: World) -> None:
         world.wire.domains,
         expires=int(time.time()) + 3 * 86400,
     )
-    world.refused(lambda: world.post("plain", "/v1/requests", far), 400, "deadline_expired")
+    world.refused(lambda: world.post("plain", "/v1/requests", far), 400, "deadline_too_far")
 
 
 # -- requests and decisions -------------------------------------------------------------------

@@ -29,33 +29,34 @@ def test_sdk_walks_the_whole_exchange(broker: RunningBroker, tmp_path: Path) -> 
         dataset = owner.register(
             SAMPLE, title="Permits 2025 (SDK)", schema=json.loads(SCHEMA.read_text())
         )
-        assert dataset["owner"] == office.address
+        assert dataset.owner == office.address
         request = consumer.request_access(
-            dataset["id"], purpose="rooftop solar potential study", days=30, uses=2
+            dataset.id, purpose="rooftop solar potential study", days=30, uses=2
         )
-        assert request["status"] == "pending"
-        grant = owner.approve(request["id"])
-        assert grant["grantee"] == coop.address
+        assert request.status == "pending"
+        grant = owner.approve(request.id)
+        assert grant.grantee == coop.address
         out = tmp_path / "received.csv"
-        fetched = consumer.fetch(dataset["id"], out)
+        fetched = consumer.fetch(dataset.id, out)
         assert out.read_bytes() == SAMPLE.read_bytes()
-        assert fetched["content_hash"] == dataset["content_hash"]
-        assert fetched["uses_left"] == 1
-        assert fetched["receipt"]["content_hash"] == dataset["content_hash"]
-        consumer.rate(dataset["id"], 5, "complete")
+        assert fetched.content_hash == dataset.content_hash
+        assert fetched.uses_left == 1
+        assert fetched.receipt is not None
+        assert fetched.receipt.content_hash == dataset.content_hash
+        consumer.rate(dataset.id, 5, "complete")
     with broker.client("operator") as operator:
         anchored = operator.anchor()
-        assert anchored["anchored"]
-        assert anchored["minted"] == 10
-        assert operator.credits(office.address)["balance"] == 10
+        assert anchored.anchored
+        assert anchored.minted == 10
+        assert operator.credits(office.address).balance == 10
     with broker.client("sdk-dpa") as regulator:
-        trace = regulator.trace_dataset(dataset["id"])
-        actions = [f["action"] for f in trace["flows"]]
+        trace = regulator.trace_dataset(dataset.id)
+        actions = [f.action for f in trace.flows]
         assert actions == ["register", "request", "grant", "fetch", "receipt", "rate"]
         report = regulator.verify()
-        assert report["ok"], report["problems"]
+        assert report.ok, report.problems
         head = regulator.log_head()
-        assert head["anchored_size"] == head["size"]
+        assert head.anchored_size == head.size
 
 
 def test_cli_reproduces_the_exchange_by_hand(broker: RunningBroker, tmp_path: Path) -> None:
@@ -132,6 +133,6 @@ def test_restarted_broker_reopens_the_same_chain_and_database(tmp_path: Path) ->
         assert after["block"] >= before["block"]
         assert after["log_size"] == before["log_size"]
         with second.client("office") as c:
-            assert [d["title"] for d in c.datasets()] == ["Permits"]
+            assert [d.title for d in c.datasets()] == ["Permits"]
         with second.client("operator") as op:
-            assert op.verify()["ok"]
+            assert op.verify().ok

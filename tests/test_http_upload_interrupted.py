@@ -28,16 +28,16 @@ def test_disconnect_mid_upload_registers_nothing_and_the_intent_completes_later(
         )
         with broker.client("office") as client:
             prepared = prepare_upload(
-                client._keys(),
+                client.require_keys(),
                 source,
                 workdir=tmp_path,
                 title="Interrupted",
                 domains=client.domains,
-                chain_nonce=int(client.nonces()["data_registry"]),
+                chain_nonce=client.nonces().data_registry,
             )
             intent = client.begin_upload(prepared)
-            url = str(intent["upload_url"])
-            headers = client._headers("PUT", url, prepared.ciphertext_sha256.hex())
+            url = intent.upload_url
+            headers = client.signed_headers("PUT", url, prepared.ciphertext_sha256.hex())
             data = prepared.ciphertext_path.read_bytes()
             where = urlparse(broker.url)
             with socket.create_connection((where.hostname, where.port)) as conn:
@@ -55,7 +55,7 @@ def test_disconnect_mid_upload_registers_nothing_and_the_intent_completes_later(
             assert _blob_files(home) == []
             assert not list((home / "broker" / "blobs").rglob(".tmp/*"))
             done = client.complete_upload(url, prepared)
-            assert done["title"] == "Interrupted"
+            assert done.title == "Interrupted"
             assert len(_blob_files(home)) == 1
     log = (home.parent / "home-serve.log").read_text()
     assert "Traceback" not in log

@@ -145,31 +145,29 @@ def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
         broker.client("fz-other") as oth,
     ):
         dataset = own.register(source, title="Fuzz rows")
-        granted = use.request_access(dataset["id"], purpose="fuzzing the broker", days=30, uses=3)
-        own.approve(granted["id"])
-        pending = oth.request_access(
-            dataset["id"], purpose="fuzzing the broker again", days=7, uses=1
-        )
+        granted = use.request_access(dataset.id, purpose="fuzzing the broker", days=30, uses=3)
+        own.approve(granted.id)
+        pending = oth.request_access(dataset.id, purpose="fuzzing the broker again", days=7, uses=1)
         # An upload intent that stays open, so PUT /datasets/uploads/{id} finds a row.
         second = work / "more.csv"
         second.write_text("id\n1\n2\n")
         prepared = prepare_upload(
-            own._keys(),
+            own.require_keys(),
             second,
             workdir=work,
             title="Fuzz intent",
             domains=own.domains,
-            chain_nonce=int(own.nonces()["data_registry"]),
+            chain_nonce=own.nonces().data_registry,
         )
         intent = own.begin_upload(prepared)
     with broker.client("operator") as op:
-        operator = op._keys().address
+        operator = op.require_keys().address
     return {
-        "dataset_id": [dataset["id"]],
-        "request_id": [granted["id"], pending["id"]],
+        "dataset_id": [dataset.id],
+        "request_id": [granted.id, pending.id],
         "address": [operator, owner.address, consumer.address, regulator.address, other.address],
-        "upload_id": [intent["upload_id"]],
-        "content_hash": [dataset["content_hash"]],
+        "upload_id": [intent.upload_id],
+        "content_hash": [dataset.content_hash],
     }
 
 
@@ -181,7 +179,7 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
         accounts: dict[str, LocalAccount] = {}
         for handle in SIGNERS:
             with broker.client(handle) as client:
-                accounts[handle] = client._keys().account
+                accounts[handle] = client.require_keys().account
                 domains = client.domains
         session = requests.Session()
         session.auth = SignEveryRequest({a.address: a for a in accounts.values()}, domains.chain_id)

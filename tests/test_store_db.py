@@ -22,7 +22,7 @@ from sqlmodel import Session, SQLModel, func, select
 
 import ledger.store
 from ledger.errors import ConfigurationError
-from ledger.store.db import Database, alembic_config, lock_log
+from ledger.store.db import Database, alembic_config, locked_log_size, set_log_size
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import Dataset, LogRecord, LogState, Member, UsedNonce, WrappedKey
 from tests import pg
@@ -147,7 +147,7 @@ def test_failing_transaction_leaves_no_row(db: Database) -> None:
     def onboard_then_fail(session: Session) -> None:
         session.add(member("0x" + "22" * 20))
         session.add(LogRecord(seq=0, action="onboard", actor="0x" + "22" * 20, leaf=b"leaf"))
-        lock_log(session).size = 1
+        set_log_size(session, locked_log_size(session) + 1)
         session.flush()  # the rows reach the database before the failure
         raise RuntimeError("relay failed")
 
@@ -287,7 +287,7 @@ def test_a_writer_locked_out_past_the_busy_timeout_gets_database_busy(tmp_path: 
 
 APPENDER = """
 import sys, time
-from ledger.store.db import Database
+from ledger.store.db import Database, locked_log_size, set_log_size
 from ledger.store.models import LogRecord
 
 url, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -296,16 +296,15 @@ print("ready", flush=True)
 sys.stdin.readline()  # start together
 for _ in range(rounds):
     with db.transaction() as session:
-        state = db.lock_log(session)
-        seq = state.size
+        seq = locked_log_size(session)
         time.sleep(0.001)  # widen the read-increment-write window
         session.add(LogRecord(seq=seq, action="append", actor=name, leaf=seq.to_bytes(8, "big")))
-        state.size = seq + 1
+        set_log_size(session, seq + 1)
 db.dispose()
 """
 
 
-def test_lock_log_serialises_appenders_in_two_processes(db: Database) -> None:
+def test_log_lock_serialises_appenders_in_two_processes(db: Database) -> None:
     url = db.url.render_as_string(hide_password=False)
     processes = [
         subprocess.Popen(
@@ -336,7 +335,7 @@ def test_lock_log_serialises_appenders_in_two_processes(db: Database) -> None:
     assert {actor for _, actor in records} == {"replica-a", "replica-b"}
 
 
-def test_lock_log_serialises_appender_threads(db: Database) -> None:
+def test_log_lock_serialises_appender_threads(db: Database) -> None:
     replicas = [Database(db.url), Database(db.url)]
     barrier = threading.Barrier(2)
 
@@ -344,10 +343,9 @@ def test_lock_log_serialises_appender_threads(db: Database) -> None:
         barrier.wait()
         for _ in range(50):
             with replica.transaction() as session:
-                state = replica.lock_log(session)
-                size = state.size
+                size = locked_log_size(session)
                 session.add(LogRecord(seq=size, action="append", actor="t", leaf=b"x"))
-                state.size = size + 1
+                set_log_size(session, size + 1)
 
     try:
         with ThreadPoolExecutor(2) as pool:
@@ -361,25 +359,29 @@ def test_lock_log_serialises_appender_threads(db: Database) -> None:
         assert session.exec(select(func.count()).select_from(LogRecord)).one() == 100
 
 
-def test_lock_log_returns_the_committed_size_not_a_cached_one(db: Database) -> None:
+def test_log_lock_returns_the_committed_size_not_a_cached_one(db: Database) -> None:
     with db.transaction() as session:
-        db.lock_log(session).size = 7
+        cached = session.get(LogState, 1)  # the session holds the row from now on
+        assert cached is not None
+        set_log_size(session, locked_log_size(session) + 7)
+        assert cached.size == 7  # kept in step with the table
 
     with db.transaction() as session:
-        assert db.lock_log(session).size == 7
+        assert session.get(LogState, 1) is not None
+        assert locked_log_size(session) == 7
 
 
-def test_lock_log_outside_a_write_transaction_is_refused(db: Database) -> None:
+def test_log_lock_outside_a_write_transaction_is_refused(db: Database) -> None:
     with db.session() as session, pytest.raises(RuntimeError, match="transaction"):
-        lock_log(session)
+        locked_log_size(session)
 
 
-def test_lock_log_without_the_state_row_says_to_migrate(db: Database) -> None:
+def test_log_lock_without_the_state_row_says_to_migrate(db: Database) -> None:
     with db.transaction() as session:
         session.connection().execute(sa.text("DELETE FROM log_state"))
 
     with pytest.raises(DatabaseNotMigrated) as info:
-        run_in_transaction(db, lock_log)
+        run_in_transaction(db, locked_log_size)
     assert info.value.code == "database_not_migrated"
 
 

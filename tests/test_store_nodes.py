@@ -15,7 +15,7 @@ from sqlmodel import func, select
 
 from ledger.merkle.proofs import consistency_proof, inclusion_proof, root, verify_inclusion
 from ledger.merkle.tree import BatchNodeStore, MemoryNodeStore, MerkleTree
-from ledger.store.db import Database
+from ledger.store.db import Database, locked_log_size, set_log_size
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 from ledger.store.nodes import BATCH_SIZE, SqlNodeStore
@@ -53,10 +53,9 @@ def filled(
 def append(db: Database, leaf: bytes) -> int:
     """One append as the broker does it: lock the log, open the tree at its size, commit."""
     with db.transaction() as session:
-        state = db.lock_log(session)
-        tree = MerkleTree(SqlNodeStore(session), size=state.size)
+        tree = MerkleTree(SqlNodeStore(session), size=locked_log_size(session))
         index = tree.append(leaf)
-        state.size = tree.size
+        set_log_size(session, tree.size)
     return index
 
 
@@ -97,10 +96,9 @@ def test_stored_nodes_are_those_of_the_memory_store(filled: Database) -> None:
 
 def append_then_fail(db: Database, leaf: bytes) -> None:
     with db.transaction() as session:
-        state = db.lock_log(session)
-        tree = MerkleTree(SqlNodeStore(session), size=state.size)
+        tree = MerkleTree(SqlNodeStore(session), size=locked_log_size(session))
         tree.append(leaf)
-        state.size = tree.size
+        set_log_size(session, tree.size)
         session.flush()
         raise RuntimeError("chain down")
 

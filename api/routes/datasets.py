@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
-from sqlmodel import col, select
 
 from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep
 from api.errors import error_responses
-from api.schemas import (
+from api.schemas import hx, message_int
+from api.streaming import blob_stream, consume_stream
+from ledger.errors import InvalidInput
+from ledger.protocol import http as auth
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.wire import (
     DatasetPublic,
     DatasetsPublic,
     SignedBody,
     UploadIn,
     UploadIntentPublic,
     WrappedKeyPublic,
-    hx,
-    message_int,
 )
-from api.streaming import blob_stream, consume_stream
-from ledger.errors import Forbidden, InvalidInput
-from ledger.protocol import http as auth
-from ledger.protocol.codes import ErrorCode
+from ledger.services import catalog as index  # the routes' names are the operation ids
 from ledger.services import datasets, exchange
-from ledger.services.context import dataset as load_dataset
-from ledger.store.models import Dataset, WrappedKey
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -41,12 +39,7 @@ def catalog(
 ) -> DatasetsPublic:
     """The catalog: every registered dataset's certificate and metadata (never contents)."""
     caller.require_member()
-    with ledger.db.session() as session:
-        query = select(Dataset).order_by(col(Dataset.id))
-        if owner:
-            query = query.where(Dataset.owner == owner)
-        rows = list(session.exec(query.offset(offset).limit(limit)))
-    return DatasetsPublic(data=[DatasetPublic.of(d) for d in rows], count=len(rows))
+    return index.datasets(ledger, owner=owner, limit=limit, offset=offset)
 
 
 @router.get(
@@ -55,8 +48,7 @@ def catalog(
 def detail(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> DatasetPublic:
     """One dataset's certificate, metadata and schema."""
     caller.require_member()
-    with ledger.db.session() as session:
-        return DatasetPublic.of(load_dataset(session, dataset_id))
+    return index.dataset_detail(ledger, dataset_id)
 
 
 @router.post(
@@ -113,7 +105,7 @@ async def complete_upload(
             declared_sha256=request.headers.get(auth.H_BODY, ""),
         ),
     )
-    return DatasetPublic.of(row)
+    return index.dataset_public(row)
 
 
 @router.get(
@@ -124,18 +116,7 @@ async def complete_upload(
 def owner_key(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> WrappedKeyPublic:
     """The data key wrapped to its owner (the owner's client re-wraps it on approval)."""
     caller.require_writer()
-    with ledger.db.session() as session:
-        target = load_dataset(session, dataset_id)
-        if target.owner != caller.address:
-            raise Forbidden("only the owner reads its own wrapped key", code=ErrorCode.NOT_OWNER)
-        key = session.exec(
-            select(WrappedKey).where(
-                WrappedKey.dataset_id == dataset_id, WrappedKey.generation == 0
-            )
-        ).one()
-    return WrappedKeyPublic(
-        dataset_id=dataset_id, recipient=key.recipient, generation=0, wrapped_key=hx(key.wrapped)
-    )
+    return index.owner_key(ledger, caller, dataset_id)
 
 
 @router.post(
@@ -174,7 +155,7 @@ def fetch(
         auth.H_METADATA: json.dumps({"title": d.title}),
     }
     return StreamingResponse(
-        blob_stream(ledger.blobs, d.ciphertext_sha256),
+        blob_stream(partial(ledger.blobs.open, d.ciphertext_sha256)),
         media_type="application/octet-stream",
         headers=headers,
     )

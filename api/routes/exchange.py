@@ -6,8 +6,8 @@ from fastapi import APIRouter, status
 
 from api.deps import CallerDep, LedgerDep
 from api.errors import error_responses
-from api.schemas import DeliveryPublic, RatingPublic, SignedBody
-from ledger.services import exchange
+from ledger.protocol.wire import DeliveryPublic, RatingPublic, SignedBody
+from ledger.services import catalog, exchange
 
 router = APIRouter(tags=["exchange"])
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["exchange"])
 )
 def receipt(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> DeliveryPublic:
     """The consumer's signed receipt naming the content hash it verified; earns credits."""
-    return DeliveryPublic.of(exchange.acknowledge(ledger, caller.own(body.signed)))
+    return catalog.delivery_public(exchange.acknowledge(ledger, caller.own(body.signed)))
 
 
 @router.post(
@@ -31,12 +31,4 @@ def receipt(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> DeliveryP
 )
 def rate(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> RatingPublic:
     """A signed quality rating (1-5) by a member that received the dataset."""
-    r = exchange.rate(ledger, caller.own(body.signed))
-    return RatingPublic(
-        id=int(r.id or 0),
-        dataset_id=r.dataset_id,
-        rater=r.rater,
-        score=r.score,
-        comment=r.comment,
-        log_seq=r.log_seq,
-    )
+    return catalog.rating_public(exchange.rate(ledger, caller.own(body.signed)))

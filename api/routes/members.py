@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from eth_utils.address import is_address, to_checksum_address
 from fastapi import APIRouter, status
-from sqlmodel import col, select
 
 from api.deps import CallerDep, LedgerDep
 from api.errors import error_responses
-from api.schemas import Credits, MemberPublic, MembersPublic, Nonces, SignedBody
-from ledger.errors import InvalidInput, NotFound
+from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
-from ledger.services import members
-from ledger.store.models import Member
+from ledger.protocol.wire import Credits, MemberPublic, MembersPublic, Nonces, SignedBody
+from ledger.services import catalog, members
 
 router = APIRouter(prefix="/members", tags=["members"])
 
@@ -32,16 +30,14 @@ def _address(value: str) -> str:
 def onboard(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> MemberPublic:
     """Onboard a member (operator only): a signed Onboard action, relayed on chain."""
     caller.require("operator")
-    return MemberPublic.of(members.onboard(ledger, body.signed.parse()))
+    return catalog.member_public(members.onboard(ledger, body.signed.parse()))
 
 
 @router.get("", response_model=MembersPublic, responses=error_responses(401, 403))
 def list_members(caller: CallerDep, ledger: LedgerDep) -> MembersPublic:
     """Every member (any member may read the directory)."""
     caller.require_member()
-    with ledger.db.session() as session:
-        rows = list(session.exec(select(Member).order_by(col(Member.created_at))))
-    return MembersPublic(data=[MemberPublic.of(m) for m in rows], count=len(rows))
+    return catalog.members(ledger)
 
 
 @router.get(
@@ -50,11 +46,7 @@ def list_members(caller: CallerDep, ledger: LedgerDep) -> MembersPublic:
 def get_member(address: str, caller: CallerDep, ledger: LedgerDep) -> MemberPublic:
     """One member, with its encryption public key (owners wrap data keys to it)."""
     caller.require_member()
-    with ledger.db.session() as session:
-        member = session.get(Member, _address(address))
-    if member is None:
-        raise NotFound(f"no member {address}", code=ErrorCode.MEMBER_NOT_FOUND)
-    return MemberPublic.of(member)
+    return catalog.member(ledger, _address(address))
 
 
 @router.post(
@@ -70,24 +62,18 @@ def suspend(address: str, body: SignedBody, caller: CallerDep, ledger: LedgerDep
         raise InvalidInput(
             "the signed action names another member", code=ErrorCode.ADDRESS_MISMATCH
         )
-    return MemberPublic.of(members.suspend(ledger, signed))
+    return catalog.member_public(members.suspend(ledger, signed))
 
 
 @router.get("/{address}/nonces", response_model=Nonces, responses=error_responses(401, 403, 422))
 def nonces(address: str, caller: CallerDep, ledger: LedgerDep) -> Nonces:
     """The member's next on-chain EIP-712 nonces (for Register, Grant and Revoke)."""
     caller.require_member()
-    target = _address(address)
-    return Nonces(
-        address=target,
-        data_registry=ledger.chain.nonce("DataRegistry", target),
-        access_ledger=ledger.chain.nonce("AccessLedger", target),
-    )
+    return members.nonces(ledger, _address(address))
 
 
 @router.get("/{address}/credits", response_model=Credits, responses=error_responses(401, 403, 422))
 def credits(address: str, caller: CallerDep, ledger: LedgerDep) -> Credits:
     """Sharing credits held on chain."""
     caller.require_member()
-    target = _address(address)
-    return Credits(address=target, balance=ledger.chain.credits_of(target), symbol="DSC")
+    return members.credits(ledger, _address(address))

@@ -47,6 +47,13 @@ Errors
     that web3 raises as ``Web3RPCError``, as with a real node. A mined transaction that reverts is
     not an error: its receipt has ``status == 0``; replay it with ``eth_call`` at the parent block
     to read the revert data.
+
+Why one module (~740 lines)
+    The SQLite key-value store, the block-time rule and the error translation each patch a
+    different hook of the same eth-tester/py-evm objects, and their invariants (one SQLite
+    transaction per mined block, the head marker, the persisted time offset) cross those hooks.
+    Kept together they can be read against each other; split apart, each part would need the
+    others' private state.
 """
 
 from __future__ import annotations

@@ -1,24 +1,38 @@
-"""`drl chain ...`: the operator's direct view of the contracts (broker stopped)."""
+"""`drl chain ...`: the operator's direct view of the contracts (broker stopped).
+
+The chain stack (web3, and py-evm for the embedded chain) is imported by the commands that
+open the chain, not by this module: every ``drl`` command loads it to register these.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ledger.chain.home import open_chain
-from ledger.chain.models import TxResult
 from ledger.cli.common import JsonOpt, out
 from ledger.cli.common import passphrase as _passphrase
 from ledger.cli.common import settings as _settings
 from ledger.errors import LedgerError
 from ledger.protocol.codes import ErrorCode
 
+if TYPE_CHECKING:
+    from ledger.chain.home import OpenedChain
+    from ledger.chain.models import TxResult
+
 chain_app = typer.Typer(
     help="Inspect and operate the broker's chain directly (on the broker host).",
     no_args_is_help=True,
 )
+
+
+def _open() -> OpenedChain:
+    """The broker's chain, opened with the operator's key."""
+    from ledger.chain.home import open_chain
+
+    settings = _settings()
+    return open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
 
 
 def _tx_dict(tx: TxResult | None) -> dict[str, Any] | None:
@@ -30,8 +44,7 @@ def _tx_dict(tx: TxResult | None) -> dict[str, Any] | None:
 @chain_app.command("status")
 def chain_status(as_json: JsonOpt = False) -> None:
     """Show the deployment, head block and latest anchored flow-log head."""
-    settings = _settings()
-    opened = open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    opened = _open()
     try:
         chain = opened.chain
         head = chain.latest_head()
@@ -74,8 +87,7 @@ def chain_anchor(
 ) -> None:
     """Anchor a flow-log tree head by hand (the broker does this itself)."""
     root = _hex32(root_hash, "root_hash")
-    settings = _settings()
-    opened = open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    opened = _open()
     try:
         tx = opened.chain.anchor(tree_size, root)
     finally:
@@ -92,8 +104,7 @@ def chain_dataset(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one dataset certificate as the chain holds it."""
-    settings = _settings()
-    opened = open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    opened = _open()
     try:
         info = opened.chain.dataset(dataset_id)
     finally:

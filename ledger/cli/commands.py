@@ -14,6 +14,7 @@ from ledger.cli.common import AsOpt, JsonOpt, client, emit, err, out, passphrase
 from ledger.client import keystore
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
+from ledger.protocol.wire import DatasetTracePublic, MemberTracePublic
 from ledger.quality import check_schema, validate_csv
 from ledger.types import Classification, MemberKind
 
@@ -96,7 +97,7 @@ def admin_onboard(
             key_suite=p.key_suite,
             encryption_key=bytes.fromhex(p.encryption_key[2:]),
         )
-    emit(m, as_json, f"onboarded {m['kind']} {m['name']!r} {m['address']} tx {m['onboarded_tx']}")
+    emit(m, as_json, f"onboarded {m.kind} {m.name!r} {m.address} tx {m.onboarded_tx}")
 
 
 @admin_app.command("suspend")
@@ -108,7 +109,7 @@ def admin_suspend(
     address = target if isinstance(target, str) else target.address
     with client("operator") as c:
         m = c.suspend(address)
-    emit(m, as_json, f"suspended {m['name']!r} {m['address']}")
+    emit(m, as_json, f"suspended {m.name!r} {m.address}")
 
 
 @admin_app.command("anchor")
@@ -119,9 +120,9 @@ def admin_anchor(as_json: JsonOpt = False) -> None:
     emit(
         r,
         as_json,
-        f"tree size {r['tree_size']}: "
-        + (f"anchored, tx {r['tx_hash']}" if r["anchored"] else "already anchored")
-        + f"; {r['credited']} deliveries credited, {r['minted']} credits minted",
+        f"tree size {r.tree_size}: "
+        + (f"anchored, tx {r.tx_hash}" if r.anchored else "already anchored")
+        + f"; {r.credited} deliveries credited, {r.minted} credits minted",
     )
 
 
@@ -174,8 +175,8 @@ def dataset_register(
     emit(
         d,
         as_json,
-        f"registered dataset [bold]#{d['id']}[/] {d['title']!r} "
-        f"({d['classification']}) content {d['content_hash'][:18]}… tx {d['registered_tx']}",
+        f"registered dataset [bold]#{d.id}[/] {d.title!r} "
+        f"({d.classification}) content {d.content_hash[:18]}… tx {d.registered_tx}",
     )
 
 
@@ -190,11 +191,7 @@ def dataset_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("id", "title", "class", "owner", "size", box=None)
     for d in rows:
         table.add_row(
-            str(d["id"]),
-            d["title"],
-            d["classification"],
-            d["owner"][:10] + "…",
-            f"{d['ciphertext_size']:,}",
+            str(d.id), d.title, d.classification, d.owner[:10] + "…", f"{d.ciphertext_size:,}"
         )
     out.print(table)
 
@@ -220,8 +217,8 @@ def dataset_show(dataset_id: int, as_: AsOpt = None, as_json: JsonOpt = False) -
         "registered_tx",
         "retired",
     ):
-        out.print(f"{key:>17}  {d[key]}", highlight=False)
-    quality = d["metadata"].get("quality") or {}
+        out.print(f"{key:>17}  {getattr(d, key)}", highlight=False)
+    quality = d.metadata.get("quality") or {}
     if quality:
         out.print(
             f"{'quality':>17}  {quality.get('rows')} rows, {quality.get('errors')} errors "
@@ -238,14 +235,14 @@ def dataset_fetch(
 ) -> None:
     """Download under your grant, decrypt, verify the content hash, sign the receipt."""
     with client(as_) as c:
-        size = int(c.dataset(dataset_id)["ciphertext_size"])
+        size = c.dataset(dataset_id).ciphertext_size
         with _progress(size, "download+decrypt") as bar:
             r = c.fetch(dataset_id, output, progress=lambda n: bar.advance(bar.task_ids[0], n))
     emit(
         r,
         as_json,
-        f"wrote {output} — content hash {r['content_hash'][:18]}… verified; "
-        f"receipt signed; {r['uses_left']} uses left",
+        f"wrote {output} — content hash {r.content_hash[:18]}… verified; "
+        f"receipt signed; {r.uses_left} uses left",
     )
 
 
@@ -264,7 +261,7 @@ def access_request(
     """Ask a dataset's owner for access (signed, logged)."""
     with client(as_) as c:
         r = c.request_access(dataset_id, purpose=purpose, days=days, uses=uses)
-    emit(r, as_json, f"request [bold]#{r['id']}[/] for dataset #{dataset_id}: {r['status']}")
+    emit(r, as_json, f"request [bold]#{r.id}[/] for dataset #{dataset_id}: {r.status}")
 
 
 @access_app.command("list")
@@ -278,24 +275,24 @@ def access_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("request", "dataset", "requester", "status", "days", "uses", "purpose", box=None)
     for r in requests:
         table.add_row(
-            str(r["id"]),
-            str(r["dataset_id"]),
-            r["requester"][:10] + "…",
-            r["status"],
-            str(r["days"]),
-            str(r["max_uses"]),
-            r["purpose"][:40],
+            str(r.id),
+            str(r.dataset_id),
+            r.requester[:10] + "…",
+            r.status,
+            str(r.days),
+            str(r.max_uses),
+            r.purpose[:40],
         )
     out.print(table)
     table = Table("grant", "dataset", "grantee", "uses", "expires", "revoked", box=None)
     for g in grants:
         table.add_row(
-            str(g["id"]),
-            str(g["dataset_id"]),
-            g["grantee"][:10] + "…",
-            f"{g['uses']}/{g['max_uses']}",
-            str(g["expires_at"]),
-            str(g["revoked"]),
+            str(g.id),
+            str(g.dataset_id),
+            g.grantee[:10] + "…",
+            f"{g.uses}/{g.max_uses}",
+            str(g.expires_at),
+            str(g.revoked),
         )
     out.print(table)
 
@@ -308,8 +305,8 @@ def access_approve(request_id: int, as_: AsOpt = None, as_json: JsonOpt = False)
     emit(
         g,
         as_json,
-        f"grant [bold]#{g['id']}[/] of dataset #{g['dataset_id']} to "
-        f"{g['grantee']}: {g['max_uses']} uses until {g['expires_at']} tx {g['granted_tx']}",
+        f"grant [bold]#{g.id}[/] of dataset #{g.dataset_id} to "
+        f"{g.grantee}: {g.max_uses} uses until {g.expires_at} tx {g.granted_tx}",
     )
 
 
@@ -323,7 +320,7 @@ def access_deny(
     """Deny a request (owner)."""
     with client(as_) as c:
         r = c.deny(request_id, reason)
-    emit(r, as_json, f"request #{r['id']} denied")
+    emit(r, as_json, f"request #{r.id} denied")
 
 
 @access_app.command("revoke")
@@ -331,7 +328,7 @@ def access_revoke(grant_id: int, as_: AsOpt = None, as_json: JsonOpt = False) ->
     """Revoke a grant (owner)."""
     with client(as_) as c:
         g = c.revoke(grant_id)
-    emit(g, as_json, f"grant #{g['id']} revoked")
+    emit(g, as_json, f"grant #{g.id} revoked")
 
 
 # -- credits, trace, verify -----------------------------------------------------------------
@@ -341,9 +338,11 @@ def credits(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
     """Sharing credits: yours with --as, else every member's."""
     with client(as_) as c:
         if as_ is not None:
-            rows = [c.credits()]
+            rows = [c.credits().model_dump(mode="json")]
         else:
-            rows = [c.credits(m["address"]) | {"name": m["name"]} for m in c.members()]
+            rows = [
+                c.credits(m.address).model_dump(mode="json") | {"name": m.name} for m in c.members()
+            ]
     if as_json:
         emit(rows, True)
         return
@@ -360,13 +359,14 @@ def trace(
     """Lineage and every flow of a dataset, or everything a member did."""
     if (dataset_id is None) == (member is None):
         raise InvalidInput("give a dataset id or --member, not both", code=ErrorCode.BAD_ARGUMENTS)
+    t: DatasetTracePublic | MemberTracePublic
     with client(as_) as c:
         if dataset_id is not None:
             t = c.trace_dataset(dataset_id)
             head = (
-                f"dataset #{t['dataset_id']} {t['title']!r} ({t['classification']}) owner "
-                f"{t['owner']}\n  derived from {t['ancestors'] or '-'}; derivatives "
-                f"{t['descendants'] or '-'}; versions {t['versions']}"
+                f"dataset #{t.dataset_id} {t.title!r} ({t.classification}) owner "
+                f"{t.owner}\n  derived from {t.ancestors or '-'}; derivatives "
+                f"{t.descendants or '-'}; versions {t.versions}"
             )
         else:
             assert member is not None
@@ -374,19 +374,19 @@ def trace(
             address = target if isinstance(target, str) else target.address
             t = c.trace_member(address)
             head = (
-                f"{t['kind']} {t['name']!r} {t['address']} ({t['status']}): owns "
-                f"{t['owned'] or '-'}, received {t['received'] or '-'}, credits {t['credits']}"
+                f"{t.kind} {t.name!r} {t.address} ({t.status}): owns "
+                f"{t.owned or '-'}, received {t.received or '-'}, credits {t.credits}"
             )
     if as_json:
         emit(t, True)
         return
     out.print(head, highlight=False)
     names = _names()
-    for f in t["flows"]:
-        detail = ", ".join(f"{k}={v}" for k, v in f["detail"].items() if k not in ("tx",))
+    for f in t.flows:
+        detail = ", ".join(f"{k}={v}" for k, v in f.detail.items() if k not in ("tx",))
         out.print(
-            f"  #{f['seq']:<4} {f['at'][:19]}  {f['action']:<8} "
-            f"{names.get(f['actor'], f['actor'][:10])}  {detail}",
+            f"  #{f.seq:<4} {f.at[:19]}  {f.action:<8} "
+            f"{names.get(f.actor, f.actor[:10])}  {detail}",
             highlight=False,
         )
 
@@ -403,10 +403,10 @@ def verify(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit(r, True)
     else:
-        checked = ", ".join(f"{v} {k}" for k, v in r["checked"].items())
-        if r["ok"]:
+        checked = ", ".join(f"{v} {k}" for k, v in r.checked.items())
+        if r.ok:
             out.print(f"[green]verified[/]: {checked}; nothing altered")
-        for p in r["problems"]:
-            out.print(f"[red]FAIL[/] {p['where']}: {p['what']}", highlight=False)
-    if not r["ok"]:
+        for p in r.problems:
+            out.print(f"[red]FAIL[/] {p.where}: {p.what}", highlight=False)
+    if not r.ok:
         raise typer.Exit(1)

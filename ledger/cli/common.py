@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 
 from ledger.client import keystore
@@ -81,7 +82,8 @@ def client(handle: str | None = None, *, anonymous: bool = False) -> Iterator[Br
 
 
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    """Print ``data`` (wire models, or lists and dicts of them) as JSON, or ``human``."""
     if as_json:
-        out.print_json(json.dumps(data, default=str))
+        out.print_json(json.dumps(to_jsonable_python(data, fallback=str)))
     elif human is not None:
         out.print(human, highlight=False)

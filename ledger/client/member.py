@@ -19,25 +19,21 @@ from eth_utils.address import to_checksum_address
 from ledger import crypto
 from ledger.crypto.files import decrypt_to_path
 from ledger.crypto.stream import encrypt
-from ledger.protocol.actions import (
-    DEFAULT_DEADLINE_SECONDS,
-    ActionName,
-    Domains,
-    GrantTerms,
-    Registration,
-    SignedAction,
-    grant_message,
-    new_nonce,
-    register_message,
-    revoke_message,
-    sign_action,
-)
+from ledger.protocol.actions import ActionName, Domains, SignedAction, new_nonce, sign_action
 from ledger.protocol.documents import (
     METADATA_VERSION,
     key_context,
     metadata_hash,
     purpose_hash,
     terms_hash,
+)
+from ledger.protocol.limits import DEFAULT_DEADLINE_SECONDS
+from ledger.protocol.messages import (
+    GrantTerms,
+    Registration,
+    grant_message,
+    register_message,
+    revoke_message,
 )
 from ledger.types import Classification
 

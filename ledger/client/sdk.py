@@ -2,20 +2,32 @@
 
 It signs each request (``ledger.protocol.http``) and each action, encrypts before uploading,
 re-wraps keys on approval, and decrypts and verifies after download, streaming both ways so
-memory stays flat whatever the dataset size.
+memory stays flat whatever the dataset size. Request bodies and answers are the protocol's wire
+models (``ledger.protocol.wire``), the very classes the broker answers with.
+
+Every step is public, and every call is made of them, the streamed upload and fetch included:
+:meth:`BrokerClient.require_keys` (the member's identity), :meth:`~BrokerClient.sign` (a signed
+action), :meth:`~BrokerClient.signed_headers` and :meth:`~BrokerClient.signed_request` (request
+signing), :meth:`~BrokerClient.send` (transport and error answers) and
+:meth:`~BrokerClient.call` (a JSON call parsed into a wire model). ``http=`` injects the HTTP
+client, for example ``starlette.testclient.TestClient(app)`` to drive a broker app in process.
+
+A broker that cannot be reached raises :class:`~ledger.errors.BrokerUnreachable`; an error
+answer raises the exception :func:`error_for` picks, carrying the broker's code and message.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Final, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from ledger.client.member import (
     MemberKeys,
@@ -23,60 +35,122 @@ from ledger.client.member import (
     open_delivery,
     prepare_grant,
     prepare_upload,
-    sign,
     sign_revoke,
 )
+from ledger.client.member import sign as sign_as
 from ledger.errors import (
+    BrokerUnreachable,
+    ChainError,
     ChainUnavailable,
     Conflict,
-    ContractRevert,
     Forbidden,
     InvalidInput,
     InvalidSignature,
     LedgerError,
     NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
 )
 from ledger.protocol import http as auth
-from ledger.protocol.actions import Domains, SignedAction
-from ledger.protocol.codes import ErrorCode
+from ledger.protocol.actions import ActionName, Domains, SignedAction
+from ledger.protocol.codes import ErrorCode, status_for
+from ledger.protocol.wire import (
+    AnchorPublic,
+    ApproveIn,
+    Config,
+    Credits,
+    DatasetPublic,
+    DatasetsPublic,
+    DatasetTracePublic,
+    DeliveryPublic,
+    GrantPublic,
+    GrantsPublic,
+    Health,
+    Hex,
+    LogHead,
+    MemberPublic,
+    MembersPublic,
+    MemberTracePublic,
+    Nonces,
+    RatingPublic,
+    RequestPublic,
+    RequestsPublic,
+    SignedActionIn,
+    SignedBody,
+    UploadIn,
+    UploadIntentPublic,
+    VerifyPublic,
+    WrappedKeyPublic,
+)
 from ledger.types import Classification, MemberKind
 
 Progress = Callable[[int], None]
 CHUNK = 1024 * 1024
+DEFAULT_TIMEOUT = 120.0
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class BrokerError(LedgerError):
-    """An error answered by the broker: its ``code``, message and HTTP status."""
+    """An error answer no narrower class stands for: its ``code``, message and HTTP status."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message, code=code)
         self.status = status
 
 
-_BY_STATUS: dict[int, type[LedgerError]] = {
-    400: InvalidSignature,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: InvalidInput,
-    503: ChainUnavailable,
-}
+#: What an error answer can raise: each class stands for the HTTP status of its generic code
+#: (``InvalidSignature.code`` is ``invalid_signature``, answered 400, and so on).
+ANSWER_ERRORS: Final[tuple[type[LedgerError], ...]] = (
+    Unauthenticated,  # 401
+    PayloadTooLarge,  # 413
+    InvalidSignature,  # 400
+    Forbidden,  # 403
+    NotFound,  # 404
+    Conflict,  # 409
+    InvalidInput,  # 422
+    ChainUnavailable,  # 503
+    ChainError,  # 502
+)
 
 
-def _raise_for(response: httpx.Response) -> None:
+def error_for(status: int, code: str, message: str) -> LedgerError:
+    """The exception for an error answer, carrying the broker's ``code`` and ``message``.
+
+    401 raises :class:`~ledger.errors.Unauthenticated` and 413
+    :class:`~ledger.errors.PayloadTooLarge` whatever the code. Otherwise the code's status in
+    the protocol's table (:mod:`ledger.protocol.codes`) picks the class, or the answer's status
+    for a code outside the table (a contract's custom error): 400 InvalidSignature,
+    403 Forbidden, 404 NotFound, 409 Conflict, 422 InvalidInput, 503 ChainUnavailable,
+    502 ChainError, and :class:`BrokerError` for anything else.
+    """
+    wanted = status if status in (401, 413) else (status_for(code) or status)
+    for kind in ANSWER_ERRORS:
+        if ErrorCode(kind.code).status == wanted:
+            return kind(message, code=code)
+    return BrokerError(status, code, message)
+
+
+def raise_for_answer(response: httpx.Response) -> None:
+    """Raise :func:`error_for` an error answer (its body read); a success passes."""
     if response.is_success:
         return
     try:
         body = response.json()
         code, message = str(body["code"]), str(body["message"])
     except (ValueError, KeyError, TypeError):
-        code, message = "http_error", f"broker answered {response.status_code}"
-    kind = _BY_STATUS.get(response.status_code)
-    if kind is not None and kind is not ContractRevert:
-        error = kind(message)
-        error.code = code
-        raise error
-    raise BrokerError(response.status_code, code, message)
+        code, message = ErrorCode.HTTP_ERROR, f"broker answered {response.status_code}"
+    raise error_for(response.status_code, code, message)
+
+
+class Fetched(BaseModel):
+    """What :meth:`BrokerClient.fetch` did: the verified plaintext and the signed receipt."""
+
+    dataset_id: int
+    path: str
+    content_hash: Hex  # verified against the registered content hash
+    uses_left: int
+    generation: int
+    receipt: DeliveryPublic | None = None  # None when not acknowledged
 
 
 class _ResponseReader(io.RawIOBase):
@@ -105,17 +179,33 @@ class _ResponseReader(io.RawIOBase):
 
 
 class BrokerClient:
-    """One member talking to one broker."""
+    """One member talking to one broker; every method answers with wire models.
+
+    ``keys`` is the member's identity (``None`` for unsigned calls: :meth:`config`,
+    :meth:`health`). ``http`` is used as is when given, and left open for its owner to close
+    (for example a ``starlette.testclient.TestClient`` around the app, with ``base_url``
+    ``http://testserver``); otherwise the client opens its own with ``timeout`` seconds and
+    closes it in :meth:`close`.
+    """
 
     def __init__(
-        self, base_url: str, keys: MemberKeys | None = None, *, timeout: float = 120.0
+        self,
+        base_url: str,
+        keys: MemberKeys | None = None,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.keys = keys
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
-        self._config: dict[str, Any] | None = None
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(timeout=timeout) if http is None else http
+        self._owns_http = http is None
+        self._config: Config | None = None
 
     def close(self) -> None:
-        self._http.close()
+        """Close the HTTP client, if this SDK opened it."""
+        if self._owns_http:
+            self.http.close()
 
     def __enter__(self) -> BrokerClient:
         return self
@@ -123,78 +213,155 @@ class BrokerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- plumbing -------------------------------------------------------------------------
+    # -- the steps every call is made of ------------------------------------------------------
 
-    def config(self) -> dict[str, Any]:
-        if self._config is None:
-            try:
-                response = self._http.get("/v1/config")
-            except httpx.TransportError as exc:
-                raise ChainUnavailable(
-                    f"broker not reachable at {self._http.base_url}: {exc}",
-                    code=ErrorCode.BROKER_UNREACHABLE,
-                ) from None
-            _raise_for(response)
-            self._config = dict(response.json())
-        return self._config
+    def url(self, path: str) -> str:
+        """The absolute URL of a broker path such as ``/v1/members`` (or an absolute URL)."""
+        return path if "://" in path else self.base_url + path
 
-    @property
-    def domains(self) -> Domains:
-        c = self.config()
-        return Domains(
-            chain_id=int(c["chain_id"]),
-            flow_log=c["flow_log"],
-            data_registry=c["data_registry"],
-            access_ledger=c["access_ledger"],
-        )
-
-    def _keys(self) -> MemberKeys:
+    def require_keys(self) -> MemberKeys:
+        """The member's keys (:class:`~ledger.errors.InvalidInput` ``no_identity`` if none)."""
         if self.keys is None:
             raise InvalidInput(
                 "this call needs a member identity (--as HANDLE)", code=ErrorCode.NO_IDENTITY
             )
         return self.keys
 
-    def _headers(self, method: str, target: str, body_sha256: str) -> dict[str, str]:
+    def config(self) -> Config:
+        """The broker's public configuration: chain, contracts, domains, limits (read once)."""
+        if self._config is None:
+            response = self.send(self.http.build_request("GET", self.url("/v1/config")))
+            self._config = Config.model_validate(response.json())
+        return self._config
+
+    def health(self) -> Health:
+        """Liveness (unsigned): the chain answers and the database is readable."""
+        response = self.send(self.http.build_request("GET", self.url("/v1/health")))
+        return Health.model_validate(response.json())
+
+    @property
+    def domains(self) -> Domains:
+        """The deployment's EIP-712 domains, from :meth:`config`."""
+        c = self.config()
+        return Domains(
+            chain_id=c.chain_id,
+            flow_log=c.flow_log,
+            data_registry=c.data_registry,
+            access_ledger=c.access_ledger,
+        )
+
+    def sign(self, action: ActionName, message: dict[str, Any]) -> SignedAction:
+        """Sign a broker action as this member (a random nonce and a deadline when absent).
+
+        Contract actions (register, grant, revoke) carry the member's contract nonce instead:
+        :func:`~ledger.client.member.prepare_upload`, :func:`~ledger.client.member.prepare_grant`
+        and :func:`~ledger.client.member.sign_revoke` sign those.
+        """
+        return sign_as(self.require_keys(), action, message, self.domains)
+
+    def signed_headers(self, method: str, target: str, body_sha256: str) -> dict[str, str]:
+        """The five X-DRL-* headers that authenticate one request as this member.
+
+        ``target`` is the path as sent, with ``?query`` when there is one; ``body_sha256`` the
+        hex SHA-256 of the body (for a streamed upload, the ciphertext digest its registration
+        signed). See :mod:`ledger.protocol.http`.
+        """
         return auth.sign_request(
-            self._keys().account,
+            self.require_keys().account,
             method=method,
             target=target,
             body_sha256=body_sha256,
-            chain_id=int(self.config()["chain_id"]),
+            chain_id=self.config().chain_id,
         )
 
-    def _call(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        body = b"" if json_body is None else json.dumps(json_body).encode()
-        request = self._http.build_request(
-            method, "/v1" + path, params=params, content=body or None
+    def signed_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | Iterator[bytes] = b"",
+        body_sha256: str | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Request:
+        """A request to ``path`` signed over its target as sent and its body.
+
+        ``body_sha256`` defaults to the SHA-256 of ``content``; give it for a streamed body (an
+        iterator of chunks).
+        """
+        if body_sha256 is None:
+            if not isinstance(content, bytes):
+                raise TypeError("a streamed body needs its body_sha256")
+            body_sha256 = auth.body_sha256(content)
+        request = self.http.build_request(
+            method, self.url(path), params=params, content=content or None, headers=headers
         )
-        target = request.url.raw_path.decode()
-        request.headers.update(self._headers(method, target, hashlib.sha256(body).hexdigest()))
-        if body:
-            request.headers["content-type"] = "application/json"
+        target = request.url.raw_path.decode("ascii")
+        request.headers.update(self.signed_headers(method, target, body_sha256))
+        return request
+
+    def json_request(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Request:
+        """A signed request whose body, if any, is a wire model as JSON."""
+        if body is None:
+            return self.signed_request(method, path, params=params)
+        content = json.dumps(body.model_dump(mode="json")).encode()
+        return self.signed_request(
+            method,
+            path,
+            content=content,
+            params=params,
+            headers={"content-type": "application/json"},
+        )
+
+    def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send a request; raise for an unreachable broker or an error answer.
+
+        A transport failure raises :class:`~ledger.errors.BrokerUnreachable`; an error answer
+        the exception :func:`error_for` picks. With ``stream`` the body of a successful answer
+        is left unread: close the response when done.
+        """
         try:
-            response = self._http.send(request)
+            response = self.http.send(request, stream=stream)
+            if not response.is_success:
+                response.read()
         except httpx.TransportError as exc:
-            raise ChainUnavailable(
-                f"broker not reachable: {exc}", code=ErrorCode.BROKER_UNREACHABLE
-            ) from None
-        _raise_for(response)
-        return response.json()
+            raise BrokerUnreachable(f"broker not reachable at {self.base_url}: {exc}") from None
+        if not response.is_success:
+            response.close()
+            raise_for_answer(response)
+        return response
 
-    def _signed(self, signed: SignedAction) -> dict[str, Any]:
-        return signed.to_json()
+    def call(
+        self,
+        method: str,
+        path: str,
+        answer: type[Model],
+        *,
+        body: BaseModel | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Model:
+        """A signed JSON call to ``path``; its answer parsed into the wire model ``answer``."""
+        response = self.send(self.json_request(method, path, body, params=params))
+        return answer.model_validate(response.json())
 
-    # -- members --------------------------------------------------------------------------
+    def signed_body(self, signed: SignedAction) -> SignedBody:
+        """The body of the routes that take one signed action: ``{"signed": ...}``."""
+        return SignedBody(signed=SignedActionIn.of(signed))
+
+    # -- members ------------------------------------------------------------------------------
 
     def onboard(
         self, *, address: str, kind: MemberKind, name: str, key_suite: int, encryption_key: bytes
-    ) -> dict[str, Any]:
+    ) -> MemberPublic:
         """Operator: onboard a member."""
-        signed = sign(
-            self._keys(),
+        signed = self.sign(
             "onboard",
             {
                 "member": address,
@@ -203,32 +370,35 @@ class BrokerClient:
                 "keySuite": key_suite,
                 "encryptionKey": encryption_key,
             },
-            self.domains,
         )
-        return dict(self._call("POST", "/members", json_body={"signed": self._signed(signed)}))
+        return self.call("POST", "/v1/members", MemberPublic, body=self.signed_body(signed))
 
-    def suspend(self, address: str) -> dict[str, Any]:
+    def suspend(self, address: str) -> MemberPublic:
         """Operator: suspend a member."""
-        signed = sign(self._keys(), "suspend", {"member": address}, self.domains)
-        return dict(
-            self._call(
-                "POST", f"/members/{address}/suspend", json_body={"signed": self._signed(signed)}
-            )
+        signed = self.sign("suspend", {"member": address})
+        return self.call(
+            "POST", f"/v1/members/{address}/suspend", MemberPublic, body=self.signed_body(signed)
         )
 
-    def members(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/members")["data"])
+    def members(self) -> list[MemberPublic]:
+        """The member directory."""
+        return self.call("GET", "/v1/members", MembersPublic).data
 
-    def member(self, address: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/members/{address}"))
+    def member(self, address: str) -> MemberPublic:
+        """One member, with its encryption public key."""
+        return self.call("GET", f"/v1/members/{address}", MemberPublic)
 
-    def nonces(self, address: str | None = None) -> dict[str, Any]:
-        return dict(self._call("GET", f"/members/{address or self._keys().address}/nonces"))
+    def nonces(self, address: str | None = None) -> Nonces:
+        """A member's (by default this member's) next on-chain EIP-712 nonces."""
+        target = address or self.require_keys().address
+        return self.call("GET", f"/v1/members/{target}/nonces", Nonces)
 
-    def credits(self, address: str | None = None) -> dict[str, Any]:
-        return dict(self._call("GET", f"/members/{address or self._keys().address}/credits"))
+    def credits(self, address: str | None = None) -> Credits:
+        """A member's (by default this member's) sharing credits."""
+        target = address or self.require_keys().address
+        return self.call("GET", f"/v1/members/{target}/credits", Credits)
 
-    # -- datasets -------------------------------------------------------------------------
+    # -- datasets -----------------------------------------------------------------------------
 
     def register(
         self,
@@ -242,9 +412,9 @@ class BrokerClient:
         schema: dict[str, Any] | None = None,
         quality: dict[str, Any] | None = None,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> DatasetPublic:
         """Encrypt locally, then upload in two steps (signed intent, streamed ciphertext)."""
-        keys = self._keys()
+        keys = self.require_keys()
         with tempfile.TemporaryDirectory(prefix="drl-upload-") as tmp:
             prepared = prepare_upload(
                 keys,
@@ -252,7 +422,7 @@ class BrokerClient:
                 workdir=Path(tmp),
                 title=title,
                 domains=self.domains,
-                chain_nonce=int(self.nonces()["data_registry"]),
+                chain_nonce=self.nonces().data_registry,
                 classification=classification,
                 parents=parents,
                 previous_version=previous_version,
@@ -261,58 +431,79 @@ class BrokerClient:
                 quality=quality,
             )
             intent = self.begin_upload(prepared)
-            return self.complete_upload(str(intent["upload_url"]), prepared, progress=progress)
+            return self.complete_upload(intent.upload_url, prepared, progress=progress)
 
-    def begin_upload(self, prepared: PreparedUpload) -> dict[str, Any]:
+    def begin_upload(self, prepared: PreparedUpload) -> UploadIntentPublic:
         """Step 1 of a registration: send the signed intent; returns its upload URL."""
-        return dict(
-            self._call(
-                "POST",
-                "/datasets/uploads",
-                json_body={
-                    "signed": self._signed(prepared.signed),
-                    "metadata": prepared.metadata,
-                    "owner_wrapped_key": "0x" + prepared.owner_wrapped_key.hex(),
-                },
-            )
+        body = UploadIn(
+            signed=SignedActionIn.of(prepared.signed),
+            metadata=prepared.metadata,
+            owner_wrapped_key="0x" + prepared.owner_wrapped_key.hex(),
         )
+        return self.call("POST", "/v1/datasets/uploads", UploadIntentPublic, body=body)
 
     def complete_upload(
         self, url: str, prepared: PreparedUpload, *, progress: Progress | None = None
-    ) -> dict[str, Any]:
-        """Step 2: stream the prepared ciphertext to an intent's upload URL."""
+    ) -> DatasetPublic:
+        """Step 2: stream the prepared ciphertext to an intent's upload URL.
+
+        The request is signed over the ciphertext digest the registration names; the broker
+        hashes the bytes as they arrive and refuses a mismatch.
+        """
         with prepared.ciphertext_path.open("rb") as fh:
-            return self._put_stream(
-                url, fh, prepared.ciphertext_sha256.hex(), prepared.ciphertext_size, progress
+
+            def chunks() -> Iterator[bytes]:
+                while chunk := fh.read(CHUNK):
+                    if progress:
+                        progress(len(chunk))
+                    yield chunk
+
+            request = self.signed_request(
+                "PUT",
+                url,
+                content=chunks(),
+                body_sha256=prepared.ciphertext_sha256.hex(),
+                headers={
+                    "content-type": "application/octet-stream",
+                    "content-length": str(prepared.ciphertext_size),
+                },
             )
+            response = self.send(request)
+        return DatasetPublic.model_validate(response.json())
 
-    def _put_stream(
-        self, url: str, fh: BinaryIO, digest_hex: str, size: int, progress: Progress | None
-    ) -> dict[str, Any]:
-        def body() -> Iterator[bytes]:
-            while chunk := fh.read(CHUNK):
-                if progress:
-                    progress(len(chunk))
-                yield chunk
-
-        headers = self._headers("PUT", url, digest_hex)
-        headers["content-type"] = "application/octet-stream"
-        headers["content-length"] = str(size)
-        try:
-            response = self._http.put(url, content=body(), headers=headers)
-        except httpx.TransportError as exc:
-            raise ChainUnavailable(
-                f"upload interrupted: {exc}", code=ErrorCode.BROKER_UNREACHABLE
-            ) from None
-        _raise_for(response)
-        return dict(response.json())
-
-    def datasets(self, owner: str | None = None) -> list[dict[str, Any]]:
+    def datasets(self, owner: str | None = None) -> list[DatasetPublic]:
+        """The catalog (certificates and metadata, never contents)."""
         params = {"owner": owner} if owner else None
-        return list(self._call("GET", "/datasets", params=params)["data"])
+        return self.call("GET", "/v1/datasets", DatasetsPublic, params=params).data
 
-    def dataset(self, dataset_id: int) -> dict[str, Any]:
-        return dict(self._call("GET", f"/datasets/{dataset_id}"))
+    def dataset(self, dataset_id: int) -> DatasetPublic:
+        """One dataset's certificate, metadata and schema."""
+        return self.call("GET", f"/v1/datasets/{dataset_id}", DatasetPublic)
+
+    def owner_key(self, dataset_id: int) -> WrappedKeyPublic:
+        """Owner: the dataset's data key wrapped to this member (re-wrapped on approval)."""
+        return self.call("GET", f"/v1/datasets/{dataset_id}/owner-key", WrappedKeyPublic)
+
+    @contextmanager
+    def open_fetch(self, dataset_id: int) -> Iterator[httpx.Response]:
+        """Sign a Fetch and open the download, left unread (one use is recorded first).
+
+        The answer's X-DRL-* headers carry the wrapped key, the grant generation and the
+        content hash (:data:`ledger.protocol.http.FETCH_HEADERS`); its body is the ciphertext.
+        A connection lost while reading raises :class:`~ledger.errors.BrokerUnreachable`.
+        """
+        keys = self.require_keys()
+        signed = self.sign("fetch", {"grantee": keys.address, "datasetId": dataset_id})
+        request = self.json_request(
+            "POST", f"/v1/datasets/{dataset_id}/fetch", self.signed_body(signed)
+        )
+        response = self.send(request, stream=True)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise BrokerUnreachable(f"download interrupted: {exc}") from None
+        finally:
+            response.close()
 
     def fetch(
         self,
@@ -321,50 +512,34 @@ class BrokerClient:
         *,
         progress: Progress | None = None,
         acknowledge: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Fetched:
         """Download, decrypt and verify, then sign the delivery receipt (owner earns credits)."""
-        keys = self._keys()
-        signed = sign(
-            keys, "fetch", {"grantee": keys.address, "datasetId": dataset_id}, self.domains
+        keys = self.require_keys()
+        with self.open_fetch(dataset_id) as response:
+            wrapped = bytes.fromhex(response.headers[auth.H_WRAPPED_KEY][2:])
+            content_hash = bytes.fromhex(response.headers[auth.H_CONTENT_HASH][2:])
+            generation = int(response.headers[auth.H_GENERATION])
+            uses_left = int(response.headers[auth.H_USES_LEFT])
+            reader = io.BufferedReader(
+                _ResponseReader(response.iter_raw(CHUNK), progress), buffer_size=CHUNK
+            )
+            digest = open_delivery(
+                keys, reader, out, wrapped_key=wrapped, content_hash=content_hash
+            )
+        receipt = self.acknowledge(dataset_id, digest, generation) if acknowledge else None
+        return Fetched(
+            dataset_id=dataset_id,
+            path=str(out),
+            content_hash="0x" + digest.hex(),
+            uses_left=uses_left,
+            generation=generation,
+            receipt=receipt,
         )
-        body = json.dumps({"signed": self._signed(signed)}).encode()
-        target = f"/v1/datasets/{dataset_id}/fetch"
-        headers = self._headers("POST", target, hashlib.sha256(body).hexdigest())
-        headers["content-type"] = "application/json"
-        try:
-            with self._http.stream("POST", target, content=body, headers=headers) as response:
-                if not response.is_success:
-                    response.read()
-                    _raise_for(response)
-                wrapped = bytes.fromhex(response.headers[auth.H_WRAPPED_KEY][2:])
-                content_hash = bytes.fromhex(response.headers[auth.H_CONTENT_HASH][2:])
-                generation = int(response.headers[auth.H_GENERATION])
-                uses_left = int(response.headers[auth.H_USES_LEFT])
-                reader = io.BufferedReader(
-                    _ResponseReader(response.iter_raw(CHUNK), progress), buffer_size=CHUNK
-                )
-                digest = open_delivery(
-                    keys, reader, out, wrapped_key=wrapped, content_hash=content_hash
-                )
-        except httpx.TransportError as exc:
-            raise ChainUnavailable(
-                f"download interrupted: {exc}", code=ErrorCode.BROKER_UNREACHABLE
-            ) from None
-        result: dict[str, Any] = {
-            "dataset_id": dataset_id,
-            "path": str(out),
-            "content_hash": "0x" + digest.hex(),
-            "uses_left": uses_left,
-            "generation": generation,
-        }
-        if acknowledge:
-            result["receipt"] = self.acknowledge(dataset_id, digest, generation)
-        return result
 
-    def acknowledge(self, dataset_id: int, content_hash: bytes, generation: int) -> dict[str, Any]:
-        keys = self._keys()
-        signed = sign(
-            keys,
+    def acknowledge(self, dataset_id: int, content_hash: bytes, generation: int) -> DeliveryPublic:
+        """Sign the delivery receipt naming the content hash this member verified."""
+        keys = self.require_keys()
+        signed = self.sign(
             "receipt",
             {
                 "consumer": keys.address,
@@ -372,28 +547,26 @@ class BrokerClient:
                 "contentHash": content_hash,
                 "grantGeneration": generation,
             },
-            self.domains,
         )
-        return dict(self._call("POST", "/receipts", json_body={"signed": self._signed(signed)}))
+        return self.call("POST", "/v1/receipts", DeliveryPublic, body=self.signed_body(signed))
 
-    def rate(self, dataset_id: int, score: int, comment: str = "") -> dict[str, Any]:
-        keys = self._keys()
-        signed = sign(
-            keys,
+    def rate(self, dataset_id: int, score: int, comment: str = "") -> RatingPublic:
+        """Rate a dataset this member received (1-5)."""
+        keys = self.require_keys()
+        signed = self.sign(
             "rate",
             {"rater": keys.address, "datasetId": dataset_id, "score": score, "comment": comment},
-            self.domains,
         )
-        return dict(self._call("POST", "/ratings", json_body={"signed": self._signed(signed)}))
+        return self.call("POST", "/v1/ratings", RatingPublic, body=self.signed_body(signed))
 
-    # -- access ---------------------------------------------------------------------------
+    # -- access -------------------------------------------------------------------------------
 
     def request_access(
         self, dataset_id: int, *, purpose: str, days: int, uses: int
-    ) -> dict[str, Any]:
-        keys = self._keys()
-        signed = sign(
-            keys,
+    ) -> RequestPublic:
+        """Ask a dataset's owner for access, with a purpose, a duration and a number of uses."""
+        keys = self.require_keys()
+        signed = self.sign(
             "request",
             {
                 "requester": keys.address,
@@ -402,95 +575,94 @@ class BrokerClient:
                 "days": days,
                 "maxUses": uses,
             },
-            self.domains,
         )
-        return dict(self._call("POST", "/requests", json_body={"signed": self._signed(signed)}))
+        return self.call("POST", "/v1/requests", RequestPublic, body=self.signed_body(signed))
 
-    def requests(self, *, status: str | None = None) -> list[dict[str, Any]]:
+    def requests(self, *, status: str | None = None) -> list[RequestPublic]:
+        """Requests this member made or received (all of them for overseers)."""
         params = {"status": status} if status else None
-        return list(self._call("GET", "/requests", params=params)["data"])
+        return self.call("GET", "/v1/requests", RequestsPublic, params=params).data
 
-    def approve(self, request_id: int, *, admin_approval: bytes = b"") -> dict[str, Any]:
+    def request(self, request_id: int) -> RequestPublic:
+        """One access request."""
+        return self.call("GET", f"/v1/requests/{request_id}", RequestPublic)
+
+    def approve(self, request_id: int, *, admin_approval: bytes = b"") -> GrantPublic:
         """Owner: re-wrap the data key to the requester and sign the grant it asked for."""
-        keys = self._keys()
-        req = self._call("GET", f"/requests/{request_id}")
-        data = self.dataset(int(req["dataset_id"]))
-        requester = self.member(str(req["requester"]))
-        own = self._call("GET", f"/datasets/{req['dataset_id']}/owner-key")
+        keys = self.require_keys()
+        req = self.request(request_id)
+        data = self.dataset(req.dataset_id)
+        requester = self.member(req.requester)
+        own = self.owner_key(req.dataset_id)
         signed, wrapped = prepare_grant(
             keys,
             request_id=request_id,
-            dataset_id=int(req["dataset_id"]),
-            content_hash=bytes.fromhex(str(data["content_hash"])[2:]),
-            requester=str(req["requester"]),
-            requester_suite=int(requester["key_suite"]),
-            requester_key=bytes.fromhex(str(requester["encryption_key"])[2:]),
-            purpose=str(req["purpose"]),
-            days=int(req["days"]),
-            max_uses=int(req["max_uses"]),
-            owner_wrapped_key=bytes.fromhex(str(own["wrapped_key"])[2:]),
-            chain_nonce=int(self.nonces()["access_ledger"]),
+            dataset_id=req.dataset_id,
+            content_hash=bytes.fromhex(data.content_hash[2:]),
+            requester=req.requester,
+            requester_suite=requester.key_suite,
+            requester_key=bytes.fromhex(requester.encryption_key[2:]),
+            purpose=req.purpose,
+            days=req.days,
+            max_uses=req.max_uses,
+            owner_wrapped_key=bytes.fromhex(own.wrapped_key[2:]),
+            chain_nonce=self.nonces().access_ledger,
             domains=self.domains,
         )
-        return dict(
-            self._call(
-                "POST",
-                f"/requests/{request_id}/approve",
-                json_body={
-                    "signed": self._signed(signed),
-                    "wrapped_key": "0x" + wrapped.hex(),
-                    "admin_approval": "0x" + admin_approval.hex(),
-                },
-            )
+        body = ApproveIn(
+            signed=SignedActionIn.of(signed),
+            wrapped_key="0x" + wrapped.hex(),
+            admin_approval="0x" + admin_approval.hex(),
+        )
+        return self.call("POST", f"/v1/requests/{request_id}/approve", GrantPublic, body=body)
+
+    def deny(self, request_id: int, reason: str = "") -> RequestPublic:
+        """Owner: refuse a request."""
+        keys = self.require_keys()
+        signed = self.sign(
+            "deny", {"owner": keys.address, "requestId": request_id, "reason": reason}
+        )
+        return self.call(
+            "POST", f"/v1/requests/{request_id}/deny", RequestPublic, body=self.signed_body(signed)
         )
 
-    def deny(self, request_id: int, reason: str = "") -> dict[str, Any]:
-        keys = self._keys()
-        signed = sign(
-            keys,
-            "deny",
-            {"owner": keys.address, "requestId": request_id, "reason": reason},
-            self.domains,
-        )
-        return dict(
-            self._call(
-                "POST", f"/requests/{request_id}/deny", json_body={"signed": self._signed(signed)}
-            )
-        )
-
-    def grants(self, dataset_id: int | None = None) -> list[dict[str, Any]]:
+    def grants(self, dataset_id: int | None = None) -> list[GrantPublic]:
+        """Grants this member received or gave (all of them for overseers)."""
         params = {"dataset_id": dataset_id} if dataset_id is not None else None
-        return list(self._call("GET", "/grants", params=params)["data"])
+        return self.call("GET", "/v1/grants", GrantsPublic, params=params).data
 
-    def revoke(self, grant_id: int) -> dict[str, Any]:
+    def revoke(self, grant_id: int) -> GrantPublic:
         """Owner: revoke a grant by its id."""
-        grant = next((g for g in self.grants() if int(g["id"]) == grant_id), None)
+        grant = next((g for g in self.grants() if g.id == grant_id), None)
         if grant is None:
             raise NotFound(f"no grant {grant_id} visible to you", code=ErrorCode.GRANT_NOT_FOUND)
         signed = sign_revoke(
-            self._keys(),
-            dataset_id=int(grant["dataset_id"]),
-            grantee=str(grant["grantee"]),
-            chain_nonce=int(self.nonces()["access_ledger"]),
+            self.require_keys(),
+            dataset_id=grant.dataset_id,
+            grantee=grant.grantee,
+            chain_nonce=self.nonces().access_ledger,
             domains=self.domains,
         )
-        return dict(
-            self._call("POST", "/grants/revoke", json_body={"signed": self._signed(signed)})
-        )
+        return self.call("POST", "/v1/grants/revoke", GrantPublic, body=self.signed_body(signed))
 
-    # -- audit ----------------------------------------------------------------------------
+    # -- audit --------------------------------------------------------------------------------
 
-    def trace_dataset(self, dataset_id: int) -> dict[str, Any]:
-        return dict(self._call("GET", f"/trace/datasets/{dataset_id}"))
+    def trace_dataset(self, dataset_id: int) -> DatasetTracePublic:
+        """Lineage and every flow of a dataset (overseers and its owner)."""
+        return self.call("GET", f"/v1/trace/datasets/{dataset_id}", DatasetTracePublic)
 
-    def trace_member(self, address: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/trace/members/{address}"))
+    def trace_member(self, address: str) -> MemberTracePublic:
+        """A member's datasets, grants, credits and signed actions (overseers, or itself)."""
+        return self.call("GET", f"/v1/trace/members/{address}", MemberTracePublic)
 
-    def verify(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/verify"))
+    def verify(self) -> VerifyPublic:
+        """Re-verify the log, the anchors, the index and the ciphertext (overseers)."""
+        return self.call("GET", "/v1/verify", VerifyPublic)
 
-    def log_head(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/log/head"))
+    def log_head(self) -> LogHead:
+        """The log's current tree head and the latest one anchored on chain."""
+        return self.call("GET", "/v1/log/head", LogHead)
 
-    def anchor(self) -> dict[str, Any]:
-        return dict(self._call("POST", "/log/anchor"))
+    def anchor(self) -> AnchorPublic:
+        """Operator: anchor the current head and mint due credits now."""
+        return self.call("POST", "/v1/log/anchor", AnchorPublic)

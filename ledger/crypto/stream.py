@@ -24,6 +24,7 @@ from ledger.crypto.format import (
     DEFAULT_CHUNK_SIZE,
     HEADER_SIZE,
     KEY_SIZE,
+    NONCE_PREFIX_SIZE,
     TAG_SIZE,
     Header,
     check_chunk_size,
@@ -58,11 +59,24 @@ def generate_data_key() -> bytes:
 
 
 def encrypt(
-    src: BinaryIO, dst: BinaryIO, key: bytes, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    src: BinaryIO,
+    dst: BinaryIO,
+    key: bytes,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
 ) -> EncryptResult:
-    """Encrypt ``src`` into ``dst`` under the data key ``key``."""
+    """Encrypt ``src`` into ``dst`` under the data key ``key``.
+
+    ``nonce_prefix`` fixes the header's 8-byte nonce prefix, for test vectors only: by default
+    it is random, and a prefix must never be reused under one data key.
+    """
     aead = AESGCM(_check_key(key))
     header = Header.new(chunk_size)
+    if nonce_prefix is not None:
+        if len(nonce_prefix) != NONCE_PREFIX_SIZE:
+            raise CryptoError(f"a nonce prefix is {NONCE_PREFIX_SIZE} bytes")
+        header = Header(chunk_size=chunk_size, nonce_prefix=bytes(nonce_prefix))
     header_bytes = header.pack()
     dst.write(header_bytes)
     ciphertext_hash = hashlib.sha256(header_bytes)

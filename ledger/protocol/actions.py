@@ -23,7 +23,7 @@ from typing import Any, Final, Literal, get_args
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
-from ledger.errors import ExpiredDeadline, InvalidInput, InvalidSignature
+from ledger.errors import InvalidSignature
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.eip712 import (
     Domain,
@@ -38,7 +38,7 @@ from ledger.protocol.eip712 import (
     struct_fields,
     typed_message,
 )
-from ledger.types import Address, Classification, classification_code
+from ledger.protocol.limits import DEFAULT_DEADLINE_SECONDS, MIN_BROKER_NONCE
 
 ActionName = Literal[
     "onboard",
@@ -90,26 +90,6 @@ ACTIONS: Final[dict[str, ActionSpec]] = {
         ActionSpec("rate", "Rate", "rater", "broker"),
     )
 }
-
-# -- limits every implementation must respect (docs/protocol.md "Limits") ----------------------
-
-#: A signed action's deadline may be at most this far ahead of the broker's clock ...
-MAX_DEADLINE_AHEAD: Final = 24 * 3600
-#: ... plus this much tolerance for clocks that differ.
-DEADLINE_TOLERANCE: Final = 3600
-#: Deadline the SDK puts on what it signs.
-DEFAULT_DEADLINE_SECONDS: Final = 15 * 60
-#: Broker-action nonces are random 256-bit integers; one below this was not drawn at random
-#: (a uniform 256-bit draw falls below 2**64 with probability 2**-192).
-MIN_BROKER_NONCE: Final = 2**64
-PURPOSE_CHARS: Final = (10, 2000)
-REQUEST_DAYS: Final = (1, 3650)
-REQUEST_USES: Final = (1, 1_000_000)
-MAX_REASON_CHARS: Final = 2000
-MAX_COMMENT_CHARS: Final = 2000
-MAX_NAME_CHARS: Final = 200
-SCORES: Final = (1, 5)
-MAX_PARENTS: Final = 32
 
 
 @dataclass(frozen=True)
@@ -271,178 +251,3 @@ def new_nonce() -> int:
 
 def default_deadline(now: float | None = None) -> int:
     return int(time.time() if now is None else now) + DEFAULT_DEADLINE_SECONDS
-
-
-def check_timing(signed: SignedAction, now: int) -> None:
-    """Deadline in the future and not too far ahead; broker nonces drawn at random."""
-    deadline = signed.message.get("deadline")
-    if not isinstance(deadline, int) or deadline < now:
-        raise ExpiredDeadline(f"{signed.action}: deadline {deadline} has passed")
-    if deadline > now + MAX_DEADLINE_AHEAD + DEADLINE_TOLERANCE:
-        raise ExpiredDeadline(
-            f"{signed.action}: deadline more than 24 h ahead", code=ErrorCode.DEADLINE_TOO_FAR
-        )
-    if not signed.spec.on_chain:
-        nonce = signed.message.get("nonce")
-        if not isinstance(nonce, int) or nonce < MIN_BROKER_NONCE:
-            raise InvalidSignature(
-                f"{signed.action}: the nonce must be a random 256-bit integer (>= 2**64)",
-                code=ErrorCode.WEAK_NONCE,
-            )
-
-
-def _text(message: dict[str, Any], name: str) -> str:
-    value = message.get(name)
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", code=ErrorCode.INVALID_FIELD)
-    return value
-
-
-def _within(value: Any, bounds: tuple[int, int], name: str) -> int:
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or not (bounds[0] <= value <= bounds[1])
-    ):
-        raise InvalidInput(
-            f"{name} must be {bounds[0]} to {bounds[1]}", code=ErrorCode.INVALID_FIELD
-        )
-    return value
-
-
-def check_limits(signed: SignedAction) -> None:
-    """The protocol's limits on an action's fields (InvalidInput ``invalid_field``)."""
-    msg = signed.message
-    if signed.action == "request":
-        purpose = _text(msg, "purpose").strip()
-        if not PURPOSE_CHARS[0] <= len(purpose) <= PURPOSE_CHARS[1]:
-            raise InvalidInput(
-                f"purpose must be {PURPOSE_CHARS[0]} to {PURPOSE_CHARS[1]} characters",
-                code=ErrorCode.INVALID_FIELD,
-            )
-        _within(msg.get("days"), REQUEST_DAYS, "days")
-        _within(msg.get("maxUses"), REQUEST_USES, "maxUses")
-    elif signed.action == "deny":
-        if len(_text(msg, "reason")) > MAX_REASON_CHARS:
-            raise InvalidInput(
-                f"reason longer than {MAX_REASON_CHARS} characters", code=ErrorCode.INVALID_FIELD
-            )
-    elif signed.action == "rate":
-        _within(msg.get("score"), SCORES, "score")
-        if len(_text(msg, "comment")) > MAX_COMMENT_CHARS:
-            raise InvalidInput(
-                f"comment longer than {MAX_COMMENT_CHARS} characters",
-                code=ErrorCode.INVALID_FIELD,
-            )
-    elif signed.action == "onboard":
-        if not 1 <= len(_text(msg, "name").strip()) <= MAX_NAME_CHARS:
-            raise InvalidInput(
-                f"name must be 1 to {MAX_NAME_CHARS} characters", code=ErrorCode.INVALID_FIELD
-            )
-    elif signed.action == "register":
-        parents = msg.get("parents")
-        if isinstance(parents, list) and len(parents) > MAX_PARENTS:
-            raise InvalidInput(f"at most {MAX_PARENTS} parents", code=ErrorCode.INVALID_FIELD)
-
-
-# -- what the contracts take, and the messages that sign it --------------------------------------
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What an owner registers (and signs when relayed)."""
-
-    content_hash: bytes
-    metadata_hash: bytes
-    classification: Classification
-    parents: tuple[int, ...] = ()
-    previous_version: int = 0
-
-
-@dataclass(frozen=True)
-class GrantTerms:
-    """The terms an owner grants."""
-
-    dataset_id: int
-    grantee: Address
-    purpose_hash: bytes
-    expires_at: int
-    max_uses: int
-    terms_hash: bytes
-
-    def as_tuple(self) -> tuple[int, str, bytes, int, int, bytes]:
-        return (
-            self.dataset_id,
-            self.grantee,
-            self.purpose_hash,
-            self.expires_at,
-            self.max_uses,
-            self.terms_hash,
-        )
-
-
-def register_message(
-    owner: str, registration: Registration, *, nonce: int, deadline: int
-) -> dict[str, Any]:
-    return {
-        "owner": owner,
-        "contentHash": registration.content_hash,
-        "metadataHash": registration.metadata_hash,
-        "classification": classification_code(registration.classification),
-        "parents": list(registration.parents),
-        "previousVersion": registration.previous_version,
-        "nonce": nonce,
-        "deadline": deadline,
-    }
-
-
-def terms_message(terms: GrantTerms) -> dict[str, Any]:
-    return {
-        "datasetId": terms.dataset_id,
-        "grantee": terms.grantee,
-        "purposeHash": terms.purpose_hash,
-        "expiresAt": terms.expires_at,
-        "maxUses": terms.max_uses,
-        "termsHash": terms.terms_hash,
-    }
-
-
-def grant_message(terms: GrantTerms, *, nonce: int, deadline: int) -> dict[str, Any]:
-    return {**terms_message(terms), "nonce": nonce, "deadline": deadline}
-
-
-def revoke_message(dataset_id: int, grantee: str, *, nonce: int, deadline: int) -> dict[str, Any]:
-    return {"datasetId": dataset_id, "grantee": grantee, "nonce": nonce, "deadline": deadline}
-
-
-def typed_register(
-    domains: Domains, owner: str, registration: Registration, *, nonce: int, deadline: int
-) -> dict[str, Any]:
-    """The full EIP-712 structure an owner signs to have a registration relayed."""
-    message = register_message(
-        to_checksum_address(owner), registration, nonce=nonce, deadline=deadline
-    )
-    return typed_message("Register", message, domains.for_action("register"))
-
-
-def typed_grant(
-    domains: Domains, terms: GrantTerms, *, nonce: int, deadline: int
-) -> dict[str, Any]:
-    """The full EIP-712 structure an owner signs to have a grant relayed."""
-    message = grant_message(terms, nonce=nonce, deadline=deadline)
-    return typed_message("Grant", message, domains.for_action("grant"))
-
-
-def typed_approval(domains: Domains, terms: GrantTerms) -> dict[str, Any]:
-    """The EIP-712 structure ADMIN co-signs for a SENSITIVE grant to an enterprise."""
-    return typed_message("GrantApproval", terms_message(terms), domains.for_action("grant"))
-
-
-def typed_revoke(
-    domains: Domains, dataset_id: int, grantee: str, *, nonce: int, deadline: int
-) -> dict[str, Any]:
-    """The full EIP-712 structure an owner signs to have a revocation relayed."""
-    message = revoke_message(
-        dataset_id, to_checksum_address(grantee), nonce=nonce, deadline=deadline
-    )
-    return typed_message("Revoke", message, domains.for_action("revoke"))

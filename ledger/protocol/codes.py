@@ -222,7 +222,10 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.NO_IDENTITY: (None, "the command needs --as HANDLE"),
     E.NO_PASSPHRASE: (None, "no passphrase given (DRL_PASSPHRASE or prompt)"),
     E.WRONG_PASSPHRASE: (None, "the passphrase does not open the key file"),
-    E.BAD_HANDLE: (None, "a handle is 1-32 letters, digits, - or _"),
+    E.BAD_HANDLE: (
+        None,
+        "a handle is 1-63 of a-z, 0-9, ., - or _ (starting with a letter or digit)",
+    ),
     E.HANDLE_TAKEN: (None, "a key with this handle exists"),
     E.BAD_KEY_FILE: (None, "a key file that cannot be read"),
     E.KEY_NOT_FOUND: (None, "no key file for this handle"),

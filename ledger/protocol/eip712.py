@@ -198,16 +198,17 @@ def recover_typed(full_message: dict[str, Any], signature: bytes) -> str:
 # --------------------------------------------------------------------------------------------
 
 SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-_ADDRESS_RE: Final = re.compile(r"(0[xX])?([0-9a-fA-F]{40})")
+_ADDRESS_RE: Final = re.compile(r"0x([0-9a-fA-F]{40})")
+_HEX_RE: Final = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _ZERO12: Final = bytes(12)
 
 
 def address_bytes(value: str) -> bytes:
-    """The 20 bytes of an address accepted exactly as ``to_checksum_address`` accepts it."""
+    """The 20 bytes of an address written ``0x`` + 40 hex digits (any case); else ValueError."""
     match = _ADDRESS_RE.fullmatch(value)
-    if match is None:  # rare shapes: let eth_utils decide, and raise as it does
-        return bytes.fromhex(to_checksum_address(value)[2:])
-    return bytes.fromhex(match.group(2))
+    if match is None:
+        raise InvalidSignature(f"an address is 0x and 40 hex digits, not {value!r}")
+    return bytes.fromhex(match.group(1))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -227,12 +228,9 @@ def from_json(kind: str, value: Any) -> Any:
             raise InvalidSignature(f"expected a list for {kind}")
         return [from_json(kind[:-2], v) for v in value]
     if kind.startswith("bytes"):
-        if not isinstance(value, str) or not value.startswith("0x"):
-            raise InvalidSignature(f"expected 0x-hex for {kind}")
-        try:
-            raw = bytes.fromhex(value[2:])
-        except ValueError:
-            raise InvalidSignature(f"bad hex for {kind}") from None
+        if not isinstance(value, str) or not _HEX_RE.fullmatch(value):
+            raise InvalidSignature(f"expected 0x and whole bytes of hex for {kind}")
+        raw = bytes.fromhex(value[2:])
         if kind != "bytes" and len(raw) != int(kind[5:]):
             raise InvalidSignature(f"{kind} must be {kind[5:]} bytes")
         return raw
@@ -246,10 +244,7 @@ def from_json(kind: str, value: Any) -> Any:
     if kind == "address":
         if not isinstance(value, str):
             raise InvalidSignature("expected an address")
-        try:
-            return to_checksum_address(value)
-        except ValueError:
-            raise InvalidSignature(f"bad address {value!r}") from None
+        return checksum(address_bytes(value))
     if kind == "string":
         if not isinstance(value, str):
             raise InvalidSignature("expected a string")

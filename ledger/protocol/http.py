@@ -30,6 +30,7 @@ SCHEME: Final = "DRL-HTTP-1"
 #: A request's timestamp may differ from the broker's clock by at most this many seconds.
 MAX_SKEW_SECONDS: Final = 300
 NONCE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+TIMESTAMP_PATTERN: Final = re.compile(r"^[0-9]{1,12}$")  # ASCII digits only
 BODY_SHA256_PATTERN: Final = re.compile(r"^[0-9a-f]{64}$")
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 

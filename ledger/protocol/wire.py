@@ -7,9 +7,12 @@ construction and /openapi.json describes exactly these.
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.protocol.actions import ActionName, SignedAction
 
 Hex = str
 
@@ -80,3 +83,274 @@ class Health(BaseModel):
     chain_id: int
     block: int
     log_size: int
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+class SignedActionIn(BaseModel):
+    """An EIP-712 signed action (see README "Signed actions")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: ActionName
+    actor: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    message: dict[str, Any] = Field(max_length=16)
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
+
+    @classmethod
+    def of(cls, signed: SignedAction) -> SignedActionIn:
+        """The wire form of a signed action."""
+        return cls.model_validate(signed.to_json())
+
+    def parse(self) -> SignedAction:
+        return SignedAction.from_json(self.model_dump())
+
+
+class SignedBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signed: SignedActionIn
+
+
+class UploadIn(BaseModel):
+    """First step of a registration: the signed Register action and its metadata document."""
+
+    model_config = ConfigDict(extra="forbid")
+    signed: SignedActionIn
+    metadata: dict[str, Any]
+    owner_wrapped_key: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")
+
+
+class ApproveIn(BaseModel):
+    """The owner's signed Grant plus the data key wrapped to the requester."""
+
+    model_config = ConfigDict(extra="forbid")
+    signed: SignedActionIn
+    wrapped_key: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")
+    admin_approval: str = Field(default="0x", pattern=r"^0x([0-9a-fA-F]{130})?$")
+
+
+# -- members -----------------------------------------------------------------------------------
+
+
+class MemberPublic(BaseModel):
+    address: str
+    kind: str
+    name: str
+    status: str
+    key_suite: int
+    encryption_key: Hex
+    onboarded_tx: str
+    log_seq: int
+    created_at: dt.datetime
+
+
+class MembersPublic(BaseModel):
+    data: list[MemberPublic]
+    count: int
+
+
+class Nonces(BaseModel):
+    """On-chain EIP-712 nonces for relayed registrations and grants."""
+
+    address: str
+    data_registry: int
+    access_ledger: int
+
+
+class Credits(BaseModel):
+    address: str
+    balance: int
+    symbol: str
+
+
+# -- datasets ----------------------------------------------------------------------------------
+
+
+class DatasetPublic(BaseModel):
+    id: int
+    owner: str
+    title: str
+    classification: str
+    content_hash: Hex
+    metadata_hash: Hex
+    metadata: dict[str, Any]
+    ciphertext_sha256: Hex
+    ciphertext_size: int
+    parents: list[int]
+    previous_version: int
+    registered_tx: str
+    retired: bool
+    log_seq: int
+    created_at: dt.datetime
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+class UploadIntentPublic(BaseModel):
+    upload_id: str
+    expires_at: int
+    upload_url: str
+
+
+class WrappedKeyPublic(BaseModel):
+    dataset_id: int
+    recipient: str
+    generation: int
+    wrapped_key: Hex
+
+
+# -- access requests and grants ----------------------------------------------------------------
+
+
+class RequestPublic(BaseModel):
+    id: int
+    dataset_id: int
+    requester: str
+    purpose: str
+    days: int
+    max_uses: int
+    status: str
+    reason: str | None
+    log_seq: int
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+
+
+class RequestsPublic(BaseModel):
+    data: list[RequestPublic]
+    count: int
+
+
+class GrantPublic(BaseModel):
+    id: int
+    dataset_id: int
+    grantee: str
+    generation: int
+    request_id: int | None
+    purpose_hash: Hex
+    terms_hash: Hex
+    expires_at: int
+    max_uses: int
+    uses: int
+    revoked: bool
+    granted_tx: str
+    log_seq: int
+
+
+class GrantsPublic(BaseModel):
+    data: list[GrantPublic]
+    count: int
+
+
+# -- deliveries and ratings --------------------------------------------------------------------
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    receipt_id: Hex
+    dataset_id: int
+    consumer: str
+    content_hash: Hex
+    grant_generation: int
+    log_seq: int
+    credited: bool
+    credit_amount: int
+
+
+class RatingPublic(BaseModel):
+    id: int
+    dataset_id: int
+    rater: str
+    score: int
+    comment: str
+    log_seq: int
+
+
+# -- audit: trace, verify, the flow log --------------------------------------------------------
+
+
+class FlowPublic(BaseModel):
+    seq: int
+    at: str
+    action: str
+    actor: str
+    dataset_id: int | None
+    detail: dict[str, Any]
+
+
+class DatasetTracePublic(BaseModel):
+    dataset_id: int
+    title: str
+    owner: str
+    classification: str
+    ancestors: list[int]
+    descendants: list[int]
+    versions: list[int]
+    flows: list[FlowPublic]
+
+
+class MemberTracePublic(BaseModel):
+    address: str
+    name: str
+    kind: str
+    status: str
+    owned: list[int]
+    received: list[int]
+    credits: int
+    flows: list[FlowPublic]
+
+
+class ProblemPublic(BaseModel):
+    where: str
+    what: str
+
+
+class VerifyPublic(BaseModel):
+    ok: bool
+    problems: list[ProblemPublic]
+    checked: dict[str, int]
+
+
+class LogHead(BaseModel):
+    """The log's current head and the latest head anchored on chain."""
+
+    size: int
+    root: Hex
+    anchored_size: int
+    anchored_root: Hex
+    anchored_at: int
+
+
+class LogRecordPublic(BaseModel):
+    seq: int
+    action: str
+    actor: str
+    dataset_id: int | None
+    leaf: str
+    leaf_hash: Hex
+
+
+class LogRecordsPublic(BaseModel):
+    data: list[LogRecordPublic]
+    count: int
+
+
+class Proof(BaseModel):
+    kind: Literal["inclusion", "consistency"]
+    tree_size: int
+    old_size: int | None = None
+    seq: int | None = None
+    root: Hex
+    path: list[Hex]
+
+
+class AnchorPublic(BaseModel):
+    tree_size: int
+    anchored: bool
+    tx_hash: str | None
+    credited: int
+    minted: int

@@ -15,29 +15,25 @@ from sqlmodel import Session, col, select
 
 from ledger.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     LedgerError,
     NotFound,
     ReplayedNonce,
 )
-from ledger.protocol.actions import Domains, GrantTerms, SignedAction
+from ledger.protocol.actions import Domains, SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import purpose_hash, terms_document, terms_hash
-from ledger.services import flowlog
+from ledger.protocol.messages import GrantTerms
+from ledger.services import flowlog, policy
 from ledger.services.context import (
     MAX_ROW_ID,
     Ledger,
-    active_member,
     check_signed,
     check_signed_at,
     consume_nonce,
     consume_nonces,
     dataset,
-    member_refusal,
-    member_standing,
     nonce_key,
-    producer_standing,
 )
 from ledger.store.models import AccessRequest, Dataset, Grant, WrappedKey, utcnow
 
@@ -112,10 +108,11 @@ def _targets(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, bool]
     return found
 
 
-def _refusal_in(session: Session, form: _RequestForm) -> LedgerError | None:
+def _refusal_in(session: Session, form: _RequestForm, *, operator: str) -> LedgerError | None:
     """The member and dataset checks of one request, in ``request_access``'s order."""
-    kind, status = member_standing(session, form.requester)
-    refusal = member_refusal(form.requester, kind, status)
+    refusal: LedgerError | None = policy.standing(
+        session, form.requester, operator=operator
+    ).writer_refusal()
     if refusal is None:
         target = None
         if 0 <= form.dataset_id <= MAX_ROW_ID:
@@ -157,7 +154,7 @@ def request_access(ledger: Ledger, signed: SignedAction) -> AccessRequest:
     """Record a signed request (standard form: purpose, duration, uses)."""
     form = _request_form(ledger.domains, ledger.now(), signed)
     with ledger.db.transaction() as session:
-        refusal = _refusal_in(session, form)
+        refusal = _refusal_in(session, form, operator=ledger.operator)
         if refusal is not None:
             raise refusal
         consume_nonce(session, signed)
@@ -257,13 +254,14 @@ def _record_request_batch(ledger: Ledger, batch: CheckedBatch) -> BatchOutcome:
             refused[index] = Refused(index, *item)
     accepted: list[Accepted] = []
     with ledger.db.transaction() as session:
-        standing = producer_standing(session, [f.requester for f in forms.values()])
+        standing = policy.standings(
+            session, [f.requester for f in forms.values()], operator=ledger.operator
+        )
         targets = _targets(session, [f.dataset_id for f in forms.values()])
         keys: dict[int, tuple[str, str]] = {}
         seen: set[tuple[str, str]] = set()
         for index, form in list(forms.items()):
-            kind, status = standing.get(form.requester, (None, None))
-            refusal = member_refusal(form.requester, kind, status) or _target_refusal(
+            refusal = standing[form.requester].writer_refusal() or _target_refusal(
                 form, targets.get(form.dataset_id)
             )
             key = nonce_key(form.signed)
@@ -345,12 +343,11 @@ def approve(
     with ledger.db.session() as session:
         request = _pending(session, request_id)
         target = dataset(session, request.dataset_id)
-        if target.owner != owner:
-            raise Forbidden(
-                "only the dataset's owner approves its requests", code=ErrorCode.NOT_OWNER
-            )
-        active_member(session, owner, role="owner")
-        active_member(session, request.requester, role="requester")
+        policy.require_owner(owner, target.owner, "only the dataset's owner approves its requests")
+        policy.standing(session, owner, operator=ledger.operator).require_member(label="owner")
+        policy.standing(session, request.requester, operator=ledger.operator).require_member(
+            label="requester"
+        )
         terms = GrantTerms(
             dataset_id=int(msg["datasetId"]),
             grantee=to_checksum_address(str(msg["grantee"])),
@@ -446,11 +443,12 @@ def deny(ledger: Ledger, signed: SignedAction) -> AccessRequest:
     request_id = int(signed.message["requestId"])
     with ledger.db.transaction() as session:
         request = _pending(session, request_id)
-        if dataset(session, request.dataset_id).owner != owner:
-            raise Forbidden(
-                "only the dataset's owner denies its requests", code=ErrorCode.NOT_OWNER
-            )
-        active_member(session, owner, role="owner")
+        policy.require_owner(
+            owner,
+            dataset(session, request.dataset_id).owner,
+            "only the dataset's owner denies its requests",
+        )
+        policy.standing(session, owner, operator=ledger.operator).require_member(label="owner")
         consume_nonce(session, signed)
         seq = flowlog.append(session, signed, dataset_id=request.dataset_id)
         request.status = "denied"
@@ -478,8 +476,9 @@ def revoke(ledger: Ledger, signed: SignedAction) -> Grant:
     msg = signed.message
     dataset_id, grantee = int(msg["datasetId"]), str(msg["grantee"])
     with ledger.db.session() as session:
-        if dataset(session, dataset_id).owner != owner:
-            raise Forbidden("only the dataset's owner revokes its grants", code=ErrorCode.NOT_OWNER)
+        policy.require_owner(
+            owner, dataset(session, dataset_id).owner, "only the dataset's owner revokes its grants"
+        )
         grant = current_grant(session, dataset_id, grantee)
         if grant is None:
             raise NotFound(

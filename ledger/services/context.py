@@ -1,9 +1,9 @@
 """What every use case needs: the chain, the store, the blob store, and the common checks.
 
 Use cases are plain functions taking a :class:`Ledger` and the actor's signed payload. Each one
-verifies the signature, deadline, nonce and role before touching anything, then does the chain
-transaction inside the database transaction that appends the flow-log record, so a refused or
-failed action leaves no row, no log record and no blob behind.
+verifies the signature, deadline, nonce and role (``ledger.services.policy``) before touching
+anything, then does the chain transaction inside the database transaction that appends the
+flow-log record, so a refused or failed action leaves no row, no log record and no blob behind.
 """
 
 from __future__ import annotations
@@ -12,33 +12,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table
 from sqlmodel import Session
 
 from ledger.chain.client import LedgerChain
-from ledger.errors import (
-    Forbidden,
-    InvalidInput,
-    LedgerError,
-    NotFound,
-    ReplayedNonce,
-)
-from ledger.protocol.actions import ACTIONS, Domains, SignedAction, check_limits, check_timing
+from ledger.errors import InvalidInput, NotFound, ReplayedNonce
+from ledger.protocol.actions import ACTIONS, Domains, SignedAction
 from ledger.protocol.codes import ErrorCode
+from ledger.protocol.limits import check_limits, check_timing
 from ledger.store.blobs import BlobStore
 from ledger.store.db import Database
-from ledger.store.models import Dataset, Member, UsedNonce, utcnow
+from ledger.store.models import Dataset, UsedNonce, utcnow
 from ledger.store.nodes import insert_ignoring
 
 _NONCES: Table = UsedNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
-_MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
-# Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
-_STANDING_ONE = select(_MEMBERS.c.kind, _MEMBERS.c.status).where(
-    _MEMBERS.c.address == bindparam("address")
-)
-_STANDING = select(_MEMBERS.c.address, _MEMBERS.c.kind, _MEMBERS.c.status).where(
-    _MEMBERS.c.address.in_(bindparam("addresses", expanding=True))
-)
 
 
 @dataclass
@@ -119,58 +106,6 @@ def consume_nonces(session: Session, keys: list[tuple[str, str]]) -> set[tuple[s
     rows = [{"signer": signer, "nonce": nonce, "created_at": now} for signer, nonce in keys]
     inserted = {(str(a), str(b)) for a, b in session.connection().execute(statement, rows)}
     return {key for key in keys if key not in inserted}
-
-
-def member_refusal(
-    address: str, kind: str | None, status: str | None, *, role: str = "member"
-) -> LedgerError | None:
-    """Why a member of this (kind, status) -- None if unknown -- may not write; None if it may."""
-    if kind is None:
-        return Forbidden(f"{address} is not an onboarded member", code=ErrorCode.NOT_A_MEMBER)
-    if status != "active":
-        return Forbidden(f"{role} {address} is suspended", code=ErrorCode.MEMBER_SUSPENDED)
-    if kind == "regulator":
-        return Forbidden(
-            "regulators read everything and write nothing", code=ErrorCode.REGULATOR_READ_ONLY
-        )
-    return None
-
-
-def producer_standing(session: Session, addresses: list[str]) -> dict[str, tuple[str, str]]:
-    """``address -> (kind, status)`` of the onboarded members among ``addresses`` (one query)."""
-    found: dict[str, tuple[str, str]] = {}
-    unique = list(dict.fromkeys(addresses))
-    for start in range(0, len(unique), 500):
-        rows = session.connection().execute(_STANDING, {"addresses": unique[start : start + 500]})
-        for address, kind, status in rows:
-            found[str(address)] = (str(kind), str(status))
-    return found
-
-
-def member_standing(session: Session, address: str) -> tuple[str | None, str | None]:
-    """``(kind, status)`` of one member, ``(None, None)`` if it is not onboarded."""
-    found = session.connection().execute(_STANDING_ONE, {"address": address}).first()
-    return (None, None) if found is None else (str(found[0]), str(found[1]))
-
-
-def active_member(session: Session, address: str, *, role: str = "member") -> Member:
-    """The member at ``address``, refusing unknown and suspended ones."""
-    member = session.get(Member, address)
-    if member is None:
-        raise Forbidden(f"{address} is not an onboarded member", code=ErrorCode.NOT_A_MEMBER)
-    if member.status != "active":
-        raise Forbidden(f"{role} {address} is suspended", code=ErrorCode.MEMBER_SUSPENDED)
-    return member
-
-
-def producer(session: Session, address: str) -> Member:
-    """An active member allowed to own or consume data (not a regulator)."""
-    member = active_member(session, address)
-    if member.kind == "regulator":
-        raise Forbidden(
-            "regulators read everything and write nothing", code=ErrorCode.REGULATOR_READ_ONLY
-        )
-    return member
 
 
 #: The largest id a row can have (a signed 64-bit column). Signed messages carry uint256 ids;

@@ -14,13 +14,14 @@ from typing import Any, BinaryIO
 
 from sqlmodel import col, delete, select
 
-from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound, ReplayedNonce
-from ledger.protocol.actions import Registration, SignedAction
+from ledger.errors import Conflict, InvalidInput, NotFound, ReplayedNonce
+from ledger.protocol.actions import SignedAction
 from ledger.protocol.canonical import canonical
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import MAX_METADATA_BYTES, METADATA_VERSION, metadata_hash
-from ledger.services import flowlog
-from ledger.services.context import Ledger, check_signed, dataset, producer
+from ledger.protocol.messages import Registration
+from ledger.services import flowlog, policy
+from ledger.services.context import Ledger, check_signed, dataset
 from ledger.store.models import Dataset, UploadIntent, WrappedKey
 from ledger.types import CLASSIFICATIONS
 
@@ -89,7 +90,7 @@ def _prevalidate(
     if not 0 < len(owner_wrapped_key) <= MAX_WRAPPED_KEY:
         raise InvalidInput("owner_wrapped_key must be 1 to 4096 bytes")
     with ledger.db.session() as session:
-        producer(session, owner)
+        policy.standing(session, owner, operator=ledger.operator).require_writer()
         _check_lineage(session, owner, reg)
         taken = session.exec(
             select(Dataset.id).where(Dataset.content_hash == reg.content_hash)
@@ -146,8 +147,8 @@ def complete_upload(
         intent = session.get(UploadIntent, intent_id)
         if intent is None or intent.expires_at < ledger.now():
             raise NotFound(f"no pending upload {intent_id}", code=ErrorCode.UPLOAD_NOT_FOUND)
-        if uploader is not None and uploader != intent.owner:
-            raise Forbidden("only the owner completes its upload", code=ErrorCode.NOT_OWNER)
+        if uploader is not None:
+            policy.require_owner(uploader, intent.owner, "only the owner completes its upload")
         signed = SignedAction.from_json(json.loads(intent.signed_json))
         metadata = json.loads(intent.metadata_json)
         expected = str(metadata["ciphertext_sha256"])[2:].lower()

@@ -11,9 +11,9 @@ from ledger.errors import Conflict, ContractRevert, Forbidden, InvalidInput, Not
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import receipt_id
-from ledger.services import flowlog
+from ledger.services import flowlog, policy
 from ledger.services.access import current_grant
-from ledger.services.context import Ledger, check_signed, consume_nonce, dataset, producer
+from ledger.services.context import Ledger, check_signed, consume_nonce, dataset
 from ledger.store.models import Dataset, Delivery, Grant, Rating, WrappedKey
 
 
@@ -37,7 +37,7 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
     grantee = check_signed(ledger, signed, "fetch")
     dataset_id = int(signed.message["datasetId"])
     with ledger.db.session() as session:
-        producer(session, grantee)
+        policy.standing(session, grantee, operator=ledger.operator).require_writer()
         target = dataset(session, dataset_id)
         if target.owner == grantee:
             raise InvalidInput(
@@ -131,7 +131,7 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
     dataset_id = int(msg["datasetId"])
     claimed = bytes.fromhex(str(msg["contentHash"])[2:])
     with ledger.db.transaction() as session:
-        producer(session, consumer)
+        policy.standing(session, consumer, operator=ledger.operator).require_writer()
         target = dataset(session, dataset_id)
         if current_grant(session, dataset_id, consumer) is None:
             raise Forbidden(
@@ -199,7 +199,7 @@ def rate(ledger: Ledger, signed: SignedAction) -> Rating:
     if len(comment) > 2000:
         raise InvalidInput("comment longer than 2000 characters")
     with ledger.db.transaction() as session:
-        producer(session, rater)
+        policy.standing(session, rater, operator=ledger.operator).require_writer()
         dataset(session, dataset_id)
         received = session.exec(
             select(col(Delivery.id)).where(

@@ -3,8 +3,8 @@
 Each record's leaf is the canonical JSON of ``{"v", "seq", "at", "signed", "context"}``; the
 Merkle tree (RFC 6962) over the leaves is kept incrementally in ``tree_nodes``, so appending is
 O(log n) and proofs are served from stored nodes. Appends are serialised through the
-``log_state`` row (``lock_log``), which also makes them safe across broker replicas sharing
-PostgreSQL.
+``log_state`` row (``ledger.store.db.locked_log_size``), which also makes them safe across
+broker replicas sharing PostgreSQL.
 
 ``append`` adds one record; ``append_many`` adds many in the caller's transaction with one lock
 and bulk inserts (group commit: the records commit, or roll back, together).
@@ -28,31 +28,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, update
-from sqlalchemy import select as core_select
+from sqlalchemy import Table, event
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from ledger.merkle.proofs import leaf_hash
 from ledger.merkle.tree import MerkleTree, Node
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.canonical import canonical
-from ledger.store.db import _WRITE  # the flag Database.transaction() sets (see lock_log)
-from ledger.store.errors import DatabaseNotMigrated
+from ledger.store.db import locked_log_size, set_log_size
 from ledger.store.models import LogRecord, LogState
 from ledger.store.nodes import SqlNodeStore
 
 LEAF_VERSION = 1
 
 _RECORDS: Table = LogRecord.__table__  # type: ignore[attr-defined]  # SQLModel sets it
-_STATE: Table = LogState.__table__  # type: ignore[attr-defined]
 # Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
 _INSERT_RECORDS = _RECORDS.insert()
-_SIZE = core_select(_STATE.c.size).where(_STATE.c.id == 1)
-_SIZE_FOR_UPDATE = _SIZE.with_for_update()
-_SET_SIZE = update(_STATE).where(_STATE.c.id == 1).values(size=bindparam("new_size"))
 _PENDING = "drl_flowlog_frontier"  # Session.info: (pool, size, frontier) written, not committed
 
 #: Frontier of the last size this process committed, per database (its connection pool).
@@ -109,7 +102,7 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
     One log lock, one bulk insert of records and one of tree nodes, whatever the number of
     items. The caller's commit makes them durable together (or its rollback drops them all).
     """
-    first = _lock_size(session)
+    first = locked_log_size(session)
     if not items:
         return []
     tree = _open_for_append(session, first)
@@ -141,28 +134,9 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
     connection = session.connection()
     connection.execute(_INSERT_RECORDS, rows)
     size = first + len(items)
-    connection.execute(_SET_SIZE, {"new_size": size})
-    loaded = session.identity_map.get(session.identity_key(LogState, 1))
-    if loaded is not None:  # the session holds the row: its copy must agree with the table
-        set_committed_value(loaded, "size", size)
+    set_log_size(session, size)
     session.info[_PENDING] = (_pool(session), size, tree.frontier)
     return list(range(first, size))
-
-
-def _lock_size(session: Session) -> int:
-    """``lock_log`` without loading the ORM row: the log's size, locked until the commit.
-
-    On PostgreSQL ``SELECT ... FOR UPDATE`` on the ``log_state`` row; on SQLite the
-    ``BEGIN IMMEDIATE`` of ``Database.transaction()`` already holds the only write lock.
-    """
-    if not session.info.get(_WRITE):
-        raise RuntimeError("lock_log needs a session from Database.transaction()")
-    connection = session.connection()
-    statement = _SIZE if connection.dialect.name == "sqlite" else _SIZE_FOR_UPDATE
-    size = connection.execute(statement).scalar_one_or_none()
-    if size is None:
-        raise DatabaseNotMigrated("the log_state row is missing: run Database.upgrade() first")
-    return int(size)
 
 
 def _pool(session: Session) -> Any:

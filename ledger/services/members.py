@@ -1,4 +1,4 @@
-"""Onboarding and suspension: operator-signed, mirrored from MemberRegistry."""
+"""Onboarding and suspension (operator-signed, mirrored from MemberRegistry); nonces, credits."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import get_args
 from eth_utils.address import to_checksum_address
 
 from ledger.crypto import get_suite
-from ledger.errors import Conflict, Forbidden, InvalidInput
+from ledger.errors import Conflict, InvalidInput
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
-from ledger.services import flowlog
+from ledger.protocol.wire import Credits, Nonces
+from ledger.services import flowlog, policy
 from ledger.services.context import Ledger, check_signed, consume_nonce
 from ledger.store.models import Member
 from ledger.types import MemberKind
@@ -20,8 +21,7 @@ from ledger.types import MemberKind
 def onboard(ledger: Ledger, signed: SignedAction) -> Member:
     """Add a member on chain and in the index; only the operator may."""
     signer = check_signed(ledger, signed, "onboard")
-    if signer != ledger.operator:
-        raise Forbidden("only the operator onboards members", code=ErrorCode.OPERATOR_ONLY)
+    policy.require_operator(signer, ledger.operator, "only the operator onboards members")
     msg = signed.message
     kind = msg["kind"]
     if kind not in get_args(MemberKind):
@@ -65,8 +65,7 @@ def onboard(ledger: Ledger, signed: SignedAction) -> Member:
 def suspend(ledger: Ledger, signed: SignedAction) -> Member:
     """Suspend a member on chain and in the index; only the operator may."""
     signer = check_signed(ledger, signed, "suspend")
-    if signer != ledger.operator:
-        raise Forbidden("only the operator suspends members", code=ErrorCode.OPERATOR_ONLY)
+    policy.require_operator(signer, ledger.operator, "only the operator suspends members")
     address = to_checksum_address(str(signed.message["member"]))
     with ledger.db.transaction() as session:
         member = session.get(Member, address)
@@ -83,3 +82,17 @@ def suspend(ledger: Ledger, signed: SignedAction) -> Member:
         session.refresh(member)
         session.expunge(member)
     return member
+
+
+def nonces(ledger: Ledger, address: str) -> Nonces:
+    """The member's next on-chain EIP-712 nonces (for Register, Grant and Revoke)."""
+    return Nonces(
+        address=address,
+        data_registry=ledger.chain.nonce("DataRegistry", address),
+        access_ledger=ledger.chain.nonce("AccessLedger", address),
+    )
+
+
+def credits(ledger: Ledger, address: str) -> Credits:
+    """The sharing credits the member holds on chain."""
+    return Credits(address=address, balance=ledger.chain.credits_of(address), symbol="DSC")

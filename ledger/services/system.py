@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ledger.protocol import actions as spec
+from ledger.protocol import limits
 from ledger.protocol.documents import MAX_METADATA_BYTES
 from ledger.protocol.http import MAX_SKEW_SECONDS, SCHEME
 from ledger.protocol.wire import ActionPublic, Config, Eip712Domain, Health, Limits, TypeField
@@ -53,16 +54,16 @@ def config(ledger: Ledger) -> Config:
         },
         limits=Limits(
             request_max_skew_seconds=MAX_SKEW_SECONDS,
-            deadline_max_ahead_seconds=spec.MAX_DEADLINE_AHEAD,
-            deadline_tolerance_seconds=spec.DEADLINE_TOLERANCE,
-            min_broker_nonce=str(spec.MIN_BROKER_NONCE),
-            purpose_chars=spec.PURPOSE_CHARS,
-            request_days=spec.REQUEST_DAYS,
-            request_uses=spec.REQUEST_USES,
-            max_reason_chars=spec.MAX_REASON_CHARS,
-            max_comment_chars=spec.MAX_COMMENT_CHARS,
-            max_name_chars=spec.MAX_NAME_CHARS,
-            max_parents=spec.MAX_PARENTS,
+            deadline_max_ahead_seconds=limits.MAX_DEADLINE_AHEAD,
+            deadline_tolerance_seconds=limits.DEADLINE_TOLERANCE,
+            min_broker_nonce=str(limits.MIN_BROKER_NONCE),
+            purpose_chars=limits.PURPOSE_CHARS,
+            request_days=limits.REQUEST_DAYS,
+            request_uses=limits.REQUEST_USES,
+            max_reason_chars=limits.MAX_REASON_CHARS,
+            max_comment_chars=limits.MAX_COMMENT_CHARS,
+            max_name_chars=limits.MAX_NAME_CHARS,
+            max_parents=limits.MAX_PARENTS,
             max_metadata_bytes=MAX_METADATA_BYTES,
             json_body_bytes=JSON_BODY_LIMIT,
             max_upload_bytes=ledger.max_upload_bytes,

@@ -28,10 +28,10 @@ Objects loaded in a transaction stay readable after it commits (``expire_on_comm
 
 The flow log
 ------------
-``db.lock_log(s)`` (or ``lock_log(s)``), called first inside ``transaction()``, returns the
+``locked_log_size(s)``, called first inside ``transaction()``, returns the log's size with its
 ``log_state`` row locked for this transaction: on PostgreSQL with ``SELECT ... FOR UPDATE``,
 on SQLite by the ``BEGIN IMMEDIATE`` already held. Appenders in every process and replica
-are thereby serialised until commit, so read-size, append, write-size is safe.
+are thereby serialised until commit, so read-size, append, ``set_log_size(s, n)`` is safe.
 
 Migrations
 ----------
@@ -53,12 +53,12 @@ from typing import Any, Literal
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, func, select
+from sqlalchemy import Table, bindparam, event, func, select, update
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
-from sqlmodel import select as select_model
 
 from ledger.errors import ConfigurationError
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
@@ -71,13 +71,18 @@ DEFAULT_BUSY_TIMEOUT_MS = 30_000
 #: Key of ``pg_advisory_xact_lock`` taken by ``upgrade`` (any fixed 64-bit number will do).
 _PG_MIGRATION_LOCK = 0x44524C5F4D494752  # "DRL_MIGR"
 _WRITE = "drl_write"  # Session.info flag set by transaction()
+_STATE: Table = LogState.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
+# Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
+_LOG_SIZE = select(_STATE.c.size).where(_STATE.c.id == 1)
+_LOG_SIZE_FOR_UPDATE = _LOG_SIZE.with_for_update()
+_SET_LOG_SIZE = update(_STATE).where(_STATE.c.id == 1).values(size=bindparam("new_size"))
 _BEGIN = "drl_sqlite_begin"  # execution option read by the SQLite "begin" hook
 
 Dialect = Literal["sqlite", "postgresql"]
 
 
 class Database:
-    """An engine plus read sessions, write transactions, the log lock and migrations."""
+    """An engine plus read sessions, write transactions and migrations."""
 
     def __init__(
         self,
@@ -153,10 +158,6 @@ class Database:
             finally:
                 self._local.writing = False
 
-    def lock_log(self, session: Session) -> LogState:
-        """The ``log_state`` row, locked until ``session``'s transaction ends (see module doc)."""
-        return lock_log(session)
-
     # -- migrations ----------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
@@ -204,25 +205,29 @@ class Database:
             self._write_lock.release()
 
 
-def lock_log(session: Session) -> LogState:
-    """Lock the flow log for the rest of ``session``'s transaction and return its state row.
+def locked_log_size(session: Session) -> int:
+    """The flow log's size, its ``log_state`` row locked until ``session``'s transaction ends.
 
-    ``session`` must come from ``Database.transaction()``. The returned row is fresh (read
-    under the lock, never from the session's cache); change ``size`` on it and the commit
-    writes it.
+    ``session`` must come from ``Database.transaction()``. On PostgreSQL the row is read with
+    ``SELECT ... FOR UPDATE``; on SQLite the ``BEGIN IMMEDIATE`` of ``transaction()`` already
+    holds the only write lock. The size is read under the lock, never from a session's cache.
     """
     if not session.info.get(_WRITE):
-        raise RuntimeError("lock_log needs a session from Database.transaction()")
-    statement = (
-        select_model(LogState).where(LogState.id == 1).execution_options(populate_existing=True)
-    )
-    if session.get_bind().dialect.name != "sqlite":
-        statement = statement.with_for_update()
-    # On SQLite the BEGIN IMMEDIATE of transaction() already holds the only write lock.
-    state = session.exec(statement).one_or_none()
-    if state is None:
+        raise RuntimeError("locking the log needs a session from Database.transaction()")
+    connection = session.connection()
+    statement = _LOG_SIZE if connection.dialect.name == "sqlite" else _LOG_SIZE_FOR_UPDATE
+    size = connection.execute(statement).scalar_one_or_none()
+    if size is None:
         raise DatabaseNotMigrated("the log_state row is missing: run Database.upgrade() first")
-    return state
+    return int(size)
+
+
+def set_log_size(session: Session, size: int) -> None:
+    """Write the log's new size, under the lock of :func:`locked_log_size`; commits with it."""
+    session.connection().execute(_SET_LOG_SIZE, {"new_size": size})
+    loaded = session.identity_map.get(session.identity_key(LogState, 1))
+    if loaded is not None:  # the session holds the row: its copy must agree with the table
+        set_committed_value(loaded, "size", size)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

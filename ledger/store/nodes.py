@@ -2,8 +2,8 @@
 
 ``SqlNodeStore(session)`` implements ``ledger.merkle.tree.BatchNodeStore`` through the caller's
 session, so the nodes an append writes commit or roll back with the log record that caused
-them. Appends must run under ``Database.lock_log`` (one appender at a time); readers can use
-any session.
+them. Appends must run under the log lock (``ledger.store.db.locked_log_size``: one appender at
+a time); readers can use any session.
 
 Nodes never change once written: ``put`` of the same hash again is a no-op, ``put`` of a
 different hash raises ``NodeConflict`` -- and neither aborts the caller's transaction (the
@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from sqlalchemy import Insert, Table, and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,16 +29,6 @@ from ledger.store.models import TreeNode
 #: Keys per SELECT in ``get_many`` (stays far below every driver's bound-parameter limit).
 BATCH_SIZE = 500
 _TABLE: Table = TreeNode.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
-
-
-def dialect_insert(session: Session) -> Any:
-    """The ``insert`` construct of ``session``'s dialect (it has ``on_conflict_do_nothing``)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise ValueError(f"the store supports sqlite and postgresql, not {dialect}")
 
 
 @functools.cache

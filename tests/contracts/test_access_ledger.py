@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ledger.chain.client import BROKER_ROLE
 from ledger.errors import ContractRevert
-from ledger.protocol.actions import typed_approval, typed_grant, typed_revoke
+from ledger.protocol.messages import typed_approval, typed_grant, typed_revoke
 
 UINT40_MAX = 2**40 - 1
 

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.client import ADMIN_ROLE
-from ledger.protocol.actions import Registration, typed_register
+from ledger.protocol.messages import Registration, typed_register
 from ledger.types import CLASSIFICATIONS, classification_code
 
 ZERO_ADDRESS = "0x" + "00" * 20

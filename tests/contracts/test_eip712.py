@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from ledger.protocol import eip712
-from ledger.protocol.actions import typed_approval, typed_grant, typed_register, typed_revoke
+from ledger.protocol.messages import typed_approval, typed_grant, typed_register, typed_revoke
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 

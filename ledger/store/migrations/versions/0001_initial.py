@@ -204,7 +204,8 @@ def upgrade() -> None:
         sa.Column("size", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    # The row every log appender locks (ledger.store.db.lock_log); it must exist from the start.
+    # The row every log appender locks (ledger.store.db.locked_log_size); it must exist from
+    # the start.
     op.bulk_insert(log_state, [{"id": 1, "size": 0}])
 
     op.create_table(

@@ -1,0 +1,128 @@
+"""What auditors read: the log's head, records and proofs, traces, and the verify report.
+
+Regulators and the operator read all of it; members read the head and proofs, and trace what
+they are a party to (``ledger.services.policy``). Answers are the protocol's wire models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ledger.errors import InvalidInput
+from ledger.merkle.proofs import leaf_hash
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.wire import (
+    DatasetTracePublic,
+    FlowPublic,
+    LogHead,
+    LogRecordPublic,
+    LogRecordsPublic,
+    MemberTracePublic,
+    ProblemPublic,
+    Proof,
+    VerifyPublic,
+)
+from ledger.services import flowlog, trace, verify
+from ledger.services.catalog import hx
+from ledger.services.context import Ledger, dataset
+from ledger.services.policy import Standing
+
+
+def log_head(ledger: Ledger) -> LogHead:
+    """The log's current tree head and the latest head anchored on chain."""
+    with ledger.db.session() as session:
+        head = flowlog.head(session)
+    anchored = ledger.chain.latest_head()
+    return LogHead(
+        size=head.size,
+        root=hx(head.root),
+        anchored_size=anchored.tree_size,
+        anchored_root=hx(anchored.root_hash),
+        anchored_at=anchored.anchored_at,
+    )
+
+
+def log_records(ledger: Ledger, *, after: int = -1, limit: int = 100) -> LogRecordsPublic:
+    """Raw signed records (leaves) after sequence number ``after``, in order."""
+    with ledger.db.session() as session:
+        rows = flowlog.records(session, after=after, limit=limit)
+    data = [
+        LogRecordPublic(
+            seq=r.seq,
+            action=r.action,
+            actor=r.actor,
+            dataset_id=r.dataset_id,
+            leaf=r.leaf.decode(),
+            leaf_hash=hx(leaf_hash(r.leaf)),
+        )
+        for r in rows
+    ]
+    return LogRecordsPublic(data=data, count=len(data))
+
+
+def _size(ledger: Ledger, requested: int | None) -> int:
+    with ledger.db.session() as session:
+        current = flowlog.size(session)
+    size = current if requested is None else requested
+    if not 0 < size <= current:
+        raise InvalidInput(f"tree size must be 1..{current}", code=ErrorCode.BAD_TREE_SIZE)
+    return size
+
+
+def inclusion(ledger: Ledger, *, seq: int, tree_size: int | None = None) -> Proof:
+    """RFC 6962 inclusion proof of record ``seq`` in the tree of ``tree_size`` (default: now)."""
+    size = _size(ledger, tree_size)
+    if seq >= size:
+        raise InvalidInput("seq must be below tree_size", code=ErrorCode.BAD_SEQ)
+    with ledger.db.session() as session:
+        path = flowlog.inclusion_proof(session, seq, size)
+        root = flowlog.head(session, size).root
+    return Proof(
+        kind="inclusion", tree_size=size, seq=seq, root=hx(root), path=[hx(p) for p in path]
+    )
+
+
+def consistency(ledger: Ledger, *, old_size: int, tree_size: int | None = None) -> Proof:
+    """RFC 6962 consistency proof between ``old_size`` and ``tree_size`` (default: now)."""
+    size = _size(ledger, tree_size)
+    if old_size > size:
+        raise InvalidInput("old_size must not exceed tree_size", code=ErrorCode.BAD_TREE_SIZE)
+    with ledger.db.session() as session:
+        path = flowlog.consistency_proof(session, old_size, size)
+        root = flowlog.head(session, size).root
+    return Proof(
+        kind="consistency",
+        tree_size=size,
+        old_size=old_size,
+        root=hx(root),
+        path=[hx(p) for p in path],
+    )
+
+
+def dataset_trace(ledger: Ledger, viewer: Standing, dataset_id: int) -> DatasetTracePublic:
+    """Lineage and every flow of a dataset, for overseers and its owner."""
+    if not viewer.oversees:
+        with ledger.db.session() as session:
+            owner = dataset(session, dataset_id).owner
+        viewer.require_party(owner, why="only overseers and the owner trace a dataset")
+    data = asdict(trace.trace_dataset(ledger, dataset_id))
+    data["flows"] = [FlowPublic(**f) for f in data["flows"]]
+    return DatasetTracePublic(**data)
+
+
+def member_trace(ledger: Ledger, viewer: Standing, address: str) -> MemberTracePublic:
+    """A member's datasets, grants, credits and signed actions, for overseers and itself."""
+    viewer.require_party(address, why="only overseers trace another member")
+    data = asdict(trace.trace_member(ledger, address))
+    data["flows"] = [FlowPublic(**f) for f in data["flows"]]
+    return MemberTracePublic(**data)
+
+
+def verify_report(ledger: Ledger) -> VerifyPublic:
+    """Re-verify the log, the anchors, the index and the ciphertext; every problem found."""
+    report = verify.verify(ledger)
+    return VerifyPublic(
+        ok=report.ok,
+        problems=[ProblemPublic(where=p.where, what=p.what) for p in report.problems],
+        checked=dict(report.checked),
+    )

@@ -1,0 +1,240 @@
+"""The member SDK against the broker app in process: starlette's TestClient as its HTTP client.
+
+No subprocess and no port: the app ``drl serve`` runs (``api.main.create_app`` around a broker
+that ``ledger.broker.open_broker`` opened on an embedded chain) is wrapped in a ``TestClient``,
+which is an ``httpx.Client``, and injected with ``BrokerClient(..., http=...)``. Every answer
+must be one of the protocol's wire models, and every error answer the exception its code maps to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from starlette.testclient import TestClient
+
+from api.main import create_app
+from ledger.broker import open_broker
+from ledger.client.member import MemberKeys
+from ledger.client.sdk import BrokerClient, BrokerError, Fetched, error_for
+from ledger.crypto import generate_keypair
+from ledger.errors import (
+    BrokerUnreachable,
+    ChainError,
+    ChainUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidSignature,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+from ledger.protocol import http as auth
+from ledger.protocol.codes import ErrorCode
+from ledger.protocol.wire import (
+    Config,
+    DatasetPublic,
+    DeliveryPublic,
+    GrantPublic,
+    Health,
+    MemberPublic,
+    RequestPublic,
+)
+from ledger.services.system import JSON_BODY_LIMIT
+from ledger.settings import Settings
+from tests.http_kit import free_port
+from tests.kit import new_keys
+
+BASE_URL = "http://testserver"  # TestClient's host; the app never sees a socket
+PASSPHRASE = "in-process-test-passphrase"
+ROWS = "ward,roofs,panels\nHarbour,412,97\nQuay,97,12\nOld Town,230,41\n"
+
+
+@dataclass
+class InProcess:
+    """The app behind a TestClient, the operator, and two onboarded members."""
+
+    http: TestClient
+    operator: MemberKeys
+    owner: MemberKeys
+    consumer: MemberKeys
+    work: Path
+
+    def client(self, keys: MemberKeys | None) -> BrokerClient:
+        return BrokerClient(BASE_URL, keys, http=self.http)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    root = tmp_path_factory.mktemp("sdk-inprocess")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DRL_KDF_FAST", "1")  # the operator key file: a fast KDF for tests
+        settings = Settings(
+            home=root / "home", chain_url=None, database_url=None, anchor_every_seconds=3600
+        )
+        broker = open_broker(settings, PASSPHRASE)
+    try:
+        # The operator never decrypts: its HPKE key is unused (as in ``drl``).
+        operator = MemberKeys(account=broker.opened.chain.account, hpke=generate_keypair()[0])
+        with TestClient(create_app(broker), base_url=BASE_URL) as http:
+            work = root / "work"
+            work.mkdir()
+            yield InProcess(http, operator, new_keys(), new_keys(), work)
+    finally:
+        broker.close()
+
+
+def onboard(world: InProcess, keys: MemberKeys, kind: str, name: str) -> MemberPublic:
+    with world.client(world.operator) as op:
+        return op.onboard(
+            address=keys.address,
+            kind=kind,  # type: ignore[arg-type]
+            name=name,
+            key_suite=keys.hpke.suite.id,
+            encryption_key=keys.public_key.to_bytes(),
+        )
+
+
+def test_the_whole_exchange_answers_wire_models(world: InProcess) -> None:
+    with world.client(None) as anonymous:
+        config = anonymous.config()
+        assert isinstance(config, Config)
+        assert isinstance(anonymous.health(), Health)
+        assert config.operator == world.operator.address
+
+    office = onboard(world, world.owner, "department", "District Planning Office")
+    coop = onboard(world, world.consumer, "enterprise", "Harbour Solar Cooperative")
+    assert isinstance(office, MemberPublic)
+    assert (office.address, office.kind, office.status) == (
+        world.owner.address,
+        "department",
+        "active",
+    )
+    assert coop.encryption_key == "0x" + world.consumer.public_key.to_bytes().hex()
+
+    source = world.work / "rooftops.csv"
+    source.write_text(ROWS)
+    with world.client(world.owner) as owner, world.client(world.consumer) as consumer:
+        members = consumer.members()
+        assert {m.address for m in members} >= {office.address, coop.address}
+        assert all(isinstance(m, MemberPublic) for m in members)
+
+        dataset = owner.register(source, title="Harbour ward rooftops")
+        assert isinstance(dataset, DatasetPublic)
+        assert dataset.owner == world.owner.address
+        assert dataset.metadata["title"] == "Harbour ward rooftops"
+        assert consumer.dataset(dataset.id) == dataset
+        assert [d.id for d in consumer.datasets()] == [dataset.id]
+
+        request = consumer.request_access(
+            dataset.id, purpose="rooftop solar potential study", days=30, uses=2
+        )
+        assert isinstance(request, RequestPublic)
+        assert (request.status, request.requester) == ("pending", world.consumer.address)
+        assert owner.requests() == [request]
+
+        grant = owner.approve(request.id)
+        assert isinstance(grant, GrantPublic)
+        assert (grant.grantee, grant.dataset_id, grant.max_uses) == (
+            world.consumer.address,
+            dataset.id,
+            2,
+        )
+        assert consumer.grants() == [grant]
+
+        out = world.work / "received.csv"
+        fetched = consumer.fetch(dataset.id, out)  # decrypts and verifies the content hash
+        assert isinstance(fetched, Fetched)
+        assert out.read_text() == ROWS
+        assert fetched.content_hash == dataset.content_hash
+        assert (fetched.uses_left, fetched.generation) == (1, grant.generation)
+
+        receipt = fetched.receipt
+        assert isinstance(receipt, DeliveryPublic)
+        assert (receipt.consumer, receipt.dataset_id) == (world.consumer.address, dataset.id)
+        assert receipt.content_hash == dataset.content_hash
+        assert receipt.grant_generation == grant.generation
+
+    # An injected HTTP client stays open after the SDK closes: it belongs to the caller.
+    assert world.http.get("/v1/health").status_code == 200
+
+
+def test_a_request_signed_with_another_key_is_unauthenticated(world: InProcess) -> None:
+    class WrongKey(BrokerClient):
+        """Claims the member's address but signs requests with a stranger's key."""
+
+        stranger: LocalAccount = Account.create()
+
+        def signed_headers(self, method: str, target: str, body_sha256: str) -> dict[str, str]:
+            headers = auth.sign_request(
+                self.stranger,
+                method=method,
+                target=target,
+                body_sha256=body_sha256,
+                chain_id=self.config().chain_id,
+            )
+            headers[auth.H_ADDRESS] = self.require_keys().address
+            return headers
+
+    client = WrongKey(BASE_URL, world.consumer, http=world.http)
+    with client, pytest.raises(Unauthenticated) as refused:
+        client.datasets()
+    assert refused.value.code == ErrorCode.UNAUTHENTICATED
+    assert "does not match" in refused.value.message
+
+
+def test_an_oversize_json_body_is_payload_too_large(world: InProcess) -> None:
+    with world.client(world.consumer) as consumer, pytest.raises(PayloadTooLarge) as refused:
+        consumer.rate(1, 5, "x" * (JSON_BODY_LIMIT + 1))
+    assert refused.value.code == ErrorCode.PAYLOAD_TOO_LARGE
+
+
+def test_a_closed_port_is_broker_unreachable(world: InProcess) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # bound, then released: nothing listens
+    client = BrokerClient(closed, world.consumer, timeout=5)
+    with client, pytest.raises(BrokerUnreachable) as unreachable:
+        client.datasets()
+    assert unreachable.value.code == ErrorCode.BROKER_UNREACHABLE
+    assert not isinstance(unreachable.value, ChainUnavailable)
+
+
+def test_an_unknown_dataset_is_not_found(world: InProcess) -> None:
+    with world.client(world.consumer) as consumer, pytest.raises(NotFound) as missing:
+        consumer.dataset(987_654)
+    assert missing.value.code == ErrorCode.DATASET_NOT_FOUND
+    assert "987654" in missing.value.message
+
+
+def test_a_call_without_an_identity_is_refused_before_sending(world: InProcess) -> None:
+    with world.client(None) as anonymous, pytest.raises(InvalidInput) as refused:
+        anonymous.datasets()
+    assert refused.value.code == ErrorCode.NO_IDENTITY
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (401, "request_replayed", Unauthenticated),
+        (413, "blob_too_large", PayloadTooLarge),
+        (400, "deadline_expired", InvalidSignature),
+        (403, "no_grant", Forbidden),
+        (404, "dataset_not_found", NotFound),
+        (409, "access_ledger_uses_exhausted", Conflict),  # a contract error: by its status
+        (422, "bad_hex", InvalidInput),
+        (503, "chain_unavailable", ChainUnavailable),
+        (502, "chain_error", ChainError),
+        (500, "integrity_alarm", BrokerError),
+        (405, "method_not_allowed", BrokerError),
+    ],
+)
+def test_error_answers_map_through_their_code(status: int, code: str, kind: type) -> None:
+    error = error_for(status, code, "the broker's message")
+    assert type(error) is kind
+    assert (error.code, error.message) == (code, "the broker's message")
+    if isinstance(error, BrokerError):
+        assert error.status == status

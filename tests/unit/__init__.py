@@ -1,0 +1,1 @@
+"""Unit tests of the protocol itself: vectors, canonical JSON, the protocol document."""
