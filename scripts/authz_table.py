@@ -1,9 +1,9 @@
-"""Write docs/authorization.md from the authorization matrix in api/authz_matrix.py.
+"""Write docs/authorization.md from the authorization matrix in tests/support/authz_matrix.py.
 
     .venv/bin/python scripts/authz_table.py           # regenerate the page
     .venv/bin/python scripts/authz_table.py --check   # exit 1 if the page is out of date
 
-``tests/test_http_authz.py`` holds the running broker to the same table and fails when the
+``tests/http/test_http_authz.py`` holds the running broker to the same table and fails when the
 page is stale, so the README's table is always the tested one.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.authz_matrix import markdown  # noqa: E402
+from tests.support.authz_matrix import markdown  # noqa: E402
 
 PAGE = ROOT / "docs" / "authorization.md"
 

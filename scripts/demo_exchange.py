@@ -13,26 +13,21 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-from ledger.client.sdk import BrokerClient
-from ledger.errors import LedgerError
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ledger.client.sdk import BrokerClient  # noqa: E402
+from tests.support.broker import BrokerDidNotStart, start_broker, stop_broker  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+
 SAMPLE = ROOT / "samples" / "building_permits.csv"
 SCHEMA = ROOT / "samples" / "building_permits.schema.json"
-DRL = [sys.executable, "-m", "ledger.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+DRL = [str(Path(sys.executable).with_name("drl"))]  # the installed executable
 
 
 def say(step: str, text: str) -> None:
@@ -83,21 +78,13 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     os.environ["DRL_BROKER_URL"] = url
-    log = (home / "broker.log").open("ab")
-    broker = subprocess.Popen([*DRL, "serve", "--port", str(port)], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if broker.poll() is not None:
-                sys.exit(f"broker exited; see {home / 'broker.log'}")
-            try:
-                with BrokerClient(url, timeout=1) as probe:
-                    health = probe.health()
-                break
-            except LedgerError:  # not listening yet, or not answering yet
-                if time.monotonic() > deadline:
-                    sys.exit("broker did not start")
-                time.sleep(0.3)
+        broker = start_broker(dict(os.environ), port=port, log=home / "broker.log")
+    except BrokerDidNotStart as exc:
+        sys.exit(f"broker did not start; see {home / 'broker.log'}: {str(exc)[-300:]}")
+    try:
+        with BrokerClient(url, timeout=5) as probe:
+            health = probe.health()
         say(
             "1.",
             f"The data bureau runs the broker at {url} on the embedded chain "
@@ -255,12 +242,7 @@ def main() -> None:
             "terminal, the commands above in another (with DRL_BROKER_URL=http://127.0.0.1:8686).",
         )
     finally:
-        broker.terminate()
-        try:
-            broker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-        log.close()
+        stop_broker(broker, timeout=30)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ A caller's *standing* is its role and whether it is active:
 
 The routes learn the caller's standing from its request signature (``api.auth``); the use cases
 look up the signer of an action (:func:`standing`). Both then ask the same questions, so each
-refusal has one wording, status and code (``api/authz_matrix.py`` lists them route by role):
+refusal has one wording, status and code (tests/support/authz_matrix.py lists them):
 
 ``require_member``
     onboarded and active (the operator counts); else ``not_a_member`` or ``member_suspended``.

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.http_kit import RunningBroker, running_broker
+from tests.support.http_kit import RunningBroker, running_broker
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: The name the browser uses for the broker; chromium resolves it to 127.0.0.1 itself.

@@ -47,8 +47,8 @@ from ledger.protocol.wire import (
 )
 from ledger.services.system import JSON_BODY_LIMIT
 from ledger.settings import Settings
-from tests.http_kit import free_port
-from tests.kit import new_keys
+from tests.support.http_kit import free_port
+from tests.support.kit import new_keys
 
 BASE_URL = "http://testserver"  # TestClient's host; the app never sees a socket
 PASSPHRASE = "in-process-test-passphrase"

@@ -1,7 +1,7 @@
 """A broker killed with SIGKILL at any point loses no acknowledged record and pays nothing twice.
 
 One broker state (embedded chain file, SQLite index, blobs) is set up once. Then, run after
-run, ``tests/crash_worker.py`` opens it as a restarting broker would and appends signed
+run, ``tests/support/crash_worker.py`` opens it as a restarting broker would and appends signed
 fetches and delivery receipts, anchoring every few records, until the test kills it with
 SIGKILL after a random delay (seeded). A few runs instead die on purpose right after a chain
 transaction whose database commit never comes (``--die-after``). After every kill the test
@@ -38,7 +38,7 @@ from ledger.store.blobs import FileBlobStore
 from ledger.store.db import Database
 from ledger.store.models import Anchor, Delivery, Grant, LogRecord
 from tests import kit
-from tests.crash_worker import (
+from tests.support.crash_worker import (
     BLOBS,
     CHAIN_FILE,
     DB_FILE,
@@ -47,7 +47,7 @@ from tests.crash_worker import (
     open_ledger,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEED = 20_261_128
 RANDOM_KILLS = 20
 #: Runs (by index) that end by the worker killing itself right after a chain transaction.
@@ -120,13 +120,13 @@ def _setup(root: Path) -> CrashState:
 
 
 class Launcher:
-    """The fork server of tests/crash_worker.py and the lines its workers print."""
+    """The fork server of tests/support/crash_worker.py and the lines its workers print."""
 
     def __init__(self, stderr_path: Path) -> None:
         self._stderr_path = stderr_path
         self._stderr = stderr_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.crash_worker", "--launcher"],
+            [sys.executable, "-m", "tests.support.crash_worker", "--launcher"],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

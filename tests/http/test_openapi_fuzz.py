@@ -56,7 +56,7 @@ from ledger.client.member import prepare_upload
 from ledger.protocol import http as auth
 from ledger.protocol.actions import ACTIONS, Domains, sign_action
 from ledger.protocol.eip712 import struct_fields
-from tests.http_kit import RunningBroker, new_member, running_broker
+from tests.support.http_kit import RunningBroker, new_member, running_broker
 
 EXAMPLES = int(os.environ.get("DRL_FUZZ_EXAMPLES", "25"))
 MIN_REQUESTS = 1000

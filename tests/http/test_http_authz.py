@@ -1,6 +1,6 @@
 """The authorization matrix: every route times every role, against a running broker.
 
-The expected answers live in one table, ``api.authz_matrix.MATRIX`` (which also renders
+The expected answers live in one table, ``tests.support.authz_matrix.MATRIX`` (which also renders
 ``docs/authorization.md``); this module holds the served API to it:
 
 - the routes come from the broker's own ``/openapi.json``, so a new route without a matrix
@@ -30,11 +30,11 @@ from typing import Any
 
 import pytest
 
-from api.authz_matrix import MATRIX, ROLES, Role, Route, markdown
 from ledger.client.member import MemberKeys, prepare_upload
 from ledger.crypto import generate_keypair
-from tests.http_kit import RunningBroker, new_member, running_broker
-from tests.http_probe import (
+from tests.support.authz_matrix import MATRIX, ROLES, Role, Route, markdown
+from tests.support.http_kit import RunningBroker, new_member, running_broker
+from tests.support.http_probe import (
     Wire,
     grant_body,
     owner_grant_body,
@@ -44,7 +44,7 @@ from tests.http_probe import (
     stranger,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PURPOSE = "Planning of rooftop solar installations in the harbour ward"
 MEMBER_ROLES: dict[str, tuple[str, str]] = {
     "owner": ("department", "District Planning Office"),
@@ -377,7 +377,7 @@ def test_every_served_route_has_a_row_and_a_probe(ctx: Ctx) -> None:
         for path, operations in spec["paths"].items()
         for method in operations
     }
-    assert served - set(MATRIX) == set(), "routes without a row in api/authz_matrix.py"
+    assert served - set(MATRIX) == set(), "routes without a row in tests/support/authz_matrix.py"
     assert set(MATRIX) - served == set(), "matrix rows for routes the broker does not serve"
     assert set(PROBES) == set(MATRIX), "matrix rows without a probe here"
     for route, cells in MATRIX.items():

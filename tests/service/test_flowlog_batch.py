@@ -38,7 +38,6 @@ from ledger.store.db import Database
 from ledger.store.errors import NodeConflict
 from ledger.store.models import AccessRequest, LogRecord, TreeNode, UsedNonce
 from tests import kit
-from tests.pg import database_url, fresh_schema, pg_cluster, pg_url  # noqa: F401 - fixtures
 
 DOMAINS = Domains(1337, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20)
 SIGNER = Account.from_key(b"\x03" * 32)
@@ -52,14 +51,6 @@ def action(i: int) -> SignedAction:
         {"grantee": SIGNER.address, "datasetId": i, "nonce": new_nonce(), "deadline": 2**40},
         DOMAINS,
     )
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:  # noqa: F811 - the imported fixture
-    database = Database(database_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def append_one(db: Database, i: int) -> int:
@@ -283,7 +274,7 @@ class Scene:
 
 
 @pytest.fixture
-def scene(database_url: str, tmp_path: Path) -> Iterator[Scene]:  # noqa: F811
+def scene(database_url: str, tmp_path: Path) -> Iterator[Scene]:
     url = None if database_url.startswith("sqlite") else database_url
     built = Scene(tmp_path / "broker", url)
     yield built

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from ledger.client import keystore
 from ledger.client.sdk import BrokerClient
 from ledger.keys import load_account
+from tests.support.broker import DRL, start_broker, stop_broker
+from tests.support.net import free_port
 
 PASSPHRASE = "integration-test-passphrase"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_for(home: Path, url: str) -> dict[str, str]:
@@ -54,7 +45,7 @@ class RunningBroker:
 
     def drl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ledger.cli", *args],
+            [DRL, *args],
             capture_output=True,
             text=True,
             env=self.env,
@@ -79,36 +70,12 @@ def running_broker(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = env_for(home, url) | (extra_env or {})
-    log = (home.parent / f"{home.name}-serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = home.parent / f"{home.name}-serve.log"
+    process = start_broker(env, port=port, log=log, timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"broker exited: {(home.parent / f'{home.name}-serve.log').read_text()}"
-                )
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("broker did not start within 60 s")
-            time.sleep(0.2)
         yield RunningBroker(home=home, url=url, process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop_broker(process)
 
 
 def new_member(

@@ -1,12 +1,12 @@
 """Bad input over HTTP: every refusal is a 4xx with its ``code``, and writes nothing.
 
 One real broker (``drl serve`` in a subprocess) serves the whole module. Each case takes a
-:func:`tests.http_probe.snapshot` before and after the refused request -- chain head block,
+:func:`tests.support.http_probe.snapshot` before and after the refused request -- chain head block,
 flow-log size and anchored head, every grant's uses, the rows of every database table and the
 set of ciphertext blobs -- and requires them to be identical: no row, no log record, no blob,
 no transaction, no used nonce, no use recorded on a grant.
 
-Requests are built byte by byte (``tests.http_probe.Wire``) so they can be malformed,
+Requests are built byte by byte (``tests.support.http_probe.Wire``) so they can be malformed,
 mis-signed, stale or replayed; signed actions are built from the SDK's pieces so they can be
 valid yet not allowed (a stranger's approval), or carry what the SDK would never sign (a grant
 that expires in a few seconds, which is how "after expiry" is reached without moving the
@@ -30,8 +30,8 @@ import pytest
 
 from ledger.client.member import MemberKeys, PreparedUpload, prepare_upload, sign
 from ledger.protocol import http as auth
-from tests.http_kit import RunningBroker, new_member, running_broker
-from tests.http_probe import (
+from tests.support.http_kit import RunningBroker, new_member, running_broker
+from tests.support.http_probe import (
     Snapshot,
     Wire,
     action_json,

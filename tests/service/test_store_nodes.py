@@ -19,18 +19,10 @@ from ledger.store.db import Database, locked_log_size, set_log_size
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 from ledger.store.nodes import BATCH_SIZE, SqlNodeStore
-from tests.pg import database_url, fresh_schema, pg_cluster, pg_url  # noqa: F401 - fixtures
+from tests.support.pg import fresh_schema
 
 SIZE = 40
 LEAVES = [f"signed action {i}".encode() for i in range(SIZE)]
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:  # noqa: F811 - the imported fixture
-    database = Database(database_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

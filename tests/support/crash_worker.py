@@ -1,7 +1,7 @@
 """A broker process for the crash test: appends signed actions and anchors until it is killed.
 
-``python -m tests.crash_worker STATE_DIR [--die-after METHOD]`` (from the repository root) runs
-one worker on STATE_DIR, which holds what ``tests/test_crash_recovery.py`` set up: the
+``python -m tests.support.crash_worker STATE_DIR [--die-after METHOD]`` (from the repository
+root) runs one worker on STATE_DIR, which holds what ``tests/test_crash_recovery.py`` set up: the
 embedded chain file, the SQLite index, the blob store and ``crash-state.json`` (operator and
 consumer keys, the deployment record, the dataset and its grant).
 
@@ -18,7 +18,7 @@ made before it was killed.
 has moved on, the database transaction around it has not committed. Random kills land there
 only now and then; these runs make sure each such window is exercised.
 
-``python -m tests.crash_worker --launcher`` is a fork server, so twenty-odd runs do not pay
+``python -m tests.support.crash_worker --launcher`` is a fork server, so twenty-odd runs do not pay
 two seconds of imports each: it imports everything once, then for each ``RUN STATE_DIR
 [METHOD]`` line on stdin forks a fresh worker process (which opens the state itself), prints
 ``STARTED <pid>``, and once the worker is dead ``EXIT <pid> <returncode>`` (``-9`` after a

@@ -20,7 +20,7 @@ from ledger.errors import IntegrityError, LedgerError, NotFound
 from ledger.store.blobs import CHUNK_SIZE, BlobInfo, BlobStore, FileBlobStore
 from ledger.store.errors import BlobAltered, BlobDigestMismatch, BlobMissing, BlobTooLarge
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = os.urandom(3 * CHUNK_SIZE + 12345)  # crosses chunk boundaries, ends mid-chunk
 DIGEST = hashlib.sha256(DATA).digest()
 

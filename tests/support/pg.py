@@ -36,7 +36,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,10 +49,12 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-# Import this file as ``pg`` (pytest's rootdir-relative import) or as ``tests.pg``: both names
-# must give one module, or the session cluster below would be started twice.
+from ledger.store.db import Database
+from tests.support.net import free_port
+
+# Import this file as ``pg`` or as ``tests.support.pg``: one module, one session cluster.
 sys.modules.setdefault("pg", sys.modules[__name__])
-sys.modules.setdefault("tests.pg", sys.modules[__name__])
+sys.modules.setdefault("tests.support.pg", sys.modules[__name__])
 
 DATABASE = "drl_test"
 SUPERUSER = "postgres"
@@ -129,12 +130,6 @@ def require_postgres() -> None:
     pytest.skip(unavailable_reason())
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Cluster:
     """A running throwaway cluster (superuser ``postgres``, trust auth on 127.0.0.1)."""
@@ -205,7 +200,7 @@ def throwaway_cluster() -> Iterator[Cluster]:
         cluster: Cluster | None = None
         errors: list[str] = []
         for _attempt in range(3):  # a free port can be taken between probing and binding
-            port = _free_port()
+            port = free_port()
             start = subprocess.run(
                 [
                     *_tool(bin_dir, "pg_ctl", "-D", str(data), "-l", str(root / "server.log")),
@@ -315,3 +310,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'broker.db'}"
     return fresh_schema(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated :class:`Database` on ``database_url`` (SQLite and PostgreSQL)."""
+    database = Database(database_url)
+    database.upgrade()
+    yield database
+    database.dispose()

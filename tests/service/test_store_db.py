@@ -1,6 +1,6 @@
 """The broker's database: migrations, transactions, concurrent writers and the log lock.
 
-Every database test runs on SQLite and on a throwaway PostgreSQL cluster (tests/pg.py).
+Every database test runs on SQLite and on a throwaway PostgreSQL cluster (tests/support/pg.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,19 +25,10 @@ from ledger.errors import ConfigurationError
 from ledger.store.db import Database, alembic_config, locked_log_size, set_log_size
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import Dataset, LogRecord, LogState, Member, UsedNonce, WrappedKey
-from tests import pg
-from tests.pg import database_url, pg_cluster, pg_url  # noqa: F401 - fixtures
+from tests.support import pg
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:  # noqa: F811 - the imported fixture
-    database = Database(database_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def schema_differences(database: Database) -> list[object]:
@@ -93,7 +84,7 @@ def test_upgrade_is_idempotent_and_creates_the_log_state_row(db: Database) -> No
     assert schema_differences(db) == []
 
 
-def test_concurrent_upgrades_from_two_replicas_both_succeed(database_url: str) -> None:  # noqa: F811
+def test_concurrent_upgrades_from_two_replicas_both_succeed(database_url: str) -> None:
     replicas = [Database(database_url), Database(database_url)]
     barrier = threading.Barrier(len(replicas))
 

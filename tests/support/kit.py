@@ -19,7 +19,7 @@ from ledger.store.db import Database
 from ledger.store.models import AccessRequest, Dataset, Delivery, Grant, Member
 from ledger.types import Classification, MemberKind
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "building_permits.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "building_permits.csv"
 
 
 @dataclass

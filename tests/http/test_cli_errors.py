@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_kit import RunningBroker, new_member, running_broker
+from tests.support.http_kit import RunningBroker, new_member, running_broker
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.http_kit import RunningBroker, new_member, running_broker
+from tests.support.http_kit import RunningBroker, new_member, running_broker
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "building_permits.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "building_permits.csv"
 SCHEMA = SAMPLE.with_name("building_permits.schema.json")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ledger.client.member import prepare_upload
-from tests.http_kit import new_member, running_broker
+from tests.support.http_kit import new_member, running_broker
 
 
 def _blob_files(home: Path) -> list[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_kit import PASSPHRASE, running_broker
+from tests.support.http_kit import PASSPHRASE, running_broker
 
 DRL = [str(Path(sys.executable).with_name("drl"))]  # the installed executable
 

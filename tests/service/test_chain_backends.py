@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,8 +37,9 @@ from ledger.chain.backend import ChainBackend
 from ledger.chain.embedded import DEFAULT_CHAIN_ID, EmbeddedChain
 from ledger.chain.rpc import RpcChain
 from ledger.errors import ChainUnavailable, ConfigurationError
+from tests.support.net import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 SINK = Web3.to_checksum_address("0x000000000000000000000000000000000000dead")
 FUNDS = 10**24
@@ -117,12 +117,6 @@ def _python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedP
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- fixtures -----------------------------------------------------------------------------
 
 
@@ -150,7 +144,7 @@ def anvil_rpc_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not ANVIL.exists():
         pytest.fail(f"anvil is missing at {ANVIL}: run `npm ci`", pytrace=False)
     log = tmp_path_factory.mktemp("anvil") / "anvil.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         node = subprocess.Popen(
@@ -524,7 +518,7 @@ def test_rpc_chain_on_a_dead_port_is_unavailable_at_once() -> None:
     started = time.monotonic()
 
     with pytest.raises(ChainUnavailable, match="no Ethereum JSON-RPC node answers"):
-        RpcChain(f"http://127.0.0.1:{_free_port()}")
+        RpcChain(f"http://127.0.0.1:{free_port()}")
 
     assert time.monotonic() - started < 3
 

@@ -1,0 +1,1 @@
+"""Fault tests: tampering, blind-broker search, crashes, concurrency, interruptions."""

@@ -1,0 +1,1 @@
+"""Shared test support: fixtures (loaded through pytest_plugins), broker harness, helpers."""
