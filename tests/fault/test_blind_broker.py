@@ -24,7 +24,7 @@ from ledger.client.member import MemberKeys, prepare_upload
 from ledger.services import datasets
 from ledger.services.anchoring import Anchorer
 from ledger.store.models import Dataset
-from tests import kit
+from tests.support import kit
 
 MARKERS = ("ZEBRA-7731-MARKER", "Quillfeather Orchard 4417", "nightjar-8c1e-row-secret")
 

@@ -25,7 +25,7 @@ from ledger.services import exchange
 from ledger.services.anchoring import Anchorer
 from ledger.services.verify import verify
 from ledger.store.models import Grant, LogRecord
-from tests import kit
+from tests.support import kit
 from tests.support.pg import fresh_schema, pg_cluster, pg_url  # noqa: F401  (fixtures)
 
 USES = 10

@@ -37,7 +37,7 @@ from ledger.services.verify import verify
 from ledger.store.blobs import FileBlobStore
 from ledger.store.db import Database
 from ledger.store.models import Anchor, Delivery, Grant, LogRecord
-from tests import kit
+from tests.support import kit
 from tests.support.crash_worker import (
     BLOBS,
     CHAIN_FILE,

@@ -36,7 +36,7 @@ from ledger.services.verify import Problem, VerifyReport, verify
 from ledger.store.blobs import FileBlobStore
 from ledger.store.db import Database
 from ledger.store.models import Dataset, Grant
-from tests import kit
+from tests.support import kit
 
 #: Records the module's walk appends; anchors cover the first 20 and the first 26.
 RECORDS = 30

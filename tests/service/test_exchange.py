@@ -11,7 +11,7 @@ from ledger.errors import Forbidden
 from ledger.services.anchoring import Anchorer, credit_for
 from ledger.services.trace import trace_dataset, trace_member
 from ledger.services.verify import verify
-from tests import kit
+from tests.support import kit
 
 
 @pytest.fixture(scope="module")

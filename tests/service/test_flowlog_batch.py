@@ -37,7 +37,7 @@ from ledger.services.verify import verify
 from ledger.store.db import Database
 from ledger.store.errors import NodeConflict
 from ledger.store.models import AccessRequest, LogRecord, TreeNode, UsedNonce
-from tests import kit
+from tests.support import kit
 
 DOMAINS = Domains(1337, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20)
 SIGNER = Account.from_key(b"\x03" * 32)
