@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 
@@ -27,8 +26,6 @@ signature_scheme = APIKeyHeader(
     ),
     auto_error=False,
 )
-
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class _SeenNonces:
@@ -76,7 +73,7 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("request timestamp missing or outside the allowed clock skew")
     if not auth.NONCE_PATTERN.match(nonce):
         raise Unauthenticated("request nonce must be 8-64 URL-safe characters")
-    if not _HEX64.match(declared):
+    if not auth.BODY_SHA256_PATTERN.match(declared):
         raise Unauthenticated("X-DRL-Content-SHA256 must be 64 hex characters")
     if body_sha256 is not None and declared.lower() != body_sha256:
         raise Unauthenticated("body does not match X-DRL-Content-SHA256")
@@ -84,10 +81,9 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
     # from it whenever a segment holds an escaped character.
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else request.url.path
-    target = path + (f"?{request.url.query}" if request.url.query else "")
     message = auth.request_message(
         method=request.method,
-        target=target,
+        target=auth.request_target(path, request.url.query),
         body_sha256=declared,
         timestamp=int(ts),
         nonce=nonce,

@@ -10,11 +10,6 @@ from __future__ import annotations
 from ledger.errors import InvalidSignature
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
-from ledger.protocol.wire import Hex
-
-
-def hx(value: bytes) -> Hex:
-    return "0x" + value.hex()
 
 
 def message_int(signed: SignedAction, name: str) -> int:

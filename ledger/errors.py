@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 # Re-exported: the codes table is part of this error core (leaf packages import it from here).
-from ledger.protocol.codes import ErrorCode as ErrorCode
+from ledger.protocol.codes import ErrorCode
 
 
 class LedgerError(Exception):

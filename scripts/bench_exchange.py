@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.support.broker import BrokerDidNotStart, start_broker  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 
 MIB = 1 << 20
 PASSPHRASE = "bench-exchange-passphrase"  # noqa: S105 - a throwaway home
@@ -229,38 +231,6 @@ def _py_spy(out: Path) -> list[str]:
 # -- the broker ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_broker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    import httpx
-
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise SystemExit(f"broker exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("broker did not start within 120 s")
-        time.sleep(0.2)
-
-
 def stop_broker(process: subprocess.Popen[bytes]) -> int | None:
     """Stop the broker; returns its overall peak resident set (KiB) from ``wait4``."""
     process.terminate()
@@ -312,7 +282,10 @@ def bench(size_mib: int, runs: int, where: str | None, as_json: bool, spy_dir: P
         DRL_MAX_UPLOAD_BYTES=str(size + 64 * MIB),
     )
     os.environ["DRL_KDF_FAST"] = "1"
-    broker = start_broker(env, port, work / "broker.log")
+    try:
+        broker = start_broker(env, port=port, log=work / "broker.log", cwd=ROOT)
+    except BrokerDidNotStart as exc:
+        raise SystemExit(str(exc)) from None
     rounds: list[dict[str, Step]] = []
 
     def step(name: str, *args: str) -> Step:

@@ -8,7 +8,7 @@ SQLite index, blob directory), on the same chain, in this order:
    members' own code path, each with its own random nonce): signing is the members' work, done
    on their machines. Requests are dealt to the enterprises in turn.
 2. **(a) Per-action service** (timed): each signed request through the API's service,
-   ``ledger.services.access.request_access`` -- signature, deadline and form checks, member
+   ``ledger.services.requests.request_access`` -- signature, deadline and form checks, member
    and dataset checks, nonce, ``flowlog.append`` and the request row, in ONE database
    transaction (one durable commit) per action -- and an anchoring pass
    (``Anchorer.run_once``: one ``FlowLog.anchor`` transaction) after every ``--anchor-every``
@@ -65,7 +65,7 @@ from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
 from ledger.client.member import MemberKeys, prepare_upload, sign
 from ledger.protocol.actions import SignedAction
-from ledger.services import access, datasets, flowlog, members
+from ledger.services import datasets, flowlog, members, requests
 from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger, check_signed
 from ledger.services.verify import verify
@@ -194,7 +194,7 @@ def per_action(ledger: Ledger, records: list[SignedAction], *, anchor_every: int
     base = _log_size(ledger)
     began = time.perf_counter()
     for signed in records:
-        access.request_access(ledger, signed)
+        requests.request_access(ledger, signed)
         anchoring.added(1)
     anchoring.finish()
     seconds = time.perf_counter() - began
@@ -223,7 +223,7 @@ def batched(
     base = _log_size(ledger)
     began = time.perf_counter()
     for start in range(0, len(records), batch):
-        outcome = access.request_access_batch(
+        outcome = requests.request_access_batch(
             ledger, records[start : start + batch], executor=executor
         )
         assert not outcome.refused, outcome.refused[:3]

@@ -17,7 +17,7 @@ from ledger.protocol.wire import (
     RequestsPublic,
     SignedBody,
 )
-from ledger.services import access, catalog
+from ledger.services import access, catalog, requests
 
 router = APIRouter(tags=["access"])
 
@@ -30,7 +30,7 @@ router = APIRouter(tags=["access"])
 )
 def create_request(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> RequestPublic:
     """Request access with a purpose, a duration and a number of uses (standard form)."""
-    return catalog.request_public(access.request_access(ledger, caller.own(body.signed)))
+    return catalog.request_public(requests.request_access(ledger, caller.own(body.signed)))
 
 
 @router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403, 422))

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep
 from api.errors import error_responses
-from api.schemas import hx, message_int
+from api.schemas import message_int
 from api.streaming import blob_stream, consume_stream
 from ledger.errors import InvalidInput
 from ledger.protocol import http as auth
@@ -22,6 +22,7 @@ from ledger.protocol.wire import (
     UploadIn,
     UploadIntentPublic,
     WrappedKeyPublic,
+    hx,
 )
 from ledger.services import catalog as index  # the routes' names are the operation ids
 from ledger.services import datasets, exchange

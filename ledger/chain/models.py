@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ class Deployment:
         address: Address = getattr(self, attr)
         return address
 
-    @property
+    @cached_property
     def domains(self) -> Domains:
-        """The EIP-712 domains of this deployment."""
+        """The EIP-712 domains of this deployment (built once: every signature check asks)."""
         return Domains(
             chain_id=self.chain_id,
             flow_log=self.flow_log,

@@ -19,7 +19,14 @@ from eth_utils.address import to_checksum_address
 from ledger import crypto
 from ledger.crypto.files import decrypt_to_path
 from ledger.crypto.stream import encrypt
-from ledger.protocol.actions import ActionName, Domains, SignedAction, new_nonce, sign_action
+from ledger.protocol.actions import (
+    ActionName,
+    Domains,
+    SignedAction,
+    default_deadline,
+    new_nonce,
+    sign_action,
+)
 from ledger.protocol.documents import (
     METADATA_VERSION,
     key_context,
@@ -27,7 +34,6 @@ from ledger.protocol.documents import (
     purpose_hash,
     terms_hash,
 )
-from ledger.protocol.limits import DEFAULT_DEADLINE_SECONDS
 from ledger.protocol.messages import (
     GrantTerms,
     Registration,
@@ -36,8 +42,6 @@ from ledger.protocol.messages import (
     revoke_message,
 )
 from ledger.types import Classification
-
-DEADLINE_SECONDS = DEFAULT_DEADLINE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,11 @@ class PreparedUpload:
     ciphertext_size: int
 
 
-def _deadline() -> int:
-    return int(time.time()) + DEADLINE_SECONDS
-
-
 def sign(
     keys: MemberKeys, action: ActionName, message: dict[str, Any], domains: Domains
 ) -> SignedAction:
     """Sign a broker action, adding a random nonce and a deadline when absent."""
-    full = {"nonce": new_nonce(), "deadline": _deadline(), **message}
+    full = {"nonce": new_nonce(), "deadline": default_deadline(), **message}
     return sign_action(keys.account, action, full, domains)
 
 
@@ -129,7 +129,9 @@ def prepare_upload(
         parents=parents,
         previous_version=previous_version,
     )
-    message = register_message(keys.address, registration, nonce=chain_nonce, deadline=_deadline())
+    message = register_message(
+        keys.address, registration, nonce=chain_nonce, deadline=default_deadline()
+    )
     signed = sign_action(keys.account, "register", message, domains)
     return PreparedUpload(
         signed=signed,
@@ -175,14 +177,14 @@ def prepare_grant(
         max_uses=max_uses,
         terms_hash=terms_hash(request_id, wrapped),
     )
-    message = grant_message(terms, nonce=chain_nonce, deadline=_deadline())
+    message = grant_message(terms, nonce=chain_nonce, deadline=default_deadline())
     return sign_action(keys.account, "grant", message, domains), wrapped
 
 
 def sign_revoke(
     keys: MemberKeys, *, dataset_id: int, grantee: str, chain_nonce: int, domains: Domains
 ) -> SignedAction:
-    message = revoke_message(dataset_id, grantee, nonce=chain_nonce, deadline=_deadline())
+    message = revoke_message(dataset_id, grantee, nonce=chain_nonce, deadline=default_deadline())
     return sign_action(keys.account, "revoke", message, domains)
 
 

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ledger.errors import ErrorCode, LogError
+from ledger.errors import LogError
 from ledger.merkle.proofs import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -60,6 +60,7 @@ from ledger.merkle.proofs import (
     leaf_hash,
     node_hash,
 )
+from ledger.protocol.codes import ErrorCode
 
 NodeKey = tuple[int, int]
 """``(level, index)`` of a stored perfect-subtree node."""

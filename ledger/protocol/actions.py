@@ -29,6 +29,7 @@ from ledger.protocol.eip712 import (
     Domain,
     address_bytes,
     broker_domain,
+    check_members,
     checksum,
     contract_domain,
     eip712_digest,
@@ -150,13 +151,17 @@ class SignedAction:
     def typed(self, domains: Domains) -> dict[str, Any]:
         """The full EIP-712 structure with values coerced for encoding."""
         fields = struct_fields(self.primary)
-        _check_members(self.action, self.primary, self.message)
+        try:
+            check_members(self.primary, self.message)
+        except InvalidSignature as exc:
+            raise InvalidSignature(
+                f"{self.action}: {exc.message}", code=ErrorCode.MALFORMED_ACTION
+            ) from None
         message = {f["name"]: from_json(f["type"], self.message[f["name"]]) for f in fields}
         return typed_message(self.primary, message, domains.for_action(self.action))
 
     def digest(self, domains: Domains) -> bytes:
         """The EIP-712 hash the actor signed (raises InvalidSignature if malformed)."""
-        _check_members(self.action, self.primary, self.message)
         try:
             return eip712_digest(self.primary, self.message, domains.separator(self.action))
         except InvalidSignature as exc:
@@ -217,19 +222,6 @@ class SignedAction:
             raise InvalidSignature(
                 f"malformed signed action: {exc}", code=ErrorCode.MALFORMED_ACTION
             ) from None
-
-
-def _check_members(action: str, primary: str, message: dict[str, Any]) -> None:
-    names = [f["name"] for f in struct_fields(primary)]
-    if set(names) != set(message) or len(names) != len(message):
-        missing = [n for n in names if n not in message]
-        extra = sorted(set(message) - set(names))
-        raise InvalidSignature(
-            f"{action} ({primary}) message must have exactly {names}"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {extra}" if extra else ""),
-            code=ErrorCode.MALFORMED_ACTION,
-        )
 
 
 def sign_action(

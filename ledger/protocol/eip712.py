@@ -320,13 +320,24 @@ def _coerce_for_hash(kind: str, value: Any) -> Any:
     return from_json(kind, value)
 
 
+def check_members(primary: str, message: dict[str, Any]) -> None:
+    """Exactly the struct's members, no more, no fewer (InvalidSignature naming the difference)."""
+    names = [f["name"] for f in struct_fields(primary)]
+    if len(message) == len(names) and all(name in message for name in names):
+        return
+    missing = [n for n in names if n not in message]
+    extra = sorted(set(message) - set(names))
+    raise InvalidSignature(
+        f"{primary} message must have exactly {names}"
+        + (f"; missing {missing}" if missing else "")
+        + (f"; unexpected {extra}" if extra else "")
+    )
+
+
 def hash_struct(primary: str, message: dict[str, Any]) -> bytes:
     """EIP-712 ``hashStruct(message)`` of JSON-form values, checked strictly."""
     type_digest, plan = _struct_plan(primary)
-    if len(message) != len(plan) or any(name not in message for name, _, _ in plan):
-        raise InvalidSignature(
-            f"{primary} message must have exactly {[name for name, _, _ in plan]}"
-        )
+    check_members(primary, message)
     parts = [type_digest]
     for name, kind, encode in plan:
         parts.append(encode(_coerce_for_hash(kind, message[name])))

@@ -31,7 +31,9 @@ SCHEME: Final = "DRL-HTTP-1"
 MAX_SKEW_SECONDS: Final = 300
 NONCE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TIMESTAMP_PATTERN: Final = re.compile(r"^[0-9]{1,12}$")  # ASCII digits only
-BODY_SHA256_PATTERN: Final = re.compile(r"^[0-9a-f]{64}$")
+#: The X-DRL-Content-SHA256 header: 64 hex digits. Clients send lower case; the broker also
+#: takes upper case, since the signed message lower-cases it (:func:`request_message`).
+BODY_SHA256_PATTERN: Final = re.compile(r"^[0-9a-fA-F]{64}$")
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 
 # -- request headers (every signed request carries all five) ----------------------------------

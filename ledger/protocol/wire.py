@@ -17,6 +17,11 @@ from ledger.protocol.actions import ActionName, SignedAction
 Hex = str
 
 
+def hx(value: bytes) -> Hex:
+    """Bytes as they travel: ``0x`` and lower-case hex."""
+    return "0x" + value.hex()
+
+
 class Eip712Domain(BaseModel):
     """An EIP-712 domain exactly as signed (``EIP712Domain`` has these four fields)."""
 

@@ -6,14 +6,11 @@ they are a party to (``ledger.services.policy``). Answers are the protocol's wir
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from ledger.errors import InvalidInput
 from ledger.merkle.proofs import leaf_hash
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     DatasetTracePublic,
-    FlowPublic,
     LogHead,
     LogRecordPublic,
     LogRecordsPublic,
@@ -21,9 +18,9 @@ from ledger.protocol.wire import (
     ProblemPublic,
     Proof,
     VerifyPublic,
+    hx,
 )
 from ledger.services import flowlog, trace, verify
-from ledger.services.catalog import hx
 from ledger.services.context import Ledger, dataset
 from ledger.services.policy import Standing
 
@@ -105,17 +102,13 @@ def dataset_trace(ledger: Ledger, viewer: Standing, dataset_id: int) -> DatasetT
         with ledger.db.session() as session:
             owner = dataset(session, dataset_id).owner
         viewer.require_party(owner, why="only overseers and the owner trace a dataset")
-    data = asdict(trace.trace_dataset(ledger, dataset_id))
-    data["flows"] = [FlowPublic(**f) for f in data["flows"]]
-    return DatasetTracePublic(**data)
+    return trace.trace_dataset(ledger, dataset_id)
 
 
 def member_trace(ledger: Ledger, viewer: Standing, address: str) -> MemberTracePublic:
     """A member's datasets, grants, credits and signed actions, for overseers and itself."""
     viewer.require_party(address, why="only overseers trace another member")
-    data = asdict(trace.trace_member(ledger, address))
-    data["flows"] = [FlowPublic(**f) for f in data["flows"]]
-    return MemberTracePublic(**data)
+    return trace.trace_member(ledger, address)
 
 
 def verify_report(ledger: Ledger) -> VerifyPublic:

@@ -10,8 +10,11 @@ see everything; the lists apply the same rule in SQL.
 from __future__ import annotations
 
 import json
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlmodel import Session, col, or_, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from ledger.errors import NotFound
 from ledger.protocol.codes import ErrorCode
@@ -21,117 +24,56 @@ from ledger.protocol.wire import (
     DeliveryPublic,
     GrantPublic,
     GrantsPublic,
-    Hex,
     MemberPublic,
     MembersPublic,
     RatingPublic,
     RequestPublic,
     RequestsPublic,
     WrappedKeyPublic,
+    hx,
 )
 from ledger.services.context import MAX_ROW_ID, Ledger, dataset
 from ledger.services.policy import Standing
 from ledger.store.models import AccessRequest, Dataset, Delivery, Grant, Member, Rating, WrappedKey
 
-
-def hx(value: bytes) -> Hex:
-    return "0x" + value.hex()
-
-
 # -- rows to wire models ------------------------------------------------------------------------
+
+Public = TypeVar("Public", bound=BaseModel)
+
+
+def _public(model: type[Public], row: object, **computed: Any) -> Public:
+    """``model`` filled from the row's same-named columns (bytes as 0x-hex) and ``computed``."""
+    values = {
+        name: computed[name] if name in computed else getattr(row, name)
+        for name in model.model_fields
+    }
+    return model(**{k: hx(v) if isinstance(v, bytes) else v for k, v in values.items()})
 
 
 def member_public(m: Member) -> MemberPublic:
-    return MemberPublic(
-        address=m.address,
-        kind=m.kind,
-        name=m.name,
-        status=m.status,
-        key_suite=m.key_suite,
-        encryption_key=hx(m.encryption_key),
-        onboarded_tx=m.onboarded_tx,
-        log_seq=m.log_seq,
-        created_at=m.created_at,
-    )
+    return _public(MemberPublic, m)
 
 
 def dataset_public(d: Dataset) -> DatasetPublic:
-    return DatasetPublic(
-        id=d.id,
-        owner=d.owner,
-        title=d.title,
-        classification=d.classification,
-        content_hash=hx(d.content_hash),
-        metadata_hash=hx(d.metadata_hash),
-        metadata=json.loads(d.metadata_json),
-        ciphertext_sha256=hx(d.ciphertext_sha256),
-        ciphertext_size=d.ciphertext_size,
-        parents=json.loads(d.parents),
-        previous_version=d.previous_version,
-        registered_tx=d.registered_tx,
-        retired=d.retired,
-        log_seq=d.log_seq,
-        created_at=d.created_at,
+    return _public(
+        DatasetPublic, d, metadata=json.loads(d.metadata_json), parents=json.loads(d.parents)
     )
 
 
 def request_public(r: AccessRequest) -> RequestPublic:
-    return RequestPublic(
-        id=int(r.id or 0),
-        dataset_id=r.dataset_id,
-        requester=r.requester,
-        purpose=r.purpose,
-        days=r.days,
-        max_uses=r.max_uses,
-        status=r.status,
-        reason=r.reason,
-        log_seq=r.log_seq,
-        created_at=r.created_at,
-        decided_at=r.decided_at,
-    )
+    return _public(RequestPublic, r)
 
 
 def grant_public(g: Grant) -> GrantPublic:
-    return GrantPublic(
-        id=int(g.id or 0),
-        dataset_id=g.dataset_id,
-        grantee=g.grantee,
-        generation=g.generation,
-        request_id=g.request_id,
-        purpose_hash=hx(g.purpose_hash),
-        terms_hash=hx(g.terms_hash),
-        expires_at=g.expires_at,
-        max_uses=g.max_uses,
-        uses=g.uses,
-        revoked=g.revoked,
-        granted_tx=g.granted_tx,
-        log_seq=g.log_seq,
-    )
+    return _public(GrantPublic, g)
 
 
 def delivery_public(d: Delivery) -> DeliveryPublic:
-    return DeliveryPublic(
-        id=int(d.id or 0),
-        receipt_id=hx(d.receipt_id),
-        dataset_id=d.dataset_id,
-        consumer=d.consumer,
-        content_hash=hx(d.content_hash),
-        grant_generation=d.grant_generation,
-        log_seq=d.log_seq,
-        credited=d.credited,
-        credit_amount=d.credit_amount,
-    )
+    return _public(DeliveryPublic, d)
 
 
 def rating_public(r: Rating) -> RatingPublic:
-    return RatingPublic(
-        id=int(r.id or 0),
-        dataset_id=r.dataset_id,
-        rater=r.rater,
-        score=r.score,
-        comment=r.comment,
-        log_seq=r.log_seq,
-    )
+    return _public(RatingPublic, r)
 
 
 # -- members ------------------------------------------------------------------------------------
@@ -193,8 +135,23 @@ def owner_key(ledger: Ledger, caller: Standing, dataset_id: int) -> WrappedKeyPu
 # -- requests and grants ------------------------------------------------------------------------
 
 
-def _owned(session: Session, address: str) -> list[int]:
-    return list(session.exec(select(Dataset.id).where(Dataset.owner == address)))
+Row = TypeVar("Row")
+
+
+def _visible(
+    session: Session,
+    viewer: Standing,
+    query: SelectOfScalar[Row],
+    *,
+    party: Any,
+    dataset_id: Any,
+) -> SelectOfScalar[Row]:
+    """``query`` narrowed to what ``viewer`` sees: all for overseers, else the rows whose
+    ``party`` it is or whose ``dataset_id`` it owns (``policy.Standing.sees`` in SQL)."""
+    if viewer.oversees:
+        return query
+    owned = list(session.exec(select(Dataset.id).where(Dataset.owner == viewer.address)))
+    return query.where(or_(party == viewer.address, dataset_id.in_(owned or [-1])))
 
 
 def requests(
@@ -207,15 +164,13 @@ def requests(
 ) -> RequestsPublic:
     """The requests ``viewer`` may see: its own, those to its datasets, or all for overseers."""
     with ledger.db.session() as session:
-        query = select(AccessRequest).order_by(col(AccessRequest.id))
-        if not viewer.oversees:
-            owned = _owned(session, viewer.address)
-            query = query.where(
-                or_(
-                    col(AccessRequest.requester) == viewer.address,
-                    col(AccessRequest.dataset_id).in_(owned or [-1]),
-                )
-            )
+        query = _visible(
+            session,
+            viewer,
+            select(AccessRequest).order_by(col(AccessRequest.id)),
+            party=col(AccessRequest.requester),
+            dataset_id=col(AccessRequest.dataset_id),
+        )
         if dataset_id is not None:
             query = query.where(AccessRequest.dataset_id == dataset_id)
         if status is not None:
@@ -244,12 +199,13 @@ def grants(
 ) -> GrantsPublic:
     """The grants ``viewer`` may see: received, given on its datasets, or all for overseers."""
     with ledger.db.session() as session:
-        query = select(Grant).order_by(col(Grant.id))
-        if not viewer.oversees:
-            owned = _owned(session, viewer.address)
-            query = query.where(
-                or_(col(Grant.grantee) == viewer.address, col(Grant.dataset_id).in_(owned or [-1]))
-            )
+        query = _visible(
+            session,
+            viewer,
+            select(Grant).order_by(col(Grant.id)),
+            party=col(Grant.grantee),
+            dataset_id=col(Grant.dataset_id),
+        )
         if dataset_id is not None:
             query = query.where(Grant.dataset_id == dataset_id)
         rows = list(session.exec(query.limit(limit)))

@@ -92,14 +92,6 @@ class Standing:
         return cls(address, "operator", True)
 
     @property
-    def is_operator(self) -> bool:
-        return self.role == "operator"
-
-    @property
-    def is_regulator(self) -> bool:
-        return self.role == "regulator"
-
-    @property
     def oversees(self) -> bool:
         """The operator and active regulators read everything (except contents)."""
         return self.active and self.role in OVERSEERS

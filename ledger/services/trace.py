@@ -3,55 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from ledger.errors import NotFound
 from ledger.protocol.codes import ErrorCode
+from ledger.protocol.wire import DatasetTracePublic, FlowPublic, MemberTracePublic
 from ledger.services import flowlog
 from ledger.services.context import Ledger, dataset
 from ledger.store.models import Dataset, Delivery, Grant, Member
 
 
-@dataclass(frozen=True)
-class Flow:
-    """One logged action, summarised for a trail."""
-
-    seq: int
-    at: str
-    action: str
-    actor: str
-    dataset_id: int | None
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class DatasetTrace:
-    dataset_id: int
-    title: str
-    owner: str
-    classification: str
-    ancestors: list[int]
-    descendants: list[int]
-    versions: list[int]
-    flows: list[Flow] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class MemberTrace:
-    address: str
-    name: str
-    kind: str
-    status: str
-    owned: list[int]
-    received: list[int]
-    credits: int
-    flows: list[Flow] = field(default_factory=list)
-
-
-def _flows(session: Session, **filters: Any) -> list[Flow]:
+def _flows(session: Session, **filters: Any) -> list[FlowPublic]:
     out = []
     for record in flowlog.records(session, **filters):
         entry = flowlog.decode(record)
@@ -77,7 +41,16 @@ def _flows(session: Session, **filters: Any) -> list[Flow]:
         for k in ("tx", "generation", "uses", "request_id", "receipt_id"):
             if k in entry.context:
                 detail[k] = entry.context[k]
-        out.append(Flow(entry.seq, entry.at, entry.action, entry.actor, record.dataset_id, detail))
+        out.append(
+            FlowPublic(
+                seq=entry.seq,
+                at=entry.at,
+                action=entry.action,
+                actor=entry.actor,
+                dataset_id=record.dataset_id,
+                detail=detail,
+            )
+        )
     return out
 
 
@@ -85,7 +58,7 @@ def _parents(row: Dataset) -> list[int]:
     return [int(p) for p in json.loads(row.parents)]
 
 
-def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTrace:
+def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTracePublic:
     """Lineage (ancestors, descendants, versions) and every flow of one dataset."""
     with ledger.db.session() as session:
         root = dataset(session, dataset_id)
@@ -117,7 +90,7 @@ def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTrace:
         later = {d.previous_version: d.id for d in rows.values() if d.previous_version}
         while versions[-1] in later:
             versions.append(later[versions[-1]])
-        return DatasetTrace(
+        return DatasetTracePublic(
             dataset_id=dataset_id,
             title=root.title,
             owner=root.owner,
@@ -129,7 +102,7 @@ def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTrace:
         )
 
 
-def trace_member(ledger: Ledger, address: str) -> MemberTrace:
+def trace_member(ledger: Ledger, address: str) -> MemberTracePublic:
     """What a member owns and received, its credits, and every action it signed."""
     with ledger.db.session() as session:
         member = session.get(Member, address)
@@ -141,7 +114,7 @@ def trace_member(ledger: Ledger, address: str) -> MemberTrace:
         )
         credited = session.exec(select(Delivery).where(col(Delivery.dataset_id).in_(owned or [-1])))
         credits = sum(d.credit_amount for d in credited)
-        return MemberTrace(
+        return MemberTracePublic(
             address=address,
             name=member.name,
             kind=member.kind,

@@ -31,7 +31,7 @@ from ledger.errors import LedgerError
 from ledger.merkle.proofs import root
 from ledger.merkle.tree import MemoryNodeStore, MerkleTree
 from ledger.protocol.actions import Domains, SignedAction, new_nonce, sign_action
-from ledger.services import access, flowlog
+from ledger.services import flowlog, requests
 from ledger.services.anchoring import Anchorer
 from ledger.services.verify import verify
 from ledger.store.db import Database
@@ -290,7 +290,7 @@ def forged(signed: SignedAction) -> SignedAction:
 def the_batch(s: Scene) -> tuple[list[SignedAction], dict[int, str]]:
     """Fourteen items, ten of them bad in ten different ways; index -> expected refusal."""
     earlier = s.request(s.coop)
-    access.request_access(s.ledger, earlier)
+    requests.request_access(s.ledger, earlier)
     repeated = s.request(s.mill)
     items = [
         s.request(s.coop),  # 0 good
@@ -326,7 +326,7 @@ def the_batch(s: Scene) -> tuple[list[SignedAction], dict[int, str]]:
 
 
 def check_outcome(
-    s: Scene, items: list[SignedAction], refusals: dict[int, str], outcome: access.BatchOutcome
+    s: Scene, items: list[SignedAction], refusals: dict[int, str], outcome: requests.BatchOutcome
 ) -> None:
     assert {r.index: r.code for r in outcome.refused} == refusals
     good = [i for i in range(len(items)) if i not in refusals]
@@ -356,12 +356,12 @@ def check_outcome(
 
 def test_a_batch_refuses_exactly_the_bad_items_and_appends_the_rest(scene: Scene) -> None:
     items, refusals = the_batch(scene)
-    outcome = access.request_access_batch(scene.ledger, items)
+    outcome = requests.request_access_batch(scene.ledger, items)
     check_outcome(scene, items, refusals, outcome)
     # Each refused item, tried alone, is refused by request_access for the same reason.
     for index, code in refusals.items():
         with pytest.raises(LedgerError) as caught:
-            access.request_access(scene.ledger, items[index])
+            requests.request_access(scene.ledger, items[index])
         assert caught.value.code == code
     # Anchored, the whole log verifies: signatures, tree, heads on chain, request rows.
     assert Anchorer(scene.ledger.db, scene.ledger.chain).run_once().anchored
@@ -376,7 +376,7 @@ def test_checks_shared_with_an_executor_give_the_same_outcome(tmp_path: Path, po
     executor: Executor = ThreadPoolExecutor(2) if pool == "threads" else ProcessPoolExecutor(1)
     try:
         items, refusals = the_batch(s)
-        outcome = access.request_access_batch(s.ledger, items, executor=executor, workers=2)
+        outcome = requests.request_access_batch(s.ledger, items, executor=executor, workers=2)
         check_outcome(s, items, refusals, outcome)
         assert verify(s.ledger).ok
     finally:
@@ -389,8 +389,8 @@ def test_batches_interleave_with_single_requests(scene: Scene) -> None:
     batches = [[scene.request(scene.mill) for _ in range(4)] for _ in range(3)]
     order = []
     for single, batch in zip(singles, batches, strict=True):
-        order.append(access.request_access(scene.ledger, single).log_seq)
-        outcome = access.request_access_batch(scene.ledger, batch)
+        order.append(requests.request_access(scene.ledger, single).log_seq)
+        outcome = requests.request_access_batch(scene.ledger, batch)
         assert not outcome.refused
         order += [a.log_seq for a in outcome.accepted]
     assert order == list(range(order[0], order[0] + 15))
@@ -401,8 +401,8 @@ def test_batches_interleave_with_single_requests(scene: Scene) -> None:
 def test_an_empty_batch_and_an_all_bad_batch_append_nothing(scene: Scene) -> None:
     with scene.ledger.db.session() as session:
         before = flowlog.size(session)
-    assert access.request_access_batch(scene.ledger, []) == access.BatchOutcome([], [])
-    bad = access.request_access_batch(scene.ledger, [forged(scene.request(scene.coop))])
+    assert requests.request_access_batch(scene.ledger, []) == requests.BatchOutcome([], [])
+    bad = requests.request_access_batch(scene.ledger, [forged(scene.request(scene.coop))])
     assert [r.code for r in bad.refused] == ["invalid_signature"]
     assert not bad.accepted
     with scene.ledger.db.session() as session:
@@ -410,6 +410,6 @@ def test_an_empty_batch_and_an_all_bad_batch_append_nothing(scene: Scene) -> Non
 
 
 def test_an_oversized_batch_is_refused_whole(scene: Scene) -> None:
-    too_many = [scene.request(scene.coop)] * (access.MAX_BATCH + 1)
+    too_many = [scene.request(scene.coop)] * (requests.MAX_BATCH + 1)
     with pytest.raises(LedgerError, match="at most"):
-        access.request_access_batch(scene.ledger, too_many)
+        requests.request_access_batch(scene.ledger, too_many)

@@ -12,7 +12,7 @@ from ledger import crypto
 from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
 from ledger.client.member import MemberKeys, open_delivery, prepare_grant, prepare_upload, sign
-from ledger.services import access, datasets, exchange, members
+from ledger.services import access, datasets, exchange, members, requests
 from ledger.services.context import Ledger
 from ledger.store.blobs import FileBlobStore
 from ledger.store.db import Database
@@ -121,7 +121,7 @@ def request(
         },
         broker.ledger.domains,
     )
-    return access.request_access(broker.ledger, signed)
+    return requests.request_access(broker.ledger, signed)
 
 
 def approve(broker: Broker, owner: MemberKeys, req: AccessRequest) -> Grant:

@@ -1,0 +1,307 @@
+"""Access requests: the signed request in its standard form, one at a time or in bulk.
+
+One path of checks for both: :func:`request_access` and :func:`request_access_batch` run the
+same ``_request_form`` (signature, deadline, the protocol's limits), the same member policy and
+the same ``_target_refusal``; the batch only shares the work (one standing query, one log lock
+and one bulk insert for many requests, group commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, bindparam
+from sqlalchemy import select as core_select
+from sqlmodel import Session
+
+from ledger.errors import (
+    Conflict,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    ReplayedNonce,
+)
+from ledger.protocol.actions import Domains, SignedAction
+from ledger.protocol.codes import ErrorCode
+from ledger.services import flowlog, policy
+from ledger.services.context import (
+    MAX_ROW_ID,
+    Ledger,
+    check_signed_at,
+    consume_nonce,
+    consume_nonces,
+    nonce_key,
+)
+from ledger.store.models import AccessRequest, Dataset, utcnow
+
+_REQUESTS: Table = AccessRequest.__table__  # type: ignore[attr-defined]  # SQLModel sets it
+_DATASETS: Table = Dataset.__table__  # type: ignore[attr-defined]
+# Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
+_TARGETS = core_select(_DATASETS.c.id, _DATASETS.c.owner, _DATASETS.c.retired).where(
+    _DATASETS.c.id.in_(bindparam("ids", expanding=True))
+)
+_TARGET = core_select(_DATASETS.c.owner, _DATASETS.c.retired).where(
+    _DATASETS.c.id == bindparam("id")
+)
+_INSERT_REQUESTS = _REQUESTS.insert().returning(
+    _REQUESTS.c.id, _REQUESTS.c.log_seq, sort_by_parameter_order=True
+)
+
+#: Most signed requests one ``request_access_batch`` call takes.
+MAX_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class _RequestForm:
+    """A request whose signature, deadline and standard form have been checked."""
+
+    signed: SignedAction
+    requester: str
+    dataset_id: int
+    purpose: str
+    days: int
+    max_uses: int
+
+
+def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestForm:
+    """Signature, deadline and the standard form of a request (the protocol's limits)."""
+    requester = check_signed_at(domains, now, signed, "request")
+    msg = signed.message
+    purpose = str(msg["purpose"]).strip()
+    return _RequestForm(
+        signed, requester, int(msg["datasetId"]), purpose, int(msg["days"]), int(msg["maxUses"])
+    )
+
+
+def _target_refusal(form: _RequestForm, target: tuple[str, bool] | None) -> LedgerError | None:
+    """Why the dataset ``(owner, retired)`` -- None if there is none -- cannot be requested."""
+    if target is None:
+        return NotFound(f"no dataset {form.dataset_id}", code=ErrorCode.DATASET_NOT_FOUND)
+    owner, retired = target
+    if retired:
+        return Conflict(f"dataset {form.dataset_id} is retired", code=ErrorCode.DATASET_RETIRED)
+    if owner == form.requester:
+        return InvalidInput("a member cannot request its own dataset", code=ErrorCode.OWN_DATASET)
+    return None
+
+
+def _targets(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, bool]]:
+    """``id -> (owner, retired)`` of the datasets among ``ids`` (one query per 500 ids)."""
+    unique = [i for i in dict.fromkeys(ids) if 0 <= i <= MAX_ROW_ID]
+    found: dict[int, tuple[str, bool]] = {}
+    for start in range(0, len(unique), 500):
+        rows = session.connection().execute(_TARGETS, {"ids": unique[start : start + 500]})
+        for dataset_id, owner, retired in rows:
+            found[int(dataset_id)] = (str(owner), bool(retired))
+    return found
+
+
+def _refusal_in(session: Session, form: _RequestForm, *, operator: str) -> LedgerError | None:
+    """The member and dataset checks of one request, in ``request_access``'s order."""
+    refusal: LedgerError | None = policy.standing(
+        session, form.requester, operator=operator
+    ).writer_refusal()
+    if refusal is None:
+        target = None
+        if 0 <= form.dataset_id <= MAX_ROW_ID:
+            found = session.connection().execute(_TARGET, {"id": form.dataset_id}).first()
+            target = None if found is None else (str(found[0]), bool(found[1]))
+        refusal = _target_refusal(form, target)
+    return refusal
+
+
+def _insert_requests(
+    session: Session, forms: Sequence[_RequestForm], seqs: Sequence[int]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Insert the request rows (one bulk insert); returns the rows and their ids, in order."""
+    now = utcnow()
+    rows: list[dict[str, Any]] = [
+        {
+            "dataset_id": form.dataset_id,
+            "requester": form.requester,
+            "purpose": form.purpose,
+            "days": form.days,
+            "max_uses": form.max_uses,
+            "status": "pending",
+            "reason": None,
+            "log_seq": seq,
+            "decided_log_seq": None,
+            "created_at": now,
+            "decided_at": None,
+        }
+        for form, seq in zip(forms, seqs, strict=True)
+    ]
+    if not rows:
+        return [], []
+    result = session.connection().execute(_INSERT_REQUESTS, rows)
+    ids = {int(seq): int(row_id) for row_id, seq in result}
+    return rows, [ids[row["log_seq"]] for row in rows]
+
+
+def request_access(ledger: Ledger, signed: SignedAction) -> AccessRequest:
+    """Record a signed request (standard form: purpose, duration, uses)."""
+    form = _request_form(ledger.domains, ledger.now(), signed)
+    with ledger.db.transaction() as session:
+        refusal = _refusal_in(session, form, operator=ledger.operator)
+        if refusal is not None:
+            raise refusal
+        consume_nonce(session, signed)
+        seq = flowlog.append(session, signed, dataset_id=form.dataset_id)
+        (row,), (row_id,) = _insert_requests(session, [form], [seq])
+    return AccessRequest(id=row_id, **row)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One item of a batch that was recorded: its request id and flow-log sequence number."""
+
+    index: int
+    request_id: int
+    log_seq: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One item of a batch that was not accepted, and why (the error ``request_access`` raises)."""
+
+    index: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What ``request_access_batch`` did: accepted and refused items, each in input order."""
+
+    accepted: list[Accepted]
+    refused: list[Refused]
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A batch after the checks that need no database (signature, deadline, form)."""
+
+    signed: Sequence[SignedAction]
+    checked: list[_RequestForm | tuple[str, str]]  # a form, or (code, message) of a refusal
+
+
+def _form_or_refusal(
+    domains: Domains, now: int, signed: SignedAction
+) -> _RequestForm | tuple[str, str]:
+    try:
+        return _request_form(domains, now, signed)
+    except LedgerError as exc:
+        return exc.code, exc.message
+
+
+def _check_slice(
+    domains: Domains, now: int, part: Sequence[SignedAction]
+) -> list[_RequestForm | tuple[str, str]]:
+    """Signature and form checks of a slice of a batch (picklable: runs in a worker process)."""
+    return [_form_or_refusal(domains, now, signed) for signed in part]
+
+
+def check_request_batch(
+    ledger: Ledger,
+    signed: Sequence[SignedAction],
+    *,
+    executor: Executor | None = None,
+    workers: int = 1,
+) -> CheckedBatch:
+    """The database-free checks of a batch of signed requests: signature, deadline, form.
+
+    With ``executor`` (a process pool: signature recovery holds the GIL) the batch is cut in
+    ``workers + 1`` slices; ``workers`` of them go to the executor and the calling thread
+    checks the last one meanwhile.
+    """
+    if len(signed) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} signed requests per batch")
+    domains, now = ledger.domains, ledger.now()
+    if executor is None or workers < 1 or len(signed) < 2 * (workers + 1):
+        return CheckedBatch(signed, _check_slice(domains, now, signed))
+    size = -(-len(signed) // (workers + 1))
+    parts = [signed[i : i + size] for i in range(0, len(signed), size)]
+    futures = [executor.submit(_check_slice, domains, now, part) for part in parts[:-1]]
+    last = _check_slice(domains, now, parts[-1])
+    checked = [item for future in futures for item in future.result()]
+    return CheckedBatch(signed, checked + last)
+
+
+def _record_request_batch(ledger: Ledger, batch: CheckedBatch) -> BatchOutcome:
+    """Record a batch checked by ``check_request_batch`` in ONE database transaction.
+
+    It trusts ``batch`` for the signature and form checks: only ``request_access_batch``
+    calls it, with what ``check_request_batch`` returned a moment before.
+    """
+    refused: dict[int, Refused] = {}
+    forms: dict[int, _RequestForm] = {}
+    for index, item in enumerate(batch.checked):
+        if isinstance(item, _RequestForm):
+            forms[index] = item
+        else:
+            refused[index] = Refused(index, *item)
+    accepted: list[Accepted] = []
+    with ledger.db.transaction() as session:
+        standing = policy.standings(
+            session, [f.requester for f in forms.values()], operator=ledger.operator
+        )
+        targets = _targets(session, [f.dataset_id for f in forms.values()])
+        keys: dict[int, tuple[str, str]] = {}
+        seen: set[tuple[str, str]] = set()
+        for index, form in list(forms.items()):
+            refusal = standing[form.requester].writer_refusal() or _target_refusal(
+                form, targets.get(form.dataset_id)
+            )
+            key = nonce_key(form.signed)
+            if refusal is None and key is not None and key in seen:
+                refusal = ReplayedNonce(f"nonce {key[1]} already used by {key[0]}")
+            if refusal is not None:
+                refused[index] = Refused(index, refusal.code, refusal.message)
+                del forms[index]
+            elif key is not None:
+                seen.add(key)
+                keys[index] = key
+        used = consume_nonces(session, list(keys.values()))
+        for index, key in keys.items():
+            if key in used:
+                error = ReplayedNonce(f"nonce {key[1]} already used by {key[0]}")
+                refused[index] = Refused(index, error.code, error.message)
+                del forms[index]
+        order = sorted(forms)
+        ordered = [forms[i] for i in order]
+        seqs = flowlog.append_many(
+            session, [flowlog.Item(f.signed, dataset_id=f.dataset_id) for f in ordered]
+        )
+        _, ids = _insert_requests(session, ordered, seqs)
+        accepted = [
+            Accepted(index, row_id, seq)
+            for index, row_id, seq in zip(order, ids, seqs, strict=True)
+        ]
+    return BatchOutcome(accepted, [refused[i] for i in sorted(refused)])
+
+
+def request_access_batch(
+    ledger: Ledger,
+    signed: Sequence[SignedAction],
+    *,
+    executor: Executor | None = None,
+    workers: int = 1,
+) -> BatchOutcome:
+    """Record many signed requests in ONE database transaction (group commit).
+
+    Every item gets exactly ``request_access``'s checks -- signature, deadline and form, then
+    member standing, dataset, nonce -- and an item that fails one is refused on its own
+    (``BatchOutcome.refused``: its index, the error code and message) without affecting the
+    others. The accepted ones are appended to the flow log in input order under one log lock
+    with bulk inserts, their nonces recorded and their request rows written, all committed
+    together (``BatchOutcome.accepted``: index, request id, log sequence number). A nonce
+    used twice within the batch is accepted the first time only.
+
+    ``executor`` (a process pool) shares the signature checks with the calling thread, see
+    ``check_request_batch``; the database work always runs in the calling thread.
+    """
+    checked = check_request_batch(ledger, signed, executor=executor, workers=workers)
+    return _record_request_batch(ledger, checked)
