@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs, errors
-from api.routes import access, audit, datasets, exchange, members, system
+from api.routes import access, audit, chain, datasets, exchange, members, system
 from ledger.broker import Broker
 from ledger.errors import PayloadTooLarge
 from ledger.protocol.codes import ErrorCode
@@ -123,7 +123,7 @@ def create_app(broker: Broker) -> FastAPI:
     app.state.anchorer = broker.anchorer
     errors.install(app)
     docs.mount_docs(app)
-    for module in (system, members, datasets, access, exchange, audit):
+    for module in (system, members, datasets, access, exchange, audit, chain):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(
         BodyLimit, limit=JSON_BODY_LIMIT, upload_limit=broker.ledger.max_upload_bytes + 1

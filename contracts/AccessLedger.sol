@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
@@ -9,11 +8,15 @@ import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
 import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IMemberRegistry} from "./interfaces/IMemberRegistry.sol";
 import {Roles} from "./Roles.sol";
+import {SeparatedRoles} from "./SeparatedRoles.sol";
 
 /// @title AccessLedger
 /// @notice Who may use which dataset, for what purpose, until when and how often. One grant per
-/// (dataset, grantee): a new grant replaces the previous one and bumps its generation.
-contract AccessLedger is AccessControl, EIP712, Nonces, IAccessLedger {
+/// (dataset, grantee): a new grant replaces the previous one and bumps its generation. A use is
+/// recorded only with the grantee's own EIP-712 Fetch signature, each at most once, so the
+/// broker's key alone cannot make one up; an ADMIN co-signature is single-use and bound to the
+/// grant generation it creates.
+contract AccessLedger is SeparatedRoles, EIP712, Nonces, IAccessLedger {
     bytes32 private constant _GRANT_TYPEHASH =
         keccak256(
             "Grant(uint256 datasetId,address grantee,bytes32 purposeHash,uint64 expiresAt,"
@@ -22,24 +25,32 @@ contract AccessLedger is AccessControl, EIP712, Nonces, IAccessLedger {
     bytes32 private constant _APPROVAL_TYPEHASH =
         keccak256(
             "GrantApproval(uint256 datasetId,address grantee,bytes32 purposeHash,uint64 expiresAt,"
-            "uint32 maxUses,bytes32 termsHash)"
+            "uint32 maxUses,bytes32 termsHash,uint32 generation,uint256 nonce,uint256 deadline)"
         );
+    bytes32 private constant _FETCH_TYPEHASH =
+        keccak256("Fetch(address grantee,uint256 datasetId,uint256 nonce,uint256 deadline)");
+    /// @dev An ADMIN approval is `generation || nonce || deadline` (32 bytes each, big-endian)
+    /// followed by the 65-byte signature.
+    uint256 private constant _APPROVAL_LENGTH = 161;
     bytes32 private constant _REVOKE_TYPEHASH =
         keccak256("Revoke(uint256 datasetId,address grantee,uint256 nonce,uint256 deadline)");
 
     IMemberRegistry private immutable _members;
     IDataRegistry private immutable _datasets;
     mapping(uint256 datasetId => mapping(address grantee => Grant)) private _grants;
+    mapping(bytes32 fetchKey => uint256 datasetId) private _fetches;
+    mapping(bytes32 digest => bool) private _usedApprovals;
 
     /// @param admin The operator key that receives DEFAULT_ADMIN_ROLE.
+    /// @param broker The relayer key that receives BROKER_ROLE (not `admin`).
     /// @param members The member registry consulted for standing.
     /// @param datasets The data registry consulted for ownership and classification.
     constructor(
         address admin,
+        address broker,
         IMemberRegistry members,
         IDataRegistry datasets
-    ) EIP712("DataRightsLedger", "1") {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    ) SeparatedRoles(admin, broker) EIP712("DataRightsLedger", "1") {
         _members = members;
         _datasets = datasets;
     }
@@ -47,7 +58,9 @@ contract AccessLedger is AccessControl, EIP712, Nonces, IAccessLedger {
     /// @notice Grants `terms.grantee` use of a dataset the caller owns.
     /// @dev Requirements: caller owns the dataset and is active; the dataset is not retired; the
     /// grantee is another active member; `expiresAt` is in the future and `maxUses` non-zero; a
-    /// SENSITIVE dataset granted to an ENTERPRISE carries an ADMIN's EIP-712 GrantApproval.
+    /// SENSITIVE dataset granted to an ENTERPRISE carries an ADMIN's EIP-712 GrantApproval for
+    /// the generation this grant creates, packed as `generation || nonce || deadline` (32 bytes
+    /// each) `|| signature` (65 bytes), unexpired and not used before.
     /// Emits an {AccessGranted} event.
     function grant(GrantTerms calldata terms, bytes calldata adminApproval) external {
         _grant(_msgSender(), terms, adminApproval);
@@ -119,22 +132,47 @@ contract AccessLedger is AccessControl, EIP712, Nonces, IAccessLedger {
         _revoke(datasetId, grantee, owner);
     }
 
-    /// @notice Records one use of a grant (the broker calls this as it serves a download).
-    /// @dev Requirements: caller has BROKER_ROLE; the grant exists, is not revoked, not expired,
-    /// has uses left, and the grantee is active.
+    /// @notice Records one use of a grant, carrying the grantee's EIP-712 Fetch signature (the
+    /// broker calls this as it serves a download).
+    /// @dev Requirements: caller has BROKER_ROLE; `block.timestamp <= deadline`; `signature` is
+    /// the grantee's over Fetch(grantee, datasetId, nonce, deadline); (grantee, nonce) was not
+    /// recorded before; the grant exists, is not revoked, not expired, has uses left, and the
+    /// grantee is active.
     /// Emits an {AccessUsed} event.
     function recordUse(
         uint256 datasetId,
-        address grantee
+        address grantee,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata granteeSignature
     ) external onlyRole(Roles.BROKER) returns (uint32 usesLeft) {
+        if (block.timestamp > deadline) revert AccessLedgerExpiredSignature(deadline);
+        bytes32 structHash = keccak256(
+            abi.encode(_FETCH_TYPEHASH, grantee, datasetId, nonce, deadline)
+        );
+        address signer = ECDSA.recover(_hashTypedDataV4(structHash), granteeSignature);
+        if (signer != grantee) revert AccessLedgerInvalidSigner(signer, grantee);
+        bytes32 key = _fetchKey(grantee, nonce);
+        if (_fetches[key] != 0) revert AccessLedgerFetchAlreadyRecorded(grantee, nonce);
+        _fetches[key] = datasetId;
         Grant storage g = _grants[datasetId][grantee];
         _requireUsable(datasetId, grantee, g);
         (, bool active) = _members.standing(grantee);
         if (!active) revert AccessLedgerInactiveMember(grantee);
         uint32 uses = g.uses + 1;
         g.uses = uses;
-        emit AccessUsed(datasetId, grantee, uses);
+        emit AccessUsed(datasetId, grantee, uses, nonce);
         return g.maxUses - uses;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function fetchRecorded(address grantee, uint256 nonce) external view returns (uint256) {
+        return _fetches[_fetchKey(grantee, nonce)];
+    }
+
+    /// @inheritdoc IAccessLedger
+    function isApprovalUsed(bytes32 digest) external view returns (bool) {
+        return _usedApprovals[digest];
     }
 
     /// @inheritdoc IAccessLedger
@@ -219,22 +257,43 @@ contract AccessLedger is AccessControl, EIP712, Nonces, IAccessLedger {
         if (g.uses >= g.maxUses) revert AccessLedgerUsesExhausted(datasetId, grantee, g.maxUses);
     }
 
-    function _requireAdminApproval(GrantTerms calldata terms, bytes calldata approval) private view {
+    /// @dev Checks and consumes an ADMIN's GrantApproval for the generation the grant creates.
+    function _requireAdminApproval(GrantTerms calldata terms, bytes calldata approval) private {
         if (approval.length == 0) {
             revert AccessLedgerAdminApprovalRequired(terms.datasetId, terms.grantee);
         }
-        bytes32 structHash = keccak256(
-            abi.encode(
-                _APPROVAL_TYPEHASH,
-                terms.datasetId,
-                terms.grantee,
-                terms.purposeHash,
-                terms.expiresAt,
-                terms.maxUses,
-                terms.termsHash
+        if (approval.length != _APPROVAL_LENGTH) {
+            revert AccessLedgerMalformedAdminApproval(approval.length);
+        }
+        uint256 signed = uint256(bytes32(approval[0:32]));
+        uint256 nonce = uint256(bytes32(approval[32:64]));
+        uint256 deadline = uint256(bytes32(approval[64:96]));
+        if (block.timestamp > deadline) revert AccessLedgerExpiredSignature(deadline);
+        uint32 generation = _grants[terms.datasetId][terms.grantee].generation + 1;
+        if (signed != generation) revert AccessLedgerApprovalGenerationMismatch(generation, signed);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    _APPROVAL_TYPEHASH,
+                    terms.datasetId,
+                    terms.grantee,
+                    terms.purposeHash,
+                    terms.expiresAt,
+                    terms.maxUses,
+                    terms.termsHash,
+                    generation,
+                    nonce,
+                    deadline
+                )
             )
         );
-        address signer = ECDSA.recover(_hashTypedDataV4(structHash), approval);
+        if (_usedApprovals[digest]) revert AccessLedgerAdminApprovalReplayed(digest);
+        _usedApprovals[digest] = true;
+        address signer = ECDSA.recover(digest, approval[96:]);
         if (!hasRole(DEFAULT_ADMIN_ROLE, signer)) revert AccessLedgerInvalidAdminApproval(signer);
+    }
+
+    function _fetchKey(address grantee, uint256 nonce) private pure returns (bytes32) {
+        return keccak256(abi.encode(grantee, nonce));
     }
 }

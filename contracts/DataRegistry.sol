@@ -11,13 +11,18 @@ import {IMemberRegistry} from "./interfaces/IMemberRegistry.sol";
 
 /// @title DataRegistry
 /// @notice Each dataset is an ERC-721 data-rights certificate. The first registrant of a content
-/// hash holds the right; derivatives are at least as classified as their parents; transfers need
-/// ADMIN approval; retirement keeps the record.
+/// hash holds the right (first registration proves uniqueness, not authorship); derivatives are
+/// at least as classified as their parents; transfers need ADMIN approval; ADMIN can reassign a
+/// disputed certificate with a signed, logged reason; retirement keeps the record.
 contract DataRegistry is ERC721, AccessControl, EIP712, Nonces, IDataRegistry {
     bytes32 private constant _REGISTER_TYPEHASH =
         keccak256(
             "Register(address owner,bytes32 contentHash,bytes32 metadataHash,uint8 classification,"
             "uint256[] parents,uint256 previousVersion,uint256 nonce,uint256 deadline)"
+        );
+    bytes32 private constant _REASSIGN_TYPEHASH =
+        keccak256(
+            "Reassign(uint256 datasetId,address to,bytes32 reasonHash,uint256 nonce,uint256 deadline)"
         );
     uint256 private constant _MAX_PARENTS = 32;
 
@@ -39,6 +44,7 @@ contract DataRegistry is ERC721, AccessControl, EIP712, Nonces, IDataRegistry {
     mapping(uint256 datasetId => bytes32 metadataHash) private _metadataOf;
     mapping(uint256 datasetId => uint256[]) private _parents;
     mapping(uint256 datasetId => address to) private _approvedTransfers;
+    mapping(bytes32 digest => bool) private _usedDigests;
 
     /// @param admin The operator key that receives DEFAULT_ADMIN_ROLE.
     /// @param members The member registry consulted for standing.
@@ -113,6 +119,41 @@ contract DataRegistry is ERC721, AccessControl, EIP712, Nonces, IDataRegistry {
         emit TransferApproved(datasetId, to, _msgSender());
     }
 
+    /// @notice Moves a disputed certificate to `to` (the dispute path), with the reason's hash.
+    /// @dev Requirements: caller is ADMIN; the dataset exists; `to` is an active department or
+    /// enterprise.
+    /// Emits {Transfer} and {DatasetReassigned} events.
+    function reassign(
+        uint256 datasetId,
+        address to,
+        bytes32 reasonHash
+    ) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reassign(datasetId, to, reasonHash, _msgSender());
+    }
+
+    /// @notice As {reassign}, relayed with an ADMIN's EIP-712 Reassign signature.
+    /// @dev Requirements: as {reassign}; `block.timestamp <= deadline`; the signature was not
+    /// used before; its signer holds ADMIN.
+    /// Emits {Transfer} and {DatasetReassigned} events naming the signer.
+    function reassignFor(
+        uint256 datasetId,
+        address to,
+        bytes32 reasonHash,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata adminSignature
+    ) external {
+        if (block.timestamp > deadline) revert DataRegistryExpiredSignature(deadline);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(_REASSIGN_TYPEHASH, datasetId, to, reasonHash, nonce, deadline))
+        );
+        if (_usedDigests[digest]) revert DataRegistrySignatureReplayed(digest);
+        _usedDigests[digest] = true;
+        address signer = ECDSA.recover(digest, adminSignature);
+        if (!hasRole(DEFAULT_ADMIN_ROLE, signer)) revert DataRegistryUnauthorizedSigner(signer);
+        _reassign(datasetId, to, reasonHash, signer);
+    }
+
     /// @inheritdoc IDataRegistry
     function datasetOf(uint256 datasetId) external view returns (Dataset memory) {
         _requireKnown(datasetId);
@@ -138,6 +179,18 @@ contract DataRegistry is ERC721, AccessControl, EIP712, Nonces, IDataRegistry {
     /// @inheritdoc IDataRegistry
     function datasetIdOf(bytes32 contentHash) external view returns (uint256) {
         return _records[contentHash].datasetId;
+    }
+
+    /// @inheritdoc IDataRegistry
+    function ownerAndContent(
+        uint256 datasetId
+    ) external view returns (address owner, bytes32 contentHash) {
+        return (_requireKnown(datasetId), _contentOf[datasetId]);
+    }
+
+    /// @inheritdoc IDataRegistry
+    function isDigestUsed(bytes32 digest) external view returns (bool) {
+        return _usedDigests[digest];
     }
 
     /// @inheritdoc IDataRegistry
@@ -214,6 +267,13 @@ contract DataRegistry is ERC721, AccessControl, EIP712, Nonces, IDataRegistry {
             r.parents,
             r.previousVersion
         );
+    }
+
+    function _reassign(uint256 datasetId, address to, bytes32 reasonHash, address by) private {
+        address from = _requireKnown(datasetId);
+        _approvedTransfers[datasetId] = to; // consumed by {_update}, which checks `to`
+        _transfer(from, to, datasetId);
+        emit DatasetReassigned(datasetId, from, to, reasonHash, by);
     }
 
     function _requireProducer(address account) private view {

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IFlowLog} from "./interfaces/IFlowLog.sol";
 import {Roles} from "./Roles.sol";
+import {SeparatedRoles} from "./SeparatedRoles.sol";
 
 /// @title FlowLog
 /// @notice Tree heads of the broker's append-only Merkle log of signed actions. Sizes strictly
 /// grow, so history cannot be rewritten without the chain showing it; regulators verify
 /// inclusion and consistency proofs against these roots.
-contract FlowLog is AccessControl, IFlowLog {
+contract FlowLog is SeparatedRoles, IFlowLog {
     /// @dev Latest head packed in one slot: size, anchoring time and number of heads.
     struct Latest {
         uint64 treeSize;
@@ -21,9 +21,8 @@ contract FlowLog is AccessControl, IFlowLog {
     mapping(uint64 treeSize => bytes32 rootHash) private _roots;
 
     /// @param admin The operator key that receives DEFAULT_ADMIN_ROLE.
-    constructor(address admin) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-    }
+    /// @param broker The relayer key that receives BROKER_ROLE (not `admin`).
+    constructor(address admin, address broker) SeparatedRoles(admin, broker) {}
 
     /// @notice Anchors the tree head (`treeSize`, `rootHash`).
     /// @dev Requirements: caller has BROKER_ROLE; `treeSize` exceeds the latest anchored size;

@@ -1,101 +1,98 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
-import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
+import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {ISharingCredits} from "./interfaces/ISharingCredits.sol";
 import {Roles} from "./Roles.sol";
+import {SeparatedRoles} from "./SeparatedRoles.sol";
 
 /// @title SharingCredits
 /// @notice Non-transferable credits earned by dataset owners when other members consume their
-/// data. ERC-20 views let wallets show balances; every transfer path reverts. Anti-gaming: no
-/// credit for an owner consuming its own dataset, each receipt credited once, and a cap per
-/// (dataset, consumer, epoch) set by ADMIN.
-contract SharingCredits is AccessControl, IERC20Metadata, ISharingCredits {
-    IERC721 private immutable _datasets;
+/// data. ERC-20 views let wallets show balances; every transfer path reverts. A credit needs the
+/// consumer's EIP-712 DeliveryReceipt for a fetch the AccessLedger recorded with the consumer's
+/// signature, for that dataset and its registered content hash; each fetch is credited once;
+/// owners earn nothing from themselves. The amount is set here by ADMIN's rules (not by the
+/// broker or a rating): more for the first delivery to a consumer in an epoch than for repeats,
+/// capped per (owner, consumer) and per owner each epoch, so collusion earns little.
+contract SharingCredits is SeparatedRoles, EIP712, IERC20Metadata, ISharingCredits {
+    bytes32 private constant _RECEIPT_TYPEHASH =
+        keccak256(
+            "DeliveryReceipt(address consumer,uint256 datasetId,bytes32 contentHash,"
+            "uint32 grantGeneration,uint256 fetchNonce,uint256 nonce,uint256 deadline)"
+        );
+
+    IAccessLedger private immutable _accessLedger;
+    IDataRegistry private immutable _datasets;
+    CreditRules private _rules;
     uint256 private _totalSupply;
-    uint256 private _capPerEpoch;
-    uint64 private _epochLength;
     mapping(address account => uint256) private _balances;
-    mapping(bytes32 receiptId => bool) private _credited;
-    mapping(uint256 datasetId => mapping(address consumer => mapping(uint64 epoch => uint256)))
-        private _minted;
+    /// @dev Credited receipt ids and credited fetches (keccak256(consumer, fetchNonce)).
+    mapping(bytes32 key => bool) private _credited;
+    mapping(address owner => mapping(address consumer => mapping(uint64 epoch => uint256)))
+        private _pairMinted;
+    mapping(address owner => mapping(uint64 epoch => uint256)) private _ownerMinted;
 
     /// @param admin The operator key that receives DEFAULT_ADMIN_ROLE.
-    /// @param datasets The data registry (ERC-721) whose owners earn credits.
-    /// @param capPerEpoch Initial cap per dataset, consumer and epoch.
-    /// @param epochLength Initial epoch length in seconds.
-    constructor(address admin, IERC721 datasets, uint256 capPerEpoch, uint64 epochLength) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// @param broker The relayer key that receives BROKER_ROLE (not `admin`).
+    /// @param accessLedger The access ledger whose recorded fetches receipts must acknowledge.
+    /// @param datasets The data registry whose owners earn credits.
+    /// @param rules Initial credit amounts, caps and epoch length.
+    constructor(
+        address admin,
+        address broker,
+        IAccessLedger accessLedger,
+        IDataRegistry datasets,
+        CreditRules memory rules
+    ) SeparatedRoles(admin, broker) EIP712("DataRightsLedger", "1") {
+        _accessLedger = accessLedger;
         _datasets = datasets;
-        _setCreditRules(capPerEpoch, epochLength);
+        _setCreditRules(rules);
     }
 
-    /// @notice Credits the owner of `datasetId` for one delivery to `consumer`; the amount is
-    /// clipped to what the epoch cap leaves.
-    /// @dev Requirements: caller has BROKER_ROLE; `amount` non-zero; the consumer is not the
-    /// owner; `receiptId` not credited before; the cap is not reached.
-    /// Emits {Transfer} and {CreditsMinted} events.
-    function mint(
-        uint256 datasetId,
-        address consumer,
-        uint256 amount,
-        bytes32 receiptId
-    ) external onlyRole(Roles.BROKER) returns (uint256 minted) {
-        if (amount == 0) revert SharingCreditsZeroAmount();
-        address owner = _datasets.ownerOf(datasetId);
-        if (consumer == owner) revert SharingCreditsSelfConsumption(datasetId, consumer);
-        if (_credited[receiptId]) revert SharingCreditsReceiptAlreadyCredited(receiptId);
-        uint64 epoch = currentEpoch();
-        uint256 room = _room(datasetId, consumer, epoch);
-        if (room == 0) revert SharingCreditsCapReached(datasetId, consumer, epoch);
-        minted = amount < room ? amount : room;
-        _credit(owner, datasetId, consumer, minted, receiptId, epoch);
-    }
-
-    /// @notice Credits many deliveries in one transaction (the anchorer's batch); ineligible
-    /// entries are skipped with a {CreditWithheld} event instead of failing the batch.
-    /// @dev Requirements: caller has BROKER_ROLE; every dataset exists.
+    /// @notice Credits the owners of many consumer-signed deliveries in one transaction (the
+    /// anchorer's batch). An entry that does not qualify is skipped with a {CreditWithheld}
+    /// event naming the reason instead of failing the batch.
+    /// @dev Requirements: caller has BROKER_ROLE. An entry qualifies when its signature recovers
+    /// to the consumer; the AccessLedger recorded the consumer's fetch `fetchNonce` for this
+    /// dataset; the content hash is the dataset's; that fetch was not credited before; the
+    /// consumer is not the owner; and the epoch's caps leave room.
     /// Emits {Transfer} and {CreditsMinted}, or {CreditWithheld}, per entry.
     function mintBatch(
-        Credit[] calldata credits
+        SignedReceipt[] calldata receipts
     ) external onlyRole(Roles.BROKER) returns (uint256 minted) {
-        uint64 epoch = currentEpoch();
-        for (uint256 i = 0; i < credits.length; ++i) {
-            Credit calldata c = credits[i];
-            address owner = _datasets.ownerOf(c.datasetId);
-            Withheld reason;
-            uint256 room;
-            if (c.amount == 0) {
-                reason = Withheld.ZERO_AMOUNT;
-            } else if (c.consumer == owner) {
-                reason = Withheld.SELF_CONSUMPTION;
-            } else if (_credited[c.receiptId]) {
-                reason = Withheld.ALREADY_CREDITED;
-            } else {
-                room = _room(c.datasetId, c.consumer, epoch);
-                reason = Withheld.CAP_REACHED;
-            }
-            if (room == 0) {
-                emit CreditWithheld(c.receiptId, c.datasetId, reason);
+        CreditRules memory rules = _rules;
+        uint64 epoch = uint64(block.timestamp / rules.epochLength);
+        for (uint256 i = 0; i < receipts.length; ++i) {
+            SignedReceipt calldata r = receipts[i];
+            bytes32 receiptId = receiptIdOf(r);
+            (address owner, uint256 amount, Withheld reason) = _assess(r, receiptId, rules, epoch);
+            if (amount == 0) {
+                emit CreditWithheld(receiptId, r.datasetId, reason);
                 continue;
             }
-            uint256 amount = c.amount < room ? c.amount : room;
-            _credit(owner, c.datasetId, c.consumer, amount, c.receiptId, epoch);
+            _credited[receiptId] = true;
+            _credited[_fetchKey(r.consumer, r.fetchNonce)] = true;
+            _pairMinted[owner][r.consumer][epoch] += amount;
+            _ownerMinted[owner][epoch] += amount;
+            _balances[owner] += amount;
             minted += amount;
+            emit Transfer(address(0), owner, amount);
+            emit CreditsMinted(owner, r.datasetId, r.consumer, receiptId, amount, epoch);
         }
+        _totalSupply += minted;
     }
 
-    /// @notice Sets the cap per (dataset, consumer, epoch) and the epoch length in seconds.
-    /// @dev Requirements: caller is ADMIN; both values non-zero.
+    /// @notice Sets the credit amounts, caps and epoch length.
+    /// @dev Requirements: caller is ADMIN; epoch length, first credit and both caps non-zero
+    /// (a zero repeat credit means one credit per pair and epoch).
     /// Emits a {CreditRulesChanged} event.
-    function setCreditRules(
-        uint256 capPerEpoch,
-        uint64 epochLength
-    ) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _setCreditRules(capPerEpoch, epochLength);
+    function setCreditRules(CreditRules calldata rules) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setCreditRules(rules);
     }
 
     /// @dev Credits cannot be moved: they measure what an owner shared, not a currency.
@@ -114,8 +111,8 @@ contract SharingCredits is AccessControl, IERC20Metadata, ISharingCredits {
     }
 
     /// @inheritdoc ISharingCredits
-    function creditRules() external view returns (uint256 capPerEpoch, uint64 epochLength) {
-        return (_capPerEpoch, _epochLength);
+    function creditRules() external view returns (CreditRules memory) {
+        return _rules;
     }
 
     /// @inheritdoc ISharingCredits
@@ -124,12 +121,22 @@ contract SharingCredits is AccessControl, IERC20Metadata, ISharingCredits {
     }
 
     /// @inheritdoc ISharingCredits
-    function mintedInEpoch(
-        uint256 datasetId,
+    function isFetchCredited(address consumer, uint256 fetchNonce) external view returns (bool) {
+        return _credited[_fetchKey(consumer, fetchNonce)];
+    }
+
+    /// @inheritdoc ISharingCredits
+    function mintedForPair(
+        address owner,
         address consumer,
         uint64 epoch
     ) external view returns (uint256) {
-        return _minted[datasetId][consumer][epoch];
+        return _pairMinted[owner][consumer][epoch];
+    }
+
+    /// @inheritdoc ISharingCredits
+    function mintedForOwner(address owner, uint64 epoch) external view returns (uint256) {
+        return _ownerMinted[owner][epoch];
     }
 
     /// @inheritdoc IERC20Metadata
@@ -162,38 +169,93 @@ contract SharingCredits is AccessControl, IERC20Metadata, ISharingCredits {
         return 0;
     }
 
-    /// @notice The epoch credits are counted in now.
-    function currentEpoch() public view returns (uint64) {
-        return uint64(block.timestamp / _epochLength);
+    /// @inheritdoc ISharingCredits
+    function currentEpoch() external view returns (uint64) {
+        return uint64(block.timestamp / _rules.epochLength);
     }
 
-    function _credit(
-        address owner,
-        uint256 datasetId,
-        address consumer,
-        uint256 amount,
+    /// @notice The id of a receipt: its EIP-712 digest in this contract's domain.
+    function receiptIdOf(SignedReceipt calldata r) public view returns (bytes32) {
+        return
+            _hashTypedDataV4(
+                keccak256(
+                    abi.encode(
+                        _RECEIPT_TYPEHASH,
+                        r.consumer,
+                        r.datasetId,
+                        r.contentHash,
+                        r.grantGeneration,
+                        r.fetchNonce,
+                        r.nonce,
+                        r.deadline
+                    )
+                )
+            );
+    }
+
+    /// @dev What an entry earns (amount 0 with the reason when it earns nothing).
+    function _assess(
+        SignedReceipt calldata r,
         bytes32 receiptId,
+        CreditRules memory rules,
         uint64 epoch
-    ) private {
-        _credited[receiptId] = true;
-        _minted[datasetId][consumer][epoch] += amount;
-        _balances[owner] += amount;
-        _totalSupply += amount;
-        emit Transfer(address(0), owner, amount);
-        emit CreditsMinted(owner, datasetId, consumer, receiptId, amount, epoch);
-    }
-
-    function _room(uint256 datasetId, address consumer, uint64 epoch) private view returns (uint256) {
-        uint256 used = _minted[datasetId][consumer][epoch];
-        return used >= _capPerEpoch ? 0 : _capPerEpoch - used;
-    }
-
-    function _setCreditRules(uint256 capPerEpoch, uint64 epochLength) private {
-        if (capPerEpoch == 0 || epochLength == 0) {
-            revert SharingCreditsInvalidRules(capPerEpoch, epochLength);
+    ) private view returns (address owner, uint256 amount, Withheld reason) {
+        (address signer, ECDSA.RecoverError err, ) = ECDSA.tryRecover(receiptId, r.signature);
+        if (err != ECDSA.RecoverError.NoError || signer != r.consumer) {
+            return (address(0), 0, Withheld.INVALID_SIGNATURE);
         }
-        _capPerEpoch = capPerEpoch;
-        _epochLength = epochLength;
-        emit CreditRulesChanged(capPerEpoch, epochLength);
+        // A credited receipt always credited its fetch too: one check covers both.
+        if (_credited[_fetchKey(r.consumer, r.fetchNonce)]) {
+            return (address(0), 0, Withheld.ALREADY_CREDITED);
+        }
+        uint256 fetched = _accessLedger.fetchRecorded(r.consumer, r.fetchNonce);
+        if (fetched == 0) return (address(0), 0, Withheld.FETCH_NOT_RECORDED);
+        if (fetched != r.datasetId) return (address(0), 0, Withheld.FETCH_OF_OTHER_DATASET);
+        bytes32 contentHash;
+        (owner, contentHash) = _datasets.ownerAndContent(r.datasetId);
+        if (contentHash != r.contentHash) return (owner, 0, Withheld.CONTENT_MISMATCH);
+        if (owner == r.consumer) return (owner, 0, Withheld.SELF_CONSUMPTION);
+        uint256 pairUsed = _pairMinted[owner][r.consumer][epoch];
+        amount = pairUsed == 0 ? rules.firstCredit : rules.repeatCredit;
+        if (amount == 0) return (owner, 0, Withheld.ZERO_AMOUNT);
+        uint256 room = _room(pairUsed, rules.pairCap);
+        uint256 ownerRoom = _room(_ownerMinted[owner][epoch], rules.ownerCap);
+        if (ownerRoom < room) room = ownerRoom;
+        if (room == 0) return (owner, 0, Withheld.CAP_REACHED);
+        if (amount > room) amount = room;
+        return (owner, amount, Withheld.SELF_CONSUMPTION); // reason unused when amount > 0
+    }
+
+    function _setCreditRules(CreditRules memory rules) private {
+        if (
+            rules.epochLength == 0 ||
+            rules.firstCredit == 0 ||
+            rules.pairCap == 0 ||
+            rules.ownerCap == 0
+        ) {
+            revert SharingCreditsInvalidRules(
+                rules.epochLength,
+                rules.firstCredit,
+                rules.repeatCredit,
+                rules.pairCap,
+                rules.ownerCap
+            );
+        }
+        _rules = rules;
+        emit CreditRulesChanged(
+            rules.epochLength,
+            rules.firstCredit,
+            rules.repeatCredit,
+            rules.pairCap,
+            rules.ownerCap
+        );
+    }
+
+    function _room(uint256 used, uint256 cap) private pure returns (uint256) {
+        return used >= cap ? 0 : cap - used;
+    }
+
+    function _fetchKey(address consumer, uint256 fetchNonce) private pure returns (bytes32) {
+        return keccak256(abi.encode(consumer, fetchNonce));
     }
 }

@@ -9,7 +9,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from eth_account import Account
+from eth_utils.address import is_address, to_checksum_address
+
 from ledger.chain.home import OpenedChain, open_chain
+from ledger.chain.models import CreditRules
+from ledger.errors import ConfigurationError
+from ledger.keys import keystore_address, save_account
 from ledger.services import flowlog
 from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger
@@ -49,15 +55,44 @@ class Broker:
         self.opened.close()
 
 
+def admin_address(settings: Settings, passphrase: str) -> tuple[str, bool]:
+    """The operator's ADMIN address, and whether its key was created on this host just now.
+
+    ``DRL_ADMIN_ADDRESS`` names a key that lives elsewhere (the recommended deployment: the
+    broker host holds only the BROKER key). Otherwise the ADMIN keystore at
+    ``settings.admin_key_path`` is read, or created there for a single-machine start; the
+    caller says so, since that key then shares the host with the broker's.
+    """
+    if settings.admin_address:
+        if not is_address(settings.admin_address):
+            raise ConfigurationError(
+                f"DRL_ADMIN_ADDRESS is not an address: {settings.admin_address!r}"
+            )
+        return str(to_checksum_address(settings.admin_address)), False
+    path = settings.admin_key_path
+    if path.exists():
+        return keystore_address(path), False
+    account = Account.create()
+    save_account(path, account, passphrase)
+    return str(account.address), True
+
+
 def open_broker(settings: Settings, passphrase: str) -> Broker:
     """Open (or create on first start) the broker state under ``settings.broker_dir``."""
     directory = settings.broker_dir
+    admin, _ = admin_address(settings, passphrase)
     opened = open_chain(
         directory,
         passphrase,
         chain_url=settings.chain_url,
-        credit_cap=settings.credit_cap_per_epoch,
-        epoch_seconds=settings.credit_epoch_seconds,
+        admin=admin,
+        rules=CreditRules(
+            epoch_seconds=settings.credit_epoch_seconds,
+            first_credit=settings.credit_first,
+            repeat_credit=settings.credit_repeat,
+            pair_cap=settings.credit_pair_cap,
+            owner_cap=settings.credit_owner_cap,
+        ),
     )
     try:
         db = Database(settings.database_url or f"sqlite:///{directory / 'broker.db'}")

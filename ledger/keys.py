@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 
 from ledger.errors import ConfigurationError
 from ledger.protocol.codes import ErrorCode
@@ -47,6 +48,17 @@ def save_account(path: Path, account: LocalAccount, passphrase: str) -> None:
     kdf: dict[str, Any] = _FAST_KDF if os.environ.get("DRL_KDF_FAST") else {}
     keystore = Account.encrypt(account.key, passphrase, **kdf)
     write_private(path, json.dumps(keystore).encode())
+
+
+def keystore_address(path: Path) -> str:
+    """The address a keystore v3 file names, read without unlocking it."""
+    try:
+        address = str(json.loads(path.read_text())["address"])
+        return str(to_checksum_address(address if address.startswith("0x") else "0x" + address))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f"unreadable key file {path}: {type(exc).__name__}", code=ErrorCode.BAD_KEY_FILE
+        ) from None
 
 
 def load_account(path: Path, passphrase: str) -> LocalAccount:

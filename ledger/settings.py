@@ -26,8 +26,23 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
     anchor_every_records: int = Field(default=100, ge=1)
     anchor_every_seconds: float = Field(default=30.0, gt=0)
-    credit_cap_per_epoch: int = Field(default=100, ge=1)
     credit_epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    credit_first: int = Field(default=6, ge=1, description="first delivery to a consumer")
+    credit_repeat: int = Field(default=2, ge=0, description="later deliveries, same consumer")
+    credit_pair_cap: int = Field(default=12, ge=1, description="per owner, consumer and epoch")
+    credit_owner_cap: int = Field(default=600, ge=1, description="per owner and epoch")
+    admin_address: str | None = Field(
+        default=None,
+        description="the operator's ADMIN address (its key may live off this host)",
+    )
+    admin_key: Path | None = Field(
+        default=None, description="the ADMIN keystore, for `drl admin` (default HOME/admin/)"
+    )
+
+    @property
+    def admin_key_path(self) -> Path:
+        """Where `drl admin` finds the ADMIN keystore (and a first start creates one)."""
+        return (self.admin_key or self.home / "admin" / "admin.key.json").expanduser()
 
     @property
     def broker_dir(self) -> Path:

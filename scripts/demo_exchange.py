@@ -231,11 +231,19 @@ def main() -> None:
 
         say(
             "8.",
-            "The data protection authority traces the dataset's flow and lineage, then "
-            "verifies every record, signature, anchor, index row and blob.",
+            "The data protection authority verifies the broker on its own machine: it reads the "
+            "raw signed records, checks every signature, recomputes the log against the "
+            "broker-signed checkpoint and every root anchored on chain, matches chain events to "
+            "signed records both ways, and keeps the checkpoint (the next run starts from it). "
+            "Then it traces the dataset from what it verified.",
         )
-        drl("trace", dataset_id, "--as", "dpa")
         drl("verify", "--as", "dpa")
+        drl("trace", dataset_id, "--as", "dpa")
+        say(
+            "",
+            "With this embedded chain, the DPA reads the chain through the broker's relay (said "
+            "so above); in a consortium each member sets DRL_CHAIN_URL to its own node.",
+        )
         say(
             "Done.",
             f"State is in {home}. Reproduce by hand: `DRL_HOME={home} drl serve` in one "

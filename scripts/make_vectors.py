@@ -14,6 +14,7 @@ checks that the implementation opens them. docs/protocol.md explains every field
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -44,10 +45,9 @@ from ledger.errors import LedgerError  # noqa: E402
 from ledger.merkle.proofs import leaf_hash, node_hash, root_from_leaf_hashes  # noqa: E402
 from ledger.protocol import http as auth  # noqa: E402
 from ledger.protocol.actions import (  # noqa: E402
+    ACTIONS,
     Domains,
-    SignedAction,
     sign_action,
-    to_json_value,
 )
 from ledger.protocol.canonical import canonical  # noqa: E402
 from ledger.protocol.documents import (  # noqa: E402
@@ -55,20 +55,21 @@ from ledger.protocol.documents import (  # noqa: E402
     key_context,
     metadata_hash,
     purpose_hash,
-    receipt_id,
     terms_document,
     terms_hash,
 )
 from ledger.protocol.eip712 import (  # noqa: E402
+    SECP256K1_N,
     encode_type,
     hash_struct,
-    sign_typed,
+    recover_address,
     struct_fields,
     type_hash,
 )
 from ledger.protocol.messages import GrantTerms, typed_approval  # noqa: E402
 from ledger.quality import validate_csv  # noqa: E402
 from ledger.services import system  # noqa: E402
+from ledger.types import kind_code  # noqa: E402
 
 OUT = ROOT / "tests" / "vectors" / "protocol.json"
 
@@ -332,8 +333,24 @@ def account(label: str) -> Any:
     return Account.from_key(secret(label))
 
 
-OPERATOR, OWNER, REQUESTER = account("operator"), account("owner"), account("requester")
-SIGNERS = {"operator": OPERATOR, "owner": OWNER, "requester": REQUESTER}
+#: ADMIN (the operator, off the broker host), BROKER (the broker's hot key), two departments and
+#: an enterprise. ADMIN and BROKER are different keys.
+OPERATOR, BROKER = account("operator"), account("broker")
+OWNER, REQUESTER, CLAIMANT = account("owner"), account("requester"), account("claimant")
+SIGNERS = {
+    "operator": OPERATOR,
+    "broker": BROKER,
+    "owner": OWNER,
+    "requester": REQUESTER,
+    "claimant": CLAIMANT,
+}
+SIGNER_ROLES = {
+    "operator": "operator (ADMIN): signs onboard, suspend, reinstate, reassign and GrantApproval",
+    "broker": "broker (BROKER): deploys the contracts, relays signed actions, anchors the log",
+    "owner": "department that owns dataset 1",
+    "requester": "enterprise that requests, fetches, acknowledges, rates and rotates its key",
+    "claimant": "department to which the operator reassigns a dataset after a dispute",
+}
 
 
 def create_address(sender: str, nonce: int) -> str:
@@ -342,16 +359,27 @@ def create_address(sender: str, nonce: int) -> str:
     return str(to_checksum_address(raw))
 
 
-#: As ``LedgerChain.deploy`` makes it on a fresh chain: the operator's first five transactions.
-DEPLOYMENT = Deployment(
-    chain_id=CHAIN_ID,
-    member_registry=create_address(OPERATOR.address, 0),
-    data_registry=create_address(OPERATOR.address, 1),
-    access_ledger=create_address(OPERATOR.address, 2),
-    flow_log=create_address(OPERATOR.address, 3),
-    sharing_credits=create_address(OPERATOR.address, 4),
-    block_number=1,
+#: The contracts in the order ``LedgerChain.deploy`` creates them (the broker key sends them).
+CONTRACT_FIELDS = (
+    "member_registry",
+    "data_registry",
+    "access_ledger",
+    "flow_log",
+    "sharing_credits",
 )
+ADDRESSES = {name: create_address(BROKER.address, n) for n, name in enumerate(CONTRACT_FIELDS)}
+
+
+def _deployment() -> Deployment:
+    """The deployment record, with ``admin`` and ``broker`` where the record has them."""
+    known = {f.name for f in dataclasses.fields(Deployment)}
+    extra = {"admin": OPERATOR.address, "broker": BROKER.address}
+    values: dict[str, Any] = {**ADDRESSES, **{k: v for k, v in extra.items() if k in known}}
+    return Deployment(chain_id=CHAIN_ID, block_number=1, **values)
+
+
+#: As ``LedgerChain.deploy`` makes it on a fresh chain: the broker key's first five transactions.
+DEPLOYMENT = _deployment()
 DOMAINS: Domains = DEPLOYMENT.domains
 
 
@@ -437,9 +465,8 @@ def encrypt_vector(
             "content_hash": hx(content_hash_1mib(plaintext)),
         }
     )
-    if chunk_size != DEFAULT_CHUNK_SIZE:
-        # What ledger.crypto.stream.encrypt/decrypt report: a root over THIS file's chunks.
-        vector["root_over_file_chunks"] = hx(result.content_hash)
+    # The content hash is over fixed 1 MiB pieces of the plaintext, whatever the chunk size.
+    assert result.content_hash == content_hash_1mib(plaintext)
     return vector
 
 
@@ -477,11 +504,7 @@ def keys_section() -> dict[str, Any]:
         }
 
     return {
-        "signing": {
-            "operator": eth("operator", "operator (ADMIN); deploys the contracts"),
-            "owner": eth("owner", "department that owns dataset 1"),
-            "requester": eth("requester", "enterprise that requests, fetches and rates"),
-        },
+        "signing": {label: eth(label, role) for label, role in SIGNER_ROLES.items()},
         "encryption": {
             "owner": enc("owner", OWNER_HPKE),
             "requester": enc("requester", REQUESTER_HPKE),
@@ -490,26 +513,22 @@ def keys_section() -> dict[str, Any]:
     }
 
 
+def domain_separators() -> dict[str, str]:
+    """Every domain's separator by domain name (one action of each domain asks)."""
+    first: dict[str, str] = {}
+    for name, spec in ACTIONS.items():
+        first.setdefault(spec.domain, name)
+    return {where: hx(DOMAINS.separator(action)) for where, action in first.items()}
+
+
 def eip712_section() -> dict[str, Any]:
-    domains = {}
-    for name, domain in DOMAINS.as_json().items():
-        action = {"broker": "fetch", "DataRegistry": "register", "AccessLedger": "grant"}[name]
-        domains[name] = {"domain": domain, "separator": hx(DOMAINS.separator(action))}
+    separators = domain_separators()
+    domains = {
+        name: {"domain": domain, "separator": separators[name]}
+        for name, domain in DOMAINS.as_json().items()
+    }
     types = {}
-    for primary in (
-        "EIP712Domain",
-        "Onboard",
-        "Suspend",
-        "Register",
-        "RequestAccess",
-        "Grant",
-        "GrantApproval",
-        "Deny",
-        "Revoke",
-        "Fetch",
-        "DeliveryReceipt",
-        "Rate",
-    ):
+    for primary in ("EIP712Domain", *(spec.primary for spec in ACTIONS.values())):
         types[primary] = {
             "fields": struct_fields(primary),
             "encode_type": encode_type(primary),
@@ -518,10 +537,20 @@ def eip712_section() -> dict[str, Any]:
     return {"domains": domains, "types": types}
 
 
+REASSIGN_REASON = (
+    "Dispute 2026-01: the claimant showed its 2025-12-20 export of this file; the certificate "
+    "moves to the claimant."
+)
+
+
 def action_messages(
     content_hash: bytes, metadata_digest: bytes, requester_wrapped: bytes
 ) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(vector name, action, signer, message) of every action, in the exchange's order."""
+    """(vector name, action, signer, message) of every action, in the exchange's order.
+
+    ``register``, ``grant`` and ``revoke`` carry the signer's sequential contract nonce; every
+    other action a fixed 256-bit nonce (``nonce256``) standing in for a random one.
+    """
     terms = {
         "datasetId": DATASET_ID,
         "grantee": REQUESTER.address,
@@ -530,6 +559,7 @@ def action_messages(
         "maxUses": USES,
         "termsHash": terms_hash(REQUEST_ID, requester_wrapped),
     }
+    fetch_nonce = nonce256("fetch")
     return [
         (
             "onboard",
@@ -537,7 +567,7 @@ def action_messages(
             "operator",
             {
                 "member": REQUESTER.address,
-                "kind": "enterprise",
+                "kind": kind_code("enterprise"),
                 "name": "Acme Analytics Ltd",
                 "keySuite": 1,
                 "encryptionKey": REQUESTER_HPKE.public_key().to_bytes(),
@@ -589,8 +619,18 @@ def action_messages(
                 "deadline": DEADLINE,
             },
         ),
+        (
+            "approval",
+            "approval",
+            "operator",
+            {
+                **terms,
+                "generation": GENERATION,
+                "nonce": nonce256("approval"),
+                "deadline": DEADLINE,
+            },
+        ),
         ("grant", "grant", "owner", {**terms, "nonce": 0, "deadline": DEADLINE}),
-        ("grant_approval", "", "operator", dict(terms)),
         (
             "deny",
             "deny",
@@ -610,7 +650,7 @@ def action_messages(
             {
                 "grantee": REQUESTER.address,
                 "datasetId": DATASET_ID,
-                "nonce": nonce256("fetch"),
+                "nonce": fetch_nonce,
                 "deadline": DEADLINE,
             },
         ),
@@ -623,6 +663,7 @@ def action_messages(
                 "datasetId": DATASET_ID,
                 "contentHash": content_hash,
                 "grantGeneration": GENERATION,
+                "fetchNonce": fetch_nonce,
                 "nonce": nonce256("receipt"),
                 "deadline": DEADLINE,
             },
@@ -641,6 +682,18 @@ def action_messages(
             },
         ),
         (
+            "rotate_key",
+            "rotate_key",
+            "requester",
+            {
+                "member": REQUESTER.address,
+                "keySuite": REQUESTER_PQ.suite.id,
+                "encryptionKey": REQUESTER_PQ.public_key().to_bytes(),
+                "nonce": nonce256("rotate_key"),
+                "deadline": DEADLINE,
+            },
+        ),
+        (
             "revoke",
             "revoke",
             "owner",
@@ -652,10 +705,28 @@ def action_messages(
             },
         ),
         (
+            "reassign",
+            "reassign",
+            "operator",
+            {
+                "datasetId": DATASET_ID,
+                "to": CLAIMANT.address,
+                "reasonHash": hashlib.sha256(REASSIGN_REASON.encode()).digest(),
+                "nonce": nonce256("reassign"),
+                "deadline": DEADLINE,
+            },
+        ),
+        (
             "suspend",
             "suspend",
             "operator",
             {"member": REQUESTER.address, "nonce": nonce256("suspend"), "deadline": DEADLINE},
+        ),
+        (
+            "reinstate",
+            "reinstate",
+            "operator",
+            {"member": REQUESTER.address, "nonce": nonce256("reinstate"), "deadline": DEADLINE},
         ),
     ]
 
@@ -664,50 +735,68 @@ def actions_section(messages: list[tuple[str, str, str, dict[str, Any]]]) -> lis
     out = []
     for name, action, signer, message in messages:
         acct = SIGNERS[signer]
-        if action:
-            signed = sign_action(acct, action, message, DOMAINS)  # type: ignore[arg-type]
-            primary = signed.primary
-            json_message = signed.message
-            digest = signed.digest(DOMAINS)
-            signature = signed.signature
-        else:  # GrantApproval: the operator's co-signature, not an action of its own
-            terms = GrantTerms(
-                dataset_id=message["datasetId"],
-                grantee=message["grantee"],
-                purpose_hash=message["purposeHash"],
-                expires_at=message["expiresAt"],
-                max_uses=message["maxUses"],
-                terms_hash=message["termsHash"],
-            )
-            typed = typed_approval(DOMAINS, terms)
-            primary = "GrantApproval"
-            json_message = {k: to_json_value(v) for k, v in typed["message"].items()}
-            separator = DOMAINS.separator("grant")
-            digest = bytes(keccak(b"\x19\x01" + separator + hash_struct(primary, json_message)))
-            signature = sign_typed(acct, typed)
-        domain_name = "broker"
-        if primary in ("Register",):
-            domain_name = "DataRegistry"
-        elif primary in ("Grant", "GrantApproval", "Revoke"):
-            domain_name = "AccessLedger"
-        vector: dict[str, Any] = {
-            "name": name,
-            "action": action or None,
-            "primary_type": primary,
-            "domain": domain_name,
-            "eip712_domain": DOMAINS.as_json()[domain_name],
-            "signer": signer,
-            "signer_address": acct.address,
-            "message": json_message,
-            "struct_hash": hx(hash_struct(primary, json_message)),
-            "digest": hx(digest),
-            "signature": hx(signature),
-        }
-        if action:
-            signed = SignedAction(action, acct.address, json_message, signature)
-            vector["signed"] = signed.to_json()
-            vector["signed_canonical"] = canonical(signed.to_json()).decode()
-        out.append(vector)
+        signed = sign_action(acct, action, message, DOMAINS)  # type: ignore[arg-type]
+        spec = ACTIONS[action]
+        digest = signed.digest(DOMAINS)
+        assert signed.signer(DOMAINS) == acct.address
+        assert int.from_bytes(signed.signature[32:64], "big") <= SECP256K1_N // 2
+        out.append(
+            {
+                "name": name,
+                "action": action,
+                "primary_type": spec.primary,
+                "domain": spec.domain,
+                "eip712_domain": DOMAINS.for_action(action).as_json(),
+                "nonce_kind": "sequential" if spec.sequential_nonce else "random",
+                "signer": signer,
+                "signer_address": acct.address,
+                "message": signed.message,
+                "struct_hash": hx(hash_struct(spec.primary, signed.message)),
+                "digest": hx(digest),
+                "signature": hx(signed.signature),
+                "signed": signed.to_json(),
+                "signed_canonical": canonical(signed.to_json()).decode(),
+            }
+        )
+    return out
+
+
+def refused_signatures_section(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Re-encodings of the receipt's signature that a lax recovery (bare ecrecover, eth_account,
+    ethers) still maps to an address, and that the protocol refuses as OpenZeppelin's
+    ``ECDSA.recover`` in the contracts does: ``s`` above n/2, ``v`` other than 27 or 28."""
+    receipt = next(a for a in actions if a["name"] == "receipt")
+    digest = bytes.fromhex(receipt["digest"][2:])
+    signature = bytes.fromhex(receipt["signature"][2:])
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
+    cases = [
+        (
+            "high_s",
+            r + (SECP256K1_N - s).to_bytes(32, "big") + bytes((55 - v,)),
+            "s > n/2: (r, n - s) with the other v, the mirror image of the valid signature",
+        ),
+        ("v_0", signature[:64] + b"\x00", "v = 0: a recovery id without the offset 27"),
+        ("v_1", signature[:64] + b"\x01", "v = 1: a recovery id without the offset 27"),
+    ]
+    out = []
+    for name, bad, why in cases:
+        try:
+            recover_address(digest, bad)
+        except LedgerError as exc:
+            code = exc.code
+        else:
+            raise AssertionError(f"{name} was not refused")
+        out.append(
+            {
+                "name": name,
+                "of": "actions[name=receipt]",
+                "digest": hx(digest),
+                "signature": hx(bad),
+                "why": why,
+                "lax_signer": Account._recover_hash(digest, signature=bad),
+                "refused_with": code,
+            }
+        )
     return out
 
 
@@ -934,9 +1023,18 @@ def key_files_section() -> dict[str, Any]:
 
 def config_example() -> dict[str, Any]:
     """GET /v1/config of the vectors' deployment, as ledger.services.system builds it."""
+    fields = {f.name: getattr(DEPLOYMENT, f.name) for f in dataclasses.fields(Deployment)}
+    # The record seen with ``admin`` and ``broker`` whether or not Deployment holds them.
+    deployment = SimpleNamespace(
+        **{"admin": OPERATOR.address, "broker": BROKER.address, **fields},
+        domains=DOMAINS,
+        address_of=DEPLOYMENT.address_of,
+    )
     ledger = SimpleNamespace(
-        chain=SimpleNamespace(deployment=DEPLOYMENT),
+        chain=SimpleNamespace(deployment=deployment, account=BROKER),
         operator=OPERATOR.address,
+        admin=OPERATOR.address,
+        broker=BROKER.address,
         max_upload_bytes=8 * 1024**3,
     )
     config = system.config(ledger)  # type: ignore[arg-type]
@@ -973,6 +1071,7 @@ def build() -> dict[str, Any]:
         "plaintext_size": len(SAMPLE_CSV),
         "ciphertext_sha256": upload["ciphertext_sha256"],
         "ciphertext_size": upload["ciphertext_size"],
+        "chunk_size": upload["chunk_size"],
         "owner_key_sha256": hx(hashlib.sha256(owner_wrapped).digest()),
     }
     metadata_digest = metadata_hash(metadata)
@@ -980,7 +1079,25 @@ def build() -> dict[str, Any]:
     messages = action_messages(content_hash, metadata_digest, requester_wrapped)
     actions = actions_section(messages)
     receipt = next(a for a in actions if a["name"] == "receipt")
-    receipt_signature = bytes.fromhex(receipt["signature"][2:])
+    approval = next(a for a in actions if a["name"] == "approval")
+    approval_typed = typed_approval(
+        DOMAINS,
+        GrantTerms(
+            dataset_id=DATASET_ID,
+            grantee=REQUESTER.address,
+            purpose_hash=purpose_hash(PURPOSE),
+            expires_at=NOW + DAYS * 86400,
+            max_uses=USES,
+            terms_hash=terms_hash(REQUEST_ID, requester_wrapped),
+        ),
+        generation=GENERATION,
+        nonce=approval["message"]["nonce"],
+        deadline=DEADLINE,
+    )
+    assert approval_typed["domain"] == approval["eip712_domain"]
+    assert {
+        k: hx(v) if isinstance(v, bytes) else v for k, v in approval_typed["message"].items()
+    } == approval["message"]
 
     def hpke_vector(
         name: str, recipient: str, key: hpke.PrivateKey, context: bytes, env: dict[str, Any]
@@ -1002,6 +1119,7 @@ def build() -> dict[str, Any]:
 
     datasets = [
         upload,
+        encrypt_vector("upload_small_chunks", SAMPLE_CSV, MIN_CHUNK_SIZE),
         encrypt_vector("three_chunks", rule_bytes(150), MIN_CHUNK_SIZE, plaintext_rule=RULE),
         encrypt_vector("exact_multiple", rule_bytes(128), MIN_CHUNK_SIZE, plaintext_rule=RULE),
         encrypt_vector("empty", b"", MIN_CHUNK_SIZE, plaintext_rule=RULE),
@@ -1028,19 +1146,19 @@ def build() -> dict[str, Any]:
         "deployment": {
             "note": (
                 "As LedgerChain.deploy makes it on a fresh chain: the CREATE addresses of the "
-                "operator's transactions 0 to 4."
+                "deployer's (the broker key's) transactions 0 to 4. ADMIN is the operator key, "
+                "BROKER the broker key: two different keys."
             ),
             "chain_id": CHAIN_ID,
-            "operator": OPERATOR.address,
-            "member_registry": DEPLOYMENT.member_registry,
-            "data_registry": DEPLOYMENT.data_registry,
-            "access_ledger": DEPLOYMENT.access_ledger,
-            "flow_log": DEPLOYMENT.flow_log,
-            "sharing_credits": DEPLOYMENT.sharing_credits,
+            "admin": OPERATOR.address,
+            "broker": BROKER.address,
+            "deployer": BROKER.address,
+            **ADDRESSES,
         },
         "config": config_example(),
         "eip712": eip712_section(),
         "actions": actions,
+        "refused_signatures": refused_signatures_section(actions),
         "requests": requests_section(actions, upload),
         "canonical_json": canonical_section(),
         "documents": {
@@ -1058,8 +1176,13 @@ def build() -> dict[str, Any]:
                 "terms_hash": hx(terms_hash(REQUEST_ID, requester_wrapped)),
             },
             "receipt_id": {
-                "receipt_signature": hx(receipt_signature),
-                "receipt_id": hx(receipt_id(receipt_signature)),
+                "of": "actions[name=receipt]",
+                "domain": receipt["domain"],
+                "receipt_id": receipt["digest"],
+            },
+            "reassign_reason": {
+                "reason_text": REASSIGN_REASON,
+                "reason_hash": hx(hashlib.sha256(REASSIGN_REASON.encode()).digest()),
             },
             "key_context": [
                 {

@@ -45,16 +45,33 @@ RECORD_USE_ERRORS = (
     "AccessLedgerInactiveMember",
 )
 SIGNERS = {
-    "onboard": "operator",
-    "suspend": "operator",
+    "onboard": "operator (ADMIN)",
+    "suspend": "operator (ADMIN)",
+    "reinstate": "operator (ADMIN)",
+    "rotate_key": "the member itself",
     "register": "owner",
+    "reassign": "operator (ADMIN)",
     "request": "requester",
     "grant": "owner",
+    "approval": "operator (ADMIN), co-signing a grant",
     "deny": "owner",
     "revoke": "owner",
     "fetch": "grantee",
     "receipt": "consumer (grantee)",
     "rate": "rater (a member that sent a receipt)",
+}
+#: How the verifying contract makes a random nonce single use.
+CONSUMED = {
+    "fetch": "`(grantee, nonce)` consumed by `recordUse`",
+    "receipt": "the receipt's digest (its id) and its fetch credited once",
+}
+#: The ``/v1/config`` member that holds each domain's verifying contract.
+DOMAIN_CONTRACT_FIELD = {
+    "broker": "flow_log",
+    "MemberRegistry": "member_registry",
+    "DataRegistry": "data_registry",
+    "AccessLedger": "access_ledger",
+    "SharingCredits": "sharing_credits",
 }
 
 
@@ -119,24 +136,40 @@ def actions_table() -> str:
     ]
     for name, spec in ACTIONS.items():
         domain = "broker" if spec.domain == "broker" else f"contract ({spec.domain})"
-        nonce = (
-            f"`{spec.domain}` contract nonce"
-            if spec.on_chain
-            else "random 256-bit, ≥ 2**64, single use"
-        )
-        named = f"`{spec.signer_field}`" if spec.signer_field else "—"
+        if spec.sequential_nonce:
+            nonce = f"sequential: the signer's `nonces(address)` in {spec.domain}"
+        elif spec.on_chain:
+            consumed = CONSUMED.get(name, "the digest consumed")
+            nonce = f"random 256-bit, ≥ 2**64; {consumed} on chain"
+        else:
+            nonce = "random 256-bit, ≥ 2**64; single use, recorded by the broker"
+        if spec.signer_field:
+            named = f"`{spec.signer_field}`"
+        elif SIGNERS[name].startswith("operator"):
+            named = "— (the signer must hold ADMIN)"
+        else:
+            named = "— (the signer must own `datasetId`)"
         rows.append(
             f"| `{name}` | `{spec.primary}` | {domain} | {SIGNERS[name]} | {named} | {nonce} |"
         )
-    rows.append(
-        "| (co-signature) | `GrantApproval` | contract (AccessLedger) | operator | — | none "
-        "(bound to the grant's terms) |"
-    )
+    return "\n".join(rows)
+
+
+def domains_table() -> str:
+    rows = [
+        "| domain | `name` | `version` | `verifyingContract` (`/v1/config`) | used by |",
+        "|---|---|---|---|---|",
+    ]
+    domains = vectors()["eip712"]["domains"]
+    for where, field in DOMAIN_CONTRACT_FIELD.items():
+        d = domains[where]["domain"]
+        used = ", ".join(f"`{n}`" for n, spec in ACTIONS.items() if spec.domain == where)
+        rows.append(f"| {where} | `{d['name']}` | `{d['version']}` | `{field}` | {used} |")
     return "\n".join(rows)
 
 
 def type_strings() -> str:
-    primaries = ["EIP712Domain", *(spec.primary for spec in ACTIONS.values()), "GrantApproval"]
+    primaries = ["EIP712Domain", *(spec.primary for spec in ACTIONS.values())]
     return fenced("text", "\n".join(encode_type(p) for p in primaries))
 
 
@@ -159,7 +192,7 @@ def limits_table() -> str:
             "400 `deadline_too_far`",
         ),
         (
-            "broker-action nonce",
+            "random nonce (every action but `register`, `grant`, `revoke`)",
             f"{limits.MIN_BROKER_NONCE} (2**64) ≤ nonce < 2**256",
             "400 `weak_nonce` (below), 400 `malformed_action` (2**256 and up)",
         ),
@@ -175,8 +208,8 @@ def limits_table() -> str:
         ("`score` (rate)", "{}–{}".format(*limits.SCORES), "422 `invalid_field`"),
         (
             "`name` (onboard)",
-            f"1–{limits.MAX_NAME_CHARS} code points after strip",
-            "422 `invalid_field`",
+            f"1–{limits.MAX_NAME_CHARS} code points, no leading or trailing whitespace",
+            "422 `invalid_field` (length), 422 `invalid_input` (whitespace)",
         ),
         ("`parents` (register)", f"≤ {limits.MAX_PARENTS}", "422 `invalid_field`"),
         (
@@ -264,7 +297,31 @@ def documents_example() -> str:
             fenced("json", terms["canonical"]),
             f"`termsHash` = `{terms['terms_hash']}`; `purposeHash` of "
             f"“{d['purpose']['purpose_text']}” = `{d['purpose']['purpose_hash']}`; "
-            f"receipt id of the receipt vector's signature = `{d['receipt_id']['receipt_id']}`.",
+            f"receipt id of `{d['receipt_id']['of']}` (its EIP-712 digest in the "
+            f"{d['receipt_id']['domain']} domain) = `{d['receipt_id']['receipt_id']}`; "
+            f"`reasonHash` of the reassignment's reason (`documents.reassign_reason`) = "
+            f"`{d['reassign_reason']['reason_hash']}`.",
+        ]
+    )
+
+
+def refused_signatures() -> str:
+    v = vectors()
+    rows = [
+        "| vector | signature (r ‖ s ‖ v) | what it is | a lax ecrecover gives |",
+        "|---|---|---|---|",
+    ]
+    for c in v["refused_signatures"]:
+        sig = c["signature"]
+        shown = f"`{sig[:10]}…{sig[66:74]}…{sig[-2:]}`"
+        rows.append(f"| `{c['name']}` | {shown} | {c['why']} | `{c['lax_signer']}` |")
+    receipt = next(a for a in v["actions"] if a["name"] == "receipt")
+    return "\n\n".join(
+        [
+            f"The receipt's valid signature (`actions[name=receipt]`) is `{receipt['signature']}` "
+            f"by `{receipt['signer_address']}`. Each of these re-encodings "
+            "(`refused_signatures`) is refused with 400 `invalid_signature`:",
+            "\n".join(rows),
         ]
     )
 
@@ -348,7 +405,9 @@ def hpke_example() -> str:
 PARTS: dict[str, Callable[[], str]] = {
     "error-codes": error_codes,
     "actions": actions_table,
+    "domains": domains_table,
     "types": type_strings,
+    "refused-signatures": refused_signatures,
     "limits": limits_table,
     "config-example": config_example,
     "request-examples": request_examples,

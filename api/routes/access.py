@@ -11,6 +11,7 @@ from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     ApproveIn,
+    ApproveOut,
     GrantPublic,
     GrantsPublic,
     RequestPublic,
@@ -61,23 +62,42 @@ def get_request(request_id: PathId, caller: CallerDep, ledger: LedgerDep) -> Req
 
 @router.post(
     "/requests/{request_id}/approve",
-    response_model=GrantPublic,
+    response_model=ApproveOut,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
 def approve(
     request_id: PathId, body: ApproveIn, caller: CallerDep, ledger: LedgerDep
-) -> GrantPublic:
-    """The owner's signed Grant and the data key re-wrapped to the requester."""
+) -> ApproveOut:
+    """The owner's signed Grant and the data key re-wrapped to the requester.
+
+    A SENSITIVE dataset granted to an enterprise needs the operator's signed GrantApproval:
+    without one the grant waits (``awaiting_approval``) for ``/cosign``.
+    """
     signed = caller.own(body.signed)
-    grant = access.approve(
+    outcome = access.approve(
         ledger,
         request_id,
         signed,
         wrapped_key=bytes.fromhex(body.wrapped_key[2:]),
-        admin_approval=bytes.fromhex(body.admin_approval[2:]),
+        admin_approval=None if body.admin_approval is None else body.admin_approval.parse(),
     )
-    return catalog.grant_public(grant)
+    return catalog.approve_out(ledger, request_id, outcome)
+
+
+@router.post(
+    "/requests/{request_id}/cosign",
+    response_model=ApproveOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+def cosign(
+    request_id: PathId, body: SignedBody, caller: CallerDep, ledger: LedgerDep
+) -> ApproveOut:
+    """The operator's signed GrantApproval for a grant awaiting it; the grant is relayed."""
+    caller.require("operator")
+    grant = access.cosign(ledger, request_id, body.signed.parse())
+    return catalog.approve_out(ledger, request_id, grant)
 
 
 @router.post(

@@ -11,8 +11,10 @@ from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     AnchorPublic,
+    CheckpointPublic,
     DatasetTracePublic,
     LogHead,
+    LogRecordPublic,
     LogRecordsPublic,
     MemberTracePublic,
     Proof,
@@ -51,9 +53,20 @@ def trace_one_member(address: str, caller: CallerDep, ledger: LedgerDep) -> Memb
 
 @router.get("/verify", response_model=VerifyPublic, responses=error_responses(401, 403))
 def run_verify(caller: CallerDep, ledger: LedgerDep) -> VerifyPublic:
-    """Re-verify the whole log, the anchors, the index and the ciphertext (overseers)."""
+    """The operator's self-check of the broker (overseers): log, anchors, index, ciphertext.
+
+    Computed by the broker itself, so it is no evidence against the broker: members and
+    regulators verify on their own machine (``drl verify``) from raw records and the chain.
+    """
     caller.require("regulator", "operator")
     return audit.verify_report(ledger)
+
+
+@router.get("/log/checkpoint", response_model=CheckpointPublic, responses=error_responses(401, 403))
+def log_checkpoint(caller: CallerDep, ledger: LedgerDep) -> CheckpointPublic:
+    """The log's current head, signed by the BROKER key (members keep it and check growth)."""
+    caller.require_member()
+    return audit.checkpoint(ledger)
 
 
 @router.get("/log/head", response_model=LogHead, responses=error_responses(401, 403))
@@ -75,6 +88,17 @@ def log_records(
     """Raw signed records (leaves), for independent verification (overseers)."""
     caller.require("regulator", "operator")
     return audit.log_records(ledger, after=after, limit=limit)
+
+
+@router.get(
+    "/log/records/{seq}",
+    response_model=LogRecordPublic,
+    responses=error_responses(401, 403, 404, 422),
+)
+def log_record(seq: PathId, caller: CallerDep, ledger: LedgerDep) -> LogRecordPublic:
+    """One raw record: its actor's own (to confirm an action), or any for overseers."""
+    caller.require_member()
+    return audit.log_record(ledger, caller, seq)
 
 
 @router.get("/log/proofs/inclusion", response_model=Proof, responses=error_responses(401, 403, 422))

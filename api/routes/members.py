@@ -1,4 +1,5 @@
-"""Members: onboarding and suspension (operator), directory, nonces and credits."""
+"""Members: onboarding, suspension, reinstatement (operator), key rotation (the member),
+directory, nonces and credits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter, status
 from api.deps import CallerDep, LedgerDep
 from api.errors import error_responses
 from ledger.errors import InvalidInput
+from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import Credits, MemberPublic, MembersPublic, Nonces, SignedBody
 from ledger.services import catalog, members
@@ -57,12 +59,43 @@ def get_member(address: str, caller: CallerDep, ledger: LedgerDep) -> MemberPubl
 def suspend(address: str, body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> MemberPublic:
     """Suspend a member (operator only)."""
     caller.require("operator")
+    return catalog.member_public(members.suspend(ledger, _naming(body, address)))
+
+
+@router.post(
+    "/{address}/reinstate",
+    response_model=MemberPublic,
+    responses=error_responses(400, 401, 403, 409, 422),
+)
+def reinstate(address: str, body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> MemberPublic:
+    """Lift a member's suspension (operator only)."""
+    caller.require("operator")
+    signed = _naming(body, address)
+    return catalog.member_public(members.reinstate(ledger, signed))
+
+
+@router.post(
+    "/{address}/key",
+    response_model=MemberPublic,
+    responses=error_responses(400, 401, 403, 409, 422),
+)
+def rotate_key(
+    address: str, body: SignedBody, caller: CallerDep, ledger: LedgerDep
+) -> MemberPublic:
+    """Replace the caller's own encryption key: its signed RotateKey, relayed on chain."""
+    signed = caller.own(body.signed)
+    if signed.actor != _address(address):
+        raise InvalidInput("a member rotates only its own key", code=ErrorCode.ADDRESS_MISMATCH)
+    return catalog.member_public(members.rotate_key(ledger, signed))
+
+
+def _naming(body: SignedBody, address: str) -> SignedAction:
     signed = body.signed.parse()
     if str(signed.message.get("member", "")).lower() != _address(address).lower():
         raise InvalidInput(
             "the signed action names another member", code=ErrorCode.ADDRESS_MISMATCH
         )
-    return catalog.member_public(members.suspend(ledger, signed))
+    return signed
 
 
 @router.get("/{address}/nonces", response_model=Nonces, responses=error_responses(401, 403, 422))

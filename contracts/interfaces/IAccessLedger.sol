@@ -38,6 +38,10 @@ interface IAccessLedger {
     error AccessLedgerGrantRevoked(uint256 datasetId, address grantee);
     error AccessLedgerGrantExpired(uint256 datasetId, address grantee, uint64 expiresAt);
     error AccessLedgerUsesExhausted(uint256 datasetId, address grantee, uint32 maxUses);
+    error AccessLedgerMalformedAdminApproval(uint256 length);
+    error AccessLedgerAdminApprovalReplayed(bytes32 digest);
+    error AccessLedgerApprovalGenerationMismatch(uint32 expected, uint256 signed);
+    error AccessLedgerFetchAlreadyRecorded(address grantee, uint256 nonce);
 
     event AccessGranted(
         uint256 indexed datasetId,
@@ -50,7 +54,13 @@ interface IAccessLedger {
         uint32 maxUses
     );
     event AccessRevoked(uint256 indexed datasetId, address indexed grantee, address indexed by);
-    event AccessUsed(uint256 indexed datasetId, address indexed grantee, uint32 uses);
+    /// @dev `nonce` is the nonce of the grantee's signed Fetch this use records.
+    event AccessUsed(
+        uint256 indexed datasetId,
+        address indexed grantee,
+        uint32 uses,
+        uint256 nonce
+    );
 
     function grant(GrantTerms calldata terms, bytes calldata adminApproval) external;
 
@@ -72,9 +82,23 @@ interface IAccessLedger {
         bytes calldata ownerSignature
     ) external;
 
-    function recordUse(uint256 datasetId, address grantee) external returns (uint32 usesLeft);
+    function recordUse(
+        uint256 datasetId,
+        address grantee,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata granteeSignature
+    ) external returns (uint32 usesLeft);
 
+    /// @notice The dataset whose use recorded the grantee's Fetch `nonce` (0 if none).
+    function fetchRecorded(address grantee, uint256 nonce) external view returns (uint256);
+
+    /// @notice Whether an ADMIN GrantApproval (by its EIP-712 digest) was already used.
+    function isApprovalUsed(bytes32 digest) external view returns (bool);
+
+    /// @notice The current grant of a dataset to a grantee (all zero if none).
     function grantOf(uint256 datasetId, address grantee) external view returns (Grant memory);
 
+    /// @notice Whether a use could be recorded now (grant live, uses left, grantee active).
     function isUsable(uint256 datasetId, address grantee) external view returns (bool);
 }

@@ -41,6 +41,8 @@ interface IDataRegistry {
     error DataRegistryNotOwner(uint256 datasetId, address caller);
     error DataRegistryRetired(uint256 datasetId);
     error DataRegistryTransferNotApproved(uint256 datasetId, address to);
+    error DataRegistrySignatureReplayed(bytes32 digest);
+    error DataRegistryUnauthorizedSigner(address signer);
 
     event DatasetRegistered(
         uint256 indexed datasetId,
@@ -53,6 +55,14 @@ interface IDataRegistry {
     );
     event DatasetRetired(uint256 indexed datasetId, address indexed by);
     event TransferApproved(uint256 indexed datasetId, address indexed to, address indexed by);
+    /// @dev `by` is the ADMIN that decided (the signer when relayed).
+    event DatasetReassigned(
+        uint256 indexed datasetId,
+        address indexed from,
+        address indexed to,
+        bytes32 reasonHash,
+        address by
+    );
 
     function register(Registration calldata registration) external returns (uint256 datasetId);
 
@@ -68,12 +78,33 @@ interface IDataRegistry {
 
     function approveTransfer(uint256 datasetId, address to) external;
 
+    function reassign(uint256 datasetId, address to, bytes32 reasonHash) external;
+
+    function reassignFor(
+        uint256 datasetId,
+        address to,
+        bytes32 reasonHash,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata adminSignature
+    ) external;
+
+    /// @notice The stored record of a dataset (reverts for an unknown id).
     function datasetOf(uint256 datasetId) external view returns (Dataset memory);
 
     function parentsOf(uint256 datasetId) external view returns (uint256[] memory);
 
     function datasetIdOf(bytes32 contentHash) external view returns (uint256);
 
+    /// @notice Owner and content hash in one call (reverts for an unknown id).
+    function ownerAndContent(
+        uint256 datasetId
+    ) external view returns (address owner, bytes32 contentHash);
+
+    /// @notice Whether a relayed ADMIN signature (by its EIP-712 digest) was already used.
+    function isDigestUsed(bytes32 digest) external view returns (bool);
+
+    /// @notice Number of datasets registered so far (ids run from 1).
     function datasetCount() external view returns (uint256);
 
     function accessInfo(

@@ -3,12 +3,30 @@ pragma solidity ^0.8.24;
 
 /// @title Sharing credits interface: non-transferable rewards for datasets others consumed
 interface ISharingCredits {
-    /// @dev One consumer-signed delivery to credit.
-    struct Credit {
+    /// @dev A consumer's EIP-712 DeliveryReceipt, as the broker relays it. `fetchNonce` is the
+    /// nonce of the Fetch (recorded by the AccessLedger) the receipt acknowledges; the receipt
+    /// id is the EIP-712 digest. The deadline is signed but not checked here: minting happens
+    /// later, when the broker anchors.
+    struct SignedReceipt {
         uint256 datasetId;
         address consumer;
-        uint256 amount;
-        bytes32 receiptId;
+        bytes32 contentHash;
+        uint32 grantGeneration;
+        uint256 fetchNonce;
+        uint256 nonce;
+        uint256 deadline;
+        bytes signature;
+    }
+
+    /// @dev Credit amounts and caps, in one slot. The first credited delivery of an (owner,
+    /// consumer) pair in an epoch earns `firstCredit`, later ones `repeatCredit`, clipped so
+    /// that a pair earns at most `pairCap` and an owner at most `ownerCap` per epoch.
+    struct CreditRules {
+        uint64 epochLength;
+        uint32 firstCredit;
+        uint32 repeatCredit;
+        uint32 pairCap;
+        uint32 ownerCap;
     }
 
     /// @dev Why a batch entry earned nothing.
@@ -16,15 +34,21 @@ interface ISharingCredits {
         SELF_CONSUMPTION,
         ALREADY_CREDITED,
         CAP_REACHED,
-        ZERO_AMOUNT
+        ZERO_AMOUNT,
+        INVALID_SIGNATURE,
+        FETCH_NOT_RECORDED,
+        FETCH_OF_OTHER_DATASET,
+        CONTENT_MISMATCH
     }
 
     error SharingCreditsNonTransferable();
-    error SharingCreditsSelfConsumption(uint256 datasetId, address consumer);
-    error SharingCreditsReceiptAlreadyCredited(bytes32 receiptId);
-    error SharingCreditsCapReached(uint256 datasetId, address consumer, uint64 epoch);
-    error SharingCreditsZeroAmount();
-    error SharingCreditsInvalidRules(uint256 capPerEpoch, uint64 epochLength);
+    error SharingCreditsInvalidRules(
+        uint64 epochLength,
+        uint32 firstCredit,
+        uint32 repeatCredit,
+        uint32 pairCap,
+        uint32 ownerCap
+    );
 
     event CreditsMinted(
         address indexed owner,
@@ -35,26 +59,37 @@ interface ISharingCredits {
         uint64 epoch
     );
     event CreditWithheld(bytes32 indexed receiptId, uint256 indexed datasetId, Withheld reason);
-    event CreditRulesChanged(uint256 capPerEpoch, uint64 epochLength);
+    event CreditRulesChanged(
+        uint64 epochLength,
+        uint32 firstCredit,
+        uint32 repeatCredit,
+        uint32 pairCap,
+        uint32 ownerCap
+    );
 
-    function mint(
-        uint256 datasetId,
-        address consumer,
-        uint256 amount,
-        bytes32 receiptId
-    ) external returns (uint256 minted);
+    function mintBatch(SignedReceipt[] calldata receipts) external returns (uint256 minted);
 
-    function mintBatch(Credit[] calldata credits) external returns (uint256 minted);
+    function setCreditRules(CreditRules calldata rules) external;
 
-    function setCreditRules(uint256 capPerEpoch, uint64 epochLength) external;
+    /// @notice The rules credits are minted under now.
+    function creditRules() external view returns (CreditRules memory);
 
-    function creditRules() external view returns (uint256 capPerEpoch, uint64 epochLength);
-
+    /// @notice Whether a receipt (by its EIP-712 digest) was credited.
     function isCredited(bytes32 receiptId) external view returns (bool);
 
-    function mintedInEpoch(
-        uint256 datasetId,
+    /// @notice Whether the consumer's Fetch `fetchNonce` was credited (one credit per fetch).
+    function isFetchCredited(address consumer, uint256 fetchNonce) external view returns (bool);
+
+    /// @notice Credits `owner` earned from `consumer` in `epoch`.
+    function mintedForPair(
+        address owner,
         address consumer,
         uint64 epoch
     ) external view returns (uint256);
+
+    /// @notice Credits `owner` earned in `epoch`.
+    function mintedForOwner(address owner, uint64 epoch) external view returns (uint256);
+
+    /// @notice The epoch credits are counted in now.
+    function currentEpoch() external view returns (uint64);
 }

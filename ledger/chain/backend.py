@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from web3 import Web3
 
@@ -36,6 +36,11 @@ class ChainBackend(ABC):
     def chain_id(self) -> int:
         """The EIP-155 chain id that transactions must be signed for."""
         return int(self.w3.eth.chain_id)
+
+    def relay(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """One JSON-RPC call answered as a node answers it (the broker's read-only relay)."""
+        answer = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        return dict(answer)
 
     @abstractmethod
     def close(self) -> None:

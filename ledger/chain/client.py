@@ -1,9 +1,11 @@
 """The typed contract client: every contract function behind a Python method.
 
 ``LedgerChain`` speaks in frozen dataclasses and raises :class:`ledger.errors.ContractRevert`
-with decoded custom errors. It signs with the account it was given (the operator/broker key
-for relayed actions, a member's key when a member acts directly) and never leaks web3 types.
-The module is long (~450 lines) because it is one thin typed method per contract function of
+with decoded custom errors. It signs with the account it was given (the broker key relaying
+signed actions, the ADMIN key or a member's key acting directly) and never leaks web3 types.
+Without an account it is read-only: calls and event reads work, sends raise
+:class:`~ledger.errors.ConfigurationError` (a member's verifier reading its own node).
+The module is long (~550 lines) because it is one thin typed method per contract function of
 five contracts; splitting it per contract would scatter the shared deploy/send/call plumbing.
 """
 
@@ -22,17 +24,18 @@ from web3.contract import Contract
 from ledger.chain.abi import CONTRACT_NAMES, artifact
 from ledger.chain.backend import ChainBackend
 from ledger.chain.models import (
-    Credit,
+    CreditRules,
     DatasetInfo,
     Deployment,
     Event,
     GrantInfo,
     MemberInfo,
+    SignedReceipt,
     TreeHead,
     TxResult,
 )
 from ledger.chain.tx import Transactor, plain
-from ledger.errors import DeploymentError
+from ledger.errors import ConfigurationError, DeploymentError
 from ledger.protocol.messages import GrantTerms, Registration
 from ledger.types import (
     CLASSIFICATIONS,
@@ -48,8 +51,20 @@ from ledger.types import (
 
 BROKER_ROLE: Final = keccak(text="BROKER_ROLE")
 ADMIN_ROLE: Final = b"\x00" * 32
-DEFAULT_CREDIT_CAP: Final = 100
-DEFAULT_EPOCH_SECONDS: Final = 7 * 24 * 3600
+#: Contracts where the broker key holds BROKER_ROLE (it relays, anchors, records, mints).
+BROKER_CONTRACTS: Final = ("AccessLedger", "FlowLog", "SharingCredits")
+DEFAULT_CREDIT_RULES: Final = CreditRules()
+
+
+def encode_approval(generation: int, nonce: int, deadline: int, signature: bytes) -> bytes:
+    """An ADMIN GrantApproval as ``grant``/``grantFor`` take it in ``adminApproval``.
+
+    ``generation || nonce || deadline`` (32 bytes each, big-endian) then the 65-byte signature
+    over GrantApproval(terms..., generation, nonce, deadline) in the AccessLedger domain.
+    """
+    if len(signature) != 65:
+        raise ValueError(f"a signature is 65 bytes, got {len(signature)}")
+    return b"".join(v.to_bytes(32, "big") for v in (generation, nonce, deadline)) + signature
 
 
 def _registration_tuple(r: Registration) -> tuple[bytes, bytes, int, list[int], int]:
@@ -63,19 +78,23 @@ def _registration_tuple(r: Registration) -> tuple[bytes, bytes, int, list[int], 
 
 
 class LedgerChain:
-    """The five contracts of one deployment, with ``account`` paying and signing."""
+    """The five contracts of one deployment, with ``account`` paying and signing.
+
+    ``account=None`` gives a read-only client: calls and event reads work, and any method that
+    sends a transaction raises :class:`ConfigurationError`.
+    """
 
     def __init__(
         self,
         backend: ChainBackend,
         deployment: Deployment,
-        account: LocalAccount,
+        account: LocalAccount | None = None,
         *,
         transactor: Transactor | None = None,
     ) -> None:
         self.backend = backend
         self.deployment = deployment
-        self.account = account
+        self._account = account
         w3 = backend.w3
         self._c: dict[str, Contract] = {
             name: w3.eth.contract(address=deployment.address_of(name), abi=artifact(name).abi)
@@ -90,30 +109,46 @@ class LedgerChain:
     def deploy(
         cls,
         backend: ChainBackend,
-        operator: LocalAccount,
+        broker_account: LocalAccount,
         *,
-        broker: str | None = None,
-        credit_cap: int = DEFAULT_CREDIT_CAP,
-        epoch_seconds: int = DEFAULT_EPOCH_SECONDS,
+        admin: str,
+        rules: CreditRules | None = None,
     ) -> tuple[LedgerChain, list[tuple[str, TxResult]]]:
-        """Deploy and wire the five contracts; ``operator`` is ADMIN, ``broker`` gets BROKER."""
+        """Deploy the five contracts, the broker key paying; returns a client signing as it.
+
+        ``admin`` (an address: its key may live elsewhere) gets DEFAULT_ADMIN_ROLE everywhere and
+        ``broker_account`` BROKER_ROLE on AccessLedger, FlowLog and SharingCredits, both in the
+        constructors: the deployment is the broker key's first five transactions and needs no
+        transaction from the admin. ADMIN and BROKER must be different keys.
+        """
+        admin_address = to_checksum_address(admin)
+        broker = to_checksum_address(broker_account.address)
+        if int(admin_address, 16) == 0:
+            raise ConfigurationError("the ADMIN address must not be the zero address")
+        if admin_address == broker:
+            raise ConfigurationError(
+                "ADMIN and BROKER must be different keys: the broker's hot key alone must not "
+                "onboard, suspend or approve"
+            )
         w3 = backend.w3
         tx = Transactor(w3)
         steps: list[tuple[str, TxResult]] = []
-        admin = operator.address
 
         def make(name: str, *args: Any) -> str:
             art = artifact(name)
             factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-            address, result = tx.deploy(factory.constructor(*args), operator)
+            address, result = tx.deploy(factory.constructor(*args), broker_account, name=name)
             steps.append((f"deploy {name}", result))
             return address
 
-        members = make("MemberRegistry", admin)
-        datasets = make("DataRegistry", admin, members)
-        access = make("AccessLedger", admin, members, datasets)
-        flow = make("FlowLog", admin)
-        credits = make("SharingCredits", admin, datasets, credit_cap, epoch_seconds)
+        credit_rules = rules or DEFAULT_CREDIT_RULES
+        members = make("MemberRegistry", admin_address)
+        datasets = make("DataRegistry", admin_address, members)
+        access = make("AccessLedger", admin_address, broker, members, datasets)
+        flow = make("FlowLog", admin_address, broker)
+        credits = make(
+            "SharingCredits", admin_address, broker, access, datasets, credit_rules.as_tuple()
+        )
         deployment = Deployment(
             chain_id=tx.chain_id,
             member_registry=to_checksum_address(members),
@@ -121,25 +156,41 @@ class LedgerChain:
             access_ledger=to_checksum_address(access),
             flow_log=to_checksum_address(flow),
             sharing_credits=to_checksum_address(credits),
+            admin=admin_address,
+            broker=broker,
             block_number=steps[0][1].block_number,
         )
-        chain = cls(backend, deployment, operator, transactor=tx)
-        tx.watch(chain._c)
-        broker_address = to_checksum_address(broker or admin)
-        for name in ("AccessLedger", "FlowLog", "SharingCredits"):
-            fn = chain._c[name].functions.grantRole(BROKER_ROLE, broker_address)
-            steps.append((f"grant BROKER on {name}", tx.send(fn, operator)))
+        chain = cls(backend, deployment, broker_account, transactor=tx)
         return chain, steps
 
     def acting_as(self, account: LocalAccount) -> LedgerChain:
-        """The same deployment with another signer (a member acting directly)."""
+        """The same deployment with another signer (the ADMIN key or a member acting directly)."""
         return LedgerChain(self.backend, self.deployment, account, transactor=self.tx)
 
-    def verify_deployment(self) -> None:
-        """Check that each address holds code of the expected contract's size.
+    def read_only(self) -> LedgerChain:
+        """The same deployment with no signer: calls and events only."""
+        return LedgerChain(self.backend, self.deployment, None, transactor=self.tx)
 
-        Runtime code differs from the artifact where immutables were filled in, so the check is
-        on presence and length; the chain id must match the deployment record too.
+    @property
+    def account(self) -> LocalAccount:
+        """The signing account (ConfigurationError for a read-only client)."""
+        if self._account is None:
+            raise ConfigurationError(
+                "this chain client is read-only (no key): it cannot send transactions"
+            )
+        return self._account
+
+    @property
+    def read_only_mode(self) -> bool:
+        """True when the client has no key and can only read."""
+        return self._account is None
+
+    def verify_deployment(self) -> None:
+        """Check the node's chain id, each contract's code, and who holds ADMIN and BROKER.
+
+        Runtime code differs from the artifact where immutables were filled in, so the code check
+        is on presence and length. The recorded ``admin`` must hold ADMIN on every contract and
+        the recorded ``broker`` BROKER on the broker's three (and no ADMIN anywhere).
         """
         if self.tx.chain_id != self.deployment.chain_id:
             raise DeploymentError(
@@ -152,6 +203,15 @@ class LedgerChain:
             expected = (len(artifact(name).deployed_bytecode) - 2) // 2
             if len(code) != expected:
                 raise DeploymentError(f"{name} is not deployed at {address}")
+        admin, broker = self.deployment.admin, self.deployment.broker
+        for name in CONTRACT_NAMES:
+            if not self.has_role(name, ADMIN_ROLE, admin):
+                raise DeploymentError(f"{admin} does not hold ADMIN on {name}")
+            if self.has_role(name, ADMIN_ROLE, broker):
+                raise DeploymentError(f"the broker key {broker} holds ADMIN on {name}")
+        for name in BROKER_CONTRACTS:
+            if not self.has_role(name, BROKER_ROLE, broker):
+                raise DeploymentError(f"{broker} does not hold BROKER on {name}")
 
     @property
     def w3(self) -> Web3:
@@ -161,8 +221,9 @@ class LedgerChain:
         return self._c[name]
 
     def _send(self, contract: str, fn_name: str, *args: Any) -> TxResult:
+        account = self.account
         fn = getattr(self._c[contract].functions, fn_name)(*args)
-        return self.tx.send(fn, self.account)
+        return self.tx.send(fn, account)
 
     def _call(self, contract: str, fn_name: str, *args: Any) -> Any:
         fn = getattr(self._c[contract].functions, fn_name)(*args)
@@ -174,7 +235,21 @@ class LedgerChain:
         return bool(self._call(contract, "hasRole", role, to_checksum_address(account)))
 
     def grant_role(self, contract: str, role: bytes, account: str) -> TxResult:
+        """Give ``role`` on ``contract`` to ``account`` (the acting account must be ADMIN)."""
         return self._send(contract, "grantRole", role, to_checksum_address(account))
+
+    def revoke_role(self, contract: str, role: bytes, account: str) -> TxResult:
+        """Take ``role`` on ``contract`` from ``account`` (the acting account must be ADMIN)."""
+        return self._send(contract, "revokeRole", role, to_checksum_address(account))
+
+    def is_digest_used(self, contract: str, digest: bytes) -> bool:
+        """Whether a single-use signature (by EIP-712 digest) was consumed on ``contract``.
+
+        MemberRegistry and DataRegistry (ADMIN signatures, RotateKey) and AccessLedger (ADMIN
+        GrantApprovals) keep such a set.
+        """
+        fn = "isApprovalUsed" if contract == "AccessLedger" else "isDigestUsed"
+        return bool(self._call(contract, fn, digest))
 
     # -- members --------------------------------------------------------------------------
 
@@ -187,6 +262,7 @@ class LedgerChain:
         key_suite: int,
         encryption_key: bytes,
     ) -> TxResult:
+        """Onboard directly (the acting account must be ADMIN)."""
         return self._send(
             "MemberRegistry",
             "onboard",
@@ -197,15 +273,83 @@ class LedgerChain:
             encryption_key,
         )
 
+    def onboard_for(
+        self,
+        member: str,
+        *,
+        kind: MemberKind,
+        name: str,
+        key_suite: int,
+        encryption_key: bytes,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+    ) -> TxResult:
+        """Relay an ADMIN's signed Onboard (the chain stores keccak256(name))."""
+        return self._send(
+            "MemberRegistry",
+            "onboardFor",
+            to_checksum_address(member),
+            kind_code(kind),
+            name,
+            key_suite,
+            encryption_key,
+            nonce,
+            deadline,
+            signature,
+        )
+
     def suspend(self, member: str) -> TxResult:
+        """Suspend directly (the acting account must be ADMIN)."""
         return self._send("MemberRegistry", "suspend", to_checksum_address(member))
 
+    def suspend_for(self, member: str, *, nonce: int, deadline: int, signature: bytes) -> TxResult:
+        """Relay an ADMIN's signed Suspend."""
+        return self._send(
+            "MemberRegistry", "suspendFor", to_checksum_address(member), nonce, deadline, signature
+        )
+
     def reinstate(self, member: str) -> TxResult:
+        """Reinstate directly (the acting account must be ADMIN)."""
         return self._send("MemberRegistry", "reinstate", to_checksum_address(member))
 
-    def rotate_key(self, member: str, *, key_suite: int, encryption_key: bytes) -> TxResult:
+    def reinstate_for(
+        self, member: str, *, nonce: int, deadline: int, signature: bytes
+    ) -> TxResult:
+        """Relay an ADMIN's signed Reinstate."""
         return self._send(
-            "MemberRegistry", "rotateKey", to_checksum_address(member), key_suite, encryption_key
+            "MemberRegistry",
+            "reinstateFor",
+            to_checksum_address(member),
+            nonce,
+            deadline,
+            signature,
+        )
+
+    def rotate_key(self, *, key_suite: int, encryption_key: bytes) -> TxResult:
+        """Rotate the acting member's own encryption key."""
+        return self._send("MemberRegistry", "rotateKey", key_suite, encryption_key)
+
+    def rotate_key_for(
+        self,
+        member: str,
+        *,
+        key_suite: int,
+        encryption_key: bytes,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+    ) -> TxResult:
+        """Relay a member's own signed RotateKey."""
+        return self._send(
+            "MemberRegistry",
+            "rotateKeyFor",
+            to_checksum_address(member),
+            key_suite,
+            encryption_key,
+            nonce,
+            deadline,
+            signature,
         )
 
     def member(self, address: str) -> MemberInfo:
@@ -264,6 +408,34 @@ class LedgerChain:
             dataset_id,
         )
 
+    def reassign(self, dataset_id: int, to: str, reason_hash: bytes) -> TxResult:
+        """Move a disputed certificate directly (the acting account must be ADMIN)."""
+        return self._send(
+            "DataRegistry", "reassign", dataset_id, to_checksum_address(to), reason_hash
+        )
+
+    def reassign_for(
+        self,
+        dataset_id: int,
+        to: str,
+        reason_hash: bytes,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+    ) -> TxResult:
+        """Relay an ADMIN's signed Reassign (the dispute path)."""
+        return self._send(
+            "DataRegistry",
+            "reassignFor",
+            dataset_id,
+            to_checksum_address(to),
+            reason_hash,
+            nonce,
+            deadline,
+            signature,
+        )
+
     def dataset(self, dataset_id: int) -> DatasetInfo:
         content, metadata, registered, previous, classification, retired = self._call(
             "DataRegistry", "datasetOf", dataset_id
@@ -287,9 +459,11 @@ class LedgerChain:
         """Dataset id holding a content hash, 0 if none."""
         return int(self._call("DataRegistry", "datasetIdOf", content_hash))
 
-    def block_number(self) -> int:
+    def latest_block(self) -> int:
         """The node's latest block number."""
-        return int(self.w3.eth.block_number)
+        return int(self.tx.call(lambda: self.w3.eth.block_number))
+
+    block_number = latest_block
 
     def dataset_count(self) -> int:
         return int(self._call("DataRegistry", "datasetCount"))
@@ -304,6 +478,7 @@ class LedgerChain:
     # -- access ---------------------------------------------------------------------------
 
     def grant(self, terms: GrantTerms, *, admin_approval: bytes = b"") -> TxResult:
+        """Grant directly as the acting owner; ``admin_approval`` from :func:`encode_approval`."""
         return self._send("AccessLedger", "grant", terms.as_tuple(), admin_approval)
 
     def grant_for(
@@ -315,6 +490,7 @@ class LedgerChain:
         signature: bytes,
         admin_approval: bytes = b"",
     ) -> TxResult:
+        """Relay an owner's signed Grant; ``admin_approval`` from :func:`encode_approval`."""
         return self._send(
             "AccessLedger",
             "grantFor",
@@ -341,8 +517,23 @@ class LedgerChain:
             signature,
         )
 
-    def record_use(self, dataset_id: int, grantee: str) -> TxResult:
-        return self._send("AccessLedger", "recordUse", dataset_id, to_checksum_address(grantee))
+    def record_use(
+        self, dataset_id: int, grantee: str, *, nonce: int, deadline: int, signature: bytes
+    ) -> TxResult:
+        """Record one use with the grantee's signed Fetch (the acting account must be BROKER)."""
+        return self._send(
+            "AccessLedger",
+            "recordUse",
+            dataset_id,
+            to_checksum_address(grantee),
+            nonce,
+            deadline,
+            signature,
+        )
+
+    def fetch_recorded(self, grantee: str, nonce: int) -> int:
+        """The dataset whose use recorded the grantee's Fetch ``nonce``; 0 if none."""
+        return int(self._call("AccessLedger", "fetchRecorded", to_checksum_address(grantee), nonce))
 
     def grant_of(self, dataset_id: int, grantee: str) -> GrantInfo:
         granted, expires, max_uses, uses, generation, revoked = self._call(
@@ -379,23 +570,30 @@ class LedgerChain:
 
     # -- credits --------------------------------------------------------------------------
 
-    def mint(self, dataset_id: int, consumer: str, amount: int, receipt_id: bytes) -> TxResult:
-        return self._send(
-            "SharingCredits", "mint", dataset_id, to_checksum_address(consumer), amount, receipt_id
+    def mint_batch(self, receipts: Sequence[SignedReceipt]) -> TxResult:
+        """Credit consumer-signed receipts (BROKER); the contract checks each and sets amounts.
+
+        Entries that do not qualify come back as ``CreditWithheld`` events, not a revert.
+        """
+        return self._send("SharingCredits", "mintBatch", [r.as_tuple() for r in receipts])
+
+    def receipt_id(self, receipt: SignedReceipt) -> bytes:
+        """The receipt id SharingCredits computes (the EIP-712 digest of the receipt)."""
+        return bytes(self._call("SharingCredits", "receiptIdOf", receipt.as_tuple()))
+
+    def set_credit_rules(self, rules: CreditRules) -> TxResult:
+        """Change amounts, caps and epoch length (the acting account must be ADMIN)."""
+        return self._send("SharingCredits", "setCreditRules", rules.as_tuple())
+
+    def credit_rules(self) -> CreditRules:
+        epoch, first, repeat, pair_cap, owner_cap = self._call("SharingCredits", "creditRules")
+        return CreditRules(
+            epoch_seconds=int(epoch),
+            first_credit=int(first),
+            repeat_credit=int(repeat),
+            pair_cap=int(pair_cap),
+            owner_cap=int(owner_cap),
         )
-
-    def mint_batch(self, credits: Sequence[Credit]) -> TxResult:
-        rows = [
-            (c.dataset_id, to_checksum_address(c.consumer), c.amount, c.receipt_id) for c in credits
-        ]
-        return self._send("SharingCredits", "mintBatch", rows)
-
-    def set_credit_rules(self, *, cap_per_epoch: int, epoch_seconds: int) -> TxResult:
-        return self._send("SharingCredits", "setCreditRules", cap_per_epoch, epoch_seconds)
-
-    def credit_rules(self) -> tuple[int, int]:
-        cap, epoch = self._call("SharingCredits", "creditRules")
-        return int(cap), int(epoch)
 
     def credits_of(self, account: str) -> int:
         return int(self._call("SharingCredits", "balanceOf", to_checksum_address(account)))
@@ -406,14 +604,33 @@ class LedgerChain:
     def is_credited(self, receipt_id: bytes) -> bool:
         return bool(self._call("SharingCredits", "isCredited", receipt_id))
 
+    def is_fetch_credited(self, consumer: str, fetch_nonce: int) -> bool:
+        """Whether a receipt for the consumer's Fetch ``fetch_nonce`` was credited."""
+        return bool(
+            self._call(
+                "SharingCredits", "isFetchCredited", to_checksum_address(consumer), fetch_nonce
+            )
+        )
+
     def current_epoch(self) -> int:
         return int(self._call("SharingCredits", "currentEpoch"))
 
-    def minted_in_epoch(self, dataset_id: int, consumer: str, epoch: int) -> int:
+    def minted_for_pair(self, owner: str, consumer: str, epoch: int) -> int:
+        """Credits ``owner`` earned from ``consumer``'s deliveries in ``epoch``."""
         return int(
             self._call(
-                "SharingCredits", "mintedInEpoch", dataset_id, to_checksum_address(consumer), epoch
+                "SharingCredits",
+                "mintedForPair",
+                to_checksum_address(owner),
+                to_checksum_address(consumer),
+                epoch,
             )
+        )
+
+    def minted_for_owner(self, owner: str, epoch: int) -> int:
+        """Credits ``owner`` earned in ``epoch``."""
+        return int(
+            self._call("SharingCredits", "mintedForOwner", to_checksum_address(owner), epoch)
         )
 
     # -- events ---------------------------------------------------------------------------
@@ -427,7 +644,7 @@ class LedgerChain:
         to_block: int | str = "latest",
         filters: dict[str, Any] | None = None,
     ) -> list[Event]:
-        """Decoded events of one kind, oldest first."""
+        """Decoded events of one kind, oldest first (from the deployment block by default)."""
         ev = getattr(self._c[contract].events, event)
         start = self.deployment.block_number if from_block is None else from_block
         logs = self.tx.call(

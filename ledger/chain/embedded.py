@@ -102,6 +102,8 @@ from rlp.exceptions import RLPException
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS, static_return
+from web3.providers.eth_tester.middleware import request_formatters as tester_request_formatters
+from web3.providers.eth_tester.middleware import result_formatters as tester_result_formatters
 from web3.types import RPCEndpoint, RPCResponse
 
 from ledger.chain.backend import ChainBackend
@@ -201,6 +203,11 @@ class EmbeddedChain(ChainBackend):
     @property
     def w3(self) -> Web3:
         return self._w3
+
+    def relay(self, method: str, params: list[Any]) -> dict[str, Any]:
+        provider = self._w3.provider
+        assert isinstance(provider, EthereumTesterProvider)
+        return relay_embedded(provider, method, params)
 
     @property
     def chain_id(self) -> int:
@@ -707,6 +714,22 @@ _REFUSALS: Final = (
 
 _SENDERLESS: Final = frozenset({"eth_call", "eth_estimateGas", "eth_createAccessList"})
 _ZERO_ADDRESS_HEX: Final = "0x" + "00" * 20
+
+
+def relay_embedded(
+    provider: EthereumTesterProvider, method: str, params: list[Any]
+) -> dict[str, Any]:
+    """A call to eth-tester with web3's own request and result formatting, so that its answer
+    has the shape a node's has (camelCase, hex quantities) for a remote web3 to decode."""
+    endpoint = RPCEndpoint(method)
+    request = tester_request_formatters.get(endpoint)
+    formatted = request(params) if request is not None else params
+    answer = dict(provider.make_request(endpoint, formatted))
+    result = (tester_result_formatters or {}).get(endpoint)
+    if "result" in answer and result is not None:
+        answer["result"] = result(answer["result"])
+    relayed: dict[str, Any] = json.loads(Web3.to_json(answer))
+    return relayed
 
 
 class _EmbeddedProvider(EthereumTesterProvider):

@@ -1,8 +1,11 @@
-"""The broker's chain state directory: operator key, chain file and deployment record.
+"""The broker's chain state directory: broker key, chain file and deployment record.
 
-First open generates the operator key (encrypted at rest), creates the embedded chain with only
-that key funded in genesis, deploys and wires the contracts and records where they are. Later
-opens reuse all of it, so a restarted broker continues the same chain.
+First open generates the broker key (the hot BROKER key, encrypted at rest), creates the
+embedded chain with only that key funded in genesis, deploys the contracts with ADMIN given to
+the ``admin`` address (the operator's key, which may live off this host) and BROKER to the broker
+key, and records where they are. Later opens reuse all of it, so a restarted broker continues the
+same chain. A directory from before ADMIN and BROKER were separated keeps its key in
+``operator.key.json``; it is loaded as the broker key.
 """
 
 from __future__ import annotations
@@ -15,20 +18,21 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledger.chain.backend import ChainBackend
-from ledger.chain.client import DEFAULT_CREDIT_CAP, DEFAULT_EPOCH_SECONDS, LedgerChain
-from ledger.chain.models import Deployment, TxResult
+from ledger.chain.client import LedgerChain
+from ledger.chain.models import CreditRules, Deployment, TxResult
 from ledger.errors import ConfigurationError
 from ledger.keys import load_account, save_account
 from ledger.protocol.codes import ErrorCode
 
-OPERATOR_KEY = "operator.key.json"
+BROKER_KEY = "broker.key.json"
+LEGACY_OPERATOR_KEY = "operator.key.json"
 CHAIN_FILE = "chain.sqlite"
 DEPLOYMENT_FILE = "deployment.json"
 
 
 @dataclass
 class OpenedChain:
-    """A ready client plus what happened while opening it."""
+    """A ready client (signing as the broker key) plus what happened while opening it."""
 
     chain: LedgerChain
     created: bool
@@ -38,38 +42,59 @@ class OpenedChain:
         self.chain.backend.close()
 
 
+def broker_key_path(directory: Path) -> Path:
+    """Where the broker key is: ``broker.key.json``, or a legacy ``operator.key.json``."""
+    path = directory / BROKER_KEY
+    legacy = directory / LEGACY_OPERATOR_KEY
+    return legacy if not path.exists() and legacy.exists() else path
+
+
 def open_chain(
     directory: Path,
     passphrase: str,
     *,
+    admin: str | None,
     chain_url: str | None = None,
-    credit_cap: int = DEFAULT_CREDIT_CAP,
-    epoch_seconds: int = DEFAULT_EPOCH_SECONDS,
+    rules: CreditRules | None = None,
     backend_factory: Callable[[LocalAccount], ChainBackend] | None = None,
 ) -> OpenedChain:
-    """Open (or create and deploy on first use) the chain state under ``directory``."""
+    """Open (or create and deploy on first use) the chain state under ``directory``.
+
+    ``admin`` is the ADMIN address the contracts are deployed with; it is required on first
+    deploy (ConfigurationError otherwise) and not used once a deployment record exists.
+    ``rules`` are the initial credit rules (defaults: :class:`CreditRules`).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    key_path = directory / OPERATOR_KEY
-    if key_path.exists():
-        operator = load_account(key_path, passphrase)
-    else:
-        operator = Account.create()
-        save_account(key_path, operator, passphrase)
-    backend = (
-        backend_factory(operator)
-        if backend_factory is not None
-        else _default_backend(directory, operator, chain_url)
-    )
     deployment_path = directory / DEPLOYMENT_FILE
+    if not deployment_path.exists() and not admin:
+        raise ConfigurationError(
+            "no contracts are deployed yet and no ADMIN address was given: the first deploy "
+            "needs the operator's ADMIN address (a key other than the broker key)"
+        )
+    key_path = broker_key_path(directory)
+    if key_path.exists():
+        broker = load_account(key_path, passphrase)
+    else:
+        broker = Account.create()
+        save_account(key_path, broker, passphrase)
+    backend = (
+        backend_factory(broker)
+        if backend_factory is not None
+        else _default_backend(directory, broker, chain_url)
+    )
     try:
         if deployment_path.exists():
             deployment = Deployment.load(deployment_path)
-            chain = LedgerChain(backend, deployment, operator)
+            if deployment.broker != broker.address:
+                raise ConfigurationError(
+                    f"{key_path.name} holds {broker.address} but {DEPLOYMENT_FILE} records the "
+                    f"broker {deployment.broker}"
+                )
+            chain = LedgerChain(backend, deployment, broker)
             chain.verify_deployment()
             return OpenedChain(chain=chain, created=False)
-        chain, steps = LedgerChain.deploy(
-            backend, operator, credit_cap=credit_cap, epoch_seconds=epoch_seconds
-        )
+        assert admin is not None  # checked above, before any key or chain file was made
+        chain, steps = LedgerChain.deploy(backend, broker, admin=admin, rules=rules)
         chain.deployment.save(deployment_path)
         return OpenedChain(chain=chain, created=True, steps=steps)
     except BaseException:
@@ -77,7 +102,7 @@ def open_chain(
         raise
 
 
-def _default_backend(directory: Path, operator: LocalAccount, url: str | None) -> ChainBackend:
+def _default_backend(directory: Path, broker: LocalAccount, url: str | None) -> ChainBackend:
     if url:
         from ledger.chain.rpc import RpcChain
 
@@ -90,4 +115,4 @@ def _default_backend(directory: Path, operator: LocalAccount, url: str | None) -
             f"{chain_file} is missing but {DEPLOYMENT_FILE} says contracts were deployed there",
             code=ErrorCode.CHAIN_FILE_MISSING,
         )
-    return EmbeddedChain(chain_file, funded=[operator.address])
+    return EmbeddedChain(chain_file, funded=[broker.address])

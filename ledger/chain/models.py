@@ -6,17 +6,33 @@ import json
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from eth_utils.address import to_checksum_address
 
+from ledger.errors import ConfigurationError
 from ledger.protocol.actions import Domains
 from ledger.types import Address, Classification, DatasetId, MemberKind, MemberStatus, TxHash
+
+_ADDRESS_FIELDS: Final = (
+    "member_registry",
+    "data_registry",
+    "access_ledger",
+    "flow_log",
+    "sharing_credits",
+    "admin",
+    "broker",
+)
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """Where the five contracts live on one chain."""
+    """Where the five contracts live on one chain, and who holds ADMIN and BROKER there.
+
+    ``admin`` (the operator: onboarding, suspension, rules, co-signatures) and ``broker`` (the
+    hot relayer key: relaying, anchoring, recording signed uses, minting signed credits) are
+    different keys; the contracts refuse to give both roles to one account.
+    """
 
     chain_id: int
     member_registry: Address
@@ -24,6 +40,8 @@ class Deployment:
     access_ledger: Address
     flow_log: Address
     sharing_credits: Address
+    admin: Address
+    broker: Address
     block_number: int
 
     def address_of(self, contract: str) -> Address:
@@ -44,8 +62,10 @@ class Deployment:
         return Domains(
             chain_id=self.chain_id,
             flow_log=self.flow_log,
+            member_registry=self.member_registry,
             data_registry=self.data_registry,
             access_ledger=self.access_ledger,
+            sharing_credits=self.sharing_credits,
         )
 
     def save(self, path: Path) -> None:
@@ -58,9 +78,14 @@ class Deployment:
     def load(cls, path: Path) -> Deployment:
         """Read a deployment record written by :meth:`save`."""
         data = json.loads(path.read_text())
-        for key in ("member_registry", "data_registry", "access_ledger", "flow_log"):
+        missing = [key for key in ("admin", "broker") if key not in data]
+        if missing:
+            raise ConfigurationError(
+                f"{path} has no {' or '.join(missing)}: it was written before ADMIN and BROKER "
+                "became separate keys, and its contracts are the old ones; deploy afresh"
+            )
+        for key in _ADDRESS_FIELDS:
             data[key] = to_checksum_address(data[key])
-        data["sharing_credits"] = to_checksum_address(data["sharing_credits"])
         return cls(**data)
 
 
@@ -158,10 +183,58 @@ class TreeHead:
 
 
 @dataclass(frozen=True)
-class Credit:
-    """One delivery to credit to a dataset owner."""
+class CreditRules:
+    """How SharingCredits computes a credit (set by ADMIN; the broker sends no amount).
+
+    The first credited delivery of an (owner, consumer) pair in an epoch earns
+    ``first_credit``, later ones ``repeat_credit``, clipped so that a pair earns at most
+    ``pair_cap`` and an owner at most ``owner_cap`` per epoch of ``epoch_seconds``.
+    """
+
+    epoch_seconds: int = 7 * 24 * 3600
+    first_credit: int = 6
+    repeat_credit: int = 2
+    pair_cap: int = 12
+    owner_cap: int = 600
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """The Solidity ``CreditRules`` struct, in field order."""
+        return (
+            self.epoch_seconds,
+            self.first_credit,
+            self.repeat_credit,
+            self.pair_cap,
+            self.owner_cap,
+        )
+
+
+@dataclass(frozen=True)
+class SignedReceipt:
+    """A consumer's signed DeliveryReceipt as ``SharingCredits.mintBatch`` checks it.
+
+    ``fetch_nonce`` is the nonce of the consumer's Fetch (recorded by ``recordUse``) that the
+    receipt acknowledges; ``signature`` is the consumer's over the EIP-712 DeliveryReceipt in the
+    SharingCredits domain, whose digest is the receipt id.
+    """
 
     dataset_id: int
     consumer: Address
-    amount: int
-    receipt_id: bytes
+    content_hash: bytes
+    grant_generation: int
+    fetch_nonce: int
+    nonce: int
+    deadline: int
+    signature: bytes
+
+    def as_tuple(self) -> tuple[int, str, bytes, int, int, int, int, bytes]:
+        """The Solidity ``SignedReceipt`` struct, in field order."""
+        return (
+            self.dataset_id,
+            to_checksum_address(self.consumer),
+            self.content_hash,
+            self.grant_generation,
+            self.fetch_nonce,
+            self.nonce,
+            self.deadline,
+            self.signature,
+        )

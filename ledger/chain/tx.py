@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import requests
@@ -21,7 +22,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
-from ledger.chain.abi import decode_error, event_table
+from ledger.chain.abi import artifact, decode_error, event_table
 from ledger.chain.models import Event, TxResult
 from ledger.errors import ChainError, ChainUnavailable, ContractRevert
 from ledger.types import TxHash
@@ -105,13 +106,23 @@ class Transactor:
         result, _ = self._send(fn, account)
         return result
 
-    def deploy(self, constructor: Any, account: LocalAccount) -> tuple[str, TxResult]:
-        """Deploy a contract; returns its address and the transaction."""
+    def deploy(
+        self, constructor: Any, account: LocalAccount, *, name: str | None = None
+    ) -> tuple[str, TxResult]:
+        """Deploy a contract; returns its address and the transaction.
+
+        With ``name`` (one of our contracts) the new contract is watched from now on and the
+        events its constructor emitted (role grants, initial rules) are decoded into the result.
+        """
         result, receipt = self._send(constructor, account)
         address = receipt.get("contractAddress")
         if not address:
             raise ChainError("deployment transaction created no contract")
-        return Web3.to_checksum_address(address), result
+        checksummed = Web3.to_checksum_address(address)
+        if name is not None:
+            self.watch({name: self.w3.eth.contract(address=checksummed, abi=artifact(name).abi)})
+            result = replace(result, events=tuple(self.decode_logs(receipt["logs"])))
+        return checksummed, result
 
     def _send(self, fn: Any, account: LocalAccount) -> tuple[TxResult, Any]:
         try:

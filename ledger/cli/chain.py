@@ -28,11 +28,14 @@ chain_app = typer.Typer(
 
 
 def _open() -> OpenedChain:
-    """The broker's chain, opened with the operator's key."""
+    """The broker's chain, opened with the BROKER key (deployed with the ADMIN address)."""
+    from ledger.broker import admin_address
     from ledger.chain.home import open_chain
 
     settings = _settings()
-    return open_chain(settings.broker_dir, _passphrase(settings), chain_url=settings.chain_url)
+    secret = _passphrase(settings)
+    admin, _ = admin_address(settings, secret)
+    return open_chain(settings.broker_dir, secret, admin=admin, chain_url=settings.chain_url)
 
 
 def _tx_dict(tx: TxResult | None) -> dict[str, Any] | None:
@@ -51,7 +54,8 @@ def chain_status(as_json: JsonOpt = False) -> None:
         info = {
             "chain_id": chain.deployment.chain_id,
             "block": chain.w3.eth.block_number,
-            "operator": chain.account.address,
+            "admin": chain.deployment.admin,
+            "broker": chain.account.address,
             "contracts": {
                 name: chain.deployment.address_of(name)
                 for name in (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -12,14 +14,20 @@ from rich.table import Table
 
 from ledger.cli.common import AsOpt, JsonOpt, client, emit, err, out, passphrase, settings
 from ledger.client import keystore
+from ledger.client.audit_sources import plain
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
-from ledger.protocol.wire import DatasetTracePublic, MemberTracePublic
 from ledger.quality import check_schema, validate_csv
 from ledger.types import Classification, MemberKind
 
+if TYPE_CHECKING:
+    from ledger.audit import DatasetTrace, MemberTrace, Problem
+
 member_app = typer.Typer(help="Local member identities.", no_args_is_help=True)
-admin_app = typer.Typer(help="Operator actions (run on the broker host).", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Operator actions, signed with the ADMIN key (which may live off the broker host).",
+    no_args_is_help=True,
+)
 dataset_app = typer.Typer(help="Register, browse and fetch datasets.", no_args_is_help=True)
 access_app = typer.Typer(help="Request, approve, deny and revoke access.", no_args_is_help=True)
 
@@ -110,6 +118,53 @@ def admin_suspend(
     with client("operator") as c:
         m = c.suspend(address)
     emit(m, as_json, f"suspended {m.name!r} {m.address}")
+
+
+@admin_app.command("reinstate")
+def admin_reinstate(
+    member: Annotated[str, typer.Argument(help="Handle or address.")], as_json: JsonOpt = False
+) -> None:
+    """Lift a member's suspension (operator)."""
+    target = _resolve_member(member)
+    address = target if isinstance(target, str) else target.address
+    with client("operator") as c:
+        m = c.reinstate(address)
+    emit(m, as_json, f"reinstated {m.name!r} {m.address}")
+
+
+@admin_app.command("cosign")
+def admin_cosign(request_id: int, as_json: JsonOpt = False) -> None:
+    """Co-sign a grant of SENSITIVE data to an enterprise that awaits it (operator)."""
+    with client("operator") as c:
+        a = c.cosign(request_id)
+    g = a.grant
+    assert g is not None
+    emit(
+        a,
+        as_json,
+        f"co-signed: grant #{g.id} of dataset #{g.dataset_id} to {g.grantee}, generation "
+        f"{g.generation}, tx {g.granted_tx}",
+    )
+
+
+@admin_app.command("self-check")
+def admin_self_check(as_json: JsonOpt = False) -> None:
+    """The broker's check of itself (index, blobs, log): the operator's tool, not evidence.
+
+    Members and regulators use `drl verify`, which checks the broker from this machine.
+    """
+    with client("operator") as c:
+        r = c.self_check()
+    if as_json:
+        emit(r, True)
+    else:
+        checked = ", ".join(f"{v} {k}" for k, v in r.checked.items())
+        if r.ok:
+            out.print(f"[green]broker self-check passed[/]: {checked}")
+        for p in r.problems:
+            out.print(f"[red]FAIL[/] {p.where}: {p.what}", highlight=False)
+    if not r.ok:
+        raise typer.Exit(1)
 
 
 @admin_app.command("anchor")
@@ -241,7 +296,7 @@ def dataset_fetch(
     emit(
         r,
         as_json,
-        f"wrote {output} — content hash {r.content_hash[:18]}… verified; "
+        f"wrote {output} — content hash {r.content_hash[:18]}… verified against the chain; "
         f"receipt signed; {r.uses_left} uses left",
     )
 
@@ -301,12 +356,22 @@ def access_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
 def access_approve(request_id: int, as_: AsOpt = None, as_json: JsonOpt = False) -> None:
     """Approve: wrap the data key to the requester and sign the grant (owner)."""
     with client(as_) as c:
-        g = c.approve(request_id)
+        a = c.approve(request_id)
+    key = f"wrapped to the key registered on chain, fingerprint {a.grantee_key_fingerprint}"
+    if a.grant is None:
+        emit(
+            a,
+            as_json,
+            f"request #{request_id} awaits the operator's co-signature (SENSITIVE data to an "
+            f"enterprise): drl admin cosign {request_id}; {key}",
+        )
+        return
+    g = a.grant
     emit(
-        g,
+        a,
         as_json,
         f"grant [bold]#{g.id}[/] of dataset #{g.dataset_id} to "
-        f"{g.grantee}: {g.max_uses} uses until {g.expires_at} tx {g.granted_tx}",
+        f"{g.grantee}: {g.max_uses} uses until {g.expires_at} tx {g.granted_tx}; {key}",
     )
 
 
@@ -356,39 +421,63 @@ def trace(
     as_: AsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Lineage and every flow of a dataset, or everything a member did."""
+    """Lineage and every flow of a dataset, or everything a member did — from records verified
+    on this machine (an incremental `drl verify` runs first)."""
+    from ledger.audit import dataset_trace, member_trace
+
     if (dataset_id is None) == (member is None):
         raise InvalidInput("give a dataset id or --member, not both", code=ErrorCode.BAD_ARGUMENTS)
-    t: DatasetTracePublic | MemberTracePublic
+    data: DatasetTrace | MemberTrace
     with client(as_) as c:
-        if dataset_id is not None:
-            t = c.trace_dataset(dataset_id)
-            head = (
-                f"dataset #{t.dataset_id} {t.title!r} ({t.classification}) owner "
-                f"{t.owner}\n  derived from {t.ancestors or '-'}; derivatives "
-                f"{t.descendants or '-'}; versions {t.versions}"
-            )
-        else:
-            assert member is not None
-            target = _resolve_member(member)
-            address = target if isinstance(target, str) else target.address
-            t = c.trace_member(address)
-            head = (
-                f"{t.kind} {t.name!r} {t.address} ({t.status}): owns "
-                f"{t.owned or '-'}, received {t.received or '-'}, credits {t.credits}"
-            )
+        report = c.audit()
+        state = c.audit_state()
+        try:
+            if dataset_id is not None:
+                d = dataset_trace(state, dataset_id)
+                head = (
+                    f"dataset #{d.dataset_id} owner {d.owner} classification {d.classification}; "
+                    f"parents {list(d.parents) or '-'}; derived {list(d.derived) or '-'}; "
+                    f"previous version {d.previous_version or '-'}"
+                )
+                entries, data = d.flows, d
+            else:
+                assert member is not None
+                target = _resolve_member(member)
+                address = target if isinstance(target, str) else target.address
+                m = member_trace(state, address)
+                head = f"member {m.address}: registered {list(m.registered) or '-'}"
+                entries, data = m.entries, m
+        finally:
+            state.close()
     if as_json:
-        emit(t, True)
-        return
-    out.print(head, highlight=False)
-    names = _names()
-    for f in t.flows:
-        detail = ", ".join(f"{k}={v}" for k, v in f.detail.items() if k not in ("tx",))
+        emit(plain(asdict(data)), True)
+    else:
         out.print(
-            f"  #{f.seq:<4} {f.at[:19]}  {f.action:<8} "
-            f"{names.get(f.actor, f.actor[:10])}  {detail}",
+            f"{head}\n  (from {report.tree_size} records verified on this machine)",
             highlight=False,
         )
+        names = _names()
+        for f in entries:
+            detail = ", ".join(
+                f"{k}={_short(v)}" for k, v in f.detail.items() if k not in _QUIET
+            )
+            out.print(
+                f"  #{f.seq:<4} {f.at[:19]}  {f.action:<9} "
+                f"{names.get(f.actor, f.actor[:10])}  chain:{f.chain}  {detail}",
+                highlight=False,
+            )
+    if not report.ok:
+        _print_problems(report.problems)
+        raise typer.Exit(1)
+
+
+#: Signed fields a trace line leaves out (still in --json): replay protection, not meaning.
+_QUIET = frozenset({"tx", "nonce", "deadline", "fetchNonce"})
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:12] + "…" if text.startswith("0x") and len(text) > 42 else text
 
 
 def _names() -> dict[str, str]:
@@ -396,17 +485,46 @@ def _names() -> dict[str, str]:
     return {keystore.profile(home, h).address: h for h in keystore.handles(home)}
 
 
+def _print_problems(problems: Sequence[Problem]) -> None:
+    for p in problems:
+        err.print(f"[red]FAIL[/] [{p.code}] {p.where}: {p.what}", highlight=False)
+
+
 def verify(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
-    """Re-verify the flow log against the chain, every signature, the index and the blobs."""
+    """Verify the broker on this machine: records, signatures and heads against the chain.
+
+    Reads the raw log (incrementally, from the checkpoint kept last time), checks every
+    signature, recomputes the tree against the broker-signed head and every root anchored on
+    chain, matches chain events to signed records both ways, and keeps the new checkpoint.
+    """
     with client(as_) as c:
-        r = c.verify()
+        report = c.audit()
+        view = c.chain_view()
     if as_json:
-        emit(r, True)
+        emit(plain(asdict(report)), True)
     else:
-        checked = ", ".join(f"{v} {k}" for k, v in r.checked.items())
-        if r.ok:
-            out.print(f"[green]verified[/]: {checked}; nothing altered")
-        for p in r.problems:
-            out.print(f"[red]FAIL[/] {p.where}: {p.what}", highlight=False)
-    if not r.ok:
+        n = report.counts
+        mode = (
+            f"incremental from size {report.previous_size}"
+            if report.incremental
+            else "first run, from the start"
+        )
+        source = "your chain node" if view.independent else "the broker's relay (embedded chain)"
+        if report.ok:
+            out.print(
+                f"[green]verified on this machine[/] ({mode}): {report.tree_size} records in "
+                f"all, {n['records']} new; "
+                f"{n['signatures']} signatures, {n['anchors']} anchored roots and "
+                f"{n['events']} chain events ({n['matched']} matched to signed records) "
+                f"checked against the chain via {source}",
+                highlight=False,
+            )
+            out.print(
+                f"checkpoint kept: size {report.tree_size}, signed by the broker key",
+                highlight=False,
+            )
+            for p in report.pending:
+                out.print(f"  pending [{p.code}] {p.where}: {p.what}", highlight=False)
+        _print_problems(report.problems)
+    if not report.ok:
         raise typer.Exit(1)

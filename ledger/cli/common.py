@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -51,11 +52,18 @@ def broker_url() -> str:
 
 
 def identity(handle: str | None) -> MemberKeys:
-    """Unlock the identity to act as: --as, else DRL_AS, else the operator, else the only one."""
+    """Unlock the identity to act as: --as, else DRL_AS, else the operator, else the only one.
+
+    ``operator`` (or ``admin``) is the ADMIN key at ``DRL_ADMIN_KEY`` (default HOME/admin/):
+    the data bureau's key, which signs onboarding, suspension and co-signatures. The broker's
+    own BROKER key never signs actions.
+    """
     cfg = settings()
     home = cfg.home.expanduser()
     chosen = handle or os.environ.get("DRL_AS")
-    operator_key = cfg.broker_dir / "operator.key.json"
+    operator_key = cfg.admin_key_path
+    if chosen == "admin":
+        chosen = "operator"
     if chosen is None:
         local = keystore.handles(home)
         if operator_key.exists():
@@ -76,9 +84,21 @@ def identity(handle: str | None) -> MemberKeys:
 
 @contextmanager
 def client(handle: str | None = None, *, anonymous: bool = False) -> Iterator[BrokerClient]:
+    """The SDK for this identity: the deployment pinned and the proofs kept under HOME/trust,
+    the chain read through DRL_CHAIN_URL when set (else the broker's relay, said so once)."""
     keys = None if anonymous else identity(handle)
-    with BrokerClient(broker_url(), keys) as c:
+    cfg = settings()
+    handed = os.environ.get("DRL_DEPLOYMENT")
+    with BrokerClient(
+        broker_url(),
+        keys,
+        trust_dir=cfg.home.expanduser() / "trust",
+        chain_url=cfg.chain_url,
+        deployment_file=Path(handed) if handed else None,
+    ) as c:
         yield c
+        if c.chain_view_opened and (caveat := c.chain_view().caveat):
+            err.print(f"note: {caveat}", highlight=False)
 
 
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:

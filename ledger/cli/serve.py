@@ -14,21 +14,30 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8686,
     anchor_poll: Annotated[float, typer.Option(help="Seconds between anchoring checks.")] = 1.0,
 ) -> None:
-    """Run the broker: deploys and creates the operator on first start, reopens after."""
+    """Run the broker: deploys and creates its keys on first start, reopens after."""
     import uvicorn
 
     from api.main import create_app
-    from ledger.broker import open_broker
+    from ledger.broker import admin_address, open_broker
 
     cfg = settings()
-    broker = open_broker(cfg, passphrase(cfg))
+    secret = passphrase(cfg)
+    _, created = admin_address(cfg, secret)
+    if created:
+        err.print(
+            f"created the ADMIN key at {cfg.admin_key_path} on this host; for production move it "
+            "off the broker host and start with DRL_ADMIN_ADDRESS (docs/deployment.md)",
+            highlight=False,
+        )
+    broker = open_broker(cfg, secret)
     try:
         chain = broker.ledger.chain
         first = "deployed contracts" if broker.opened.created else "reopened"
+        node = "embedded chain" if cfg.chain_url is None else "external node"
         err.print(
-            f"broker {first} on chain {chain.deployment.chain_id} "
-            f"({'embedded' if cfg.chain_url is None else cfg.chain_url}); operator "
-            f"{chain.account.address}; listening on http://{host}:{port}",
+            f"broker {first} on chain {chain.deployment.chain_id} ({node}); "
+            f"admin {chain.deployment.admin}, broker key {chain.account.address}; "
+            f"listening on http://{host}:{port}",
             highlight=False,
         )
         broker.start_anchoring(poll=anchor_poll)

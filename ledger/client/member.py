@@ -120,6 +120,7 @@ def prepare_upload(
         "plaintext_size": result.plaintext_size,
         "ciphertext_sha256": "0x" + result.ciphertext_sha256.hex(),
         "ciphertext_size": result.ciphertext_size,
+        "chunk_size": result.chunk_size,
         "owner_key_sha256": "0x" + hashlib.sha256(wrapped).hexdigest(),
     }
     registration = Registration(

@@ -21,17 +21,20 @@ thirty) on top of the shared steps; splitting the routes across modules would sp
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import httpx
+from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
 
+from ledger.client import trust
 from ledger.client.member import (
     MemberKeys,
     PreparedUpload,
@@ -47,6 +50,7 @@ from ledger.errors import (
     ChainUnavailable,
     Conflict,
     Forbidden,
+    IntegrityError,
     InvalidInput,
     InvalidSignature,
     LedgerError,
@@ -56,10 +60,13 @@ from ledger.errors import (
 )
 from ledger.protocol import http as auth
 from ledger.protocol.actions import ActionName, Domains, SignedAction
+from ledger.protocol.checkpoint import SignedCheckpoint
 from ledger.protocol.codes import ErrorCode, status_for
 from ledger.protocol.wire import (
     AnchorPublic,
     ApproveIn,
+    ApproveOut,
+    CheckpointPublic,
     Config,
     Credits,
     DatasetPublic,
@@ -71,13 +78,16 @@ from ledger.protocol.wire import (
     Health,
     Hex,
     LogHead,
+    LogRecordPublic,
     MemberPublic,
     MembersPublic,
     MemberTracePublic,
     Nonces,
+    Proof,
     RatingPublic,
     RequestPublic,
     RequestsPublic,
+    RpcIn,
     SignedActionIn,
     SignedBody,
     UploadIn,
@@ -85,7 +95,12 @@ from ledger.protocol.wire import (
     VerifyPublic,
     WrappedKeyPublic,
 )
-from ledger.types import Classification, MemberKind
+from ledger.types import Classification, MemberKind, kind_code
+
+if TYPE_CHECKING:
+    from ledger.audit import AuditReport, AuditState
+    from ledger.audit import Progress as AuditProgress
+    from ledger.chain.client import LedgerChain
 
 Progress = Callable[[int], None]
 CHUNK = 1024 * 1024
@@ -154,6 +169,23 @@ class Fetched(BaseModel):
     uses_left: int
     generation: int
     receipt: DeliveryPublic | None = None  # None when not acknowledged
+    chain_independent: bool = True  # False: chain facts came through the broker's relay
+
+
+class Approved(ApproveOut):
+    """An approval as the owner's client saw it: the on-chain key it wrapped to."""
+
+    grantee_key_fingerprint: str
+    chain_independent: bool
+
+
+APPROVAL_TERMS: Final = ("datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash")
+
+
+def fingerprint(key_suite: int, key: bytes) -> str:
+    """A short, comparable fingerprint of an encryption key: SHA-256 over suite and key."""
+    digest = hashlib.sha256(key_suite.to_bytes(2, "big") + key).hexdigest()[:32]
+    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 class _ResponseReader(io.RawIOBase):
@@ -198,12 +230,23 @@ class BrokerClient:
         *,
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        trust_dir: Path | None = None,
+        chain: LedgerChain | None = None,
+        chain_url: str | None = None,
+        deployment_file: Path | None = None,
     ) -> None:
         self.keys = keys
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(timeout=timeout) if http is None else http
         self._owns_http = http is None
         self._config: Config | None = None
+        self.trust = trust.TrustStore(trust_dir, self.base_url)
+        self._deployment_file = deployment_file
+        self._pinned: trust.Pinned | None = None
+        self._chain = chain
+        self._chain_url = chain_url
+        self._view: trust.ChainView | None = None
+        self._audit: AuditState | None = None
 
     def close(self) -> None:
         """Close the HTTP client, if this SDK opened it."""
@@ -242,15 +285,134 @@ class BrokerClient:
         response = self.send(self.http.build_request("GET", self.url("/v1/health")))
         return Health.model_validate(response.json())
 
+    def pinned(self) -> trust.Pinned:
+        """The deployment pinned at first contact (``deployment_changed`` if the broker differs)."""
+        if self._pinned is None:
+            self._pinned = trust.pin(self.trust, self.config(), self._deployment_file)
+        return self._pinned
+
     @property
     def domains(self) -> Domains:
-        """The deployment's EIP-712 domains, from :meth:`config`."""
-        c = self.config()
-        return Domains(
-            chain_id=c.chain_id,
-            flow_log=c.flow_log,
-            data_registry=c.data_registry,
-            access_ledger=c.access_ledger,
+        """The EIP-712 domains of the pinned deployment (never re-read from the broker)."""
+        return self.pinned().domains
+
+    def chain_view(self) -> trust.ChainView:
+        """The contracts, read through the member's node (``chain_url``) or the broker's relay.
+
+        Imported on first use: commands that never read the chain stay small.
+        """
+        if self._view is not None:
+            return self._view
+        from ledger.chain.client import LedgerChain
+        from ledger.chain.models import Deployment
+
+        p = self.pinned()
+        deployment = Deployment(
+            chain_id=p.chain_id,
+            member_registry=to_checksum_address(p.member_registry),
+            data_registry=to_checksum_address(p.data_registry),
+            access_ledger=to_checksum_address(p.access_ledger),
+            flow_log=to_checksum_address(p.flow_log),
+            sharing_credits=to_checksum_address(p.sharing_credits),
+            block_number=p.deployment_block,
+            admin=to_checksum_address(p.admin),
+            broker=to_checksum_address(p.broker),
+        )
+        if self._chain is not None:
+            view = trust.ChainView(LedgerChain(self._chain.backend, deployment, None), True, "node")
+        elif self._chain_url:
+            from ledger.chain.rpc import RpcChain
+
+            view = trust.ChainView(
+                LedgerChain(RpcChain(self._chain_url), deployment, None), True, "node"
+            )
+        else:
+            from ledger.client.relay import BrokerRelayChain
+
+            view = trust.ChainView(
+                LedgerChain(BrokerRelayChain(self.rpc), deployment, None), False, "broker relay"
+            )
+        if view.chain.backend.chain_id != p.chain_id:
+            raise IntegrityError(
+                f"the chain node serves chain {view.chain.backend.chain_id}, "
+                f"the pinned deployment is on chain {p.chain_id}",
+                code=ErrorCode.DEPLOYMENT_CHANGED,
+            )
+        self._view = view
+        return view
+
+    @property
+    def chain_view_opened(self) -> bool:
+        """Whether a command read the chain (so its caveat, if any, is worth saying)."""
+        return self._view is not None
+
+    def rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """One read-only JSON-RPC call through the broker's relay (embedded chain)."""
+        body = RpcIn(jsonrpc="2.0", id=1, method=method, params=params)
+        response = self.send(self.json_request("POST", "/v1/chain/rpc", body))
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    # -- confirming each signed action in a signed head ---------------------------------------
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """The broker's current signed head, checked against the pinned deployment and key,
+        and against the last head this member kept (it must extend it)."""
+        note = self.call("GET", "/v1/log/checkpoint", CheckpointPublic).note
+        cp = trust.check_checkpoint(note, self.pinned())
+        kept = self.trust.read("checkpoint.json")
+        if kept is not None:
+            old = trust.check_checkpoint(str(kept["note"]), self.pinned())
+            if cp.size < old.size:
+                raise IntegrityError(
+                    f"the broker's signed head shrank from {old.size} to {cp.size}: history "
+                    "rewritten (both signed notes kept)",
+                    code=ErrorCode.LOG_INCONSISTENT,
+                )
+            path = self.consistency(old.size, cp.size) if old.size else []
+            if old.size and cp.size != old.size:
+                trust.check_extends(old, cp, path)
+            elif old.root != cp.root and old.size:
+                trust.check_extends(old, cp, [])
+        if kept is None or kept.get("note") != note:
+            if kept is not None:
+                self.trust.append("checkpoints.jsonl", kept)
+            self.trust.write("checkpoint.json", {"note": note})
+        return cp
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        proof = self.call(
+            "GET",
+            "/v1/log/proofs/consistency",
+            Proof,
+            params={"old_size": old_size, "tree_size": new_size},
+        )
+        return [bytes.fromhex(h[2:]) for h in proof.path]
+
+    def confirm(self, signed: SignedAction, seq: int) -> None:
+        """Check that record ``seq`` is the action this member signed and is in a signed head.
+
+        Keeps the proof (one JSON line in the trust directory). Raises IntegrityError with
+        ``record_mismatch``, ``record_not_included``, ``log_inconsistent`` or a checkpoint code.
+        """
+        record = self.call("GET", f"/v1/log/records/{seq}", LogRecordPublic)
+        leaf = record.leaf.encode()
+        trust.check_record(leaf, signed)
+        cp = self.checkpoint()
+        proof = self.call(
+            "GET", "/v1/log/proofs/inclusion", Proof, params={"seq": seq, "tree_size": cp.size}
+        )
+        path = [bytes.fromhex(h[2:]) for h in proof.path]
+        trust.check_included(leaf, seq, cp, path)
+        self.trust.append(
+            "proofs.jsonl",
+            {
+                "seq": seq,
+                "action": signed.action,
+                "leaf": record.leaf,
+                "checkpoint": cp.note,
+                "path": proof.path,
+            },
         )
 
     def sign(self, action: ActionName, message: dict[str, Any]) -> SignedAction:
@@ -363,24 +525,44 @@ class BrokerClient:
     def onboard(
         self, *, address: str, kind: MemberKind, name: str, key_suite: int, encryption_key: bytes
     ) -> MemberPublic:
-        """Operator: onboard a member."""
+        """Operator (ADMIN key): onboard a member; MemberRegistry checks this signature."""
         signed = self.sign(
             "onboard",
             {
                 "member": address,
-                "kind": kind,
+                "kind": kind_code(kind),
                 "name": name,
                 "keySuite": key_suite,
                 "encryptionKey": encryption_key,
             },
         )
-        return self.call("POST", "/v1/members", MemberPublic, body=self.signed_body(signed))
+        member = self.call("POST", "/v1/members", MemberPublic, body=self.signed_body(signed))
+        self.confirm(signed, member.log_seq)
+        return member
 
     def suspend(self, address: str) -> MemberPublic:
-        """Operator: suspend a member."""
+        """Operator (ADMIN key): suspend a member."""
         signed = self.sign("suspend", {"member": address})
         return self.call(
             "POST", f"/v1/members/{address}/suspend", MemberPublic, body=self.signed_body(signed)
+        )
+
+    def reinstate(self, address: str) -> MemberPublic:
+        """Operator (ADMIN key): lift a member's suspension."""
+        signed = self.sign("reinstate", {"member": address})
+        return self.call(
+            "POST", f"/v1/members/{address}/reinstate", MemberPublic, body=self.signed_body(signed)
+        )
+
+    def rotate_key(self, key_suite: int, encryption_key: bytes) -> MemberPublic:
+        """Replace this member's encryption key on chain (only the member can)."""
+        keys = self.require_keys()
+        signed = self.sign(
+            "rotate_key",
+            {"member": keys.address, "keySuite": key_suite, "encryptionKey": encryption_key},
+        )
+        return self.call(
+            "POST", f"/v1/members/{keys.address}/key", MemberPublic, body=self.signed_body(signed)
         )
 
     def members(self) -> list[MemberPublic]:
@@ -488,11 +670,12 @@ class BrokerClient:
         return self.call("GET", f"/v1/datasets/{dataset_id}/owner-key", WrappedKeyPublic)
 
     @contextmanager
-    def open_fetch(self, dataset_id: int) -> Iterator[httpx.Response]:
+    def open_fetch(self, dataset_id: int) -> Iterator[tuple[SignedAction, httpx.Response]]:
         """Sign a Fetch and open the download, left unread (one use is recorded first).
 
-        The answer's X-DRL-* headers carry the wrapped key, the grant generation and the
-        content hash (:data:`ledger.protocol.http.FETCH_HEADERS`); its body is the ciphertext.
+        The Fetch is what ``AccessLedger.recordUse`` checks on chain. The answer's X-DRL-*
+        headers carry the wrapped key, the grant generation and the content hash as the broker
+        claims it (:data:`ledger.protocol.http.FETCH_HEADERS`); its body is the ciphertext.
         A connection lost while reading raises :class:`~ledger.errors.BrokerUnreachable`.
         """
         keys = self.require_keys()
@@ -502,7 +685,7 @@ class BrokerClient:
         )
         response = self.send(request, stream=True)
         try:
-            yield response
+            yield signed, response
         except httpx.TransportError as exc:
             raise BrokerUnreachable(f"download interrupted: {exc}") from None
         finally:
@@ -516,20 +699,46 @@ class BrokerClient:
         progress: Progress | None = None,
         acknowledge: bool = True,
     ) -> Fetched:
-        """Download, decrypt and verify, then sign the delivery receipt (owner earns credits)."""
+        """Download, decrypt and verify against the chain, then sign the delivery receipt.
+
+        The content hash is the one registered on chain for ``dataset_id`` (the broker's header
+        must agree); the plaintext is written beside ``out`` and renamed only once verified, so
+        a forged or altered delivery leaves no output file and signs no receipt.
+        """
         keys = self.require_keys()
-        with self.open_fetch(dataset_id) as response:
+        view = self.chain_view()
+        registered = view.chain.dataset(dataset_id).content_hash
+        with self.open_fetch(dataset_id) as (signed, response):
+            claimed = response.headers.get(auth.H_CONTENT_HASH, "")
+            if claimed.lower() != "0x" + registered.hex():
+                raise IntegrityError(
+                    f"the broker's content hash {claimed[:18]}... is not the one registered on "
+                    f"chain for dataset {dataset_id}; refusing the delivery",
+                    code=ErrorCode.CONTENT_HASH_MISMATCH,
+                )
             wrapped = bytes.fromhex(response.headers[auth.H_WRAPPED_KEY][2:])
-            content_hash = bytes.fromhex(response.headers[auth.H_CONTENT_HASH][2:])
-            generation = int(response.headers[auth.H_GENERATION])
+            generation = view.chain.grant_of(dataset_id, keys.address).generation
             uses_left = int(response.headers[auth.H_USES_LEFT])
+            seq = int(response.headers[auth.H_LOG_SEQ])
             reader = io.BufferedReader(
                 _ResponseReader(response.iter_raw(CHUNK), progress), buffer_size=CHUNK
             )
-            digest = open_delivery(
-                keys, reader, out, wrapped_key=wrapped, content_hash=content_hash
+            partial = out.with_name(f".{out.name}.partial")
+            try:
+                digest = open_delivery(
+                    keys, reader, partial, wrapped_key=wrapped, content_hash=registered
+                )
+                partial.replace(out)
+            finally:
+                partial.unlink(missing_ok=True)
+        self.confirm(signed, seq)
+        receipt = (
+            self.acknowledge(
+                dataset_id, digest, generation, fetch_nonce=int(signed.message["nonce"])
             )
-        receipt = self.acknowledge(dataset_id, digest, generation) if acknowledge else None
+            if acknowledge
+            else None
+        )
         return Fetched(
             dataset_id=dataset_id,
             path=str(out),
@@ -537,10 +746,13 @@ class BrokerClient:
             uses_left=uses_left,
             generation=generation,
             receipt=receipt,
+            chain_independent=view.independent,
         )
 
-    def acknowledge(self, dataset_id: int, content_hash: bytes, generation: int) -> DeliveryPublic:
-        """Sign the delivery receipt naming the content hash this member verified."""
+    def acknowledge(
+        self, dataset_id: int, content_hash: bytes, generation: int, *, fetch_nonce: int
+    ) -> DeliveryPublic:
+        """Sign the receipt of one fetch, naming the content hash this member verified."""
         keys = self.require_keys()
         signed = self.sign(
             "receipt",
@@ -549,9 +761,12 @@ class BrokerClient:
                 "datasetId": dataset_id,
                 "contentHash": content_hash,
                 "grantGeneration": generation,
+                "fetchNonce": fetch_nonce,
             },
         )
-        return self.call("POST", "/v1/receipts", DeliveryPublic, body=self.signed_body(signed))
+        delivery = self.call("POST", "/v1/receipts", DeliveryPublic, body=self.signed_body(signed))
+        self.confirm(signed, delivery.log_seq)
+        return delivery
 
     def rate(self, dataset_id: int, score: int, comment: str = "") -> RatingPublic:
         """Rate a dataset this member received (1-5)."""
@@ -590,21 +805,36 @@ class BrokerClient:
         """One access request."""
         return self.call("GET", f"/v1/requests/{request_id}", RequestPublic)
 
-    def approve(self, request_id: int, *, admin_approval: bytes = b"") -> GrantPublic:
-        """Owner: re-wrap the data key to the requester and sign the grant it asked for."""
+    def approve(self, request_id: int, *, admin_approval: SignedAction | None = None) -> Approved:
+        """Owner: re-wrap the data key to the requester's key **as registered on chain**.
+
+        The requester's standing and encryption key and the dataset's content hash are read
+        from the contracts (:meth:`chain_view`), never from the broker's directory, and the
+        key's fingerprint is returned for the owner to see. A grant that needs the operator's
+        co-signature waits for it (``awaiting_approval``).
+        """
         keys = self.require_keys()
         req = self.request(request_id)
-        data = self.dataset(req.dataset_id)
-        requester = self.member(req.requester)
+        view = self.chain_view()
+        on_chain = view.chain.member(req.requester)
+        if not on_chain.active:
+            raise Forbidden(
+                f"{req.requester} is not an active member on chain", code=ErrorCode.NOT_ON_CHAIN
+            )
+        certificate = view.chain.dataset(req.dataset_id)
+        if certificate.owner.lower() != keys.address.lower():
+            raise Forbidden(
+                f"the chain says dataset {req.dataset_id} is not yours", code=ErrorCode.NOT_OWNER
+            )
         own = self.owner_key(req.dataset_id)
         signed, wrapped = prepare_grant(
             keys,
             request_id=request_id,
             dataset_id=req.dataset_id,
-            content_hash=bytes.fromhex(data.content_hash[2:]),
+            content_hash=certificate.content_hash,
             requester=req.requester,
-            requester_suite=requester.key_suite,
-            requester_key=bytes.fromhex(requester.encryption_key[2:]),
+            requester_suite=on_chain.key_suite,
+            requester_key=on_chain.encryption_key,
             purpose=req.purpose,
             days=req.days,
             max_uses=req.max_uses,
@@ -615,9 +845,44 @@ class BrokerClient:
         body = ApproveIn(
             signed=SignedActionIn.of(signed),
             wrapped_key="0x" + wrapped.hex(),
-            admin_approval="0x" + admin_approval.hex(),
+            admin_approval=None if admin_approval is None else SignedActionIn.of(admin_approval),
         )
-        return self.call("POST", f"/v1/requests/{request_id}/approve", GrantPublic, body=body)
+        out = self.call("POST", f"/v1/requests/{request_id}/approve", ApproveOut, body=body)
+        if out.grant is not None:
+            self.confirm(signed, out.grant.log_seq)
+        return Approved(
+            **out.model_dump(),
+            grantee_key_fingerprint=fingerprint(on_chain.key_suite, on_chain.encryption_key),
+            chain_independent=view.independent,
+        )
+
+    def cosign(self, request_id: int) -> ApproveOut:
+        """Operator (ADMIN key): co-sign a grant awaiting approval, for the exact terms shown.
+
+        The owner's signed Grant is checked here (its signer owns the dataset on chain); the
+        approval is single use, bound to the grant generation it creates and to a deadline.
+        """
+        req = self.request(request_id)
+        if req.status != "awaiting_approval" or req.pending_grant is None:
+            raise Conflict(f"request {request_id} is {req.status}", code=ErrorCode.REQUEST_DECIDED)
+        grant = SignedAction.from_json(req.pending_grant)
+        grant.verify(self.domains)
+        view = self.chain_view()
+        dataset_id = int(grant.message["datasetId"])
+        if view.chain.owner_of(dataset_id).lower() != grant.actor.lower():
+            raise Forbidden(
+                "the grant is not signed by the dataset's owner", code=ErrorCode.NOT_OWNER
+            )
+        grantee = str(grant.message["grantee"])
+        generation = view.chain.grant_of(dataset_id, grantee).generation + 1
+        terms = {k: grant.message[k] for k in APPROVAL_TERMS}
+        approval = self.sign("approval", {**terms, "generation": generation})
+        return self.call(
+            "POST",
+            f"/v1/requests/{request_id}/cosign",
+            ApproveOut,
+            body=self.signed_body(approval),
+        )
 
     def deny(self, request_id: int, reason: str = "") -> RequestPublic:
         """Owner: refuse a request."""
@@ -658,9 +923,42 @@ class BrokerClient:
         """A member's datasets, grants, credits and signed actions (overseers, or itself)."""
         return self.call("GET", f"/v1/trace/members/{address}", MemberTracePublic)
 
-    def verify(self) -> VerifyPublic:
-        """Re-verify the log, the anchors, the index and the ciphertext (overseers)."""
+    def self_check(self) -> VerifyPublic:
+        """The broker's own check of itself (overseers): the operator's tool, not evidence."""
         return self.call("GET", "/v1/verify", VerifyPublic)
+
+    def audit_state(self) -> AuditState:
+        """The local audit state of this broker (in memory when no trust directory is set)."""
+        from ledger.audit import AuditState
+
+        directory = self.trust.directory
+        if directory is None:
+            if self._audit is None:
+                self._audit = AuditState.in_memory()
+            return self._audit
+        return AuditState.open(directory / f"{self.trust.key}.audit.sqlite")
+
+    def audit(self, *, progress: AuditProgress | None = None) -> AuditReport:
+        """Verify the broker on this machine, from its raw records and the chain (overseers).
+
+        Incremental from the checkpoint kept last time: every new record's signature, the
+        recomputed tree against the signed head and every anchored root, chain events matched to
+        signed records both ways, and consistency with the kept head (:func:`ledger.audit.verify`).
+        """
+        from ledger.audit import verify
+        from ledger.client.audit_sources import BrokerLog, ChainEvents
+
+        p = self.pinned()
+        view = self.chain_view()
+        state = self.audit_state()
+        return verify(
+            BrokerLog(self),
+            ChainEvents(view.chain),
+            state,
+            domains=p.domains,
+            origin=p.origin,
+            progress=progress,
+        )
 
     def log_head(self) -> LogHead:
         """The log's current tree head and the latest one anchored on chain."""

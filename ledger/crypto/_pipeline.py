@@ -3,8 +3,9 @@
 SHA-256 (about 1.5 GB/s here) is the bottleneck, not AES-GCM (about 8 GB/s). Chunk hashes are
 independent and both hashlib and cryptography release the GIL on large buffers, so chunks are
 sealed or opened and hashed on a small thread pool while the calling thread reads ahead. Results
-are handed on in order to single-thread stages (writer, ciphertext hasher), so writing, which
-on some machines costs as much CPU as hashing, overlaps reading instead of following it.
+are handed on in order to single-thread stages (writer, ciphertext hasher, and the content hasher
+when chunks must be re-sliced into 1 MiB pieces), so writing, which on some machines costs as
+much CPU as hashing, overlaps reading instead of following it.
 
 Memory stays flat: a fixed set of slots, each with one preallocated input and one output buffer,
 is recycled; a slot returns to the free list only after its output was written and its
@@ -47,12 +48,17 @@ class Slot:
         self.out_len = length
         return memoryview(self.outbuf)[:length]
 
+    def written(self) -> memoryview:
+        """The output window the transform filled."""
+        return memoryview(self.outbuf)[: self.out_len]
 
-# (slot, chunk index, is last chunk) -> leaf hash; fills slot.output(...). Runs on a worker.
-Transform = Callable[[Slot, int, bool], bytes]
-# Receives each output in order on the calling thread and hands it on (write, hash); returns
-# the futures to wait for before the slot's buffers are reused.
-Emit = Callable[[memoryview], Sequence["Future[Any]"]]
+
+# (slot, chunk index, is last chunk) -> the leaf hashes the chunk yields on its own (possibly
+# none); fills slot.output(...). Runs on a worker.
+Transform = Callable[[Slot, int, bool], list[bytes]]
+# Receives each slot in order on the calling thread and hands its input or output on (write,
+# hash); returns the futures to wait for before the slot's buffers are reused.
+Emit = Callable[[Slot], Sequence["Future[Any]"]]
 
 
 def read_full(src: BinaryIO, buf: bytearray) -> int:
@@ -87,7 +93,7 @@ def run(
     follows it. An empty stream still yields one (empty, last) chunk.
     """
     free: deque[Slot] = deque(Slot(in_size, out_size) for _ in range(SLOTS))
-    working: deque[tuple[Slot, Future[bytes]]] = deque()
+    working: deque[tuple[Slot, Future[list[bytes]]]] = deque()
     emitted: deque[Slot] = deque()
     leaves: list[bytes] = []
     total = 0
@@ -95,8 +101,8 @@ def run(
 
     def retire() -> None:
         slot, future = working.popleft()
-        leaves.append(future.result())
-        slot.pending = emit(memoryview(slot.outbuf)[: slot.out_len])
+        leaves.extend(future.result())
+        slot.pending = emit(slot)
         emitted.append(slot)
 
     def take() -> Slot:

@@ -9,8 +9,9 @@ Layout (all integers big-endian)::
 
 Every chunk but the last holds exactly ``chunk_size`` plaintext bytes and the last holds
 ``1..chunk_size`` (``0`` only when the whole plaintext is empty, which still gets one final chunk).
-So a plaintext has exactly one encoding per header, and its content hash (the Merkle root over
-its plaintext chunks) is well defined.
+So a plaintext has exactly one encoding per header. The content hash does not depend on the
+encoding: it is the Merkle root over fixed ``PIECE_SIZE`` (1 MiB) pieces of the plaintext,
+whatever ``chunk_size`` the header names (see :mod:`ledger.crypto.stream`).
 
 Why each field is bound where it is:
 
@@ -38,7 +39,9 @@ VERSION = 1
 KEY_SIZE = 32
 TAG_SIZE = 16
 NONCE_PREFIX_SIZE = 8
-DEFAULT_CHUNK_SIZE = 1 << 20
+# The content hash's leaves are the plaintext cut into pieces of this size, for every chunk size.
+PIECE_SIZE = 1 << 20
+DEFAULT_CHUNK_SIZE = PIECE_SIZE
 # Bounds keep a hostile header from making a reader allocate gigabytes per chunk, or from
 # producing absurd per-chunk overhead.
 MIN_CHUNK_SIZE = 64

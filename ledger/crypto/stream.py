@@ -1,10 +1,19 @@
 """Streaming dataset encryption and decryption with the content hash computed on the way.
 
-``encrypt`` produces what the owner registers and uploads: the ciphertext, the content hash
-(Merkle root of the plaintext chunks, see :mod:`ledger.merkle.proofs`) and the SHA-256 of every
-ciphertext byte (header included), against which the blind broker checks the upload.
-``decrypt`` authenticates every chunk and recomputes the content hash, so the recipient can
-compare it with the one registered on chain. Both keep only a few chunks in memory.
+``encrypt`` produces what the owner registers and uploads: the ciphertext, the content hash and
+the SHA-256 of every ciphertext byte (header included), against which the blind broker checks
+the upload. ``decrypt`` authenticates every chunk and recomputes the content hash, so the
+recipient can compare it with the one registered on chain. Both keep only a few chunks in memory.
+
+The content hash is canonical: the RFC 6962 Merkle root (:mod:`ledger.merkle.proofs`) over the
+plaintext cut into fixed 1 MiB pieces (``PIECE_SIZE``; the last may be shorter, an exact
+multiple has no empty last piece, the empty plaintext hashes to the empty tree, SHA-256("")),
+whatever chunk size the file was encrypted with. So one plaintext has one content hash, and a
+registration cannot dodge uniqueness or inherited sensitivity by picking another chunk size.
+When the chunk size is a multiple of 1 MiB (the default is exactly 1 MiB) every chunk starts on
+a piece boundary and the workers hash its pieces in parallel; otherwise an ordered stage
+re-slices the plaintext chunks into pieces as they pass, holding one running SHA-256 and no
+copy of the data.
 """
 
 from __future__ import annotations
@@ -25,9 +34,9 @@ from ledger.crypto.format import (
     HEADER_SIZE,
     KEY_SIZE,
     NONCE_PREFIX_SIZE,
+    PIECE_SIZE,
     TAG_SIZE,
     Header,
-    check_chunk_size,
 )
 from ledger.errors import CryptoError, IntegrityError
 from ledger.merkle.proofs import root_from_leaf_hashes
@@ -43,6 +52,7 @@ class EncryptResult:
     ciphertext_sha256: bytes
     plaintext_size: int
     ciphertext_size: int
+    chunk_size: int  # the header's, which the metadata document declares
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class DecryptResult:
 
     content_hash: bytes
     plaintext_size: int
+    chunk_size: int  # the header's
 
 
 def generate_data_key() -> bytes:
@@ -82,32 +93,40 @@ def encrypt(
     ciphertext_hash = hashlib.sha256(header_bytes)
     written = HEADER_SIZE
 
-    def seal(slot: _pipeline.Slot, index: int, last: bool) -> bytes:
+    pieces = _Pieces(chunk_size)
+
+    def seal(slot: _pipeline.Slot, index: int, last: bool) -> list[bytes]:
         plain = slot.input()
         out = slot.output(len(plain) + TAG_SIZE)
         aead.encrypt_into(header.nonce(index), plain, header.aad(index, last=last), out)
-        return _leaf_hash(plain)
+        return pieces.leaves_of(plain)
 
     # SHA-256 over the whole ciphertext cannot be split, so one thread hashes it in order
     # beside the chunk workers, and another writes it.
     writer, hasher = _ordered_stage("drl-write"), _ordered_stage("drl-ciphertext-hash")
 
-    def emit(chunk: memoryview) -> tuple[Future[Any], ...]:
+    def emit(slot: _pipeline.Slot) -> tuple[Future[Any], ...]:
         nonlocal written
+        chunk = slot.written()
         written += len(chunk)
-        return writer.submit(dst.write, chunk), hasher.submit(ciphertext_hash.update, chunk)
+        return (
+            writer.submit(dst.write, chunk),
+            hasher.submit(ciphertext_hash.update, chunk),
+            *pieces.submit(slot.input()),
+        )
 
     try:
         leaves, plaintext_size = _pipeline.run(
             src, in_size=chunk_size, out_size=chunk_size + TAG_SIZE, transform=seal, emit=emit
         )
     finally:
-        _stop(writer, hasher)
+        _stop(writer, hasher, *pieces.stages())
     return EncryptResult(
-        content_hash=_root(leaves, plaintext_size),
+        content_hash=pieces.root(leaves),
         ciphertext_sha256=ciphertext_hash.digest(),
         plaintext_size=plaintext_size,
         ciphertext_size=written,
+        chunk_size=chunk_size,
     )
 
 
@@ -128,9 +147,10 @@ def decrypt(
     aead = AESGCM(_check_key(key))
     header_bytes = bytearray(HEADER_SIZE)
     header = Header.parse(bytes(header_bytes[: _pipeline.read_full(src, header_bytes)]))
+    pieces = _Pieces(header.chunk_size)
     size = 0
 
-    def open_chunk(slot: _pipeline.Slot, index: int, last: bool) -> bytes:
+    def open_chunk(slot: _pipeline.Slot, index: int, last: bool) -> list[bytes]:
         sealed = slot.input()
         if len(sealed) < TAG_SIZE:
             raise IntegrityError(f"encrypted dataset is truncated in chunk {index}")
@@ -145,14 +165,15 @@ def decrypt(
                 f"chunk {index} failed authentication: wrong key, or altered, truncated, "
                 "reordered or spliced data"
             ) from None
-        return _leaf_hash(plain)
+        return pieces.leaves_of(plain)
 
     writer = _ordered_stage("drl-write")
 
-    def emit(chunk: memoryview) -> tuple[Future[Any]]:
+    def emit(slot: _pipeline.Slot) -> tuple[Future[Any], ...]:
         nonlocal size
+        chunk = slot.written()
         size += len(chunk)
-        return (writer.submit(dst.write, chunk),)
+        return (writer.submit(dst.write, chunk), *pieces.submit(chunk))
 
     try:
         leaves, _ = _pipeline.run(
@@ -163,24 +184,75 @@ def decrypt(
             emit=emit,
         )
     finally:
-        _stop(writer)
-    digest = _root(leaves, size)
+        _stop(writer, *pieces.stages())
+    digest = pieces.root(leaves)
     if expected_content_hash is not None and not hmac.compare_digest(digest, expected_content_hash):
         raise IntegrityError("decrypted content does not match the expected content hash")
-    return DecryptResult(content_hash=digest, plaintext_size=size)
+    return DecryptResult(content_hash=digest, plaintext_size=size, chunk_size=header.chunk_size)
 
 
-def content_hash(src: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
-    """Content hash of a plaintext stream without encrypting it (same chunking as ``encrypt``)."""
-    check_chunk_size(chunk_size, error=CryptoError)
+def content_hash(src: BinaryIO) -> bytes:
+    """Content hash of a plaintext stream without encrypting it (what ``encrypt`` reports)."""
 
-    def hash_chunk(slot: _pipeline.Slot, index: int, last: bool) -> bytes:
-        return _leaf_hash(slot.input())
+    def hash_piece(slot: _pipeline.Slot, index: int, last: bool) -> list[bytes]:
+        return _piece_leaves(slot.input())
 
-    leaves, size = _pipeline.run(
-        src, in_size=chunk_size, out_size=0, transform=hash_chunk, emit=lambda _: ()
+    leaves, _ = _pipeline.run(
+        src, in_size=PIECE_SIZE, out_size=0, transform=hash_piece, emit=lambda _: ()
     )
-    return _root(leaves, size)
+    return root_from_leaf_hashes(leaves)
+
+
+class _Pieces:
+    """The content hash's leaves for one stream, from chunks of any size.
+
+    With a chunk size that is a multiple of ``PIECE_SIZE`` every chunk starts on a piece
+    boundary, so ``leaves_of`` (on a worker) hashes the chunk's pieces and ``submit`` does
+    nothing. Otherwise ``leaves_of`` returns nothing and ``submit`` hands each plaintext chunk,
+    in stream order, to one ordered stage that feeds it into the running piece hash and closes
+    a leaf at every 1 MiB boundary; the returned future keeps the chunk's buffer alive until
+    it was hashed.
+    """
+
+    def __init__(self, chunk_size: int) -> None:
+        self.aligned = chunk_size % PIECE_SIZE == 0
+        self._stage = None if self.aligned else _ordered_stage("drl-content-hash")
+        self._leaves: list[bytes] = []
+        self._piece = hashlib.sha256(_LEAF_PREFIX)
+        self._filled = 0
+
+    def leaves_of(self, plain: memoryview) -> list[bytes]:
+        return _piece_leaves(plain) if self.aligned else []
+
+    def submit(self, plain: memoryview) -> tuple[Future[None], ...]:
+        if self._stage is None:
+            return ()
+        return (self._stage.submit(self._update, plain),)
+
+    def stages(self) -> tuple[ThreadPoolExecutor, ...]:
+        return () if self._stage is None else (self._stage,)
+
+    def root(self, worker_leaves: list[bytes]) -> bytes:
+        """The content hash, once the pipeline and the stage are done."""
+        if self.aligned:
+            return root_from_leaf_hashes(worker_leaves)
+        if self._filled:
+            self._close_piece()
+        return root_from_leaf_hashes(self._leaves)
+
+    def _update(self, plain: memoryview) -> None:
+        while plain:
+            take = PIECE_SIZE - self._filled
+            self._piece.update(plain[:take])
+            self._filled += min(take, len(plain))
+            plain = plain[take:]
+            if self._filled == PIECE_SIZE:
+                self._close_piece()
+
+    def _close_piece(self) -> None:
+        self._leaves.append(self._piece.digest())
+        self._piece = hashlib.sha256(_LEAF_PREFIX)
+        self._filled = 0
 
 
 def _ordered_stage(name: str) -> ThreadPoolExecutor:
@@ -199,10 +271,13 @@ def _check_key(key: bytes) -> bytes:
     return key
 
 
-def _root(leaves: list[bytes], plaintext_size: int) -> bytes:
-    # An empty plaintext has no chunks to hash (its one empty ciphertext chunk only marks the
-    # end of the stream), so its content hash is the root of the empty tree.
-    return root_from_leaf_hashes(leaves if plaintext_size else [])
+def _piece_leaves(plain: memoryview) -> list[bytes]:
+    """Leaf hashes of ``plain`` cut into 1 MiB pieces, for a chunk starting on a boundary.
+
+    An empty chunk (the one chunk of an empty plaintext, which only marks the end of the
+    stream) has no piece: the empty plaintext's content hash is the root of the empty tree.
+    """
+    return [_leaf_hash(plain[i : i + PIECE_SIZE]) for i in range(0, len(plain), PIECE_SIZE)]
 
 
 def _leaf_hash(chunk: memoryview) -> bytes:

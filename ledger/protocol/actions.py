@@ -3,11 +3,17 @@
 Every state change is an EIP-712 message signed by its actor (docs/protocol.md "Signed
 actions"). Two families share one representation, :class:`SignedAction`:
 
-- **contract actions** (``register``, ``grant``, ``revoke``) use the contract domain; their nonce
-  is the signer's nonce in that contract, so the broker can relay the very signature it logs.
-- **broker actions** (``onboard``, ``suspend``, ``request``, ``deny``, ``fetch``, ``receipt``,
-  ``rate``) use the broker domain, a random 256-bit nonce (single use, recorded by the broker)
-  and a deadline.
+- **contract actions** use the domain of the contract that checks them, so the broker relays
+  the very signature it logs and the chain, not the broker, decides whether it is valid.
+  ``register``, ``grant`` and ``revoke`` carry the signer's sequential nonce in that contract;
+  the others (``onboard``, ``suspend``, ``reinstate``, ``rotate_key``, ``reassign``,
+  ``approval``, ``fetch``, ``receipt``) a random 256-bit nonce the contract consumes, so that
+  concurrent fetches and receipts of one member need no ordering.
+- **broker actions** (``request``, ``deny``, ``rate``) use the broker domain and a random nonce
+  recorded by the broker: nothing on chain depends on them.
+
+Actions whose signer is not named in the message (``onboard``, ``suspend``, ``reinstate``,
+``reassign``, ``approval``) are the operator's: the contract requires the signer to hold ADMIN.
 
 The JSON form ``{action, actor, message, signature}`` is what travels and what the flow log
 stores (canonical JSON): the log alone is enough to re-verify every signature.
@@ -44,9 +50,13 @@ from ledger.protocol.limits import DEFAULT_DEADLINE_SECONDS, MIN_BROKER_NONCE
 ActionName = Literal[
     "onboard",
     "suspend",
+    "reinstate",
+    "rotate_key",
     "register",
+    "reassign",
     "request",
     "grant",
+    "approval",
     "deny",
     "revoke",
     "fetch",
@@ -54,7 +64,10 @@ ActionName = Literal[
     "rate",
 ]
 ACTION_NAMES: Final[tuple[ActionName, ...]] = get_args(ActionName)
-DomainName = Literal["broker", "DataRegistry", "AccessLedger"]
+DomainName = Literal["broker", "MemberRegistry", "DataRegistry", "AccessLedger", "SharingCredits"]
+
+#: Actions that carry the signer's sequential nonce in their contract (OpenZeppelin Nonces).
+SEQUENTIAL_NONCE: Final = frozenset({"register", "grant", "revoke"})
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,13 @@ class ActionSpec:
 
     @property
     def on_chain(self) -> bool:
-        """Verified by a contract (contract nonce) rather than by the broker (random nonce)."""
+        """Verified by a contract rather than by the broker alone."""
         return self.domain != "broker"
+
+    @property
+    def sequential_nonce(self) -> bool:
+        """The nonce is the signer's next nonce in the contract (else random, >= 2**64)."""
+        return self.name in SEQUENTIAL_NONCE
 
     @property
     def fields(self) -> list[dict[str, str]]:
@@ -79,15 +97,19 @@ class ActionSpec:
 ACTIONS: Final[dict[str, ActionSpec]] = {
     spec.name: spec
     for spec in (
-        ActionSpec("onboard", "Onboard", "", "broker"),
-        ActionSpec("suspend", "Suspend", "", "broker"),
+        ActionSpec("onboard", "Onboard", "", "MemberRegistry"),
+        ActionSpec("suspend", "Suspend", "", "MemberRegistry"),
+        ActionSpec("reinstate", "Reinstate", "", "MemberRegistry"),
+        ActionSpec("rotate_key", "RotateKey", "member", "MemberRegistry"),
         ActionSpec("register", "Register", "owner", "DataRegistry"),
+        ActionSpec("reassign", "Reassign", "", "DataRegistry"),
         ActionSpec("request", "RequestAccess", "requester", "broker"),
         ActionSpec("grant", "Grant", "", "AccessLedger"),
+        ActionSpec("approval", "GrantApproval", "", "AccessLedger"),
         ActionSpec("deny", "Deny", "owner", "broker"),
         ActionSpec("revoke", "Revoke", "", "AccessLedger"),
-        ActionSpec("fetch", "Fetch", "grantee", "broker"),
-        ActionSpec("receipt", "DeliveryReceipt", "consumer", "broker"),
+        ActionSpec("fetch", "Fetch", "grantee", "AccessLedger"),
+        ActionSpec("receipt", "DeliveryReceipt", "consumer", "SharingCredits"),
         ActionSpec("rate", "Rate", "rater", "broker"),
     )
 }
@@ -99,27 +121,37 @@ class Domains:
 
     chain_id: int
     flow_log: str
+    member_registry: str
     data_registry: str
     access_ledger: str
+    sharing_credits: str
+
+    def contract(self, where: DomainName) -> str:
+        """The verifying contract of a domain (FlowLog for the broker domain)."""
+        return {
+            "broker": self.flow_log,
+            "MemberRegistry": self.member_registry,
+            "DataRegistry": self.data_registry,
+            "AccessLedger": self.access_ledger,
+            "SharingCredits": self.sharing_credits,
+        }[where]
 
     def for_action(self, action: str) -> Domain:
         where = ACTIONS[action].domain
         if where == "broker":
             return broker_domain(self.chain_id, self.flow_log)
-        contract = self.data_registry if where == "DataRegistry" else self.access_ledger
-        return contract_domain(self.chain_id, contract)
+        return contract_domain(self.chain_id, self.contract(where))
 
     def separator(self, action: str) -> bytes:
         """The EIP-712 domain separator of ``action``'s domain."""
         return self.for_action(action).separator
 
     def as_json(self) -> dict[str, dict[str, Any]]:
-        """Every domain by name: ``broker``, ``DataRegistry``, ``AccessLedger``."""
-        return {
-            "broker": broker_domain(self.chain_id, self.flow_log).as_json(),
-            "DataRegistry": contract_domain(self.chain_id, self.data_registry).as_json(),
-            "AccessLedger": contract_domain(self.chain_id, self.access_ledger).as_json(),
-        }
+        """Every domain by name: ``broker`` and one per verifying contract."""
+        out = {"broker": broker_domain(self.chain_id, self.flow_log).as_json()}
+        for where in ("MemberRegistry", "DataRegistry", "AccessLedger", "SharingCredits"):
+            out[where] = contract_domain(self.chain_id, self.contract(where)).as_json()
+        return out
 
 
 def to_json_value(value: Any) -> Any:

@@ -17,6 +17,14 @@ from typing import Final
 class ErrorCode(StrEnum):
     """Stable error codes; ``status`` and ``meaning`` come from :data:`ERRORS`."""
 
+    # the member's own checks of the broker against the chain (never on the wire)
+    DEPLOYMENT_CHANGED = "deployment_changed"
+    NOT_ON_CHAIN = "not_on_chain"
+    CHAIN_DISAGREES = "chain_disagrees"
+    FETCH_NOT_RECORDED = "fetch_not_recorded"
+    RECEIPT_EXISTS = "receipt_exists"
+    AWAITING_APPROVAL = "awaiting_approval"
+
     # generic, one per error class
     LEDGER_ERROR = "ledger_error"
     CONFIGURATION_ERROR = "configuration_error"
@@ -67,6 +75,7 @@ class ErrorCode(StrEnum):
     # members
     ALREADY_MEMBER = "already_member"
     ALREADY_SUSPENDED = "already_suspended"
+    NOT_SUSPENDED = "not_suspended"
     MEMBER_NOT_FOUND = "member_not_found"
     ADDRESS_MISMATCH = "address_mismatch"
     # datasets and uploads
@@ -80,6 +89,7 @@ class ErrorCode(StrEnum):
     UPLOAD_TOO_LARGE = "upload_too_large"
     UPLOAD_SIZE_MISMATCH = "upload_size_mismatch"
     UPLOAD_DIGEST_MISMATCH = "upload_digest_mismatch"
+    CHUNKING_MISMATCH = "chunking_mismatch"
     UPLOAD_INTERRUPTED = "upload_interrupted"
     BLOB_MISSING = "blob_missing"
     BLOB_ALTERED = "blob_altered"
@@ -121,6 +131,20 @@ class ErrorCode(StrEnum):
     QUALITY_CHECK_FAILED = "quality_check_failed"
     CHAIN_FILE_MISSING = "chain_file_missing"
     RESET_REFUSED = "reset_refused"
+    # member-side audit of the log (ledger.audit; never on the wire)
+    CHECKPOINT_MALFORMED = "checkpoint_malformed"
+    CHECKPOINT_BAD_SIGNATURE = "checkpoint_bad_signature"
+    CHECKPOINT_WRONG_ORIGIN = "checkpoint_wrong_origin"
+    CHECKPOINT_NOT_BROKER = "checkpoint_not_broker"
+    LOG_INCONSISTENT = "log_inconsistent"
+    RECORD_MALFORMED = "record_malformed"
+    RECORD_MISSING = "record_missing"
+    RECORD_OUT_OF_ORDER = "record_out_of_order"
+    RECORD_MISMATCH = "record_mismatch"
+    RECORD_NOT_INCLUDED = "record_not_included"
+    ANCHOR_MISMATCH = "anchor_mismatch"
+    CHAIN_EVENT_UNMATCHED = "chain_event_unmatched"
+    RECORD_UNCONFIRMED = "record_unconfirmed"
 
     @property
     def status(self) -> int | None:
@@ -180,7 +204,14 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.NO_GRANT: (403, "no usable grant of this dataset to the caller"),
     E.NOT_A_RECIPIENT: (403, "only a member that received the dataset may rate it"),
     E.ALREADY_MEMBER: (409, "the address is already onboarded"),
+    E.DEPLOYMENT_CHANGED: (None, "the broker names another deployment than the one pinned"),
+    E.NOT_ON_CHAIN: (None, "what the broker says is not what the chain holds"),
+    E.CHAIN_DISAGREES: (None, "the broker's answer disagrees with the chain"),
+    E.FETCH_NOT_RECORDED: (409, "the receipt names no fetch of this consumer recorded on chain"),
+    E.RECEIPT_EXISTS: (409, "this fetch already has its delivery receipt"),
+    E.AWAITING_APPROVAL: (409, "the grant waits for the operator's co-signature"),
     E.ALREADY_SUSPENDED: (409, "the member is already suspended"),
+    E.NOT_SUSPENDED: (409, "the member is not suspended"),
     E.MEMBER_NOT_FOUND: (404, "no such member"),
     E.ADDRESS_MISMATCH: (422, "the path's address differs from the signed one"),
     E.DATASET_NOT_FOUND: (404, "no such dataset"),
@@ -193,6 +224,7 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.UPLOAD_TOO_LARGE: (422, "the declared ciphertext exceeds the broker's limit"),
     E.UPLOAD_SIZE_MISMATCH: (422, "the upload's size differs from the signed size"),
     E.UPLOAD_DIGEST_MISMATCH: (422, "the upload does not hash to the signed digest"),
+    E.CHUNKING_MISMATCH: (422, "the upload's chunk size differs from the signed chunk_size"),
     E.UPLOAD_INTERRUPTED: (422, "the client stopped sending before the end"),
     E.BLOB_MISSING: (404, "the broker lost the dataset's ciphertext"),
     E.BLOB_ALTERED: (500, "the stored ciphertext no longer matches its digest"),
@@ -234,6 +266,19 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.QUALITY_CHECK_FAILED: (None, "the file does not satisfy its schema"),
     E.CHAIN_FILE_MISSING: (None, "no chain at the broker's home"),
     E.RESET_REFUSED: (None, "the embedded chain cannot be reset"),
+    E.CHECKPOINT_MALFORMED: (None, "a signed checkpoint that does not parse strictly"),
+    E.CHECKPOINT_BAD_SIGNATURE: (None, "the checkpoint's signature is not its key name's"),
+    E.CHECKPOINT_WRONG_ORIGIN: (None, "the checkpoint names another log than the one pinned"),
+    E.CHECKPOINT_NOT_BROKER: (None, "the checkpoint's signer holds no BROKER role on chain"),
+    E.LOG_INCONSISTENT: (None, "two signed heads that no append-only log can both have"),
+    E.RECORD_MALFORMED: (None, "a log record that is not a canonical leaf"),
+    E.RECORD_MISSING: (None, "the log served fewer records than its signed head holds"),
+    E.RECORD_OUT_OF_ORDER: (None, "a log record served at another position than its own"),
+    E.RECORD_MISMATCH: (None, "the records served do not make the signed head"),
+    E.RECORD_NOT_INCLUDED: (None, "no valid proof that the record is in the signed head"),
+    E.ANCHOR_MISMATCH: (None, "a head anchored on chain differs from the log's root"),
+    E.CHAIN_EVENT_UNMATCHED: (None, "a chain event that no signed log record explains"),
+    E.RECORD_UNCONFIRMED: (None, "a signed log record whose chain event is missing"),
 }
 
 

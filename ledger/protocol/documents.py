@@ -24,7 +24,6 @@ METADATA_VERSION: Final = 1
 TERMS_VERSION: Final = 1
 MAX_METADATA_BYTES: Final = 256 * 1024
 KEY_CONTEXT_PREFIX: Final = b"drl/dek/v1|"
-RECEIPT_PREFIX: Final = b"drl-receipt:"
 
 #: The conditions every grant's terms document carries.
 STANDARD_CONDITIONS: Final = (
@@ -56,11 +55,6 @@ def terms_document(request_id: int, wrapped_key: bytes) -> dict[str, Any]:
 def terms_hash(request_id: int, wrapped_key: bytes) -> bytes:
     """A grant's ``termsHash``: SHA-256 of the canonical JSON terms document."""
     return hashlib.sha256(canonical(terms_document(request_id, wrapped_key))).digest()
-
-
-def receipt_id(receipt_signature: bytes) -> bytes:
-    """Stable id of a delivery receipt (what SharingCredits records as credited)."""
-    return hashlib.sha256(RECEIPT_PREFIX + receipt_signature).digest()
 
 
 def key_context(content_hash: bytes, recipient: str) -> bytes:

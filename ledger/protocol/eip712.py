@@ -3,11 +3,13 @@
 Two domain families (docs/protocol.md "Signed actions"):
 
 - the **contract domain** ``{name: "DataRightsLedger", version: "1", chainId, verifyingContract:
-  <contract>}`` for actions the contracts verify themselves (Register, Grant, GrantApproval,
-  Revoke): the very signature the broker logs is the one the contract checks. The type strings
+  <contract>}`` for actions the contracts verify themselves (Onboard, Suspend, Reinstate,
+  RotateKey, Register, Reassign, Grant, GrantApproval, Revoke, Fetch, DeliveryReceipt): the very
+  signature the broker logs is the one the contract checks. The type strings
   here must match the contracts' TYPEHASH constants; the contract tests sign with them.
 - the **broker domain** ``{name: "DataRightsLedger Broker", version: "1", chainId,
-  verifyingContract: <FlowLog>}`` for actions the broker checks and logs.
+  verifyingContract: <FlowLog>}`` for actions only the broker checks and logs (RequestAccess,
+  Deny, Rate): nothing on chain depends on them.
 
 Verification runs on every write and over the whole log, so it does not go through
 ``eth_account.messages.encode_typed_data`` (general, pure Python, ~0.1 ms a message).
@@ -58,8 +60,25 @@ _ND: Final[list[Field]] = [
     {"name": "deadline", "type": "uint256"},
 ]
 
-#: Struct types the contracts verify (contract domain).
+#: Struct types the contracts verify (contract domain). Register, Grant and Revoke use the
+#: signer's sequential nonce in that contract; the others a random nonce the contract consumes.
 CONTRACT_TYPES: Final[dict[str, list[Field]]] = {
+    "Onboard": [
+        {"name": "member", "type": "address"},
+        {"name": "kind", "type": "uint8"},
+        {"name": "name", "type": "string"},
+        {"name": "keySuite", "type": "uint16"},
+        {"name": "encryptionKey", "type": "bytes"},
+        *_ND,
+    ],
+    "Suspend": [{"name": "member", "type": "address"}, *_ND],
+    "Reinstate": [{"name": "member", "type": "address"}, *_ND],
+    "RotateKey": [
+        {"name": "member", "type": "address"},
+        {"name": "keySuite", "type": "uint16"},
+        {"name": "encryptionKey", "type": "bytes"},
+        *_ND,
+    ],
     "Register": [
         {"name": "owner", "type": "address"},
         {"name": "contentHash", "type": "bytes32"},
@@ -69,38 +88,17 @@ CONTRACT_TYPES: Final[dict[str, list[Field]]] = {
         {"name": "previousVersion", "type": "uint256"},
         *_ND,
     ],
+    "Reassign": [
+        {"name": "datasetId", "type": "uint256"},
+        {"name": "to", "type": "address"},
+        {"name": "reasonHash", "type": "bytes32"},
+        *_ND,
+    ],
     "Grant": [*_TERMS, *_ND],
-    "GrantApproval": list(_TERMS),
+    "GrantApproval": [*_TERMS, {"name": "generation", "type": "uint32"}, *_ND],
     "Revoke": [
         {"name": "datasetId", "type": "uint256"},
         {"name": "grantee", "type": "address"},
-        *_ND,
-    ],
-}
-
-#: Struct types the broker verifies and logs (broker domain).
-BROKER_TYPES: Final[dict[str, list[Field]]] = {
-    "Onboard": [
-        {"name": "member", "type": "address"},
-        {"name": "kind", "type": "string"},
-        {"name": "name", "type": "string"},
-        {"name": "keySuite", "type": "uint16"},
-        {"name": "encryptionKey", "type": "bytes"},
-        *_ND,
-    ],
-    "Suspend": [{"name": "member", "type": "address"}, *_ND],
-    "RequestAccess": [
-        {"name": "requester", "type": "address"},
-        {"name": "datasetId", "type": "uint256"},
-        {"name": "purpose", "type": "string"},
-        {"name": "days", "type": "uint32"},
-        {"name": "maxUses", "type": "uint32"},
-        *_ND,
-    ],
-    "Deny": [
-        {"name": "owner", "type": "address"},
-        {"name": "requestId", "type": "uint256"},
-        {"name": "reason", "type": "string"},
         *_ND,
     ],
     "Fetch": [
@@ -113,6 +111,25 @@ BROKER_TYPES: Final[dict[str, list[Field]]] = {
         {"name": "datasetId", "type": "uint256"},
         {"name": "contentHash", "type": "bytes32"},
         {"name": "grantGeneration", "type": "uint32"},
+        {"name": "fetchNonce", "type": "uint256"},
+        *_ND,
+    ],
+}
+
+#: Struct types the broker verifies and logs (broker domain): nothing on chain depends on them.
+BROKER_TYPES: Final[dict[str, list[Field]]] = {
+    "RequestAccess": [
+        {"name": "requester", "type": "address"},
+        {"name": "datasetId", "type": "uint256"},
+        {"name": "purpose", "type": "string"},
+        {"name": "days", "type": "uint32"},
+        {"name": "maxUses", "type": "uint32"},
+        *_ND,
+    ],
+    "Deny": [
+        {"name": "owner", "type": "address"},
+        {"name": "requestId", "type": "uint256"},
+        {"name": "reason", "type": "string"},
         *_ND,
     ],
     "Rate": [
@@ -352,27 +369,25 @@ def eip712_digest(primary: str, message: dict[str, Any], domain_separator: bytes
 def recover_address(digest: bytes, signature: bytes) -> bytes:
     """The 20-byte address whose key made ``signature`` over ``digest``.
 
-    Accepts exactly what ``eth_account.Account._recover_hash`` accepts: 65 bytes ``r || s ||
-    v`` with ``v`` in {0, 1, 27, 28} or an EIP-155 value (35 and up), ``r`` and ``s`` below
-    the curve order. Raises InvalidSignature otherwise, or when no key recovers.
+    Accepts exactly what the contracts' ``ECDSA.recover`` (OpenZeppelin) accepts: 65 bytes ``r ||
+    s || v`` with ``v`` 27 or 28, ``0 < r < n`` and ``0 < s <= n/2`` (low s). A signature is
+    therefore the only valid one for its digest and key: nothing keyed on signature bytes can be
+    doubled by flipping ``s``. Raises InvalidSignature otherwise, or when no key recovers.
     """
     if len(digest) != 32:
         raise InvalidSignature("the message hash must be exactly 32 bytes")
     if len(signature) != 65:
         raise InvalidSignature(f"a signature is 65 bytes, got {len(signature)}")
     v = signature[64]
-    if v in (0, 1):
-        parity = v
-    elif v in (27, 28):
-        parity = v - 27
-    elif v >= 35:
-        parity = (v - 35) % 2
-    else:
-        raise InvalidSignature(f"v {v} is invalid, must be one of: 0, 1, 27, 28, 35+")
+    if v not in (27, 28):
+        raise InvalidSignature(f"v {v} is invalid, must be 27 or 28")
+    parity = v - 27
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
-    if r >= SECP256K1_N or s >= SECP256K1_N:
-        raise InvalidSignature("signature r or s is not below the curve order")
+    if not 0 < r < SECP256K1_N:
+        raise InvalidSignature("signature r is not in the curve's range")
+    if not 0 < s <= SECP256K1_N // 2:
+        raise InvalidSignature("signature s is not in the lower half of the curve order")
     try:
         key = PublicKey.from_signature_and_message(
             signature[:64] + bytes((parity,)), digest, hasher=None

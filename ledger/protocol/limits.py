@@ -35,7 +35,7 @@ MAX_PARENTS: Final = 32
 
 
 def check_timing(signed: SignedAction, now: int) -> None:
-    """Deadline in the future and not too far ahead; broker nonces drawn at random."""
+    """Deadline in the future and not too far ahead; random nonces drawn at random."""
     deadline = signed.message.get("deadline")
     if not isinstance(deadline, int) or deadline < now:
         raise ExpiredDeadline(f"{signed.action}: deadline {deadline} has passed")
@@ -43,7 +43,7 @@ def check_timing(signed: SignedAction, now: int) -> None:
         raise ExpiredDeadline(
             f"{signed.action}: deadline more than 24 h ahead", code=ErrorCode.DEADLINE_TOO_FAR
         )
-    if not signed.spec.on_chain:
+    if not signed.spec.sequential_nonce:
         nonce = signed.message.get("nonce")
         if not isinstance(nonce, int) or nonce < MIN_BROKER_NONCE:
             raise InvalidSignature(

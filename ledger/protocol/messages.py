@@ -1,8 +1,8 @@
 """What the contracts take, and the EIP-712 messages that sign it (contract domain).
 
-The broker relays these signatures on chain (``registerFor``, ``grantFor``, ``revokeFor``); the
-contracts recompute the same struct hash, so a member's signature is checked by the chain
-itself, not by the broker.
+The broker relays these signatures on chain (``registerFor``, ``grantFor``, ``revokeFor``,
+``recordUse``, ``mintBatch``, ``onboardFor`` ...); the contracts recompute the same struct hash,
+so a member's (or the operator's) signature is checked by the chain itself, not by the broker.
 """
 
 from __future__ import annotations
@@ -102,9 +102,20 @@ def typed_grant(
     return typed_message("Grant", message, domains.for_action("grant"))
 
 
-def typed_approval(domains: Domains, terms: GrantTerms) -> dict[str, Any]:
+def approval_message(
+    terms: GrantTerms, *, generation: int, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """ADMIN's co-signature for a SENSITIVE grant to an enterprise: single use, for the one
+    grant generation it creates, until ``deadline``."""
+    return {**terms_message(terms), "generation": generation, "nonce": nonce, "deadline": deadline}
+
+
+def typed_approval(
+    domains: Domains, terms: GrantTerms, *, generation: int, nonce: int, deadline: int
+) -> dict[str, Any]:
     """The EIP-712 structure ADMIN co-signs for a SENSITIVE grant to an enterprise."""
-    return typed_message("GrantApproval", terms_message(terms), domains.for_action("grant"))
+    message = approval_message(terms, generation=generation, nonce=nonce, deadline=deadline)
+    return typed_message("GrantApproval", message, domains.for_action("approval"))
 
 
 def typed_revoke(

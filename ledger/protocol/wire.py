@@ -42,7 +42,7 @@ class ActionPublic(BaseModel):
     """One signed action: its EIP-712 primary type, its domain and its fields in order."""
 
     primary_type: str
-    domain: Literal["broker", "DataRegistry", "AccessLedger"]
+    domain: Literal["broker", "MemberRegistry", "DataRegistry", "AccessLedger", "SharingCredits"]
     signer_field: str
     fields: list[TypeField]
 
@@ -71,7 +71,10 @@ class Config(BaseModel):
 
     protocol: Literal["DRL-HTTP-1"]
     chain_id: int
-    operator: str
+    operator: str  # the ADMIN key (the data bureau); same as ``admin``
+    admin: str
+    broker: str  # the BROKER key: relays, anchors, signs checkpoints
+    deployment_block: int  # where event scans of this deployment start
     member_registry: str
     data_registry: str
     access_ledger: str
@@ -127,12 +130,16 @@ class UploadIn(BaseModel):
 
 
 class ApproveIn(BaseModel):
-    """The owner's signed Grant plus the data key wrapped to the requester."""
+    """The owner's signed Grant plus the data key wrapped to the requester.
+
+    ``admin_approval`` is the operator's signed GrantApproval when the owner already holds it;
+    without it, a grant that needs one waits (``awaiting_approval``) for ``/cosign``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     signed: SignedActionIn
     wrapped_key: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")
-    admin_approval: str = Field(default="0x", pattern=r"^0x([0-9a-fA-F]{130})?$")
+    admin_approval: SignedActionIn | None = None
 
 
 # -- members -----------------------------------------------------------------------------------
@@ -223,6 +230,8 @@ class RequestPublic(BaseModel):
     log_seq: int
     created_at: dt.datetime
     decided_at: dt.datetime | None
+    #: The owner's signed Grant while it awaits the operator's co-signature.
+    pending_grant: dict[str, Any] | None = None
 
 
 class RequestsPublic(BaseModel):
@@ -244,6 +253,14 @@ class GrantPublic(BaseModel):
     revoked: bool
     granted_tx: str
     log_seq: int
+
+
+class ApproveOut(BaseModel):
+    """What an approval did: ``granted`` (on chain) or ``awaiting_approval`` (co-signature)."""
+
+    status: Literal["granted", "awaiting_approval"]
+    request: RequestPublic
+    grant: GrantPublic | None = None
 
 
 class GrantsPublic(BaseModel):
@@ -342,6 +359,27 @@ class LogRecordPublic(BaseModel):
 class LogRecordsPublic(BaseModel):
     data: list[LogRecordPublic]
     count: int
+
+
+class CheckpointPublic(BaseModel):
+    """The log's head as a signed note (C2SP tlog-checkpoint style), signed by the BROKER key.
+
+    A broker that shows two histories leaves two signed notes that cannot both extend one log.
+    """
+
+    note: str
+    size: int
+    root: Hex
+
+
+class RpcIn(BaseModel):
+    """One read-only JSON-RPC call relayed to the chain (embedded chain only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    jsonrpc: Literal["2.0"]
+    id: int | str
+    method: str = Field(max_length=64)
+    params: list[Any] = Field(default_factory=list, max_length=8)
 
 
 class Proof(BaseModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from eth_utils.address import to_checksum_address
 from sqlmodel import Session, col, select
 
+from ledger.chain.client import encode_approval
 from ledger.errors import (
     Conflict,
     InvalidInput,
@@ -25,7 +27,7 @@ from ledger.services.context import (
     consume_nonce,
     dataset,
 )
-from ledger.store.models import AccessRequest, Grant, WrappedKey
+from ledger.store.models import AccessRequest, Grant, Member, WrappedKey
 
 
 def _pending(session: Session, request_id: int) -> AccessRequest:
@@ -39,17 +41,29 @@ def _pending(session: Session, request_id: int) -> AccessRequest:
     return request
 
 
+def needs_cosignature(session: Session, dataset_id: int, grantee: str) -> bool:
+    """A SENSITIVE dataset granted to an enterprise needs the operator's GrantApproval."""
+    target = dataset(session, dataset_id)
+    requester = session.get(Member, grantee)
+    return target.classification == "sensitive" and (
+        requester is not None and requester.kind == "enterprise"
+    )
+
+
 def approve(
     ledger: Ledger,
     request_id: int,
     signed: SignedAction,
     *,
     wrapped_key: bytes,
-    admin_approval: bytes = b"",
-) -> Grant:
-    """Relay the owner-signed grant for a pending request and store the wrapped key."""
+    admin_approval: SignedAction | None = None,
+) -> Grant | AccessRequest:
+    """Relay the owner-signed grant for a pending request and store the wrapped key.
+
+    A grant that needs the operator's co-signature and comes without one is kept with the
+    request (``awaiting_approval``) until :func:`cosign`; nothing reaches the chain before.
+    """
     owner = check_signed(ledger, signed, "grant")
-    msg = signed.message
     if not 0 < len(wrapped_key) <= 4096:
         raise InvalidInput("wrapped_key must be 1 to 4096 bytes")
     with ledger.db.session() as session:
@@ -60,28 +74,120 @@ def approve(
         policy.standing(session, request.requester, operator=ledger.operator).require_member(
             label="requester"
         )
-        terms = GrantTerms(
-            dataset_id=int(msg["datasetId"]),
-            grantee=to_checksum_address(str(msg["grantee"])),
-            purpose_hash=bytes.fromhex(str(msg["purposeHash"])[2:]),
-            expires_at=int(msg["expiresAt"]),
-            max_uses=int(msg["maxUses"]),
-            terms_hash=bytes.fromhex(str(msg["termsHash"])[2:]),
-        )
+        terms = _terms(signed)
         _check_terms(ledger, request, terms, wrapped_key)
-    nonce = int(msg["nonce"])
+        cosign_needed = needs_cosignature(session, request.dataset_id, request.requester)
+    _check_owner_nonce(ledger, signed, owner)
+    if cosign_needed and admin_approval is None:
+        with ledger.db.transaction() as session:
+            request = _pending(session, request_id)
+            request.status = "awaiting_approval"
+            request.pending_grant_json = json.dumps(signed.to_json())
+            request.pending_wrapped_key = wrapped_key
+            session.add(request)
+            session.flush()
+            session.refresh(request)
+            session.expunge(request)
+        return request
+    return _relay_grant(ledger, request_id, signed, terms, wrapped_key, admin_approval)
+
+
+def cosign(ledger: Ledger, request_id: int, approval: SignedAction) -> Grant:
+    """Relay a grant awaiting the operator's co-signature with its signed GrantApproval.
+
+    AccessLedger checks the approval itself (ADMIN signer, deadline, the generation it creates,
+    single use); the broker only checks that it names the terms the owner signed.
+    """
+    signer = check_signed(ledger, approval, "approval")
+    policy.require_operator(signer, ledger.operator, "only the operator co-signs grants")
+    with ledger.db.session() as session:
+        request = _awaiting(session, request_id)
+        signed = SignedAction.from_json(json.loads(request.pending_grant_json or "{}"))
+        wrapped_key = bytes(request.pending_wrapped_key or b"")
+    terms = _terms(signed)
+    approved = {k: v for k, v in approval.message.items() if k in TERM_FIELDS}
+    if approved != {k: v for k, v in signed.message.items() if k in TERM_FIELDS}:
+        raise InvalidInput(
+            "the approval names other terms than the owner's grant",
+            code=ErrorCode.GRANT_MISMATCH,
+        )
+    return _relay_grant(ledger, request_id, signed, terms, wrapped_key, approval)
+
+
+TERM_FIELDS = frozenset(
+    {"datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash"}
+)
+
+
+def _terms(signed: SignedAction) -> GrantTerms:
+    msg = signed.message
+    return GrantTerms(
+        dataset_id=int(msg["datasetId"]),
+        grantee=to_checksum_address(str(msg["grantee"])),
+        purpose_hash=bytes.fromhex(str(msg["purposeHash"])[2:]),
+        expires_at=int(msg["expiresAt"]),
+        max_uses=int(msg["maxUses"]),
+        terms_hash=bytes.fromhex(str(msg["termsHash"])[2:]),
+    )
+
+
+def _check_owner_nonce(ledger: Ledger, signed: SignedAction, owner: str) -> None:
+    nonce = int(signed.message["nonce"])
     if nonce != ledger.chain.nonce("AccessLedger", owner):
         raise ReplayedNonce(f"grant nonce {nonce} is not the owner's current nonce")
+
+
+def _awaiting(session: Session, request_id: int) -> AccessRequest:
+    request = session.get(AccessRequest, request_id) if 0 <= request_id <= MAX_ROW_ID else None
+    if request is None:
+        raise NotFound(f"no access request {request_id}", code=ErrorCode.REQUEST_NOT_FOUND)
+    if request.status != "awaiting_approval":
+        raise Conflict(
+            f"request {request_id} is {request.status}, not awaiting approval",
+            code=ErrorCode.REQUEST_DECIDED,
+        )
+    return request
+
+
+def _relay_grant(
+    ledger: Ledger,
+    request_id: int,
+    signed: SignedAction,
+    terms: GrantTerms,
+    wrapped_key: bytes,
+    approval: SignedAction | None,
+) -> Grant:
+    msg = signed.message
     with ledger.db.transaction() as session:
-        request = _pending(session, request_id)
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.status not in ("pending", "awaiting_approval"):
+            raise Conflict(
+                f"request {request_id} is already decided", code=ErrorCode.REQUEST_DECIDED
+            )
+        if approval is not None:
+            consume_nonce(session, approval)
         tx = ledger.chain.grant_for(
             terms,
-            nonce=nonce,
+            nonce=int(msg["nonce"]),
             deadline=int(msg["deadline"]),
             signature=signed.signature,
-            admin_approval=admin_approval,
+            admin_approval=b""
+            if approval is None
+            else encode_approval(
+                int(approval.message["generation"]),
+                int(approval.message["nonce"]),
+                int(approval.message["deadline"]),
+                approval.signature,
+            ),
         )
         generation = int(tx.event("AccessGranted").args["generation"])
+        if approval is not None:
+            flowlog.append(
+                session,
+                approval,
+                dataset_id=terms.dataset_id,
+                context={"tx": tx.tx_hash, "request_id": request_id},
+            )
         seq = flowlog.append(
             session,
             signed,
@@ -115,6 +221,8 @@ def approve(
             )
         )
         request.status = "approved"
+        request.pending_grant_json = None
+        request.pending_wrapped_key = None
         request.decided_log_seq = seq
         request.decided_at = dt.datetime.now(dt.UTC)
         session.add(request)

@@ -7,8 +7,11 @@ One pass (:meth:`Anchorer.run_once`):
    database noted it), it records that anchor and moves on; otherwise it checks that the log
    still contains the chain's head (same root at that size), then anchors the new head;
 3. mints, in one ``mintBatch``, the credits of every delivery receipt inside the anchored tree
-   not yet credited. The contract credits a receipt id once and withholds repeats, so a crash
-   between minting and marking never pays twice; the pass reads back what the chain did.
+   not yet credited. Each entry is the consumer's signed receipt: SharingCredits checks the
+   signature, that the fetch it names was recorded on chain, and computes the amount from its
+   own rules (the broker sends no amount). The contract credits a receipt id once and
+   withholds repeats, so a crash between minting and marking never pays twice; the pass reads
+   back what the chain did.
 
 Exactly once across restarts therefore rests on the chain's own rules (sizes strictly grow,
 receipts credited once), not on local bookkeeping surviving.
@@ -16,6 +19,7 @@ receipts credited once), not on local bookkeeping surviving.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,22 +29,17 @@ from eth_utils.address import to_checksum_address
 from sqlmodel import Session, col, select
 
 from ledger.chain.client import LedgerChain
-from ledger.chain.models import Credit
+from ledger.chain.models import SignedReceipt
 from ledger.errors import IntegrityAlarm
+from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.services import flowlog
 from ledger.store.db import Database
-from ledger.store.models import Anchor, Delivery, Rating
+from ledger.store.models import Anchor, Delivery
 
 log = logging.getLogger(__name__)
 
-UNRATED_CREDIT = 6
 MAX_BATCH = 50
-
-
-def credit_for(score: int | None) -> int:
-    """Credits for one delivery: 2 per rating star, 6 (a neutral 3 stars) when unrated."""
-    return UNRATED_CREDIT if score is None else 2 * score
 
 
 @dataclass(frozen=True)
@@ -140,19 +139,10 @@ class Anchorer:
                     .limit(MAX_BATCH)
                 )
             )
-            scores = _scores(session, pending)
         if not pending:
             return 0, 0
-        credits = [
-            Credit(
-                dataset_id=d.dataset_id,
-                consumer=to_checksum_address(d.consumer),
-                amount=credit_for(scores.get((d.dataset_id, d.consumer))),
-                receipt_id=d.receipt_id,
-            )
-            for d in pending
-        ]
-        tx = self.chain.mint_batch(credits)
+        receipts = [_signed_receipt(d) for d in pending]
+        tx = self.chain.mint_batch(receipts)
         minted = {
             bytes(ev.args["receiptId"]): int(ev.args["amount"])
             for ev in tx.events
@@ -191,7 +181,17 @@ def _anchored_size(session: Session) -> int:
     return latest.tree_size if latest else 0
 
 
-def _scores(session: Session, deliveries: list[Delivery]) -> dict[tuple[int, str], int]:
-    keys = {(d.dataset_id, d.consumer) for d in deliveries}
-    rows = session.exec(select(Rating).where(col(Rating.dataset_id).in_({k[0] for k in keys})))
-    return {(r.dataset_id, r.rater): r.score for r in rows if (r.dataset_id, r.rater) in keys}
+def _signed_receipt(d: Delivery) -> SignedReceipt:
+    """The consumer's signed receipt as SharingCredits checks it (again) before minting."""
+    signed = SignedAction.from_json(json.loads(d.signed_json))
+    msg = signed.message
+    return SignedReceipt(
+        dataset_id=d.dataset_id,
+        consumer=to_checksum_address(d.consumer),
+        content_hash=d.content_hash,
+        grant_generation=d.grant_generation,
+        fetch_nonce=int(msg["fetchNonce"]),
+        nonce=int(msg["nonce"]),
+        deadline=int(msg["deadline"]),
+        signature=signed.signature,
+    )

@@ -6,10 +6,12 @@ they are a party to (``ledger.services.policy``). Answers are the protocol's wir
 
 from __future__ import annotations
 
-from ledger.errors import InvalidInput
+from ledger.errors import Forbidden, InvalidInput, NotFound
 from ledger.merkle.proofs import leaf_hash
+from ledger.protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
+    CheckpointPublic,
     DatasetTracePublic,
     LogHead,
     LogRecordPublic,
@@ -36,6 +38,50 @@ def log_head(ledger: Ledger) -> LogHead:
         anchored_size=anchored.tree_size,
         anchored_root=hx(anchored.root_hash),
         anchored_at=anchored.anchored_at,
+    )
+
+
+def checkpoint(ledger: Ledger) -> CheckpointPublic:
+    """The log's current head as a note signed by the BROKER key (cached per size)."""
+    with ledger.db.session() as session:
+        head = flowlog.head(session)
+    note = _signed_note(ledger, head.size, head.root)
+    return CheckpointPublic(note=note, size=head.size, root=hx(head.root))
+
+
+def _signed_note(ledger: Ledger, size: int, root: bytes) -> str:
+    d = ledger.chain.deployment
+    key = (d.chain_id, d.flow_log, size, root)
+    cached = _NOTES.get(key)
+    if cached is None:
+        cp = Checkpoint(origin=origin_for(d.chain_id, d.flow_log), size=size, root=root)
+        cached = sign_checkpoint(ledger.chain.account, cp)
+        if len(_NOTES) > 1024:
+            _NOTES.clear()
+        _NOTES[key] = cached
+    return cached
+
+
+#: Signed notes by (chain, log, size, root): signing is cheap, but every SDK action asks.
+_NOTES: dict[tuple[int, str, int, bytes], str] = {}
+
+
+def log_record(ledger: Ledger, viewer: Standing, seq: int) -> LogRecordPublic:
+    """One raw record, for its own actor (the SDK confirms each action) or an overseer."""
+    with ledger.db.session() as session:
+        rows = flowlog.records(session, after=seq - 1, limit=1)
+    if not rows or rows[0].seq != seq:
+        raise NotFound(f"no log record {seq}", code=ErrorCode.NOT_FOUND)
+    r = rows[0]
+    if not viewer.oversees and r.actor != viewer.address:
+        raise Forbidden("a member reads only its own log records", code=ErrorCode.NOT_VISIBLE)
+    return LogRecordPublic(
+        seq=r.seq,
+        action=r.action,
+        actor=r.actor,
+        dataset_id=r.dataset_id,
+        leaf=r.leaf.decode(),
+        leaf_hash=hx(leaf_hash(r.leaf)),
     )
 
 

@@ -19,6 +19,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from ledger.errors import NotFound
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
+    ApproveOut,
     DatasetPublic,
     DatasetsPublic,
     DeliveryPublic,
@@ -61,11 +62,24 @@ def dataset_public(d: Dataset) -> DatasetPublic:
 
 
 def request_public(r: AccessRequest) -> RequestPublic:
-    return _public(RequestPublic, r)
+    pending = json.loads(r.pending_grant_json) if r.pending_grant_json else None
+    return _public(RequestPublic, r, pending_grant=pending)
 
 
 def grant_public(g: Grant) -> GrantPublic:
     return _public(GrantPublic, g)
+
+
+def approve_out(ledger: Ledger, request_id: int, outcome: Grant | AccessRequest) -> ApproveOut:
+    """The answer to an approval or a co-signature: the request and, once granted, the grant."""
+    if isinstance(outcome, AccessRequest):
+        return ApproveOut(status="awaiting_approval", request=request_public(outcome))
+    with ledger.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        assert request is not None
+        return ApproveOut(
+            status="granted", request=request_public(request), grant=grant_public(outcome)
+        )
 
 
 def delivery_public(d: Delivery) -> DeliveryPublic:

@@ -44,7 +44,8 @@ class Ledger:
 
     @property
     def operator(self) -> str:
-        return self.chain.account.address
+        """The ADMIN key's address (the data bureau): it signs onboarding, suspension, rules."""
+        return self.chain.deployment.admin
 
     def now(self) -> int:
         return int(self.clock())
@@ -68,9 +69,9 @@ def check_signed_at(domains: Domains, now: int, signed: SignedAction, action: st
 
 
 def nonce_key(signed: SignedAction) -> tuple[str, str] | None:
-    """``(signer, nonce)`` as ``used_nonces`` records it, or None for on-chain actions."""
-    if ACTIONS[signed.action].on_chain:
-        return None  # on-chain actions use the contracts' nonces
+    """``(signer, nonce)`` as ``used_nonces`` records it, or None for sequential nonces."""
+    if ACTIONS[signed.action].sequential_nonce:
+        return None  # the contract's own nonce counter refuses a replay
     return signed.actor, str(signed.message["nonce"])
 
 

@@ -2,8 +2,10 @@
 
 The owner's client encrypts, computes the content hash and the ciphertext digest, wraps the data
 key to itself and signs the on-chain ``Register`` message whose ``metadataHash`` commits to a
-metadata document naming the ciphertext digest and size. The broker cannot see plaintext, but it
-can refuse bytes that are not what the owner signed: the upload must hash to that digest.
+metadata document naming the ciphertext digest, size and chunk size. The broker cannot see
+plaintext, but it can refuse bytes that are not what the owner signed: the upload must hash to
+that digest, and its header must name the signed chunk size (the content hash is defined over
+fixed 1 MiB pieces whatever the chunking, so the chunking is no way around uniqueness).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, BinaryIO
 
 from sqlmodel import col, delete, select
 
+from ledger.crypto.format import HEADER_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Header
 from ledger.errors import Conflict, InvalidInput, NotFound, ReplayedNonce
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.canonical import canonical
@@ -22,6 +25,7 @@ from ledger.protocol.documents import MAX_METADATA_BYTES, METADATA_VERSION, meta
 from ledger.protocol.messages import Registration
 from ledger.services import flowlog, policy
 from ledger.services.context import Ledger, check_signed, dataset
+from ledger.store.blobs import ByteSource
 from ledger.store.models import Dataset, UploadIntent, WrappedKey
 from ledger.types import CLASSIFICATIONS
 
@@ -48,6 +52,15 @@ def check_metadata(metadata: dict[str, Any]) -> tuple[str, bytes, int]:
     size = metadata.get("ciphertext_size")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise InvalidInput("metadata.ciphertext_size must be a positive integer")
+    chunk_size = metadata.get("chunk_size")
+    if (
+        not isinstance(chunk_size, int)
+        or isinstance(chunk_size, bool)
+        or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE
+    ):
+        raise InvalidInput(
+            f"metadata.chunk_size must be an integer from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}"
+        )
     schema = metadata.get("schema")
     if schema is not None and not isinstance(schema, dict):
         raise InvalidInput("metadata.schema must be a Table Schema object or null")
@@ -177,7 +190,8 @@ def register(
     """Store the ciphertext, relay the owner-signed registration, index and log it."""
     owner, reg, title, digest, size = _prevalidate(ledger, signed, metadata, owner_wrapped_key)
     nonce = int(signed.message["nonce"])
-    blob = ledger.blobs.write(ciphertext, expected_sha256=digest, max_size=size)
+    source = _check_chunking(ciphertext, int(metadata["chunk_size"]))
+    blob = ledger.blobs.write(source, expected_sha256=digest, max_size=size)
     if blob.size != size:
         _drop_unreferenced(ledger, digest)
         raise InvalidInput(
@@ -227,6 +241,37 @@ def register(
         _drop_unreferenced(ledger, digest)
         raise
     return row
+
+
+def _check_chunking(ciphertext: BinaryIO, declared: int) -> ByteSource:
+    """Read the upload's header before anything is stored; refuse another chunk size.
+
+    Returns a source that yields the header again and then the rest of the upload.
+    """
+    head = b""
+    while len(head) < HEADER_SIZE and (more := ciphertext.read(HEADER_SIZE - len(head))):
+        head += more
+    chunk_size = Header.parse(head).chunk_size  # 422 unsupported_format or integrity_error
+    if chunk_size != declared:
+        raise InvalidInput(
+            f"the upload is chunked in {chunk_size}-byte chunks, the signed metadata declares "
+            f"chunk_size {declared}",
+            code=ErrorCode.CHUNKING_MISMATCH,
+        )
+    return _Prefixed(head, ciphertext)
+
+
+class _Prefixed:
+    """``head`` followed by what ``rest`` yields, for the blob store's reads."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, size: int, /) -> bytes:
+        if self._head:
+            head, self._head = self._head[:size], self._head[size:]
+            return head
+        return self._rest.read(size)
 
 
 def _check_lineage(session: Any, owner: str, reg: Registration) -> None:

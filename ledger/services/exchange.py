@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import update
-from sqlmodel import Session, col, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
 
 from ledger.errors import Conflict, ContractRevert, Forbidden, InvalidInput, NotFound
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
-from ledger.protocol.documents import receipt_id
 from ledger.services import flowlog, policy
 from ledger.services.access import current_grant
 from ledger.services.context import Ledger, check_signed, consume_nonce, dataset
+from ledger.store.db import locked_log_size
 from ledger.store.models import Dataset, Delivery, Grant, Rating, WrappedKey
 
 
@@ -31,8 +33,10 @@ class Fetched:
 def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
     """Check the grant on chain and record one use, atomically; then the ciphertext may flow.
 
-    The use is recorded by ``AccessLedger.recordUse``, which itself refuses a revoked, expired
-    or exhausted grant, so concurrent fetches can never exceed ``maxUses``.
+    The use is recorded by ``AccessLedger.recordUse`` with the grantee's own signed Fetch: the
+    contract checks that signature, consumes its nonce and refuses a revoked, expired or
+    exhausted grant, so concurrent fetches never exceed ``maxUses`` and the broker's key alone
+    cannot make up a use.
     """
     grantee = check_signed(ledger, signed, "fetch")
     dataset_id = int(signed.message["datasetId"])
@@ -54,7 +58,13 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
     with ledger.db.transaction() as session:
         consume_nonce(session, signed)
         try:
-            tx = ledger.chain.record_use(dataset_id, grantee)
+            tx = ledger.chain.record_use(
+                dataset_id,
+                grantee,
+                nonce=int(signed.message["nonce"]),
+                deadline=int(signed.message["deadline"]),
+                signature=signed.signature,
+            )
         except ContractRevert as exc:
             raise Forbidden(f"grant not usable: {exc.message}", code=exc.code) from None
         uses = int(tx.event("AccessUsed").args["uses"])
@@ -125,12 +135,21 @@ def reconcile_uses(ledger: Ledger) -> int:
 
 
 def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
-    """Record the consumer-signed receipt: it decrypted and verified the content hash."""
+    """Record the consumer-signed receipt of one fetch: it decrypted and verified the content.
+
+    One receipt per fetch: the receipt names its fetch by nonce, the chain must hold that fetch
+    as a recorded use of this dataset by this consumer (``fetchRecorded``), and the database's
+    unique ``(consumer, fetch_nonce)`` refuses a second one, whatever the isolation level or the
+    number of replicas. The log lock is taken first, so concurrent receipts queue.
+    """
     consumer = check_signed(ledger, signed, "receipt")
     msg = signed.message
     dataset_id = int(msg["datasetId"])
+    fetch_nonce = int(msg["fetchNonce"])
     claimed = bytes.fromhex(str(msg["contentHash"])[2:])
+    generation = int(msg["grantGeneration"])
     with ledger.db.transaction() as session:
+        locked_log_size(session)
         policy.standing(session, consumer, operator=ledger.operator).require_writer()
         target = dataset(session, dataset_id)
         if current_grant(session, dataset_id, consumer) is None:
@@ -142,19 +161,6 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
                 "receipt names a content hash other than the registered one",
                 code=ErrorCode.CONTENT_HASH_MISMATCH,
             )
-        fetches = session.exec(
-            select(func.coalesce(func.sum(Grant.uses), 0)).where(
-                Grant.dataset_id == dataset_id, Grant.grantee == consumer
-            )
-        ).one()
-        receipts = session.exec(
-            select(func.count())
-            .select_from(Delivery)
-            .where(Delivery.dataset_id == dataset_id, Delivery.consumer == consumer)
-        ).one()
-        if int(receipts) >= int(fetches):
-            raise Conflict("no fetch left to acknowledge", code=ErrorCode.NOTHING_TO_ACKNOWLEDGE)
-        generation = int(msg["grantGeneration"])
         if (
             session.exec(
                 select(Grant.id).where(
@@ -168,8 +174,22 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
             raise InvalidInput(
                 f"no grant generation {generation}", code=ErrorCode.UNKNOWN_GENERATION
             )
+        if (
+            session.exec(
+                select(Delivery.id).where(
+                    Delivery.consumer == consumer, Delivery.fetch_nonce == str(fetch_nonce)
+                )
+            ).first()
+            is not None
+        ):
+            raise Conflict("this fetch already has its receipt", code=ErrorCode.RECEIPT_EXISTS)
+        if ledger.chain.fetch_recorded(consumer, fetch_nonce) != dataset_id:
+            raise Conflict(
+                f"no fetch of dataset {dataset_id} with that nonce is recorded on chain",
+                code=ErrorCode.FETCH_NOT_RECORDED,
+            )
         consume_nonce(session, signed)
-        rid = receipt_id(signed.signature)
+        rid = signed.digest(ledger.domains)
         seq = flowlog.append(
             session, signed, dataset_id=dataset_id, context={"receipt_id": "0x" + rid.hex()}
         )
@@ -179,10 +199,17 @@ def acknowledge(ledger: Ledger, signed: SignedAction) -> Delivery:
             consumer=consumer,
             content_hash=claimed,
             grant_generation=generation,
+            fetch_nonce=str(fetch_nonce),
+            signed_json=json.dumps(signed.to_json()),
             log_seq=seq,
         )
         session.add(row)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(
+                "this fetch already has its receipt", code=ErrorCode.RECEIPT_EXISTS
+            ) from None
         session.refresh(row)
         session.expunge(row)
     return row

@@ -117,10 +117,16 @@ class AccessRequest(SQLModel, table=True):
     purpose: str = Field(max_length=2000)
     days: int
     max_uses: int
-    status: str = Field(default="pending", max_length=16)  # pending | approved | denied
+    # pending | awaiting_approval | approved | denied
+    status: str = Field(default="pending", max_length=24)
     reason: str | None = Field(default=None, max_length=2000)
     log_seq: int
     decided_log_seq: int | None = None
+    # A SENSITIVE grant to an enterprise waits here for the operator's co-signature.
+    pending_grant_json: str | None = None
+    pending_wrapped_key: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
     created_at: dt.datetime = _ts()
     decided_at: dt.datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
@@ -150,9 +156,15 @@ class Grant(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """A consumer-signed delivery receipt: it decrypted and verified the content hash."""
+    """A consumer-signed delivery receipt: it decrypted and verified the content hash.
+
+    One receipt per fetch: ``(consumer, fetch_nonce)`` is unique, and the fetch it names must
+    be recorded on chain (``AccessLedger.fetchRecorded``). ``signed_json`` keeps the signed
+    receipt, which ``SharingCredits.mintBatch`` checks again on chain.
+    """
 
     __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("consumer", "fetch_nonce"),)
 
     id: int | None = Field(default=None, primary_key=True)
     receipt_id: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
@@ -160,6 +172,8 @@ class Delivery(SQLModel, table=True):
     consumer: str = Field(index=True, max_length=42)
     content_hash: bytes = _blob()
     grant_generation: int
+    fetch_nonce: str = Field(max_length=78)
+    signed_json: str
     log_seq: int = Field(index=True)
     credited: bool = False
     credit_amount: int = 0

@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 
 from ledger.chain.client import BROKER_ROLE
 from ledger.errors import ContractRevert
-from ledger.protocol.messages import typed_approval, typed_grant, typed_revoke
+from ledger.protocol import eip712
+from ledger.protocol.actions import to_json_value
+from ledger.protocol.messages import approval_message, typed_grant, typed_revoke
 
 UINT40_MAX = 2**40 - 1
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 def _granted_args(terms, grantor, generation=1):
@@ -143,7 +146,7 @@ def test_relayed_grant_with_altered_terms_is_refused(env, reverts):
 
 def test_grant_by_a_non_owner_is_refused(env, reverts):
     dataset_id = env.register(env.dept_a)
-    for caller in (env.dept_b, env.operator):
+    for caller in (env.dept_b, env.admin):
         with reverts("AccessLedgerNotDatasetOwner", datasetId=dataset_id, caller=caller.address):
             env.as_(caller).grant(env.terms(dataset_id, env.enterprise))
 
@@ -229,7 +232,7 @@ def test_sensitive_grant_to_an_enterprise_needs_an_admin_cosignature(env, revert
     ):
         env.as_(env.dept_a).grant(terms)
 
-    approval = env.sign(env.operator, typed_approval(env.chain.deployment.domains, terms))
+    approval = env.approval(terms)
     result = env.as_(env.dept_a).grant(terms, admin_approval=approval)
 
     assert result.event("AccessGranted").args == _granted_args(terms, env.dept_a.address)
@@ -239,7 +242,7 @@ def test_sensitive_grant_to_an_enterprise_needs_an_admin_cosignature(env, revert
 def test_sensitive_grant_with_a_non_admin_cosignature_is_refused(env, reverts):
     terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise)
     for cosigner in (env.dept_a, env.broker, env.enterprise):
-        approval = env.sign(cosigner, typed_approval(env.chain.deployment.domains, terms))
+        approval = env.approval(terms, signer=cosigner)
         with reverts("AccessLedgerInvalidAdminApproval", signer=cosigner.address):
             env.as_(env.dept_a).grant(terms, admin_approval=approval)
     assert not env.chain.grant_of(terms.dataset_id, env.enterprise.address).exists
@@ -247,17 +250,85 @@ def test_sensitive_grant_with_a_non_admin_cosignature_is_refused(env, reverts):
 
 def test_admin_cosignature_covers_only_the_terms_it_signed(env, reverts):
     terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise, max_uses=1)
-    approval = env.sign(env.operator, typed_approval(env.chain.deployment.domains, terms))
+    approval = env.approval(terms)
     with reverts("AccessLedgerInvalidAdminApproval") as info:
         env.as_(env.dept_a).grant(replace(terms, max_uses=50), admin_approval=approval)
-    assert info.value.error_args["signer"] != env.operator.address
+    assert info.value.error_args["signer"] != env.admin.address
 
 
 def test_relayed_sensitive_grant_with_admin_cosignature_is_accepted(env):
     terms = env.terms(env.register(env.dept_b, "sensitive"), env.enterprise)
-    approval = env.sign(env.operator, typed_approval(env.chain.deployment.domains, terms))
+    approval = env.approval(terms)
     result = _relay_grant(env, env.dept_b, terms, approval=approval)
     assert result.event("AccessGranted").args == _granted_args(terms, env.dept_b.address)
+
+
+def test_regrant_with_the_same_admin_approval_is_refused(env, reverts):
+    """The issue's replay: an owner re-granting with the approval of an exhausted grant."""
+    terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise, max_uses=1)
+    approval = env.approval(terms)
+    env.as_(env.dept_a).grant(terms, admin_approval=approval)
+    env.use(terms.dataset_id, env.enterprise)
+    assert not env.chain.is_usable(terms.dataset_id, env.enterprise.address)
+
+    with reverts("AccessLedgerApprovalGenerationMismatch", expected=2, signed=1):
+        env.as_(env.dept_a).grant(terms, admin_approval=approval)
+    with reverts("AccessLedgerApprovalGenerationMismatch", expected=2, signed=1):
+        _relay_grant(env, env.dept_a, terms, approval=approval)
+
+    grant = env.chain.grant_of(terms.dataset_id, env.enterprise.address)
+    assert (grant.generation, grant.uses, grant.max_uses) == (1, 1, 1)
+
+
+def test_admin_approval_for_a_wrong_generation_is_refused(env, reverts):
+    terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise)
+    for generation in (0, 2):
+        with reverts("AccessLedgerApprovalGenerationMismatch", expected=1, signed=generation):
+            env.as_(env.dept_a).grant(
+                terms, admin_approval=env.approval(terms, generation=generation)
+            )
+    # A signature over generation 2 repacked as generation 1 recovers to someone else.
+    packed = env.approval(terms, generation=2)
+    relabelled = (1).to_bytes(32, "big") + packed[32:]
+    with reverts("AccessLedgerInvalidAdminApproval") as info:
+        env.as_(env.dept_a).grant(terms, admin_approval=relabelled)
+    assert info.value.error_args["signer"] != env.admin.address
+    assert not env.chain.grant_of(terms.dataset_id, env.enterprise.address).exists
+
+
+def test_expired_or_malformed_admin_approval_is_refused(env, reverts):
+    terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise)
+    expired = env.now() - 1
+    with reverts("AccessLedgerExpiredSignature", deadline=expired):
+        env.as_(env.dept_a).grant(terms, admin_approval=env.approval(terms, deadline=expired))
+    approval = env.approval(terms)
+    for malformed in (approval[:-1], approval + b"\x00", approval[96:]):
+        with reverts("AccessLedgerMalformedAdminApproval", length=len(malformed)):
+            env.as_(env.dept_a).grant(terms, admin_approval=malformed)
+    assert not env.chain.grant_of(terms.dataset_id, env.enterprise.address).exists
+
+
+def test_admin_approval_is_consumed_and_each_regrant_needs_a_new_one(env, reverts):
+    terms = env.terms(env.register(env.dept_a, "sensitive"), env.enterprise, max_uses=1)
+    nonce, deadline = 7, env.deadline()
+    first = env.approval(terms, nonce=nonce, deadline=deadline)
+    digest = eip712.eip712_digest(
+        "GrantApproval",
+        {
+            k: to_json_value(v)
+            for k, v in approval_message(
+                terms, generation=1, nonce=nonce, deadline=deadline
+            ).items()
+        },
+        env.chain.deployment.domains.separator("approval"),
+    )
+    assert not env.chain.is_digest_used("AccessLedger", digest)
+    env.as_(env.dept_a).grant(terms, admin_approval=first)
+    assert env.chain.is_digest_used("AccessLedger", digest)
+
+    second = env.approval(terms, nonce=nonce, deadline=deadline)  # generation 2 now
+    result = env.as_(env.dept_a).grant(terms, admin_approval=second)
+    assert result.event("AccessGranted").args["generation"] == 2
 
 
 def test_sensitive_grant_to_a_department_needs_no_cosignature(env):
@@ -277,44 +348,155 @@ def test_derived_dataset_of_a_sensitive_parent_inherits_the_cosignature_rule(env
 # -- recording uses --------------------------------------------------------------------------
 
 
-def test_broker_records_a_use_and_the_uses_left_shrink(env):
+def test_broker_records_a_use_carrying_the_grantees_fetch_signature(env):
     terms = _granted(env, env.dept_a, env.enterprise, max_uses=3)
-    args = (terms.dataset_id, env.enterprise.address)
+    nonce, deadline, signature = env.fetch_signature(env.enterprise, terms.dataset_id)
+    args = (terms.dataset_id, env.enterprise.address, nonce, deadline, signature)
     assert env.simulate(env.broker, "AccessLedger", "recordUse", *args) == 2
+    assert env.chain.fetch_recorded(env.enterprise.address, nonce) == 0
 
-    result = env.broker_chain.record_use(*args)
+    result = env.broker_chain.record_use(
+        terms.dataset_id,
+        env.enterprise.address,
+        nonce=nonce,
+        deadline=deadline,
+        signature=signature,
+    )
 
     assert result.event("AccessUsed").args == {
         "datasetId": terms.dataset_id,
         "grantee": env.enterprise.address,
         "uses": 1,
+        "nonce": nonce,
     }
-    grant = env.chain.grant_of(*args)
+    grant = env.chain.grant_of(terms.dataset_id, env.enterprise.address)
     assert (grant.uses, grant.uses_left) == (1, 2)
-    assert env.simulate(env.broker, "AccessLedger", "recordUse", *args) == 1
+    assert env.chain.fetch_recorded(env.enterprise.address, nonce) == terms.dataset_id
+    assert env.chain.fetch_recorded(env.dept_b.address, nonce) == 0
+
+
+def test_use_without_the_grantees_signature_is_refused(env, reverts):
+    """The issue's made-up use: the broker's key alone cannot record one."""
+    terms = _granted(env, env.dept_a, env.enterprise)
+    for signer in (env.broker, env.admin, env.dept_a):
+        nonce, deadline, forged = env.fetch_signature(
+            env.enterprise, terms.dataset_id, signer=signer
+        )
+        with reverts(
+            "AccessLedgerInvalidSigner", signer=signer.address, expected=env.enterprise.address
+        ):
+            env.broker_chain.record_use(
+                terms.dataset_id,
+                env.enterprise.address,
+                nonce=nonce,
+                deadline=deadline,
+                signature=forged,
+            )
+    with reverts("ECDSAInvalidSignatureLength", length=0):
+        env.broker_chain.record_use(
+            terms.dataset_id,
+            env.enterprise.address,
+            nonce=1,
+            deadline=env.deadline(),
+            signature=b"",
+        )
+    assert env.chain.grant_of(terms.dataset_id, env.enterprise.address).uses == 0
+
+
+def test_use_with_a_fetch_signed_for_another_dataset_is_refused(env, reverts):
+    terms = _granted(env, env.dept_a, env.enterprise)
+    other = _granted(env, env.dept_a, env.enterprise)
+    nonce, deadline, signature = env.fetch_signature(env.enterprise, other.dataset_id)
+    with reverts("AccessLedgerInvalidSigner", expected=env.enterprise.address):
+        env.broker_chain.record_use(
+            terms.dataset_id,
+            env.enterprise.address,
+            nonce=nonce,
+            deadline=deadline,
+            signature=signature,
+        )
+
+
+def test_a_replayed_fetch_signature_is_refused(env, reverts):
+    terms = _granted(env, env.dept_a, env.enterprise, max_uses=5)
+    nonce, deadline, signature = env.fetch_signature(env.enterprise, terms.dataset_id)
+    use = {"nonce": nonce, "deadline": deadline, "signature": signature}
+    env.broker_chain.record_use(terms.dataset_id, env.enterprise.address, **use)
+    with reverts("AccessLedgerFetchAlreadyRecorded", grantee=env.enterprise.address, nonce=nonce):
+        env.broker_chain.record_use(terms.dataset_id, env.enterprise.address, **use)
+    # The same nonce, freshly signed for another dataset, is still the same fetch.
+    other = _granted(env, env.dept_b, env.enterprise)
+    _, _, again = env.fetch_signature(
+        env.enterprise, other.dataset_id, nonce=nonce, deadline=deadline
+    )
+    with reverts("AccessLedgerFetchAlreadyRecorded", nonce=nonce):
+        env.broker_chain.record_use(
+            other.dataset_id,
+            env.enterprise.address,
+            nonce=nonce,
+            deadline=deadline,
+            signature=again,
+        )
+    assert env.chain.grant_of(terms.dataset_id, env.enterprise.address).uses == 1
+
+
+def test_an_expired_fetch_signature_is_refused(env, reverts):
+    terms = _granted(env, env.dept_a, env.enterprise)
+    expired = env.now() - 1
+    nonce, _, signature = env.fetch_signature(env.enterprise, terms.dataset_id, deadline=expired)
+    with reverts("AccessLedgerExpiredSignature", deadline=expired):
+        env.broker_chain.record_use(
+            terms.dataset_id,
+            env.enterprise.address,
+            nonce=nonce,
+            deadline=expired,
+            signature=signature,
+        )
+
+
+def test_a_high_s_fetch_signature_is_refused(env, reverts):
+    terms = _granted(env, env.dept_a, env.enterprise)
+    nonce, deadline, signature = env.fetch_signature(env.enterprise, terms.dataset_id)
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
+    flipped = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+    with reverts("ECDSAInvalidSignatureS"):
+        env.broker_chain.record_use(
+            terms.dataset_id,
+            env.enterprise.address,
+            nonce=nonce,
+            deadline=deadline,
+            signature=flipped,
+        )
 
 
 def test_only_the_broker_records_uses(env, reverts):
     terms = _granted(env, env.dept_a, env.enterprise)
-    for caller in (env.operator, env.dept_a, env.enterprise):
+    nonce, deadline, signature = env.fetch_signature(env.enterprise, terms.dataset_id)
+    for caller in (env.admin, env.dept_a, env.enterprise):
         with reverts(
             "AccessControlUnauthorizedAccount", account=caller.address, neededRole=BROKER_ROLE
         ):
-            env.as_(caller).record_use(terms.dataset_id, env.enterprise.address)
+            env.as_(caller).record_use(
+                terms.dataset_id,
+                env.enterprise.address,
+                nonce=nonce,
+                deadline=deadline,
+                signature=signature,
+            )
     assert env.chain.grant_of(terms.dataset_id, env.enterprise.address).uses == 0
 
 
 def test_use_without_a_grant_is_refused(env, reverts):
     dataset_id = env.register(env.dept_a)
     with reverts("AccessLedgerNoGrant", datasetId=dataset_id, grantee=env.dept_b.address):
-        env.broker_chain.record_use(dataset_id, env.dept_b.address)
+        env.use(dataset_id, env.dept_b)
     assert not env.chain.is_usable(dataset_id, env.dept_b.address)
 
 
 def test_use_beyond_max_uses_is_refused(env, reverts):
     terms = _granted(env, env.dept_a, env.dept_b, max_uses=2)
     for _ in range(2):
-        env.broker_chain.record_use(terms.dataset_id, env.dept_b.address)
+        env.use(terms.dataset_id, env.dept_b)
     assert not env.chain.is_usable(terms.dataset_id, env.dept_b.address)
     with reverts(
         "AccessLedgerUsesExhausted",
@@ -322,13 +504,13 @@ def test_use_beyond_max_uses_is_refused(env, reverts):
         grantee=env.dept_b.address,
         maxUses=2,
     ):
-        env.broker_chain.record_use(terms.dataset_id, env.dept_b.address)
+        env.use(terms.dataset_id, env.dept_b)
     assert env.chain.grant_of(terms.dataset_id, env.dept_b.address).uses == 2
 
 
 def test_use_after_expiry_is_refused(env, reverts, time_travel):
     terms = _granted(env, env.dept_a, env.dept_b, expires_in=600)
-    env.broker_chain.record_use(terms.dataset_id, env.dept_b.address)
+    env.use(terms.dataset_id, env.dept_b)
 
     time_travel(601)
 
@@ -339,7 +521,7 @@ def test_use_after_expiry_is_refused(env, reverts, time_travel):
         grantee=env.dept_b.address,
         expiresAt=terms.expires_at,
     ):
-        env.broker_chain.record_use(terms.dataset_id, env.dept_b.address)
+        env.use(terms.dataset_id, env.dept_b)
 
 
 def test_use_after_revoke_is_refused(env, reverts):
@@ -349,7 +531,7 @@ def test_use_after_revoke_is_refused(env, reverts):
     with reverts(
         "AccessLedgerGrantRevoked", datasetId=terms.dataset_id, grantee=env.dept_b.address
     ):
-        env.broker_chain.record_use(terms.dataset_id, env.dept_b.address)
+        env.use(terms.dataset_id, env.dept_b)
 
 
 def test_use_by_a_suspended_grantee_is_refused_until_reinstated(env, reverts):
@@ -358,11 +540,11 @@ def test_use_by_a_suspended_grantee_is_refused_until_reinstated(env, reverts):
     env.chain.suspend(grantee.address)
     assert not env.chain.is_usable(terms.dataset_id, grantee.address)
     with reverts("AccessLedgerInactiveMember", account=grantee.address):
-        env.broker_chain.record_use(terms.dataset_id, grantee.address)
+        env.use(terms.dataset_id, grantee)
 
     env.chain.reinstate(grantee.address)
     assert env.chain.is_usable(terms.dataset_id, grantee.address)
-    env.broker_chain.record_use(terms.dataset_id, grantee.address)
+    env.use(terms.dataset_id, grantee)
     assert env.chain.grant_of(terms.dataset_id, grantee.address).uses == 1
 
 
@@ -385,7 +567,7 @@ def test_owner_revokes_a_grant(env):
 def test_admin_revokes_any_grant(env):
     terms = _granted(env, env.dept_a, env.enterprise)
     result = env.chain.revoke(terms.dataset_id, env.enterprise.address)
-    assert result.event("AccessRevoked").args["by"] == env.operator.address
+    assert result.event("AccessRevoked").args["by"] == env.admin.address
     assert env.chain.grant_of(terms.dataset_id, env.enterprise.address).revoked
 
 
@@ -453,7 +635,7 @@ def test_revoking_a_missing_or_revoked_grant_is_refused(env, reverts):
 def test_regrant_bumps_the_generation_and_resets_uses(env):
     terms = _granted(env, env.dept_a, env.dept_b, max_uses=2)
     for _ in range(2):
-        env.broker_chain.record_use(terms.dataset_id, env.dept_b.address)
+        env.use(terms.dataset_id, env.dept_b)
     env.as_(env.dept_a).revoke(terms.dataset_id, env.dept_b.address)
 
     renewed = env.terms(terms.dataset_id, env.dept_b, max_uses=4)
@@ -513,7 +695,7 @@ def test_is_usable_matches_record_uses_verdict(env, time_travel, max_uses, steps
             expected = not model["revoked"] and not model["expired"]
             expected = expected and model["uses"] < max_uses
             usable = env.chain.is_usable(terms.dataset_id, grantee)
-            refused = _refusal(lambda: env.broker_chain.record_use(terms.dataset_id, grantee))
+            refused = _refusal(lambda: env.use(terms.dataset_id, env.dept_b))
             accepted = refused is None
             assert usable == accepted == expected, (step, model, refused)
             if refused is not None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.client import ADMIN_ROLE
+from ledger.protocol import eip712
+from ledger.protocol.actions import to_json_value
 from ledger.protocol.messages import Registration, typed_register
 from ledger.types import CLASSIFICATIONS, classification_code
 
@@ -335,7 +339,7 @@ def test_owner_retires_a_dataset_and_the_record_stays(env):
 def test_admin_retires_any_dataset(env):
     dataset_id = env.register(env.dept_b)
     result = env.chain.retire(dataset_id)
-    assert result.event("DatasetRetired").args["by"] == env.operator.address
+    assert result.event("DatasetRetired").args["by"] == env.admin.address
     assert env.chain.dataset(dataset_id).retired
 
 
@@ -383,7 +387,7 @@ def test_admin_approved_transfer_moves_the_certificate_once(env, reverts):
     assert approved.event("TransferApproved").args == {
         "datasetId": dataset_id,
         "to": env.dept_b.address,
-        "by": env.operator.address,
+        "by": env.admin.address,
     }
     moved = env.as_(env.dept_a).transfer_dataset(dataset_id, env.dept_b.address)
 
@@ -434,6 +438,122 @@ def test_only_admin_approves_transfers_of_known_datasets(env, reverts):
     missing = env.chain.dataset_count() + 100
     with reverts("DataRegistryUnknownDataset", datasetId=missing):
         env.chain.approve_transfer(missing, env.dept_b.address)
+
+
+# -- reassignment (the dispute path) ----------------------------------------------------------
+
+
+def _reassign_message(dataset_id, to, reason_hash, nonce, deadline):
+    return {
+        "datasetId": dataset_id,
+        "to": to,
+        "reasonHash": reason_hash,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+
+
+def test_admin_reassigns_a_disputed_certificate_directly(env, reverts, unique_hash):
+    dataset_id = env.register(env.dept_a)
+    reason = unique_hash()
+
+    result = env.chain.reassign(dataset_id, env.enterprise.address, reason)
+
+    assert result.event("DatasetReassigned").args == {
+        "datasetId": dataset_id,
+        "from": env.dept_a.address,
+        "to": env.enterprise.address,
+        "reasonHash": reason,
+        "by": env.admin.address,
+    }
+    assert result.event("Transfer").args == {
+        "from": env.dept_a.address,
+        "to": env.enterprise.address,
+        "tokenId": dataset_id,
+    }
+    assert env.chain.owner_of(dataset_id) == env.enterprise.address
+    assert env.view("DataRegistry", "ownerAndContent", dataset_id) == (
+        env.enterprise.address,
+        env.chain.dataset(dataset_id).content_hash,
+    )
+
+
+def test_reassign_for_relays_an_admin_signature_once(env, reverts, unique_hash):
+    dataset_id = env.register(env.dept_a)
+    reason, nonce, deadline = unique_hash(), secrets.randbits(256), env.deadline()
+    message = _reassign_message(dataset_id, env.dept_b.address, reason, nonce, deadline)
+    signature = env.sign_action(env.admin, "reassign", message)
+    relay = {"nonce": nonce, "deadline": deadline, "signature": signature}
+
+    result = env.broker_chain.reassign_for(dataset_id, env.dept_b.address, reason, **relay)
+
+    assert result.event("DatasetReassigned").args == {
+        "datasetId": dataset_id,
+        "from": env.dept_a.address,
+        "to": env.dept_b.address,
+        "reasonHash": reason,
+        "by": env.admin.address,
+    }
+    assert env.chain.owner_of(dataset_id) == env.dept_b.address
+    digest = eip712.eip712_digest(
+        "Reassign",
+        {k: to_json_value(v) for k, v in message.items()},
+        env.chain.deployment.domains.separator("reassign"),
+    )
+    assert env.chain.is_digest_used("DataRegistry", digest)
+    with reverts("DataRegistrySignatureReplayed", digest=digest):
+        env.broker_chain.reassign_for(dataset_id, env.dept_b.address, reason, **relay)
+
+
+@pytest.mark.parametrize("signer_name", ["broker", "dept_b"])
+def test_reassign_for_signed_by_a_non_admin_is_refused(env, reverts, unique_hash, signer_name):
+    signer = getattr(env, signer_name)
+    dataset_id = env.register(env.dept_a)
+    reason, nonce, deadline = unique_hash(), secrets.randbits(256), env.deadline()
+    message = _reassign_message(dataset_id, env.dept_b.address, reason, nonce, deadline)
+    with reverts("DataRegistryUnauthorizedSigner", signer=signer.address):
+        env.broker_chain.reassign_for(
+            dataset_id,
+            env.dept_b.address,
+            reason,
+            nonce=nonce,
+            deadline=deadline,
+            signature=env.sign_action(signer, "reassign", message),
+        )
+    assert env.chain.owner_of(dataset_id) == env.dept_a.address
+
+
+def test_reassign_for_refuses_an_expired_signature(env, reverts, unique_hash):
+    dataset_id = env.register(env.dept_a)
+    reason, nonce, expired = unique_hash(), secrets.randbits(256), env.now() - 1
+    message = _reassign_message(dataset_id, env.dept_b.address, reason, nonce, expired)
+    with reverts("DataRegistryExpiredSignature", deadline=expired):
+        env.broker_chain.reassign_for(
+            dataset_id,
+            env.dept_b.address,
+            reason,
+            nonce=nonce,
+            deadline=expired,
+            signature=env.sign_action(env.admin, "reassign", message),
+        )
+
+
+def test_reassignment_goes_only_to_an_active_producer_and_only_by_admin(env, reverts, unique_hash):
+    dataset_id = env.register(env.dept_a)
+    with reverts("DataRegistryUnauthorizedKind", account=env.regulator.address):
+        env.chain.reassign(dataset_id, env.regulator.address, unique_hash())
+    stranger = Account.create().address
+    with reverts("DataRegistryInactiveMember", account=stranger):
+        env.chain.reassign(dataset_id, stranger, unique_hash())
+    for caller in (env.broker, env.dept_b):
+        with reverts("AccessControlUnauthorizedAccount", account=caller.address):
+            env.as_(caller).reassign(dataset_id, caller.address, unique_hash())
+    with reverts("AccessControlUnauthorizedAccount", account=env.broker.address):
+        env.broker_chain.approve_transfer(dataset_id, env.broker.address)
+    missing = env.chain.dataset_count() + 100
+    with reverts("DataRegistryUnknownDataset", datasetId=missing):
+        env.chain.reassign(missing, env.dept_b.address, unique_hash())
+    assert env.chain.owner_of(dataset_id) == env.dept_a.address
 
 
 def test_erc721_approved_operator_transfers_only_to_the_admin_approved_recipient(env, reverts):

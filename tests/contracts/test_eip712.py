@@ -6,17 +6,16 @@ import copy
 
 import pytest
 
+from ledger.chain.client import encode_approval
 from ledger.protocol import eip712
 from ledger.protocol.messages import typed_approval, typed_grant, typed_register, typed_revoke
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-def test_both_verifying_contracts_announce_the_domain_python_signs_for(env):
-    for contract, address in (
-        ("DataRegistry", env.chain.deployment.data_registry),
-        ("AccessLedger", env.chain.deployment.access_ledger),
-    ):
+def test_every_verifying_contract_announces_the_domain_python_signs_for(env):
+    for contract in ("MemberRegistry", "DataRegistry", "AccessLedger", "SharingCredits"):
+        address = env.chain.deployment.address_of(contract)
         fields, name, version, chain_id, verifying, salt, extensions = env.view(
             contract, "eip712Domain"
         )
@@ -27,6 +26,7 @@ def test_both_verifying_contracts_announce_the_domain_python_signs_for(env):
             "chainId": chain_id,
             "verifyingContract": verifying,
         } == eip712.contract_domain(env.chain.deployment.chain_id, address).as_json()
+        assert env.chain.deployment.domains.as_json()[contract]["verifyingContract"] == address
         assert (salt, extensions) == (b"\x00" * 32, ())
     assert env.chain.deployment.chain_id == env.net.w3.eth.chain_id
 
@@ -59,19 +59,26 @@ def test_grant_and_admin_approval_signed_in_python_verify_on_chain(env):
     terms = env.terms(dataset_id, env.enterprise)
     nonce, deadline = env.chain.nonce("AccessLedger", env.dept_b.address), env.deadline()
     grant = typed_grant(env.chain.deployment.domains, terms, nonce=nonce, deadline=deadline)
-    approval = typed_approval(env.chain.deployment.domains, terms)
+    approval_nonce, approval_deadline = 2**200 + 1, env.deadline()
+    approval = typed_approval(
+        env.chain.deployment.domains,
+        terms,
+        generation=1,
+        nonce=approval_nonce,
+        deadline=approval_deadline,
+    )
 
     owner_signature = eip712.sign_typed(env.dept_b, grant)
-    admin_signature = eip712.sign_typed(env.operator, approval)
+    admin_signature = eip712.sign_typed(env.admin, approval)
 
     assert eip712.recover_typed(grant, owner_signature) == env.dept_b.address
-    assert eip712.recover_typed(approval, admin_signature) == env.operator.address
+    assert eip712.recover_typed(approval, admin_signature) == env.admin.address
     result = env.broker_chain.grant_for(
         terms,
         nonce=nonce,
         deadline=deadline,
         signature=owner_signature,
-        admin_approval=admin_signature,
+        admin_approval=encode_approval(1, approval_nonce, approval_deadline, admin_signature),
     )
     assert result.event("AccessGranted").args["grantor"] == env.dept_b.address
 

@@ -75,7 +75,7 @@ def test_earlier_roots_stay_readable_after_the_log_grows(env, unique_hash):
 
 def test_only_the_broker_anchors(env, reverts, unique_hash):
     size = _next_size(env)
-    for caller in (env.operator, env.dept_a, env.regulator):
+    for caller in (env.admin, env.dept_a, env.regulator):
         with reverts(
             "AccessControlUnauthorizedAccount", account=caller.address, neededRole=BROKER_ROLE
         ):

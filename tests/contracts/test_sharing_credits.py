@@ -1,74 +1,182 @@
-"""SharingCredits: non-transferable credits minted to owners for others' use of their data."""
+"""SharingCredits: credits only for consumer-signed receipts of recorded fetches, capped.
+
+Owners and consumers here are fresh, unfunded members whose registrations, grants and fetches
+the broker relays with their signatures: every test has its own (owner, consumer) pairs, so the
+per-pair and per-owner caps of one test do not leak into another.
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from ledger.chain.client import ADMIN_ROLE, BROKER_ROLE
-from ledger.chain.models import Credit
+from ledger.chain.models import CreditRules
+from ledger.protocol import eip712
+from ledger.protocol.actions import to_json_value
+from ledger.protocol.messages import typed_grant, typed_register
 
-CAP = 50
 EPOCH = 24 * 3600
+RULES = CreditRules(epoch_seconds=EPOCH, first_credit=6, repeat_credit=2, pair_cap=12, owner_cap=20)
 ZERO_ADDRESS = "0x" + "00" * 20
-WITHHELD = {"SELF_CONSUMPTION": 0, "ALREADY_CREDITED": 1, "CAP_REACHED": 2, "ZERO_AMOUNT": 3}
+WITHHELD = {
+    "SELF_CONSUMPTION": 0,
+    "ALREADY_CREDITED": 1,
+    "CAP_REACHED": 2,
+    "ZERO_AMOUNT": 3,
+    "INVALID_SIGNATURE": 4,
+    "FETCH_NOT_RECORDED": 5,
+    "FETCH_OF_OTHER_DATASET": 6,
+    "CONTENT_MISMATCH": 7,
+}
 
 
 @pytest.fixture(scope="module")
 def deploy_options():
-    return {"credit_cap": CAP, "epoch_seconds": EPOCH}
+    return {"rules": RULES}
 
 
-def _minted_args(owner, dataset_id, consumer, receipt, amount, epoch):
-    return {
-        "owner": owner,
-        "datasetId": dataset_id,
-        "consumer": consumer,
-        "receiptId": receipt,
-        "amount": amount,
-        "epoch": epoch,
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _dataset(env, owner):
+    """A fresh dataset of ``owner``, registered through the broker with its signature."""
+    registration = env.registration()
+    nonce, deadline = env.chain.nonce("DataRegistry", owner.address), env.deadline()
+    signature = env.sign(
+        owner,
+        typed_register(
+            env.chain.deployment.domains,
+            owner.address,
+            registration,
+            nonce=nonce,
+            deadline=deadline,
+        ),
+    )
+    dataset_id, _ = env.broker_chain.register_for(
+        owner.address, registration, nonce=nonce, deadline=deadline, signature=signature
+    )
+    return dataset_id
+
+
+def _grant(env, owner, dataset_id, grantee, max_uses=50):
+    terms = env.terms(dataset_id, grantee, max_uses=max_uses)
+    nonce, deadline = env.chain.nonce("AccessLedger", owner.address), env.deadline()
+    signature = env.sign(
+        owner, typed_grant(env.chain.deployment.domains, terms, nonce=nonce, deadline=deadline)
+    )
+    env.broker_chain.grant_for(terms, nonce=nonce, deadline=deadline, signature=signature)
+
+
+def _members(env, count):
+    return [env.new_member(funded=False) for _ in range(count)]
+
+
+def _delivered(env, owner, consumer, fetches=1, dataset_id=None):
+    """``consumer``'s signed receipts for ``fetches`` recorded fetches of a dataset of ``owner``."""
+    if dataset_id is None:
+        dataset_id = _dataset(env, owner)
+        _grant(env, owner, dataset_id, consumer)
+    receipts = []
+    for _ in range(fetches):
+        nonce, _ = env.use(dataset_id, consumer)
+        receipts.append(env.receipt(consumer, dataset_id, nonce))
+    return dataset_id, receipts
+
+
+def _fresh_epoch(env, time_travel):
+    """Move to the first seconds of the next epoch, so a test's mints share one epoch."""
+    now = env.now()
+    time_travel(EPOCH - now % EPOCH + 1)
+    return env.chain.current_epoch()
+
+
+def _receipt_id(env, receipt):
+    message = {
+        "consumer": receipt.consumer,
+        "datasetId": receipt.dataset_id,
+        "contentHash": receipt.content_hash,
+        "grantGeneration": receipt.grant_generation,
+        "fetchNonce": receipt.fetch_nonce,
+        "nonce": receipt.nonce,
+        "deadline": receipt.deadline,
     }
+    return eip712.eip712_digest(
+        "DeliveryReceipt",
+        {k: to_json_value(v) for k, v in message.items()},
+        env.chain.deployment.domains.separator("receipt"),
+    )
+
+
+def _minted(result):
+    return [ev.args for ev in result.events if ev.name == "CreditsMinted"]
+
+
+def _withheld(result):
+    return [
+        (ev.args["receiptId"], ev.args["reason"])
+        for ev in result.events
+        if ev.name == "CreditWithheld"
+    ]
+
+
+# -- minting -------------------------------------------------------------------------------
 
 
 def test_credits_show_erc20_metadata_and_start_empty(env):
-    fresh, _ = env.redeploy(credit_cap=CAP, epoch_seconds=EPOCH)
+    fresh, _ = env.redeploy(rules=RULES)
     token = fresh.contract("SharingCredits").functions
     assert token.name().call() == "Data Sharing Credit"
     assert token.symbol().call() == "DSC"
     assert token.decimals().call() == 0
     assert fresh.credits_total() == 0
     assert fresh.credits_of(env.dept_a.address) == 0
-    assert fresh.credit_rules() == (CAP, EPOCH)
+    assert fresh.credit_rules() == RULES
     assert fresh.current_epoch() == env.now() // EPOCH
     assert env.view("SharingCredits", "allowance", env.dept_a.address, env.broker.address) == 0
 
 
-def test_broker_mints_credits_to_the_dataset_owner(env, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    receipt = unique_hash()
-    balance, total = env.chain.credits_of(env.dept_a.address), env.chain.credits_total()
-    epoch = env.chain.current_epoch()
-
-    result = env.broker_chain.mint(dataset_id, env.enterprise.address, 7, receipt)
-
-    assert result.event("Transfer").args == {
-        "from": ZERO_ADDRESS,
-        "to": env.dept_a.address,
-        "value": 7,
-    }
-    assert result.event("CreditsMinted").args == _minted_args(
-        env.dept_a.address, dataset_id, env.enterprise.address, receipt, 7, epoch
+def test_default_credit_rules(env):
+    fresh, _ = env.redeploy()
+    assert fresh.credit_rules() == CreditRules(
+        epoch_seconds=7 * 24 * 3600, first_credit=6, repeat_credit=2, pair_cap=12, owner_cap=600
     )
-    assert env.chain.credits_of(env.dept_a.address) == balance + 7
-    assert env.chain.credits_total() == total + 7
-    assert env.chain.is_credited(receipt)
-    assert env.chain.minted_in_epoch(dataset_id, env.enterprise.address, epoch) == 7
-    assert env.chain.credits_of(env.enterprise.address) == 0
 
 
-def test_credits_cannot_be_transferred_or_approved(env, reverts, unique_hash):
-    dataset_id = env.register(env.dept_b)
-    env.broker_chain.mint(dataset_id, env.enterprise.address, 5, unique_hash())
+def test_broker_mints_for_a_consumer_signed_receipt_of_a_recorded_fetch(env):
+    owner, consumer = _members(env, 2)
+    dataset_id, (receipt,) = _delivered(env, owner, consumer)
+    receipt_id = _receipt_id(env, receipt)
+    assert env.chain.receipt_id(receipt) == receipt_id
+    total, epoch = env.chain.credits_total(), env.chain.current_epoch()
+    assert env.simulate(env.broker, "SharingCredits", "mintBatch", [receipt.as_tuple()]) == 6
+
+    result = env.broker_chain.mint_batch([receipt])
+
+    assert result.event("Transfer").args == {"from": ZERO_ADDRESS, "to": owner.address, "value": 6}
+    assert result.event("CreditsMinted").args == {
+        "owner": owner.address,
+        "datasetId": dataset_id,
+        "consumer": consumer.address,
+        "receiptId": receipt_id,
+        "amount": 6,
+        "epoch": epoch,
+    }
+    assert env.chain.credits_of(owner.address) == 6
+    assert env.chain.credits_total() == total + 6
+    assert env.chain.is_credited(receipt_id)
+    assert env.chain.is_fetch_credited(consumer.address, receipt.fetch_nonce)
+    assert env.chain.minted_for_pair(owner.address, consumer.address, epoch) == 6
+    assert env.chain.minted_for_owner(owner.address, epoch) == 6
+    assert env.chain.credits_of(consumer.address) == 0
+
+
+def test_credits_cannot_be_transferred_or_approved(env, reverts):
     holder = env.dept_b
+    _, receipts = _delivered(env, holder, env.new_member(funded=False))
+    balance = env.chain.credits_of(holder.address)
+    env.broker_chain.mint_batch(receipts)
     for function, args in (
         ("transfer", (env.dept_a.address, 1)),
         ("approve", (env.dept_a.address, 1)),
@@ -77,169 +185,263 @@ def test_credits_cannot_be_transferred_or_approved(env, reverts, unique_hash):
         with reverts("SharingCreditsNonTransferable"):
             env.send(holder, "SharingCredits", function, *args)
     assert env.view("SharingCredits", "allowance", holder.address, env.dept_a.address) == 0
-    assert env.chain.credits_of(env.dept_a.address) < env.chain.credits_total()
+    assert env.chain.credits_of(holder.address) == balance + 6
 
 
-def test_only_the_broker_mints(env, reverts, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    receipt = unique_hash()
-    for caller in (env.operator, env.dept_a, env.enterprise):
+def test_only_the_broker_mints(env, reverts):
+    owner, consumer = _members(env, 2)
+    _, receipts = _delivered(env, owner, consumer)
+    for caller in (env.admin, env.dept_a, env.enterprise):
         with reverts(
             "AccessControlUnauthorizedAccount", account=caller.address, neededRole=BROKER_ROLE
         ):
-            env.as_(caller).mint(dataset_id, env.enterprise.address, 1, receipt)
-        with reverts("AccessControlUnauthorizedAccount", account=caller.address):
-            env.as_(caller).mint_batch([Credit(dataset_id, env.enterprise.address, 1, receipt)])
-    assert not env.chain.is_credited(receipt)
+            env.as_(caller).mint_batch(receipts)
+    assert not env.chain.is_credited(_receipt_id(env, receipts[0]))
+    assert env.chain.credits_of(owner.address) == 0
 
 
-def test_owner_consuming_its_own_dataset_earns_nothing(env, reverts, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    with reverts(
-        "SharingCreditsSelfConsumption", datasetId=dataset_id, consumer=env.dept_a.address
-    ):
-        env.broker_chain.mint(dataset_id, env.dept_a.address, 5, unique_hash())
+# -- receipts that earn nothing --------------------------------------------------------------
 
 
-def test_zero_amount_is_refused(env, reverts, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    with reverts("SharingCreditsZeroAmount"):
-        env.broker_chain.mint(dataset_id, env.enterprise.address, 0, unique_hash())
+def _assert_withheld(env, receipts, reasons, owners):
+    balances = {o: env.chain.credits_of(o) for o in owners}
+    total = env.chain.credits_total()
+
+    result = env.broker_chain.mint_batch(receipts)
+
+    assert _minted(result) == []
+    assert _withheld(result) == [
+        (_receipt_id(env, r), WITHHELD[reason]) for r, reason in zip(receipts, reasons, strict=True)
+    ]
+    assert {o: env.chain.credits_of(o) for o in owners} == balances
+    assert env.chain.credits_total() == total
+    for r in receipts:
+        assert not env.chain.is_credited(_receipt_id(env, r))
 
 
-def test_minting_for_an_unknown_dataset_is_refused(env, reverts, unique_hash):
-    missing = env.chain.dataset_count() + 100
-    with reverts("ERC721NonexistentToken", tokenId=missing):
-        env.broker_chain.mint(missing, env.enterprise.address, 5, unique_hash())
-    with reverts("ERC721NonexistentToken", tokenId=missing):
-        env.broker_chain.mint_batch([Credit(missing, env.enterprise.address, 5, unique_hash())])
+def test_a_forged_receipt_earns_nothing(env):
+    """Signed by someone other than the consumer it names (the broker, the owner, a stranger)."""
+    owner, consumer = _members(env, 2)
+    dataset_id, _ = _delivered(env, owner, consumer, fetches=0)
+    nonce, _ = env.use(dataset_id, consumer)
+    forged = [env.receipt(consumer, dataset_id, nonce, signer=s) for s in (env.broker, owner)]
+    truncated = replace(env.receipt(consumer, dataset_id, nonce), signature=b"\x01" * 64)
+    _assert_withheld(
+        env,
+        [*forged, truncated],
+        ["INVALID_SIGNATURE"] * 3,
+        [owner.address],
+    )
+    # The genuine receipt for that fetch still earns.
+    result = env.broker_chain.mint_batch([env.receipt(consumer, dataset_id, nonce)])
+    assert [m["amount"] for m in _minted(result)] == [6]
 
 
-def test_a_receipt_is_credited_once(env, reverts, unique_hash):
-    first, second = env.register(env.dept_a), env.register(env.dept_b)
-    receipt = unique_hash()
-    env.broker_chain.mint(first, env.enterprise.address, 3, receipt)
-    balance = env.chain.credits_of(env.dept_b.address)
-    for dataset_id in (first, second):
-        with reverts("SharingCreditsReceiptAlreadyCredited", receiptId=receipt):
-            env.broker_chain.mint(dataset_id, env.enterprise.address, 3, receipt)
-    assert env.chain.credits_of(env.dept_b.address) == balance
+def test_a_receipt_for_a_fetch_never_recorded_earns_nothing(env):
+    """The issue's made-up receipts: fresh consumers, no fetch on chain."""
+    owner, consumer, other = _members(env, 3)
+    dataset_id, (genuine,) = _delivered(env, owner, consumer)
+    invented = env.receipt(consumer, dataset_id, genuine.fetch_nonce + 1)
+    borrowed = env.receipt(other, dataset_id, genuine.fetch_nonce)  # another consumer's fetch
+    _assert_withheld(
+        env, [invented, borrowed], ["FETCH_NOT_RECORDED", "FETCH_NOT_RECORDED"], [owner.address]
+    )
 
 
-def test_cap_per_dataset_consumer_and_epoch_clips_then_refuses(env, reverts, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    consumer = env.enterprise.address
-    epoch = env.chain.current_epoch()
-    env.broker_chain.mint(dataset_id, consumer, CAP - 10, unique_hash())
-
-    clipped = env.broker_chain.mint(dataset_id, consumer, 25, unique_hash())
-
-    assert clipped.event("CreditsMinted").args["amount"] == 10
-    assert clipped.event("Transfer").args["value"] == 10
-    assert env.chain.minted_in_epoch(dataset_id, consumer, epoch) == CAP
-    with reverts("SharingCreditsCapReached", datasetId=dataset_id, consumer=consumer, epoch=epoch):
-        env.broker_chain.mint(dataset_id, consumer, 1, unique_hash())
-    # The cap is per consumer and per dataset: others still earn.
-    other = env.broker_chain.mint(dataset_id, env.dept_b.address, 4, unique_hash())
-    assert other.event("CreditsMinted").args["amount"] == 4
-    second = env.register(env.dept_a)
-    fresh = env.broker_chain.mint(second, consumer, CAP, unique_hash())
-    assert fresh.event("CreditsMinted").args["amount"] == CAP
+def test_a_receipt_naming_another_dataset_than_its_fetch_earns_nothing(env):
+    owner, consumer = _members(env, 2)
+    fetched, (genuine,) = _delivered(env, owner, consumer)
+    other = _dataset(env, owner)
+    moved = env.receipt(consumer, other, genuine.fetch_nonce)
+    _assert_withheld(env, [moved], ["FETCH_OF_OTHER_DATASET"], [owner.address])
+    assert fetched != other
 
 
-def test_a_new_epoch_resets_the_cap(env, reverts, unique_hash, time_travel):
-    dataset_id = env.register(env.dept_b)
-    consumer = env.enterprise.address
-    epoch = env.chain.current_epoch()
-    env.broker_chain.mint(dataset_id, consumer, CAP, unique_hash())
-    with reverts("SharingCreditsCapReached", epoch=epoch):
-        env.broker_chain.mint(dataset_id, consumer, 1, unique_hash())
+def test_a_receipt_with_a_wrong_content_hash_earns_nothing(env):
+    owner, consumer = _members(env, 2)
+    dataset_id, _ = _delivered(env, owner, consumer, fetches=0)
+    nonce, _ = env.use(dataset_id, consumer)
+    wrong = env.receipt(consumer, dataset_id, nonce, content_hash=env.new_hash())
+    _assert_withheld(env, [wrong], ["CONTENT_MISMATCH"], [owner.address])
+
+
+def test_a_fetch_is_credited_once(env):
+    owner, consumer = _members(env, 2)
+    dataset_id, (receipt,) = _delivered(env, owner, consumer)
+    second = env.receipt(consumer, dataset_id, receipt.fetch_nonce)  # another receipt, same fetch
+
+    result = env.broker_chain.mint_batch([receipt, receipt, second])
+
+    assert [m["amount"] for m in _minted(result)] == [6]
+    assert _withheld(result) == [
+        (_receipt_id(env, receipt), WITHHELD["ALREADY_CREDITED"]),
+        (_receipt_id(env, second), WITHHELD["ALREADY_CREDITED"]),
+    ]
+    again = env.broker_chain.mint_batch([second, receipt])
+    assert _minted(again) == []
+    assert [reason for _, reason in _withheld(again)] == [WITHHELD["ALREADY_CREDITED"]] * 2
+    assert env.chain.credits_of(owner.address) == 6
+    assert not env.chain.is_credited(_receipt_id(env, second))
+
+
+def test_an_owner_consuming_its_own_dataset_earns_nothing(env):
+    """The consumer became the owner (a reassignment) after its fetch was recorded."""
+    owner = env.new_member(funded=False)
+    consumer = env.new_member("enterprise", funded=False)
+    dataset_id, (receipt,) = _delivered(env, owner, consumer)
+    env.chain.reassign(dataset_id, consumer.address, env.new_hash())
+    _assert_withheld(env, [receipt], ["SELF_CONSUMPTION"], [owner.address, consumer.address])
+
+
+def test_a_batch_mints_the_eligible_and_withholds_the_rest(env):
+    owner, consumer = _members(env, 2)
+    dataset_id, receipts = _delivered(env, owner, consumer, fetches=2)
+    forged = env.receipt(consumer, dataset_id, receipts[0].fetch_nonce, signer=env.broker)
+    batch = [receipts[0], forged, receipts[1], receipts[0]]
+
+    result = env.broker_chain.mint_batch(batch)
+
+    assert [(m["receiptId"], m["amount"]) for m in _minted(result)] == [
+        (_receipt_id(env, receipts[0]), 6),
+        (_receipt_id(env, receipts[1]), 2),
+    ]
+    assert [reason for _, reason in _withheld(result)] == [
+        WITHHELD["INVALID_SIGNATURE"],
+        WITHHELD["ALREADY_CREDITED"],
+    ]
+    assert env.chain.credits_of(owner.address) == 8
+
+
+def test_credits_follow_the_current_owner_after_a_transfer(env):
+    owner = env.new_member()
+    consumer = env.new_member(funded=False)
+    dataset_id, receipts = _delivered(env, owner, consumer)
+    env.chain.approve_transfer(dataset_id, env.dept_b.address)
+    env.as_(owner).transfer_dataset(dataset_id, env.dept_b.address)
+    result = env.broker_chain.mint_batch(receipts)
+    assert _minted(result)[0]["owner"] == env.dept_b.address
+
+
+# -- amounts and caps ----------------------------------------------------------------------
+
+
+def test_first_delivery_to_a_consumer_earns_more_than_repeats_up_to_the_pair_cap(env, time_travel):
+    owner, consumer, newcomer = _members(env, 3)
+    _, receipts = _delivered(env, owner, consumer, fetches=6)
+    _, (other,) = _delivered(env, owner, newcomer)
+    epoch = _fresh_epoch(env, time_travel)
+
+    result = env.broker_chain.mint_batch([*receipts, other])
+
+    assert [m["amount"] for m in _minted(result)] == [6, 2, 2, 2, 6]
+    assert [m["consumer"] for m in _minted(result)][-1] == newcomer.address
+    assert _withheld(result) == [
+        (_receipt_id(env, r), WITHHELD["CAP_REACHED"]) for r in receipts[4:]
+    ]
+    assert env.chain.minted_for_pair(owner.address, consumer.address, epoch) == RULES.pair_cap
+    assert env.chain.minted_for_pair(owner.address, newcomer.address, epoch) == 6
+    assert env.chain.minted_for_owner(owner.address, epoch) == 18
+    assert env.chain.credits_of(owner.address) == 18
+
+
+def test_the_owner_cap_clips_then_withholds(env, time_travel):
+    owner, *consumers = _members(env, 6)
+    receipts = [_delivered(env, owner, c)[1][0] for c in consumers]
+    epoch = _fresh_epoch(env, time_travel)
+
+    result = env.broker_chain.mint_batch(receipts)
+
+    assert [m["amount"] for m in _minted(result)] == [6, 6, 6, 2]  # 20 = the owner cap
+    assert _withheld(result) == [(_receipt_id(env, receipts[4]), WITHHELD["CAP_REACHED"])]
+    assert env.chain.minted_for_owner(owner.address, epoch) == RULES.owner_cap
+    assert env.chain.credits_of(owner.address) == RULES.owner_cap
+
+
+def test_credit_farming_by_one_colluding_consumer_earns_at_most_the_pair_cap(env, time_travel):
+    """The issue's farming case: three datasets fetched 10 times each by one colluding member."""
+    owner, accomplice = _members(env, 2)
+    receipts = []
+    for _ in range(3):
+        receipts += _delivered(env, owner, accomplice, fetches=10)[1]
+    epoch = _fresh_epoch(env, time_travel)
+
+    minted = 0
+    for start in range(0, len(receipts), 10):
+        result = env.broker_chain.mint_batch(receipts[start : start + 10])
+        minted += sum(m["amount"] for m in _minted(result))
+
+    assert minted == RULES.pair_cap
+    assert env.chain.credits_of(owner.address) == RULES.pair_cap
+    assert env.chain.minted_for_pair(owner.address, accomplice.address, epoch) == RULES.pair_cap
+
+
+def test_a_new_epoch_resets_the_caps(env, time_travel):
+    owner, consumer = _members(env, 2)
+    _, receipts = _delivered(env, owner, consumer, fetches=6)
+    epoch = _fresh_epoch(env, time_travel)
+    first = env.broker_chain.mint_batch(receipts[:5])
+    assert sum(m["amount"] for m in _minted(first)) == RULES.pair_cap
 
     time_travel(EPOCH)
 
     assert env.chain.current_epoch() == epoch + 1
-    result = env.broker_chain.mint(dataset_id, consumer, CAP, unique_hash())
-    assert result.event("CreditsMinted").args["epoch"] == epoch + 1
-    assert result.event("CreditsMinted").args["amount"] == CAP
-    assert env.chain.minted_in_epoch(dataset_id, consumer, epoch) == CAP
-    assert env.chain.minted_in_epoch(dataset_id, consumer, epoch + 1) == CAP
+    result = env.broker_chain.mint_batch(receipts[5:])
+    assert _minted(result)[0]["epoch"] == epoch + 1
+    assert _minted(result)[0]["amount"] == RULES.first_credit
+    assert env.chain.minted_for_pair(owner.address, consumer.address, epoch) == RULES.pair_cap
+    assert env.chain.minted_for_pair(owner.address, consumer.address, epoch + 1) == 6
 
 
-def test_batch_mints_the_eligible_and_withholds_the_rest_with_reasons(env, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    ent, dept_b = env.enterprise.address, env.dept_b.address
-    old_receipt = unique_hash()
-    env.broker_chain.mint(dataset_id, dept_b, CAP - 5, old_receipt)
-    r = [unique_hash() for _ in range(7)]
-    batch = [
-        Credit(dataset_id, ent, 8, r[0]),  # minted 8
-        Credit(dataset_id, env.dept_a.address, 8, r[1]),  # self consumption
-        Credit(dataset_id, ent, 0, r[2]),  # zero amount
-        Credit(dataset_id, ent, 4, old_receipt),  # credited before
-        Credit(dataset_id, ent, 4, r[0]),  # credited earlier in this batch
-        Credit(dataset_id, dept_b, 9, r[3]),  # clipped to the 5 left
-        Credit(dataset_id, dept_b, 1, r[4]),  # cap reached
-    ]
-    balance = env.chain.credits_of(env.dept_a.address)
-    epoch = env.chain.current_epoch()
-    assert env.simulate(env.broker, "SharingCredits", "mintBatch", _rows(batch)) == 13
-
-    result = env.broker_chain.mint_batch(batch)
-
-    minted = [ev.args for ev in result.events if ev.name == "CreditsMinted"]
-    assert minted == [
-        _minted_args(env.dept_a.address, dataset_id, ent, r[0], 8, epoch),
-        _minted_args(env.dept_a.address, dataset_id, dept_b, r[3], 5, epoch),
-    ]
-    withheld = [ev.args for ev in result.events if ev.name == "CreditWithheld"]
-    assert withheld == [
-        {"receiptId": r[1], "datasetId": dataset_id, "reason": WITHHELD["SELF_CONSUMPTION"]},
-        {"receiptId": r[2], "datasetId": dataset_id, "reason": WITHHELD["ZERO_AMOUNT"]},
-        {"receiptId": old_receipt, "datasetId": dataset_id, "reason": WITHHELD["ALREADY_CREDITED"]},
-        {"receiptId": r[0], "datasetId": dataset_id, "reason": WITHHELD["ALREADY_CREDITED"]},
-        {"receiptId": r[4], "datasetId": dataset_id, "reason": WITHHELD["CAP_REACHED"]},
-    ]
-    assert env.chain.credits_of(env.dept_a.address) == balance + 13
-    assert [env.chain.is_credited(x) for x in r[:5]] == [True, False, False, True, False]
+# -- rules ---------------------------------------------------------------------------------
 
 
-def _rows(batch):
-    return [(c.dataset_id, c.consumer, c.amount, c.receipt_id) for c in batch]
-
-
-def test_credits_follow_the_current_owner_after_a_transfer(env, unique_hash):
-    dataset_id = env.register(env.dept_a)
-    env.chain.approve_transfer(dataset_id, env.dept_b.address)
-    env.as_(env.dept_a).transfer_dataset(dataset_id, env.dept_b.address)
-    result = env.broker_chain.mint(dataset_id, env.enterprise.address, 2, unique_hash())
-    assert result.event("CreditsMinted").args["owner"] == env.dept_b.address
-
-
-def test_admin_sets_credit_rules_and_zeros_are_refused(env, reverts):
+def test_admin_sets_credit_rules_and_invalid_ones_are_refused(env, reverts, time_travel):
+    changed_rules = CreditRules(
+        epoch_seconds=3600, first_credit=3, repeat_credit=0, pair_cap=5, owner_cap=9
+    )
     try:
-        changed = env.chain.set_credit_rules(cap_per_epoch=7, epoch_seconds=3600)
-        assert changed.event("CreditRulesChanged").args == {"capPerEpoch": 7, "epochLength": 3600}
-        assert env.chain.credit_rules() == (7, 3600)
+        changed = env.chain.set_credit_rules(changed_rules)
+        assert changed.event("CreditRulesChanged").args == {
+            "epochLength": 3600,
+            "firstCredit": 3,
+            "repeatCredit": 0,
+            "pairCap": 5,
+            "ownerCap": 9,
+        }
+        assert env.chain.credit_rules() == changed_rules
         assert env.chain.current_epoch() == env.now() // 3600
-        for cap, epoch in ((0, 3600), (7, 0), (0, 0)):
-            with reverts("SharingCreditsInvalidRules", capPerEpoch=cap, epochLength=epoch):
-                env.chain.set_credit_rules(cap_per_epoch=cap, epoch_seconds=epoch)
-        assert env.chain.credit_rules() == (7, 3600)
+        for field in ("epoch_seconds", "first_credit", "pair_cap", "owner_cap"):
+            bad = replace(changed_rules, **{field: 0})
+            with reverts("SharingCreditsInvalidRules"):
+                env.chain.set_credit_rules(bad)
+        assert env.chain.credit_rules() == changed_rules
+        # A zero repeat credit: one credit per pair and epoch, repeats withheld.
+        owner, consumer = _members(env, 2)
+        _, receipts = _delivered(env, owner, consumer, fetches=2)
+        now = env.now()
+        time_travel(3600 - now % 3600 + 1)
+        result = env.broker_chain.mint_batch(receipts)
+        assert [m["amount"] for m in _minted(result)] == [3]
+        assert [reason for _, reason in _withheld(result)] == [WITHHELD["ZERO_AMOUNT"]]
     finally:
-        env.chain.set_credit_rules(cap_per_epoch=CAP, epoch_seconds=EPOCH)
-    assert env.chain.credit_rules() == (CAP, EPOCH)
+        env.chain.set_credit_rules(RULES)
+    assert env.chain.credit_rules() == RULES
 
 
 def test_only_admin_sets_credit_rules(env, reverts):
+    generous = CreditRules(epoch_seconds=1, first_credit=10**6, pair_cap=10**9, owner_cap=10**9)
     for caller in (env.broker, env.dept_a):
         with reverts(
             "AccessControlUnauthorizedAccount", account=caller.address, neededRole=ADMIN_ROLE
         ):
-            env.as_(caller).set_credit_rules(cap_per_epoch=1_000_000, epoch_seconds=1)
-    assert env.chain.credit_rules() == (CAP, EPOCH)
+            env.as_(caller).set_credit_rules(generous)
+    assert env.chain.credit_rules() == RULES
 
 
 def test_credit_rules_are_announced_at_deployment(env):
-    fresh, _ = env.redeploy(credit_cap=3, epoch_seconds=60)
+    rules = CreditRules(epoch_seconds=60, first_credit=1, repeat_credit=1, pair_cap=3, owner_cap=4)
+    fresh, _ = env.redeploy(rules=rules)
     events = fresh.events("SharingCredits", "CreditRulesChanged")
-    assert [ev.args for ev in events] == [{"capPerEpoch": 3, "epochLength": 60}]
+    assert [ev.args for ev in events] == [
+        {"epochLength": 60, "firstCredit": 1, "repeatCredit": 1, "pairCap": 3, "ownerCap": 4}
+    ]

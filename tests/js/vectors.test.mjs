@@ -3,10 +3,12 @@
 //     node --test tests/js/vectors.test.mjs
 //
 // What a Node.js member client needs to get right is checked here with no Python in the loop:
-// every EIP-712 domain separator, struct hash and digest (ethers.TypedDataEncoder), every
-// signed action's signer, the request-signing message and its EIP-191 signer
-// (ethers.verifyMessage), the content hashes (RFC 6962 over 1 MiB chunks, node:crypto), the
-// metadata and terms hashes and the signing key file. The vectors hold 256-bit integers, so
+// the deployment's addresses (ethers.getCreateAddress), every EIP-712 domain separator, struct
+// hash and digest (ethers.TypedDataEncoder), every signed action's signer and the signature rule
+// the contracts apply (v 27 or 28, low s: every refused_signatures entry refused), the receipt
+// id (the receipt's EIP-712 digest), the request-signing message and its EIP-191 signer
+// (ethers.verifyMessage), the content hashes (RFC 6962 over 1 MiB pieces, node:crypto), the
+// metadata, terms and reason hashes and the signing key file. The vectors hold 256-bit integers, so
 // the file is read with a small BigInt-aware JSON parser: JSON.parse would round them.
 
 import assert from "node:assert/strict";
@@ -16,9 +18,12 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import {
+  Signature,
   TypedDataEncoder,
   Wallet,
+  getCreateAddress,
   hashMessage,
+  recoverAddress,
   toUtf8Bytes,
   verifyMessage,
   verifyTypedData,
@@ -116,12 +121,56 @@ const sha256 = (data) => createHash("sha256").update(data).digest();
 const hex = (buf) => "0x" + Buffer.from(buf).toString("hex");
 const unhex = (s) => Buffer.from(s.slice(2), "hex");
 
+/** The secp256k1 group order. */
+const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+/** What OpenZeppelin's ECDSA.recover (and the broker) accept: 65 bytes, v 27/28, 0 < r < n,
+ * 0 < s <= n/2. ethers alone is not enough: it accepts v 0 and 1. */
+function canonicalSignature(signature) {
+  const bytes = unhex(signature);
+  if (bytes.length !== 65) return false;
+  const r = BigInt(hex(bytes.subarray(0, 32)));
+  const s = BigInt(hex(bytes.subarray(32, 64)));
+  return (bytes[64] === 27 || bytes[64] === 28) && r > 0n && r < N && s > 0n && s <= N / 2n;
+}
+
+/** The EIP-712 types ethers needs for one action (EIP712Domain comes from the domain). */
+const typesOf = (primary) => ({ [primary]: V.eip712.types[primary].fields });
+const actionNamed = (name) => V.actions.find((a) => a.name === name);
+
 test("big integers survive parsing", () => {
   const request = V.actions.find((a) => a.name === "request");
   assert.equal(typeof request.message.nonce, "bigint");
   assert.ok(request.message.nonce >= 2n ** 64n);
   // what plain JSON.parse would have made of it: a double, no longer the nonce that was signed
   assert.notEqual(BigInt(JSON.parse(`[${request.message.nonce}]`)[0]), request.message.nonce);
+});
+
+test("deployment: CREATE addresses of the deployer (the broker key), two operator keys", () => {
+  const d = V.deployment;
+  assert.equal(d.deployer, d.broker);
+  assert.notEqual(d.admin, d.broker);
+  assert.equal(new Wallet(V.keys.signing.operator.private_key).address, d.admin);
+  assert.equal(new Wallet(V.keys.signing.broker.private_key).address, d.broker);
+  const order = [
+    "member_registry",
+    "data_registry",
+    "access_ledger",
+    "flow_log",
+    "sharing_credits",
+  ];
+  order.forEach((name, nonce) => {
+    assert.equal(getCreateAddress({ from: d.deployer, nonce }), d[name]);
+    assert.equal(V.config[name], d[name]);
+  });
+  assert.equal(V.config.admin, d.admin);
+  assert.equal(V.config.broker, d.broker);
+  assert.deepEqual(
+    V.config.domains,
+    Object.fromEntries(
+      Object.entries(V.eip712.domains).map(([name, { domain }]) => [name, domain]),
+    ),
+  );
 });
 
 test("EIP-712 domain separators", () => {
@@ -137,11 +186,21 @@ test("EIP-712 type strings", () => {
   }
 });
 
+test("every action of /v1/config has a vector", () => {
+  const names = new Set(V.actions.map((a) => a.action));
+  assert.deepEqual([...names].sort(), Object.keys(V.config.actions).sort());
+});
+
 for (const action of V.actions) {
   test(`EIP-712 digest and signer of ${action.name}`, async () => {
     const domain = action.eip712_domain;
     assert.deepEqual(domain, V.eip712.domains[action.domain].domain);
-    const types = { [action.primary_type]: V.eip712.types[action.primary_type].fields };
+    assert.equal(V.config.actions[action.action].domain, action.domain);
+    assert.deepEqual(
+      V.config.actions[action.action].fields,
+      V.eip712.types[action.primary_type].fields,
+    );
+    const types = typesOf(action.primary_type);
     assert.equal(
       TypedDataEncoder.hashStruct(action.primary_type, types, action.message),
       action.struct_hash,
@@ -153,9 +212,58 @@ for (const action of V.actions) {
     );
     const wallet = new Wallet(V.keys.signing[action.signer].private_key);
     assert.equal(await wallet.signTypedData(domain, types, action.message), action.signature);
-    if (action.signed) {
-      assert.equal(action.signed.actor, action.signer_address);
-      assert.equal(action.signed.signature, action.signature);
+    assert.ok(canonicalSignature(action.signature), "v 27/28 and low s");
+    assert.equal(action.signed.action, action.action);
+    assert.equal(action.signed.actor, action.signer_address);
+    assert.equal(action.signed.signature, action.signature);
+    assert.deepEqual(action.signed.message, action.message);
+    // register, grant, revoke: the contract's sequential nonce; the rest: random, >= 2**64
+    const nonce = BigInt(action.message.nonce);
+    if (["register", "grant", "revoke"].includes(action.action)) {
+      assert.equal(action.nonce_kind, "sequential");
+      assert.ok(nonce < 2n ** 64n);
+    } else {
+      assert.equal(action.nonce_kind, "random");
+      assert.ok(nonce >= 2n ** 64n && nonce < 2n ** 256n);
+    }
+  });
+}
+
+test("the GrantApproval co-signs the grant's terms for the generation it creates", () => {
+  const approval = actionNamed("approval");
+  const grant = actionNamed("grant");
+  assert.equal(approval.primary_type, "GrantApproval");
+  assert.equal(approval.signer_address, V.deployment.admin);
+  for (const k of ["datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash"]) {
+    assert.equal(approval.message[k], grant.message[k]);
+  }
+  assert.equal(approval.message.generation, actionNamed("receipt").message.grantGeneration);
+});
+
+for (const c of V.refused_signatures) {
+  test(`refused signature: ${c.name}`, () => {
+    const of = actionNamed(/^actions\[name=(.*)\]$/.exec(c.of)[1]);
+    assert.equal(c.digest, of.digest);
+    assert.equal(c.refused_with, "invalid_signature");
+    assert.ok(canonicalSignature(of.signature));
+    assert.ok(!canonicalSignature(c.signature));
+    const good = unhex(of.signature);
+    const bad = unhex(c.signature);
+    assert.deepEqual(bad.subarray(0, 32), good.subarray(0, 32));
+    if (c.name === "high_s") {
+      const s = BigInt(hex(good.subarray(32, 64)));
+      assert.equal(BigInt(hex(bad.subarray(32, 64))), N - s);
+      assert.equal(bad[64], 55 - good[64]);
+      assert.equal(c.lax_signer, of.signer_address); // the mirror image recovers the same key
+      // ethers refuses this one too (its s has the top bit set; ethers checks only that bit)
+      assert.throws(() => recoverAddress(c.digest, c.signature), /non-canonical s/);
+      assert.equal(Signature.from(c.signature).yParity, 1 - (good[64] - 27));
+    } else {
+      assert.deepEqual(bad.subarray(0, 64), good.subarray(0, 64));
+      assert.equal(bad[64], Number(c.name.slice(-1)));
+      // ethers accepts v 0/1 (as 27/28): a client must apply the rule itself
+      assert.equal(recoverAddress(c.digest, c.signature), c.lax_signer);
+      assert.equal(c.lax_signer === of.signer_address, bad[64] === good[64] - 27);
     }
   });
 }
@@ -207,6 +315,7 @@ function merkleRoot(leaves) {
   );
 }
 
+/** The content hash: over fixed 1 MiB pieces, whatever chunk size a file was encrypted with. */
 function contentHash(data, chunk = 1 << 20) {
   const leaves = [];
   for (let at = 0; at < data.length; at += chunk) {
@@ -235,7 +344,7 @@ test("content hash of the encrypted sample, and its ciphertext digest", () => {
   }
 });
 
-test("documents: purpose, terms, receipt id, metadata", () => {
+test("documents: purpose, terms, receipt id, reason, metadata", () => {
   const docs = V.documents;
   assert.equal(
     hex(sha256(Buffer.from(docs.purpose.purpose_text, "utf8"))),
@@ -246,11 +355,24 @@ test("documents: purpose, terms, receipt id, metadata", () => {
     hex(sha256(Buffer.from(docs.metadata.canonical, "utf8"))),
     docs.metadata.metadata_hash,
   );
-  const prefix = Buffer.from("drl-receipt:", "ascii");
+  // the receipt id is the DeliveryReceipt's EIP-712 digest (SharingCredits domain)
+  const receipt = actionNamed("receipt");
+  assert.equal(docs.receipt_id.of, "actions[name=receipt]");
+  assert.equal(docs.receipt_id.domain, "SharingCredits");
   assert.equal(
-    hex(sha256(Buffer.concat([prefix, unhex(docs.receipt_id.receipt_signature)]))),
+    TypedDataEncoder.hash(
+      V.eip712.domains.SharingCredits.domain,
+      typesOf("DeliveryReceipt"),
+      receipt.message,
+    ),
     docs.receipt_id.receipt_id,
   );
+  assert.equal(receipt.message.fetchNonce, actionNamed("fetch").message.nonce);
+  assert.equal(
+    hex(sha256(Buffer.from(docs.reassign_reason.reason_text, "utf8"))),
+    docs.reassign_reason.reason_hash,
+  );
+  assert.equal(actionNamed("reassign").message.reasonHash, docs.reassign_reason.reason_hash);
   for (const k of docs.key_context) {
     const expected = Buffer.concat([
       Buffer.from("drl/dek/v1|", "ascii"),

@@ -23,7 +23,14 @@ from ledger.crypto import (
     encrypt,
     generate_data_key,
 )
-from ledger.crypto.format import HEADER_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_SIZE, Header
+from ledger.crypto.format import (
+    HEADER_SIZE,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    PIECE_SIZE,
+    TAG_SIZE,
+    Header,
+)
 from ledger.crypto.stream import _leaf_hash
 from ledger.errors import CryptoError, IntegrityError, UnsupportedFormat
 from ledger.merkle.proofs import EMPTY_ROOT, leaf_hash, root
@@ -46,6 +53,11 @@ def open_sealed(blob: bytes, *, key: bytes = KEY) -> bytes:
 
 def chunks_of(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def canonical_hash(data: bytes) -> bytes:
+    """The content hash by its definition: Merkle root over 1 MiB pieces, any chunk size."""
+    return root(chunks_of(data, PIECE_SIZE))
 
 
 def sealed_chunks(blob: bytes, chunk_size: int = CHUNK) -> tuple[bytes, list[bytes]]:
@@ -80,11 +92,11 @@ def test_round_trip_restores_the_plaintext(size: int) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_content_hash_is_the_merkle_root_of_the_plaintext_chunks(size: int) -> None:
+def test_content_hash_is_the_merkle_root_of_1_mib_pieces_not_of_the_chunks(size: int) -> None:
     data = os.urandom(size)
     result = encrypt(io.BytesIO(data), io.BytesIO(), KEY, chunk_size=CHUNK)
-    assert result.content_hash == root(chunks_of(data, CHUNK))
-    assert content_hash(io.BytesIO(data), chunk_size=CHUNK) == result.content_hash
+    assert result.content_hash == canonical_hash(data)
+    assert content_hash(io.BytesIO(data)) == result.content_hash
 
 
 def test_empty_plaintext_hashes_to_the_empty_tree_and_still_has_a_final_chunk() -> None:
@@ -112,6 +124,7 @@ def test_default_chunk_size_round_trip_over_several_chunks() -> None:
     result = encrypt(io.BytesIO(data), out, KEY)
     assert Header.parse(out.getvalue()).chunk_size == DEFAULT_CHUNK_SIZE
     assert result.content_hash == root(chunks_of(data, DEFAULT_CHUNK_SIZE))
+    assert result.content_hash == canonical_hash(data)
     assert open_sealed(out.getvalue()) == data
 
 
@@ -152,7 +165,7 @@ def test_sources_with_short_reads_give_the_same_chunking(source: Callable[[bytes
     data = os.urandom(5 * CHUNK + 3)
     out = io.BytesIO()
     result = encrypt(source(data), out, KEY, chunk_size=CHUNK)  # type: ignore[arg-type]
-    assert result.content_hash == root(chunks_of(data, CHUNK))
+    assert result.content_hash == canonical_hash(data)
     back = io.BytesIO()
     decrypt(source(out.getvalue()), back, KEY)  # type: ignore[arg-type]
     assert back.getvalue() == data
@@ -378,7 +391,7 @@ def test_memory_stays_a_few_chunks_whatever_the_size() -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=3000), chunk_size=st.integers(MIN_CHUNK_SIZE, 700))
-def test_any_plaintext_and_chunk_size_round_trip_with_the_merkle_content_hash(
+def test_any_plaintext_and_chunk_size_round_trip_with_the_canonical_content_hash(
     data: bytes, chunk_size: int
 ) -> None:
     out = io.BytesIO()
@@ -386,7 +399,7 @@ def test_any_plaintext_and_chunk_size_round_trip_with_the_merkle_content_hash(
     back = io.BytesIO()
     opened = decrypt(io.BytesIO(out.getvalue()), back, KEY)
     assert back.getvalue() == data
-    assert result.content_hash == opened.content_hash == root(chunks_of(data, chunk_size))
+    assert result.content_hash == opened.content_hash == canonical_hash(data)
     assert result.ciphertext_sha256 == hashlib.sha256(out.getvalue()).digest()
 
 

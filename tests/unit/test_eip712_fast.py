@@ -2,12 +2,15 @@
 
 ``SignedAction.digest`` hashes our fixed struct types directly and ``SignedAction.signer``
 recovers with libsecp256k1; both must give eth_account's answer -- the same digest for every
-action type and every edge value, the same address or the same refusal for every signature
-shape (``v`` variants, high ``s``, out-of-range ``r``/``s``, wrong lengths).
+action type, in its own domain, and every edge value. For every signature shape (``v``
+variants, high ``s``, out-of-range ``r``/``s``, wrong lengths) recovery gives eth_account's
+address where the shape is the one OpenZeppelin's ``ECDSA.recover`` accepts (``v`` 27/28, low
+``s``) and a refusal otherwise, as the contracts do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -29,14 +32,18 @@ DOMAINS = [
     Domains(
         chain_id=1337,
         flow_log=to_checksum_address("0x" + "11" * 20),
+        member_registry=to_checksum_address("0x" + "44" * 20),
         data_registry=to_checksum_address("0x" + "22" * 20),
         access_ledger=to_checksum_address("0x" + "33" * 20),
+        sharing_credits=to_checksum_address("0x" + "55" * 20),
     ),
     Domains(
         chain_id=2**64 + 7,
         flow_log=to_checksum_address("0x" + "fe" * 20),
+        member_registry=to_checksum_address("0x" + "00" * 20),
         data_registry=to_checksum_address("0x" + "00" * 19 + "01"),
         access_ledger=to_checksum_address("0x" + "9a" * 20),
+        sharing_credits=to_checksum_address("0x" + "ff" * 20),
     ),
 ]
 
@@ -73,7 +80,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "onboard": [
         {
             "member": OTHER,
-            "kind": "enterprise",
+            "kind": 2,
             "name": "Harbour Solar Cooperative",
             "keySuite": 1,
             "encryptionKey": b"\x07" * 32,
@@ -81,7 +88,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
         {
             "member": "0x" + "00" * 20,
-            "kind": "",
+            "kind": 0,
             "name": "",
             "keySuite": 0,
             "encryptionKey": b"",
@@ -89,7 +96,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
         {
             "member": "0x" + "ff" * 20,
-            "kind": "régulateur",
+            "kind": 255,
             "name": "数据局 ✓ \u0000 end",
             "keySuite": 2**16 - 1,
             "encryptionKey": bytes(range(256)) * 5,
@@ -97,6 +104,17 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "suspend": [{"member": OTHER, **nd()}, {"member": "0x" + "00" * 20, **nd(U256, 0)}],
+    "reinstate": [{"member": OTHER, **nd(2**64)}, {"member": "0x" + "ff" * 20, **nd(0, U256)}],
+    "rotate_key": [
+        {"member": ACCOUNT.address, "keySuite": 1, "encryptionKey": b"\x09" * 32, **nd()},
+        {"member": ACCOUNT.address, "keySuite": 0, "encryptionKey": b"", **nd(0, 0)},
+        {
+            "member": ACCOUNT.address,
+            "keySuite": 2**16 - 1,
+            "encryptionKey": bytes(range(256)) * 5,
+            **nd(U256, U256),
+        },
+    ],
     "register": [
         {
             "owner": ACCOUNT.address,
@@ -116,6 +134,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "previousVersion": U256,
             **nd(U256, U256),
         },
+    ],
+    "reassign": [
+        {"datasetId": 4, "to": OTHER, "reasonHash": b"\x33" * 32, **nd()},
+        {"datasetId": 0, "to": "0x" + "00" * 20, "reasonHash": b"\x00" * 32, **nd(0, 0)},
+        {"datasetId": U256, "to": "0x" + "ff" * 20, "reasonHash": b"\xff" * 32, **nd(U256, U256)},
     ],
     "request": [
         {
@@ -155,6 +178,38 @@ CASES: dict[str, list[dict[str, Any]]] = {
             **nd(U256, U256),
         },
     ],
+    "approval": [
+        {
+            "datasetId": 3,
+            "grantee": OTHER,
+            "purposeHash": b"\x11" * 32,
+            "expiresAt": 2**40,
+            "maxUses": 1,
+            "termsHash": b"\x22" * 32,
+            "generation": 1,
+            **nd(2**64),
+        },
+        {
+            "datasetId": 0,
+            "grantee": "0x" + "00" * 20,
+            "purposeHash": b"\x00" * 32,
+            "expiresAt": 0,
+            "maxUses": 0,
+            "termsHash": b"\x00" * 32,
+            "generation": 0,
+            **nd(0, 0),
+        },
+        {
+            "datasetId": U256,
+            "grantee": "0x" + "ff" * 20,
+            "purposeHash": b"\xff" * 32,
+            "expiresAt": 2**64 - 1,
+            "maxUses": 2**32 - 1,
+            "termsHash": b"\xff" * 32,
+            "generation": 2**32 - 1,
+            **nd(U256, U256),
+        },
+    ],
     "deny": [
         {"owner": ACCOUNT.address, "requestId": 7, "reason": "not for this purpose", **nd()},
         {"owner": ACCOUNT.address, "requestId": U256, "reason": "", **nd(U256, 0)},
@@ -173,6 +228,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "datasetId": 1,
             "contentHash": b"\x5a" * 32,
             "grantGeneration": 1,
+            "fetchNonce": 2**64 + 1,
             **nd(),
         },
         {
@@ -180,7 +236,16 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "datasetId": U256,
             "contentHash": b"\x00" * 32,
             "grantGeneration": 2**32 - 1,
+            "fetchNonce": 0,
             **nd(0, 0),
+        },
+        {
+            "consumer": ACCOUNT.address,
+            "datasetId": 0,
+            "contentHash": b"\xff" * 32,
+            "grantGeneration": 0,
+            "fetchNonce": U256,
+            **nd(U256, U256),
         },
     ],
     "rate": [
@@ -204,6 +269,38 @@ CASES: dict[str, list[dict[str, Any]]] = {
 
 def test_every_action_type_has_cases() -> None:
     assert set(CASES) == set(ACTIONS)
+    for action, cases in CASES.items():
+        for case in cases:
+            assert set(case) == {f["name"] for f in ACTIONS[action].fields}, action
+
+
+def _moved(domains: Domains, action: str) -> Domains:
+    """``domains`` with the verifying contract of ``action``'s domain moved elsewhere."""
+    field = {
+        "broker": "flow_log",
+        "MemberRegistry": "member_registry",
+        "DataRegistry": "data_registry",
+        "AccessLedger": "access_ledger",
+        "SharingCredits": "sharing_credits",
+    }[ACTIONS[action].domain]
+    moved: dict[str, Any] = {field: to_checksum_address("0x" + "5e" * 20)}
+    return dataclasses.replace(domains, **moved)
+
+
+@pytest.mark.parametrize("action", list(CASES))
+def test_each_action_is_bound_to_its_own_domain(action: str) -> None:
+    """A signature verifies only in the domain of the contract (or broker) that checks it."""
+    domains = DOMAINS[0]
+    signed = sign_action(ACCOUNT, action, CASES[action][0], domains)  # type: ignore[arg-type]
+    assert domains.for_action(action).as_json() == domains.as_json()[ACTIONS[action].domain]
+    for other in (_moved(domains, action), dataclasses.replace(domains, chain_id=1)):
+        assert signed.digest(other) != signed.digest(domains)
+        assert ours(signed, other) != ACCOUNT.address
+    # Every other domain of the deployment differs from this one.
+    separators = {
+        domains.separator(a) for a in ACTIONS if ACTIONS[a].domain != ACTIONS[action].domain
+    }
+    assert domains.separator(action) not in separators
 
 
 @pytest.mark.parametrize("domains", DOMAINS, ids=["chain-1337", "chain-big"])
@@ -216,6 +313,8 @@ def test_digest_and_signer_match_eth_account(action: str, index: int, domains: D
     assert signed.digest(domains) == reference_digest(signed, domains)
     assert signed.signer(domains) == ACCOUNT.address == reference_signer(signed, domains)
     signed.verify(domains)
+    assert signed.signature[64] in (27, 28)  # what we sign is what the contracts accept
+    assert int.from_bytes(signed.signature[32:64], "big") <= N // 2
 
 
 @pytest.mark.parametrize(
@@ -320,14 +419,20 @@ def _signature_shapes(signature: bytes) -> dict[str, bytes]:
     return shapes
 
 
+#: The shapes OpenZeppelin's ECDSA.recover (what the contracts run) accepts: v 27/28, low s.
+CANONICAL_SHAPES = frozenset({"as signed", "v=27", "v=28"})
+
+
 @pytest.mark.parametrize("shape", list(_signature_shapes(b"\x00" * 64 + b"\x1b")))
-def test_every_signature_shape_recovers_as_eth_account_does(shape: str) -> None:
+def test_every_signature_shape_recovers_as_the_contracts_do(shape: str) -> None:
+    """eth_account's rules where the shape is canonical; refused (as on chain) otherwise."""
     domains = DOMAINS[0]
     signed = sign_action(ACCOUNT, "receipt", CASES["receipt"][0], domains)
     reshaped = SignedAction(
         signed.action, signed.actor, signed.message, _signature_shapes(signed.signature)[shape]
     )
-    assert ours(reshaped, domains) == reference_signer(reshaped, domains)
+    expected = reference_signer(reshaped, domains) if shape in CANONICAL_SHAPES else None
+    assert ours(reshaped, domains) == expected
 
 
 def test_a_signature_by_someone_else_is_refused() -> None:
@@ -363,7 +468,7 @@ def test_a_lower_case_actor_still_verifies() -> None:
 def test_random_requests_hash_as_eth_account_does(
     dataset_id: int, purpose: str, days: int, uses: int, nonce: int, deadline: int, chain_id: int
 ) -> None:
-    domains = Domains(chain_id, DOMAINS[0].flow_log, DOMAINS[0].data_registry, OTHER)
+    domains = dataclasses.replace(DOMAINS[0], chain_id=chain_id, access_ledger=OTHER)
     message = {
         "requester": ACCOUNT.address,
         "datasetId": dataset_id,

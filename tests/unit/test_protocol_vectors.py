@@ -28,7 +28,7 @@ from eth_hash.auto import keccak
 from ledger.client.member import MemberKeys, prepare_upload
 from ledger.crypto import hpke, stream
 from ledger.crypto.format import HEADER_SIZE, Header
-from ledger.errors import IntegrityError, InvalidInput
+from ledger.errors import IntegrityError, InvalidInput, InvalidSignature
 from ledger.keys import load_account, load_secret
 from ledger.merkle.proofs import leaf_hash
 from ledger.protocol import http as auth
@@ -39,11 +39,18 @@ from ledger.protocol.documents import (
     key_context,
     metadata_hash,
     purpose_hash,
-    receipt_id,
     terms_document,
     terms_hash,
 )
-from ledger.protocol.eip712 import encode_type, hash_struct, struct_fields, type_hash
+from ledger.protocol.eip712 import (
+    CONTRACT_TYPES,
+    SECP256K1_N,
+    encode_type,
+    hash_struct,
+    recover_address,
+    struct_fields,
+    type_hash,
+)
 from ledger.protocol.limits import check_limits, check_timing
 from ledger.protocol.messages import GrantTerms, typed_approval
 
@@ -70,8 +77,10 @@ def domains() -> Domains:
     return Domains(
         chain_id=d["chain_id"],
         flow_log=d["flow_log"],
+        member_registry=d["member_registry"],
         data_registry=d["data_registry"],
         access_ledger=d["access_ledger"],
+        sharing_credits=d["sharing_credits"],
     )
 
 
@@ -101,21 +110,36 @@ def test_encryption_keys_give_their_public_keys() -> None:
         assert private.public_key().to_bytes() == unhex(key["public_key"])
 
 
-def test_deployment_addresses_are_the_operators_create_addresses() -> None:
+def test_deployment_addresses_are_the_deployers_create_addresses() -> None:
     import rlp
 
     d = V["deployment"]
-    operator = bytes.fromhex(d["operator"][2:])
+    signing = V["keys"]["signing"]
+    assert d["admin"] == signing["operator"]["address"]
+    assert d["broker"] == d["deployer"] == signing["broker"]["address"]
+    assert d["admin"] != d["broker"]  # ADMIN and BROKER are two keys
+    deployer = bytes.fromhex(d["deployer"][2:])
     names = ("member_registry", "data_registry", "access_ledger", "flow_log", "sharing_credits")
     for nonce, name in enumerate(names):
-        raw = bytes(keccak(rlp.encode([operator, nonce])))[12:]
+        raw = bytes(keccak(rlp.encode([deployer, nonce])))[12:]
         assert d[name].lower() == "0x" + raw.hex()
 
 
 def test_config_example_serves_the_protocol() -> None:
     config = V["config"]
+    d = V["deployment"]
     assert config["protocol"] == auth.SCHEME
-    assert config["chain_id"] == V["deployment"]["chain_id"]
+    assert config["chain_id"] == d["chain_id"]
+    assert config["admin"] == config["operator"] == d["admin"]
+    assert config["broker"] == d["broker"]
+    for name in (
+        "member_registry",
+        "data_registry",
+        "access_ledger",
+        "flow_log",
+        "sharing_credits",
+    ):
+        assert config[name] == d[name]
     assert config["domains"] == domains().as_json()
     assert set(config["actions"]) == set(ACTION_NAMES)
     for name, spec in ACTIONS.items():
@@ -138,22 +162,61 @@ def test_type_strings_and_hashes() -> None:
         assert unhex(t["type_hash"]) == bytes(keccak(t["encode_type"].encode()))
 
 
+def test_every_type_has_a_vector_entry() -> None:
+    primaries = {"EIP712Domain", *(spec.primary for spec in ACTIONS.values())}
+    assert set(V["eip712"]["types"]) == primaries
+
+
+def test_contract_type_strings_are_the_contracts_typehashes() -> None:
+    """What a member signs for a contract is what the contract hashes (its *_TYPEHASH)."""
+    for spec in ACTIONS.values():
+        if not spec.on_chain:
+            continue
+        source = (ROOT / "contracts" / f"{spec.domain}.sol").read_text(encoding="utf-8")
+        # adjacent string literals concatenate in Solidity, as they do here
+        literals = "".join(re.findall(r'"([^"]*)"', source))
+        assert spec.primary in CONTRACT_TYPES
+        assert V["eip712"]["types"][spec.primary]["encode_type"] in literals, spec.name
+
+
 def test_domain_separators() -> None:
     ds = domains()
+    assert set(V["eip712"]["domains"]) == {spec.domain for spec in ACTIONS.values()}
+    assert set(V["eip712"]["domains"]) == set(ds.as_json())
     for name, d in V["eip712"]["domains"].items():
         assert ds.as_json()[name] == d["domain"]
-        action = {"broker": "fetch", "DataRegistry": "register", "AccessLedger": "grant"}[name]
-        assert ds.separator(action) == unhex(d["separator"])
-    assert V["eip712"]["domains"]["broker"]["domain"]["name"] == "DataRightsLedger Broker"
-    assert V["eip712"]["domains"]["DataRegistry"]["domain"]["name"] == "DataRightsLedger"
+        for action, spec in ACTIONS.items():
+            if spec.domain == name:
+                assert ds.separator(action) == unhex(d["separator"])
+        expected = "DataRightsLedger Broker" if name == "broker" else "DataRightsLedger"
+        assert d["domain"]["name"] == expected
+        contract = d["domain"]["verifyingContract"]
+        field = "flow_log" if name == "broker" else re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+        assert contract == V["deployment"][field]
 
 
 def test_every_action_has_a_vector() -> None:
-    assert {a["action"] for a in V["actions"] if a["action"]} == set(ACTION_NAMES)
-    assert any(a["primary_type"] == "GrantApproval" for a in V["actions"])
+    assert {a["action"] for a in V["actions"]} == set(ACTION_NAMES)
+    assert [a["name"] for a in V["actions"] if a["primary_type"] == "GrantApproval"] == ["approval"]
 
 
-@pytest.mark.parametrize("name", [a["name"] for a in V["actions"] if a["action"]])
+@pytest.mark.parametrize("name", [a["name"] for a in V["actions"]])
+def test_nonce_rule(name: str) -> None:
+    """register, grant and revoke: the contract's sequential nonce; the rest: random >= 2**64."""
+    v = ACTION_VECTORS[name]
+    spec = ACTIONS[v["action"]]
+    nonce = v["message"]["nonce"]
+    if spec.sequential_nonce:
+        assert v["nonce_kind"] == "sequential"
+        assert v["action"] in {"register", "grant", "revoke"}
+        assert 0 <= nonce < 2**64
+    else:
+        assert v["nonce_kind"] == "random"
+        assert 2**64 <= nonce < 2**256
+    assert v["message"]["deadline"] == V["deadline"]
+
+
+@pytest.mark.parametrize("name", [a["name"] for a in V["actions"]])
 def test_signed_action(name: str) -> None:
     v = ACTION_VECTORS[name]
     ds = domains()
@@ -161,6 +224,7 @@ def test_signed_action(name: str) -> None:
     assert signed.action == v["action"]
     assert signed.primary == v["primary_type"]
     assert ACTIONS[signed.action].domain == v["domain"]
+    assert v["eip712_domain"] == V["eip712"]["domains"][v["domain"]]["domain"]
     assert ds.for_action(signed.action).as_json() == v["eip712_domain"]
     assert signed.message == v["message"]
     assert hash_struct(signed.primary, signed.message) == unhex(v["struct_hash"])
@@ -176,13 +240,31 @@ def test_signed_action(name: str) -> None:
     # The fixed key signs deterministically (RFC 6979): the same bytes every time.
     account = Account.from_key(unhex(V["keys"]["signing"][v["signer"]]["private_key"]))
     assert bytes(account.unsafe_sign_hash(unhex(v["digest"])).signature) == signed.signature
+    # The signature is in the one form the contracts accept: v 27 or 28, s <= n/2.
+    assert signed.signature[64] in (27, 28)
+    assert 0 < int.from_bytes(signed.signature[32:64], "big") <= SECP256K1_N // 2
     assert canonical(v["signed"]).decode() == v["signed_canonical"]
     check_timing(signed, V["now"])
     check_limits(signed)
 
 
+def test_operator_actions_are_signed_by_admin_and_member_actions_by_the_member() -> None:
+    admin = V["deployment"]["admin"]
+    for v in V["actions"]:
+        spec = ACTIONS[v["action"]]
+        if v["action"] in {"onboard", "suspend", "reinstate", "reassign", "approval"}:
+            assert not spec.signer_field  # the contract requires the signer to hold ADMIN
+            assert v["signer_address"] == admin
+        else:
+            assert v["signer_address"] != admin
+            assert v["signer_address"] != V["deployment"]["broker"]
+    rotate = ACTION_VECTORS["rotate_key"]
+    assert rotate["message"]["member"] == rotate["signer_address"]  # only the member itself
+    assert ACTIONS["rotate_key"].signer_field == "member"
+
+
 def test_grant_approval_co_signature() -> None:
-    v = ACTION_VECTORS["grant_approval"]
+    v = ACTION_VECTORS["approval"]
     m = v["message"]
     terms = GrantTerms(
         dataset_id=m["datasetId"],
@@ -192,17 +274,58 @@ def test_grant_approval_co_signature() -> None:
         max_uses=m["maxUses"],
         terms_hash=unhex(m["termsHash"]),
     )
-    typed = typed_approval(domains(), terms)
+    typed = typed_approval(
+        domains(), terms, generation=m["generation"], nonce=m["nonce"], deadline=m["deadline"]
+    )
     assert typed["domain"] == V["eip712"]["domains"]["AccessLedger"]["domain"]
     encoded = encode_typed_data(full_message=typed)
     digest = bytes(keccak(b"\x19" + encoded.version + encoded.header + encoded.body))
     assert digest == unhex(v["digest"])
     assert hash_struct("GrantApproval", m) == unhex(v["struct_hash"])
     signer = Account.recover_message(encoded, signature=unhex(v["signature"]))
-    assert signer == v["signer_address"] == V["deployment"]["operator"]
-    # The grant it co-signs carries the very same terms.
+    assert signer == v["signer_address"] == V["deployment"]["admin"]
+    # It co-signs the very terms of the grant, for the generation that grant creates (the first).
     grant = ACTION_VECTORS["grant"]["message"]
-    assert {k: grant[k] for k in m} == m
+    six = ("datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash")
+    assert {k: grant[k] for k in six} == {k: m[k] for k in six}
+    assert m["generation"] == 1 == ACTION_VECTORS["receipt"]["message"]["grantGeneration"]
+    assert m["nonce"] >= 2**64  # single use: AccessLedger consumes the digest
+    assert set(m) == {*six, "generation", "nonce", "deadline"}
+
+
+# -- refused signature encodings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", V["refused_signatures"], ids=lambda c: c["name"])
+def test_refused_signature(case: dict[str, Any]) -> None:
+    """Encodings a lax ecrecover accepts, refused like OpenZeppelin's ECDSA.recover does."""
+    of = ACTION_VECTORS[case["of"].removeprefix("actions[name=").removesuffix("]")]
+    assert case["digest"] == of["digest"]
+    good, bad = unhex(of["signature"]), unhex(case["signature"])
+    assert bad[:32] == good[:32]  # the same r
+    # a lax recovery still names an address (for high s and the v that matches, the signer) ...
+    lax = Account._recover_hash(unhex(case["digest"]), signature=bad)
+    assert lax == case["lax_signer"]
+    if case["name"] == "high_s":
+        assert int.from_bytes(bad[32:64], "big") == SECP256K1_N - int.from_bytes(good[32:64], "big")
+        assert int.from_bytes(bad[32:64], "big") > SECP256K1_N // 2
+        assert bad[64] == 55 - good[64]
+        assert lax == of["signer_address"]
+    else:
+        assert bad[:64] == good[:64]
+        assert bad[64] == int(case["name"][-1])
+        assert (lax == of["signer_address"]) == (bad[64] == good[64] - 27)
+    # ... but the protocol refuses it, before and inside a signed action
+    with pytest.raises(InvalidSignature) as caught:
+        recover_address(unhex(case["digest"]), bad)
+    assert caught.value.code == case["refused_with"] == ErrorCode.INVALID_SIGNATURE
+    forged = SignedAction.from_json({**of["signed"], "signature": case["signature"]})
+    with pytest.raises(InvalidSignature):
+        forged.verify(domains())
+
+
+def test_refused_signatures_cover_high_s_and_v_0_1() -> None:
+    assert {c["name"] for c in V["refused_signatures"]} == {"high_s", "v_0", "v_1"}
 
 
 # -- request signing ---------------------------------------------------------------------------
@@ -319,7 +442,7 @@ def test_metadata_document_has_what_prepare_upload_writes(tmp_path: Path) -> Non
     assert prepared.signed.message["metadataHash"] == "0x" + metadata_hash(prepared.metadata).hex()
 
 
-def test_purpose_terms_receipt_and_key_context() -> None:
+def test_purpose_terms_reason_and_key_context() -> None:
     docs = V["documents"]
     purpose = docs["purpose"]
     assert purpose_hash(purpose["purpose_text"]) == unhex(purpose["purpose_hash"])
@@ -333,17 +456,33 @@ def test_purpose_terms_receipt_and_key_context() -> None:
     assert terms_hash(terms["request_id"], wrapped) == unhex(terms["terms_hash"])
     assert ACTION_VECTORS["grant"]["message"]["termsHash"] == terms["terms_hash"]
 
-    receipt = docs["receipt_id"]
-    assert receipt["receipt_signature"] == ACTION_VECTORS["receipt"]["signature"]
-    assert receipt_id(unhex(receipt["receipt_signature"])) == unhex(receipt["receipt_id"])
-    assert hashlib.sha256(b"drl-receipt:" + unhex(receipt["receipt_signature"])).digest() == unhex(
-        receipt["receipt_id"]
-    )
+    reason = docs["reassign_reason"]
+    assert hashlib.sha256(reason["reason_text"].encode()).digest() == unhex(reason["reason_hash"])
+    assert ACTION_VECTORS["reassign"]["message"]["reasonHash"] == reason["reason_hash"]
 
     for ctx in docs["key_context"]:
         expected = key_context(unhex(ctx["content_hash"]), ctx["recipient"])
         assert expected == unhex(ctx["key_context"])
         assert len(expected) == len(b"drl/dek/v1|") + 32 + 20
+
+
+def test_receipt_id_is_the_receipts_eip712_digest() -> None:
+    """The receipt id is the DeliveryReceipt's EIP-712 digest (SharingCredits domain): one id
+    per signed message, whatever encoding of the signature travels."""
+    rid = V["documents"]["receipt_id"]
+    assert rid["of"] == "actions[name=receipt]"
+    receipt = ACTION_VECTORS["receipt"]
+    assert rid["domain"] == receipt["domain"] == "SharingCredits"
+    signed = SignedAction.from_json(receipt["signed"])
+    assert signed.digest(domains()) == unhex(rid["receipt_id"]) == unhex(receipt["digest"])
+    encoded = encode_typed_data(full_message=signed.typed(domains()))
+    reference = bytes(keccak(b"\x19" + encoded.version + encoded.header + encoded.body))
+    assert reference == unhex(rid["receipt_id"])
+    # It acknowledges one fetch: fetchNonce is the nonce of the Fetch it answers.
+    fetch = ACTION_VECTORS["fetch"]["message"]
+    assert receipt["message"]["fetchNonce"] == fetch["nonce"]
+    assert receipt["message"]["datasetId"] == fetch["datasetId"]
+    assert receipt["message"]["consumer"] == fetch["grantee"]
 
 
 # -- content hash, dataset format --------------------------------------------------------------
@@ -405,8 +544,18 @@ def test_encrypted_dataset(case: dict[str, Any]) -> None:
     decrypted = stream.decrypt(io.BytesIO(ciphertext), plain, dek)
     assert plain.getvalue() == plaintext
     assert stream.content_hash(io.BytesIO(plaintext)) == unhex(case["content_hash"])
-    # What decrypt() reports is a root over the file's own chunks (see the vector's note).
-    assert decrypted.content_hash == unhex(case.get("root_over_file_chunks", case["content_hash"]))
+    # The content hash is over 1 MiB pieces whatever the file's chunk size: decrypt agrees.
+    assert decrypted.content_hash == unhex(case["content_hash"]) == result.content_hash
+
+
+def test_one_plaintext_has_one_content_hash_whatever_the_chunk_size() -> None:
+    by_name = {d["name"]: d for d in V["datasets"]}
+    one, other = by_name["upload"], by_name["upload_small_chunks"]
+    assert one["plaintext_text"] == other["plaintext_text"]
+    assert one["chunk_size"] != other["chunk_size"]
+    assert len(other["chunks"]) > 1
+    assert one["ciphertext_sha256"] != other["ciphertext_sha256"]
+    assert one["content_hash"] == other["content_hash"]
 
 
 def test_a_cut_dataset_does_not_open() -> None:

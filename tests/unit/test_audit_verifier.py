@@ -1,0 +1,889 @@
+"""Member-side verify (ledger.audit.verifier): a fake broker log over a real Merkle tree, real
+signed actions and checkpoints, and a fake chain of ``ledger.chain.models.Event``s."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.audit import AuditState, verify
+from ledger.audit import verifier as verifier_module
+from ledger.audit.links import BY_ACTION, LINKS
+from ledger.audit.verifier import AuditReport
+from ledger.chain.models import Event
+from ledger.errors import BrokerUnreachable, ChainUnavailable, ConfigurationError
+from ledger.merkle.tree import MemoryNodeStore, MerkleTree
+from ledger.protocol.actions import ACTIONS, Domains, SignedAction, new_nonce, sign_action
+from ledger.protocol.canonical import canonical
+from ledger.protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint
+from ledger.protocol.codes import ErrorCode
+from ledger.types import TxHash
+
+CHAIN_ID = 31337
+DOMAINS = Domains(
+    chain_id=CHAIN_ID,
+    flow_log="0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    member_registry="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+    data_registry="0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+    access_ledger="0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9",
+    sharing_credits="0xDc64a140Aa3E981100a9becA4E685f962f0cF6C9",
+)
+ORIGIN = origin_for(CHAIN_ID, DOMAINS.flow_log)
+BROKER = Account.from_key(b"\x01" * 32)
+ALICE = Account.from_key(b"\x02" * 32)  # an owner
+BOB = Account.from_key(b"\x03" * 32)  # a consumer
+MALLORY = Account.from_key(b"\x04" * 32)
+DEADLINE = 2_000_000_000
+
+
+# -- a fake broker and a fake chain --------------------------------------------------------------
+
+
+class FakeLog:
+    """The broker's log: records, a real tree over them, checkpoints signed by ``signer``.
+
+    ``served`` overrides what ``records`` answers (a tampering broker); ``calls`` records every
+    request so tests can see what an incremental run read.
+    """
+
+    def __init__(self, signer: LocalAccount = BROKER) -> None:
+        self.signer = signer
+        self.leaves: list[bytes] = []
+        self.tree = MerkleTree(MemoryNodeStore())
+        self.served: list[bytes] | None = None
+        self.note: str | None = None
+        self.calls: list[tuple[str, int, int]] = []
+        self.on_checkpoint: Callable[[], None] | None = None
+        self.fail_records_after: int | None = None
+
+    def append(
+        self, signed: SignedAction, context: dict[str, Any] | None = None, *, seq: int | None = None
+    ) -> int:
+        n = len(self.leaves)
+        leaf = leaf_of(n if seq is None else seq, signed, context)
+        self.leaves.append(leaf)
+        self.tree.append(leaf)
+        return n
+
+    def head(self, size: int | None = None) -> str:
+        size = self.tree.size if size is None else size
+        return sign_checkpoint(self.signer, Checkpoint(ORIGIN, size, self.tree.root(size)))
+
+    def checkpoint(self) -> str:
+        self.calls.append(("checkpoint", 0, 0))
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
+        return self.note if self.note is not None else self.head()
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        self.calls.append(("consistency", old_size, new_size))
+        return self.tree.consistency_proof(old_size, new_size)
+
+    def inclusion(self, seq: int, tree_size: int) -> list[bytes]:
+        return self.tree.inclusion_proof(seq, tree_size)
+
+    def records(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self.calls.append(("records", after, limit))
+        if self.fail_records_after is not None and after >= self.fail_records_after:
+            raise BrokerUnreachable("the broker went away")
+        leaves = self.served if self.served is not None else self.leaves
+        return [(i, leaves[i]) for i in range(after + 1, min(len(leaves), after + 1 + limit))]
+
+
+class FakeChain:
+    """Events by block (one event a block), BROKER holders, and a switch to go offline."""
+
+    def __init__(self) -> None:
+        self.block = 10
+        self.logs: list[Event] = []
+        self.brokers = {BROKER.address}
+        self.offline = False
+
+    def emit(self, contract: str, name: str, **args: Any) -> Event:
+        self.block += 1
+        event = Event(contract, name, args, self.block, TxHash(f"0x{self.block:064x}"), 0)
+        self.logs.append(event)
+        return event
+
+    def latest_block(self) -> int:
+        return self.block
+
+    def events(self, contract: str, event: str, *, from_block: int, to_block: int) -> list[Event]:
+        if self.offline:
+            raise ChainUnavailable("the node is down")
+        return [
+            e
+            for e in self.logs
+            if e.contract == contract
+            and e.name == event
+            and from_block <= e.block_number <= to_block
+        ]
+
+    def is_broker(self, address: str) -> bool:
+        return address in self.brokers
+
+
+def leaf_of(seq: int, signed: SignedAction, context: dict[str, Any] | None = None) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "seq": seq,
+            "at": f"2025-01-01T00:00:{seq % 60:02d}.000000+00:00",
+            "signed": signed.to_json(),
+            "context": context or {},
+        }
+    )
+
+
+class World:
+    """A broker and a chain that behave: every action is relayed, then logged."""
+
+    def __init__(self) -> None:
+        self.log = FakeLog()
+        self.chain = FakeChain()
+        self.state = AuditState.in_memory()
+
+    def verify(self, **kwargs: Any) -> AuditReport:
+        return verify(self.log, self.chain, self.state, domains=DOMAINS, origin=ORIGIN, **kwargs)
+
+    # broker-domain actions (no chain event)
+    def request(self, who: LocalAccount = BOB, dataset_id: int = 1) -> SignedAction:
+        signed = sign_action(
+            who,
+            "request",
+            {
+                "requester": who.address,
+                "datasetId": dataset_id,
+                "purpose": "quarterly statistics",
+                "days": 30,
+                "maxUses": 3,
+                "nonce": new_nonce(),
+                "deadline": DEADLINE,
+            },
+            DOMAINS,
+        )
+        self.log.append(signed)
+        return signed
+
+    def deny(self, who: LocalAccount = ALICE, request_id: int = 1, dataset_id: int = 1) -> None:
+        signed = sign_action(
+            who,
+            "deny",
+            {
+                "owner": who.address,
+                "requestId": request_id,
+                "reason": "not now",
+                "nonce": new_nonce(),
+                "deadline": DEADLINE,
+            },
+            DOMAINS,
+        )
+        self.log.append(signed, {"dataset_id": dataset_id})
+
+    def rate(self, who: LocalAccount = BOB, dataset_id: int = 1) -> SignedAction:
+        signed = sign_action(
+            who,
+            "rate",
+            {
+                "rater": who.address,
+                "datasetId": dataset_id,
+                "score": 4,
+                "comment": "clean",
+                "nonce": new_nonce(),
+                "deadline": DEADLINE,
+            },
+            DOMAINS,
+        )
+        self.log.append(signed)
+        return signed
+
+    # contract actions (relayed: the event first, then the record)
+    def register(
+        self, who: LocalAccount = ALICE, dataset_id: int = 1, parents: tuple[int, ...] = ()
+    ) -> SignedAction:
+        message = {
+            "owner": who.address,
+            "contentHash": bytes([dataset_id]) * 32,
+            "metadataHash": b"\x11" * 32,
+            "classification": 1,
+            "parents": list(parents),
+            "previousVersion": 0,
+            "nonce": dataset_id,
+            "deadline": DEADLINE,
+        }
+        signed = sign_action(who, "register", message, DOMAINS)
+        tx = self.chain.emit(
+            "DataRegistry",
+            "DatasetRegistered",
+            datasetId=dataset_id,
+            owner=who.address,
+            contentHash=message["contentHash"],
+            metadataHash=message["metadataHash"],
+            classification=1,
+            parents=parents,
+            previousVersion=0,
+        )
+        self.log.append(signed, {"tx": tx.tx_hash, "dataset_id": dataset_id})
+        return signed
+
+    def fetch(
+        self, who: LocalAccount = BOB, dataset_id: int = 1, *, on_chain: bool = True
+    ) -> SignedAction:
+        signed = self.sign_fetch(who, dataset_id)
+        if on_chain:
+            self.used(signed)
+        self.log.append(signed)
+        return signed
+
+    def sign_fetch(self, who: LocalAccount = BOB, dataset_id: int = 1) -> SignedAction:
+        message = {
+            "grantee": who.address,
+            "datasetId": dataset_id,
+            "nonce": new_nonce(),
+            "deadline": DEADLINE,
+        }
+        return sign_action(who, "fetch", message, DOMAINS)
+
+    def used(self, fetch: SignedAction, uses: int = 1) -> Event:
+        m = fetch.message
+        return self.chain.emit(
+            "AccessLedger",
+            "AccessUsed",
+            datasetId=m["datasetId"],
+            grantee=m["grantee"],
+            uses=uses,
+            nonce=m["nonce"],
+        )
+
+    def receipt(self, fetch: SignedAction, who: LocalAccount = BOB) -> SignedAction:
+        m = fetch.message
+        signed = sign_action(
+            who,
+            "receipt",
+            {
+                "consumer": who.address,
+                "datasetId": m["datasetId"],
+                "contentHash": "0x" + "ab" * 32,
+                "grantGeneration": 1,
+                "fetchNonce": m["nonce"],
+                "nonce": new_nonce(),
+                "deadline": DEADLINE,
+            },
+            DOMAINS,
+        )
+        self.log.append(signed)
+        return signed
+
+    def mint(self, receipt: SignedAction, owner: LocalAccount = ALICE) -> Event:
+        m = receipt.message
+        return self.chain.emit(
+            "SharingCredits",
+            "CreditsMinted",
+            owner=owner.address,
+            datasetId=m["datasetId"],
+            consumer=m["consumer"],
+            receiptId=receipt.digest(DOMAINS),
+            amount=6,
+            epoch=0,
+        )
+
+    def anchor(self, size: int | None = None, root: bytes | None = None) -> Event:
+        size = self.log.tree.size if size is None else size
+        return self.chain.emit(
+            "FlowLog",
+            "TreeHeadAnchored",
+            treeSize=size,
+            rootHash=self.log.tree.root(size) if root is None else root,
+            headIndex=0,
+            anchoredAt=0,
+        )
+
+
+def wheres(report: AuditReport, code: str) -> list[str]:
+    return [p.where for p in report.problems if p.code == code]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def busy(world: World) -> None:
+    """A little of everything, all well-behaved."""
+    world.register(ALICE, 1)
+    world.request(BOB, 1)
+    fetch = world.fetch(BOB, 1)
+    receipt = world.receipt(fetch)
+    world.anchor()
+    world.mint(receipt)
+    world.rate(BOB, 1)
+
+
+# -- clean runs ---------------------------------------------------------------------------------
+
+
+def test_clean_first_run(world: World) -> None:
+    busy(world)
+    seen: list[tuple[str, int, int]] = []
+    report = world.verify(progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert report.ok, report.problems
+    assert report.pending == []
+    assert report.advanced
+    assert not report.incremental
+    assert report.tree_size == 5
+    assert report.kept_note == world.log.head()
+    assert report.counts == {
+        "records": 5,
+        "signatures": 5,
+        "anchors": 1,
+        "events": 3,
+        "matched": 3,
+    }
+    assert ("records", 5, 5) in seen
+    assert world.state.size == 5
+    assert world.state.checkpoint_note == world.log.head()
+    assert world.state.last_block == world.chain.block
+
+
+def test_incremental_run_reads_only_the_new_records(world: World) -> None:
+    busy(world)
+    assert world.verify().ok
+    world.log.calls.clear()
+    world.request(BOB, 2)
+    world.fetch(BOB, 2)
+    report = world.verify()
+    assert report.ok, report.problems
+    assert report.incremental
+    assert report.advanced
+    assert (report.previous_size, report.tree_size) == (5, 7)
+    assert report.counts["records"] == 2
+    assert report.counts["events"] == 1
+    assert [c for c in world.log.calls if c[0] == "records"] == [("records", 4, 2)]
+    assert ("consistency", 5, 7) in world.log.calls
+
+
+def test_nothing_new_reads_no_records(world: World) -> None:
+    busy(world)
+    world.verify()
+    world.log.calls.clear()
+    report = world.verify()
+    assert report.ok
+    assert report.incremental
+    assert report.counts["records"] == 0
+    assert [c[0] for c in world.log.calls] == ["checkpoint"]
+
+
+def test_pages(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verifier_module, "PAGE_SIZE", 2)
+    for _ in range(5):
+        world.request()
+    report = world.verify()
+    assert report.ok
+    assert [c for c in world.log.calls if c[0] == "records"] == [
+        ("records", -1, 2),
+        ("records", 1, 2),
+        ("records", 3, 1),
+    ]
+
+
+def test_state_file_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "broker.sqlite"
+    world = World()
+    world.state = AuditState.open(path)
+    world.request()
+    assert world.verify().ok
+    world.state.close()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with AuditState.open(path) as again:
+        assert again.size == 1
+        assert again.origin == ORIGIN
+
+
+def test_state_of_another_log_is_refused(world: World) -> None:
+    world.request()
+    world.verify()
+    with pytest.raises(ConfigurationError):
+        verify(
+            world.log,
+            world.chain,
+            world.state,
+            domains=DOMAINS,
+            origin=origin_for(1, DOMAINS.flow_log),
+        )
+
+
+# -- the checkpoint -----------------------------------------------------------------------------
+
+
+def test_checkpoint_of_a_non_broker(world: World) -> None:
+    world.request()
+    world.log.signer = MALLORY
+    report = world.verify()
+    assert report.codes() == [ErrorCode.CHECKPOINT_NOT_BROKER]
+    assert not report.advanced
+    assert world.state.checkpoint_note is None
+
+
+def test_checkpoint_of_another_log(world: World) -> None:
+    world.request()
+    world.log.note = sign_checkpoint(
+        BROKER, Checkpoint(origin_for(5, DOMAINS.flow_log), 1, world.log.tree.root())
+    )
+    assert world.verify().codes() == [ErrorCode.CHECKPOINT_WRONG_ORIGIN]
+
+
+def test_checkpoint_malformed(world: World) -> None:
+    world.request()
+    world.log.note = world.log.head().replace("\n\n", "\n")
+    assert world.verify().codes() == [ErrorCode.CHECKPOINT_MALFORMED]
+
+
+# -- rewritten, dropped, reordered, forged ------------------------------------------------------
+
+
+def test_rewritten_record_is_named(world: World) -> None:
+    for _ in range(6):
+        world.request()
+    served = list(world.log.leaves)
+    # The broker's unsigned part of record 3 changed after the head was signed.
+    served[3] = served[3].replace(b"2025-01-01", b"2024-12-31")
+    world.log.served = served
+    report = world.verify()
+    assert report.codes() == [ErrorCode.RECORD_MISMATCH]
+    assert wheres(report, ErrorCode.RECORD_MISMATCH) == ["log record 3"]
+    assert not report.advanced
+    assert world.state.size == 0
+
+
+def test_rewritten_signed_part_fails_its_signature(world: World) -> None:
+    world.request()
+    signed = world.request()
+    forged = replace(signed, message={**signed.message, "maxUses": 99})
+    world.log.leaves[1] = leaf_of(1, forged)
+    world.log.tree = MerkleTree(MemoryNodeStore())
+    world.log.tree.append_many(world.log.leaves)  # the broker re-signs the rewritten tree
+    report = world.verify()
+    assert report.codes() == [ErrorCode.INVALID_SIGNATURE]
+    assert wheres(report, ErrorCode.INVALID_SIGNATURE) == ["log record 1"]
+
+
+def test_history_rewritten_after_it_was_kept(world: World) -> None:
+    for _ in range(4):
+        world.request()
+    assert world.verify().ok
+    kept = world.state.checkpoint_note
+    # The broker rewrites record 1 (unsigned part), rebuilds its tree and signs a longer head.
+    world.log.leaves[1] = world.log.leaves[1].replace(b"2025-01-01", b"2024-12-31")
+    world.log.tree = MerkleTree(MemoryNodeStore())
+    world.log.tree.append_many(world.log.leaves)
+    world.request()
+    report = world.verify()
+    assert report.codes() == [ErrorCode.LOG_INCONSISTENT]
+    assert not report.advanced
+    assert report.kept_note == kept
+    assert world.state.checkpoint_note == kept
+    assert world.state.size == 4
+    (evidence,) = world.state.evidence()
+    assert (evidence.kept_note, evidence.served_note) == (kept, world.log.head())
+    assert report.evidence[0].served_note == world.log.head()
+
+
+def test_dropped_record(world: World) -> None:
+    for _ in range(5):
+        world.request()
+    world.log.served = world.log.leaves[:2] + world.log.leaves[3:]
+    report = world.verify()
+    assert wheres(report, ErrorCode.RECORD_OUT_OF_ORDER) == ["log record 2"]
+    assert "positions 2-3 hold records 3-4" in report.problems[0].what
+    assert wheres(report, ErrorCode.RECORD_MISSING) == ["log record 4"]
+    assert not report.advanced
+
+
+def test_dropped_record_renumbered_and_resigned(world: World) -> None:
+    """A broker that drops record 1 and renumbers the rest: caught against what was kept."""
+    for _ in range(3):
+        world.request()
+    assert world.verify().ok
+    signed = [SignedAction.from_json(_json(leaf)["signed"]) for leaf in world.log.leaves]
+    world.log.leaves, world.log.tree = [], MerkleTree(MemoryNodeStore())
+    for action in [signed[0], signed[2]]:
+        world.log.append(action)
+    world.request()
+    world.request()
+    report = world.verify()
+    assert report.codes() == [ErrorCode.LOG_INCONSISTENT]
+
+
+def test_reordered_pair(world: World) -> None:
+    for _ in range(6):
+        world.request()
+    served = list(world.log.leaves)
+    served[2], served[3] = served[3], served[2]
+    world.log.served = served
+    report = world.verify()
+    assert wheres(report, ErrorCode.RECORD_OUT_OF_ORDER) == ["log record 2", "log record 3"]
+    assert wheres(report, ErrorCode.RECORD_MISMATCH) == ["log record 2"]
+
+
+def test_reordered_pair_with_seq_fields_rewritten(world: World) -> None:
+    for _ in range(6):
+        world.request()
+    served = list(world.log.leaves)
+    a, b = _json(served[2]), _json(served[3])
+    served[2] = leaf_of(2, SignedAction.from_json(b["signed"]))
+    served[3] = leaf_of(3, SignedAction.from_json(a["signed"]))
+    world.log.served = served
+    report = world.verify()
+    assert wheres(report, ErrorCode.RECORD_MISMATCH) == ["log record 2"]
+
+
+def test_forged_signature(world: World) -> None:
+    world.request()
+    # Mallory signs a request in Bob's name; the broker logs it and signs the head.
+    message = {
+        "requester": BOB.address,
+        "datasetId": 1,
+        "purpose": "quarterly statistics",
+        "days": 30,
+        "maxUses": 3,
+        "nonce": new_nonce(),
+        "deadline": DEADLINE,
+    }
+    forged = replace(sign_action(MALLORY, "request", message, DOMAINS), actor=BOB.address)
+    world.log.append(forged)
+    world.request()
+    report = world.verify()
+    assert report.codes() == [ErrorCode.INVALID_SIGNATURE]
+    assert wheres(report, ErrorCode.INVALID_SIGNATURE) == ["log record 1"]
+    assert "signed by " + MALLORY.address in report.problems[0].what
+
+
+def test_replayed_action(world: World) -> None:
+    signed = world.request()
+    world.rate()
+    world.log.append(signed)
+    report = world.verify()
+    assert report.codes() == [ErrorCode.NONCE_REPLAYED]
+    assert wheres(report, ErrorCode.NONCE_REPLAYED) == ["log record 2"]
+
+
+def test_replay_across_runs(world: World) -> None:
+    signed = world.request()
+    assert world.verify().ok
+    world.log.append(signed)
+    assert world.verify().codes() == [ErrorCode.NONCE_REPLAYED]
+
+
+def test_malformed_record(world: World) -> None:
+    world.request()
+    world.log.leaves.append(b'{"v":1, "seq":1}')
+    world.log.tree.append(world.log.leaves[-1])
+    report = world.verify()
+    assert report.codes() == [ErrorCode.RECORD_MALFORMED]
+
+
+# -- forks --------------------------------------------------------------------------------------
+
+
+def test_fork_two_heads_of_one_size(world: World) -> None:
+    for _ in range(3):
+        world.request()
+    assert world.verify().ok
+    kept = world.state.checkpoint_note
+    other = World()
+    for _ in range(3):
+        other.request()
+    world.log.note = other.log.head()  # the same broker key, the same size, another history
+    report = world.verify()
+    assert report.codes() == [ErrorCode.LOG_INCONSISTENT]
+    assert "fork" in report.problems[0].what
+    (evidence,) = world.state.evidence()
+    assert evidence.kept_note == kept
+    assert evidence.served_note == other.log.head()
+    assert world.state.checkpoint_note == kept
+
+
+def test_inconsistent_new_head(world: World) -> None:
+    for _ in range(3):
+        world.request()
+    assert world.verify().ok
+    other = World()
+    for _ in range(5):
+        other.request()
+    world.log = other.log  # a longer head from another history (its proofs are its own)
+    report = world.verify()
+    assert report.codes() == [ErrorCode.LOG_INCONSISTENT]
+    assert "rewritten or forked" in report.problems[0].what
+
+
+def test_shrunk_log(world: World) -> None:
+    for _ in range(3):
+        world.request()
+    assert world.verify().ok
+    world.log.note = world.log.head(2)
+    report = world.verify()
+    assert report.codes() == [ErrorCode.LOG_INCONSISTENT]
+    assert "shrank" in report.problems[0].what
+
+
+# -- anchors ------------------------------------------------------------------------------------
+
+
+def test_anchored_root_mismatch(world: World) -> None:
+    for _ in range(4):
+        world.request()
+    world.anchor(2)
+    bad = world.anchor(3, root=b"\x66" * 32)
+    report = world.verify()
+    assert report.codes() == [ErrorCode.ANCHOR_MISMATCH]
+    assert wheres(report, ErrorCode.ANCHOR_MISMATCH) == [f"anchor of size 3 (tx {bad.tx_hash})"]
+    assert report.counts["anchors"] == 2
+    assert not report.advanced
+    assert world.state.last_block == -1
+
+
+def test_anchor_beyond_the_head_is_checked_next_run(world: World) -> None:
+    for _ in range(3):
+        world.request()
+    world.log.note = world.log.head(2)  # the broker serves an older head than it anchored
+    world.anchor(3)
+    report = world.verify()
+    assert report.ok
+    assert [p.code for p in report.pending] == [ErrorCode.ANCHOR_MISMATCH]
+    assert report.counts["anchors"] == 0
+    world.log.note = None
+    report = world.verify()
+    assert report.ok
+    assert report.pending == []
+    assert report.counts["anchors"] == 1
+    # ... and a wrong one is caught then too.
+    world.request()
+    world.log.note = world.log.head(3)
+    world.anchor(4, root=b"\x01" * 32)
+    assert world.verify().ok
+    world.log.note = None
+    assert world.verify().codes() == [ErrorCode.ANCHOR_MISMATCH]
+
+
+# -- chain events against signed records --------------------------------------------------------
+
+
+def test_every_action_with_a_chain_trace_is_in_the_table() -> None:
+    on_chain = {name for name, spec in ACTIONS.items() if spec.on_chain} - {"approval"}
+    assert on_chain <= set(BY_ACTION)
+    assert len({(link.contract, link.event) for link in LINKS}) == len(LINKS)
+
+
+def test_chain_event_without_record(world: World) -> None:
+    busy(world)
+    fake = world.used(world.sign_fetch(BOB, 1), uses=2)  # recordUse with no fetch logged
+    report = world.verify()
+    assert report.codes() == [ErrorCode.CHAIN_EVENT_UNMATCHED]
+    assert wheres(report, ErrorCode.CHAIN_EVENT_UNMATCHED) == [f"tx {fake.tx_hash}"]
+    assert "AccessLedger.AccessUsed" in report.problems[0].what
+    # Not a log problem: the state moves on, and the event stays open for the next run.
+    assert report.advanced
+    again = world.verify()
+    assert again.codes() == [ErrorCode.CHAIN_EVENT_UNMATCHED]
+
+
+def test_minted_credit_without_receipt(world: World) -> None:
+    busy(world)
+    fetch = world.fetch(BOB, 1)
+    made_up = sign_action(
+        MALLORY,
+        "receipt",
+        {
+            "consumer": MALLORY.address,
+            "datasetId": 1,
+            "contentHash": "0x" + "ab" * 32,
+            "grantGeneration": 1,
+            "fetchNonce": fetch.message["nonce"],
+            "nonce": new_nonce(),
+            "deadline": DEADLINE,
+        },
+        DOMAINS,
+    )
+    minted = world.mint(made_up)  # never logged
+    report = world.verify()
+    assert wheres(report, ErrorCode.CHAIN_EVENT_UNMATCHED) == [f"tx {minted.tx_hash}"]
+
+
+def test_record_without_event(world: World) -> None:
+    busy(world)
+    world.fetch(BOB, 1, on_chain=False)
+    report = world.verify()
+    assert report.codes() == [ErrorCode.RECORD_UNCONFIRMED]
+    assert wheres(report, ErrorCode.RECORD_UNCONFIRMED) == ["log record 5"]
+    assert report.advanced
+    # The use shows up on chain later: the next run matches it and the problem is gone.
+    fetch = SignedAction.from_json(_json(world.log.leaves[5])["signed"])
+    world.used(fetch, uses=2)
+    report = world.verify()
+    assert report.ok
+    assert report.counts["matched"] == 1
+    (row,) = world.state.leaf_rows(actions=["fetch"])[-1:]
+    assert row.chain == "matched"
+    assert row.tx_hash == world.chain.logs[-1].tx_hash
+
+
+def test_event_with_other_key_does_not_match(world: World) -> None:
+    fetch = world.sign_fetch(BOB, 1)
+    world.chain.emit(
+        "AccessLedger",
+        "AccessUsed",
+        datasetId=2,  # another dataset than the one signed
+        grantee=BOB.address,
+        uses=1,
+        nonce=fetch.message["nonce"],
+    )
+    world.log.append(fetch)
+    report = world.verify()
+    assert sorted(report.codes()) == [
+        ErrorCode.CHAIN_EVENT_UNMATCHED,
+        ErrorCode.RECORD_UNCONFIRMED,
+    ]
+
+
+def test_receipt_waits_for_its_credit(world: World) -> None:
+    fetch = world.fetch()
+    receipt = world.receipt(fetch)
+    report = world.verify()
+    assert report.ok
+    assert [(p.code, p.where) for p in report.pending] == [
+        (ErrorCode.RECORD_UNCONFIRMED, "log record 1")
+    ]
+    world.anchor()
+    world.mint(receipt)
+    report = world.verify()
+    assert report.ok
+    assert report.pending == []
+    assert report.counts["matched"] == 1
+
+
+def test_withheld_credit_matches_the_receipt(world: World) -> None:
+    receipt = world.receipt(world.fetch())
+    world.chain.emit(
+        "SharingCredits",
+        "CreditWithheld",
+        receiptId=receipt.digest(DOMAINS),
+        datasetId=1,
+        reason=3,
+    )
+    report = world.verify()
+    assert report.ok
+    assert report.pending == []
+
+
+def test_event_newer_than_the_head_is_pending(world: World) -> None:
+    busy(world)
+    late = world.sign_fetch()
+
+    def relayed_while_verifying() -> None:
+        world.used(late)  # mined after the verifier read the chain's block, record not yet in
+
+    world.log.on_checkpoint = relayed_while_verifying
+    report = world.verify()
+    assert report.ok
+    assert [p.code for p in report.pending] == [ErrorCode.CHAIN_EVENT_UNMATCHED]
+    world.log.on_checkpoint = None
+    world.log.append(late)
+    report = world.verify()
+    assert report.ok
+    assert report.pending == []
+    assert report.counts["matched"] == 1
+
+
+def test_register_takes_its_dataset_id_from_the_chain(world: World) -> None:
+    world.register(ALICE, 7)
+    assert world.verify().ok
+    (row,) = world.state.leaf_rows(actions=["register"])
+    assert (row.dataset_id, row.dataset_from, row.chain) == (7, "chain", "matched")
+
+
+# -- failures midway ----------------------------------------------------------------------------
+
+
+def _snapshot(state: AuditState) -> tuple[Any, ...]:
+    return (
+        state.checkpoint_note,
+        state.last_block,
+        state.size,
+        len(state.nodes.get_many([(0, i) for i in range(64)])),
+        state.open_records(),
+        state.open_events(),
+        state.anchors(),
+    )
+
+
+def test_chain_failure_midway_leaves_state_unchanged(world: World) -> None:
+    busy(world)
+    world.fetch(BOB, 1, on_chain=False)
+    world.verify()
+    before = _snapshot(world.state)
+    world.request()
+    world.fetch()
+    world.anchor()
+    world.chain.offline = True
+    with pytest.raises(ChainUnavailable):
+        world.verify()
+    assert _snapshot(world.state) == before
+    world.chain.offline = False
+    report = world.verify()
+    assert report.incremental
+    assert report.counts["records"] == 2
+    assert report.codes() == [ErrorCode.RECORD_UNCONFIRMED]  # still the one from before
+
+
+def test_broker_failure_between_pages_leaves_state_unchanged(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verifier_module, "PAGE_SIZE", 2)
+    for _ in range(3):
+        world.request()
+    assert world.verify().ok
+    before = _snapshot(world.state)
+    for _ in range(5):
+        world.request()
+    world.log.fail_records_after = 4  # the second page of the new records fails
+    with pytest.raises(BrokerUnreachable):
+        world.verify()
+    assert _snapshot(world.state) == before
+    world.log.fail_records_after = None
+    report = world.verify()
+    assert report.ok
+    assert report.counts["records"] == 5
+    assert world.state.size == 8
+
+
+def _json(leaf: bytes) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(leaf)
+    return data
+
+
+def test_reads_the_version_the_broker_writes() -> None:
+    from ledger.audit.records import LEAF_VERSION
+    from ledger.services.flowlog import LEAF_VERSION as WRITTEN
+
+    assert LEAF_VERSION == WRITTEN
+
+
+def test_empty_log(world: World) -> None:
+    report = world.verify()
+    assert report.ok
+    assert report.tree_size == 0
+    world.log.note = sign_checkpoint(BROKER, Checkpoint(ORIGIN, 0, b"\x05" * 32))
+    assert World().verify().ok
+    fresh = World()
+    fresh.log.note = world.log.note
+    assert fresh.verify().codes() == [ErrorCode.RECORD_MISMATCH]
