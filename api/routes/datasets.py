@@ -18,6 +18,7 @@ from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     DatasetPublic,
     DatasetsPublic,
+    ReassignIn,
     SignedBody,
     UploadIn,
     UploadIntentPublic,
@@ -25,7 +26,7 @@ from ledger.protocol.wire import (
     hx,
 )
 from ledger.services import catalog as index  # the routes' names are the operation ids
-from ledger.services import datasets, exchange
+from ledger.services import datasets, disputes, exchange
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -118,6 +119,24 @@ def owner_key(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> Wrapp
     """The data key wrapped to its owner (the owner's client re-wraps it on approval)."""
     caller.require_writer()
     return index.owner_key(ledger, caller, dataset_id)
+
+
+@router.post(
+    "/{dataset_id}/reassign",
+    response_model=DatasetPublic,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+def reassign(
+    dataset_id: PathId, body: ReassignIn, caller: CallerDep, ledger: LedgerDep
+) -> DatasetPublic:
+    """The dispute path (operator): move a certificate, with a signed and logged reason."""
+    caller.require("operator")
+    signed = body.signed.parse()
+    if message_int(signed, "datasetId") != dataset_id:
+        raise InvalidInput(
+            "the signed Reassign names another dataset", code=ErrorCode.ADDRESS_MISMATCH
+        )
+    return index.dataset_public(disputes.reassign(ledger, signed, reason=body.reason))
 
 
 @router.post(

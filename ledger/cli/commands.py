@@ -90,6 +90,32 @@ def _resolve_member(handle_or_address: str) -> keystore.Profile | str:
     return keystore.profile(settings().home.expanduser(), handle_or_address)
 
 
+@admin_app.command("init")
+def admin_init(as_json: JsonOpt = False) -> None:
+    """Create the ADMIN key on this machine (DRL_ADMIN_KEY, default HOME/admin/) and show it.
+
+    Start the broker elsewhere with DRL_ADMIN_ADDRESS set to the address printed here: the
+    broker host then never holds the ADMIN key (docs/deployment.md).
+    """
+    from eth_account import Account
+
+    from ledger.keys import save_account
+
+    cfg = settings()
+    path = cfg.admin_key_path
+    if path.exists():
+        raise InvalidInput(f"an ADMIN key already exists at {path}", code=ErrorCode.BAD_ARGUMENTS)
+    account = Account.create()
+    save_account(path, account, passphrase(cfg))
+    info = {"address": account.address, "keystore": str(path)}
+    emit(
+        info,
+        as_json,
+        f"ADMIN key {account.address} created at {path}; start the broker with "
+        f"DRL_ADMIN_ADDRESS={account.address}",
+    )
+
+
 @admin_app.command("onboard")
 def admin_onboard(
     handle: Annotated[str, typer.Argument(help="Local identity to onboard.")],
@@ -145,6 +171,21 @@ def admin_cosign(request_id: int, as_json: JsonOpt = False) -> None:
         f"co-signed: grant #{g.id} of dataset #{g.dataset_id} to {g.grantee}, generation "
         f"{g.generation}, tx {g.granted_tx}",
     )
+
+
+@admin_app.command("reassign")
+def admin_reassign(
+    dataset_id: int,
+    to: Annotated[str, typer.Argument(help="Handle or address of the rightful holder.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the flow log; its hash is signed).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The dispute path: move a data-rights certificate to its rightful holder (operator)."""
+    target = _resolve_member(to)
+    address = target if isinstance(target, str) else target.address
+    with client("operator") as c:
+        d = c.reassign(dataset_id, address, reason)
+    emit(d, as_json, f"dataset #{d.id} reassigned to {d.owner}; reason logged")
 
 
 @admin_app.command("self-check")
@@ -458,9 +499,7 @@ def trace(
         )
         names = _names()
         for f in entries:
-            detail = ", ".join(
-                f"{k}={_short(v)}" for k, v in f.detail.items() if k not in _QUIET
-            )
+            detail = ", ".join(f"{k}={_short(v)}" for k, v in f.detail.items() if k not in _QUIET)
             out.print(
                 f"  #{f.seq:<4} {f.at[:19]}  {f.action:<9} "
                 f"{names.get(f.actor, f.actor[:10])}  chain:{f.chain}  {detail}",

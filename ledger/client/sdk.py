@@ -85,6 +85,7 @@ from ledger.protocol.wire import (
     Nonces,
     Proof,
     RatingPublic,
+    ReassignIn,
     RequestPublic,
     RequestsPublic,
     RpcIn,
@@ -655,6 +656,19 @@ class BrokerClient:
             )
             response = self.send(request)
         return DatasetPublic.model_validate(response.json())
+
+    def reassign(self, dataset_id: int, to: str, reason: str) -> DatasetPublic:
+        """Operator (ADMIN key): move a disputed certificate, with a reason kept in the log."""
+        signed = self.sign(
+            "reassign",
+            {
+                "datasetId": dataset_id,
+                "to": to,
+                "reasonHash": hashlib.sha256(reason.encode()).digest(),
+            },
+        )
+        body = ReassignIn(signed=SignedActionIn.of(signed), reason=reason)
+        return self.call("POST", f"/v1/datasets/{dataset_id}/reassign", DatasetPublic, body=body)
 
     def datasets(self, owner: str | None = None) -> list[DatasetPublic]:
         """The catalog (certificates and metadata, never contents)."""

@@ -129,6 +129,14 @@ class UploadIn(BaseModel):
     owner_wrapped_key: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")
 
 
+class ReassignIn(BaseModel):
+    """The operator's signed Reassign of a certificate and the reason it hashes."""
+
+    model_config = ConfigDict(extra="forbid")
+    signed: SignedActionIn
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class ApproveIn(BaseModel):
     """The owner's signed Grant plus the data key wrapped to the requester.
 

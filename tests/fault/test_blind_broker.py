@@ -102,8 +102,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
     for name, dataset in (("casework", marked), ("permits", permits)):
         kit.approve(broker, office, kit.request(broker, coop, dataset.id))
         out = client_dir / f"received-{name}.csv"
-        fetched, _ = kit.fetch_and_open(broker, coop, dataset.id, out)
-        kit.receipt(broker, coop, fetched)
+        kit.receipt(broker, coop, kit.fetch_and_open(broker, coop, dataset.id, out))
         received[name] = out.read_bytes()
     kit.rate(broker, coop, permits.id, 5)
     Anchorer(broker.ledger.db, broker.ledger.chain).run_once()

@@ -84,8 +84,7 @@ def _revoke(broker: kit.Broker, owner: MemberKeys, dataset_id: int, grantee: str
 
 
 def _fetch(broker: kit.Broker, who: MemberKeys, dataset_id: int, out: Path) -> None:
-    fetched, _ = kit.fetch_and_open(broker, who, dataset_id, out)
-    kit.receipt(broker, who, fetched)
+    kit.receipt(broker, who, kit.fetch_and_open(broker, who, dataset_id, out))
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,27 @@
 """The whole exchange in process: register, request, approve, fetch, receipt, anchor, credits,
-trace and verify, with a department owner, an enterprise and a regulator on the embedded chain."""
+trace and verify, with a department owner, an enterprise and a regulator on the embedded chain.
+
+Since issue 8 the amount a delivery earns is set on chain by SharingCredits' rules (the first
+delivery of an owner to a consumer in an epoch earns ``first_credit``), not by the rating.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from ledger.errors import Forbidden
-from ledger.services.anchoring import Anchorer, credit_for
+from ledger.protocol.actions import SignedAction
+from ledger.chain.models import CreditRules
+from ledger.services.anchoring import Anchorer
 from ledger.services.trace import trace_dataset, trace_member
 from ledger.services.verify import verify
 from tests.support import kit
+
+#: What the walk's one receipt earns: the first delivery of the pair in this epoch.
+FIRST_CREDIT = CreditRules().first_credit
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,8 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     req = kit.request(broker, coop, extract.id)
     grant = kit.approve(broker, office, req)
     out = root / "received.csv"
-    fetched, digest = kit.fetch_and_open(broker, coop, extract.id, out)
-    delivery = kit.receipt(broker, coop, fetched)
+    opened = kit.fetch_and_open(broker, coop, extract.id, out)
+    delivery = kit.receipt(broker, coop, opened)
     kit.rate(broker, coop, extract.id, 4)
     anchored = Anchorer(broker.ledger.db, broker.ledger.chain).run_once()
     yield {
@@ -47,8 +57,9 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
         "base": base,
         "extract": extract,
         "grant": grant,
-        "fetched": fetched,
-        "digest": digest,
+        "fetched": opened.fetched,
+        "digest": opened.digest,
+        "fetch_nonce": opened.fetch_nonce,
         "out": out,
         "delivery": delivery,
         "anchored": anchored,
@@ -71,21 +82,34 @@ def test_registration_is_the_on_chain_certificate(walk: dict) -> None:
     assert info.parents == (walk["base"].id,)
 
 
-def test_anchor_covers_the_receipt_and_mints_weighted_credits(walk: dict) -> None:
+def test_the_receipt_names_its_fetch_and_its_id_is_the_eip712_digest(walk: dict) -> None:
+    delivery = walk["delivery"]
+    ledger = walk["broker"].ledger
+    assert delivery.fetch_nonce == str(walk["fetch_nonce"])
+    assert ledger.chain.fetch_recorded(walk["coop"].address, walk["fetch_nonce"]) == (
+        walk["extract"].id
+    )
+    signed = SignedAction.from_json(json.loads(delivery.signed_json))
+    assert delivery.receipt_id == signed.digest(ledger.domains)
+
+
+def test_anchor_covers_the_receipt_and_mints_the_rules_amount(walk: dict) -> None:
     anchored = walk["anchored"]
     chain = walk["broker"].ledger.chain
     assert anchored.anchored
     assert chain.latest_head().tree_size == anchored.tree_size
     assert anchored.credited == 1
-    assert anchored.minted == credit_for(4)
-    assert chain.credits_of(walk["office"].address) == credit_for(4)
+    # The rating (4) does not set the amount: the chain's rules do.
+    assert anchored.minted == FIRST_CREDIT == chain.credit_rules().first_credit
+    assert chain.credits_of(walk["office"].address) == FIRST_CREDIT
+    assert chain.is_credited(walk["delivery"].receipt_id)
 
 
 def test_second_pass_anchors_nothing_and_credits_nothing(walk: dict) -> None:
     again = Anchorer(walk["broker"].ledger.db, walk["broker"].ledger.chain).run_once()
     assert not again.anchored
     assert again.credited == 0
-    assert walk["broker"].ledger.chain.credits_of(walk["office"].address) == credit_for(4)
+    assert walk["broker"].ledger.chain.credits_of(walk["office"].address) == FIRST_CREDIT
 
 
 def test_trace_shows_flow_and_lineage(walk: dict) -> None:
@@ -106,7 +130,7 @@ def test_trace_shows_flow_and_lineage(walk: dict) -> None:
     coop = trace_member(ledger, walk["coop"].address)
     assert coop.received == [walk["extract"].id]
     office = trace_member(ledger, walk["office"].address)
-    assert office.credits == credit_for(4)
+    assert office.credits == FIRST_CREDIT
 
 
 def test_verify_passes_on_the_untouched_store(walk: dict) -> None:
