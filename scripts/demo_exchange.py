@@ -41,7 +41,8 @@ def drl(*args: str, show: bool = True, check: bool = True) -> str:
     if check and result.returncode != 0:
         sys.exit(f"demo failed at `drl {' '.join(args)}`:\n{result.stderr}")
     if show:
-        for line in result.stdout.rstrip().splitlines():
+        notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+        for line in [*result.stdout.rstrip().splitlines(), *notes]:
             print(f"     {line}")
     return result.stdout
 
@@ -241,8 +242,8 @@ def main() -> None:
         drl("trace", dataset_id, "--as", "dpa")
         say(
             "",
-            "With this embedded chain, the DPA reads the chain through the broker's relay (said "
-            "so above); in a consortium each member sets DRL_CHAIN_URL to its own node.",
+            "With this embedded chain the DPA reads the chain through the broker's relay, as the "
+            "note says; in a consortium each member sets DRL_CHAIN_URL to its own node.",
         )
         say(
             "Done.",

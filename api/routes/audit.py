@@ -91,6 +91,24 @@ def log_records(
 
 
 @router.get(
+    "/log/records/mine",
+    response_model=LogRecordPublic,
+    responses=error_responses(401, 403, 404, 422),
+)
+def find_my_record(
+    caller: CallerDep,
+    ledger: LedgerDep,
+    action: str = Query(min_length=1, max_length=32),
+    signature: str = Query(pattern=r"^0x[0-9a-fA-F]{130}$"),
+) -> LogRecordPublic:
+    """The caller's own record of an action it signed (found by its signature)."""
+    caller.require_member()
+    return audit.find_record(
+        ledger, caller, action=action, signature=bytes.fromhex(signature[2:])
+    )
+
+
+@router.get(
     "/log/records/{seq}",
     response_model=LogRecordPublic,
     responses=error_responses(401, 403, 404, 422),

@@ -38,7 +38,10 @@ app.add_typer(chain_app, name="chain")
 def main() -> None:
     """Entry point: run the app, turning library and usage errors into one clean line."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a typer.Exit's code instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except LedgerError as exc:
         err.print(f"error [{exc.code}]: {exc.message}", markup=False, highlight=False)
         sys.exit(1)

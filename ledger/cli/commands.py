@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -203,7 +204,7 @@ def admin_self_check(as_json: JsonOpt = False) -> None:
         if r.ok:
             out.print(f"[green]broker self-check passed[/]: {checked}")
         for p in r.problems:
-            out.print(f"[red]FAIL[/] {p.where}: {p.what}", highlight=False)
+            out.print(f"[red]FAIL[/] {escape(f'{p.where}: {p.what}')}", highlight=False)
     if not r.ok:
         raise typer.Exit(1)
 
@@ -526,7 +527,7 @@ def _names() -> dict[str, str]:
 
 def _print_problems(problems: Sequence[Problem]) -> None:
     for p in problems:
-        err.print(f"[red]FAIL[/] [{p.code}] {p.where}: {p.what}", highlight=False)
+        err.print(f"[red]FAIL[/] {escape(f'[{p.code}] {p.where}: {p.what}')}", highlight=False)
 
 
 def verify(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
@@ -563,7 +564,7 @@ def verify(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
                 highlight=False,
             )
             for p in report.pending:
-                out.print(f"  pending [{p.code}] {p.where}: {p.what}", highlight=False)
+                out.print(escape(f"  pending [{p.code}] {p.where}: {p.what}"), highlight=False)
         _print_problems(report.problems)
     if not report.ok:
         raise typer.Exit(1)

@@ -390,13 +390,24 @@ class BrokerClient:
         )
         return [bytes.fromhex(h[2:]) for h in proof.path]
 
-    def confirm(self, signed: SignedAction, seq: int) -> None:
-        """Check that record ``seq`` is the action this member signed and is in a signed head.
+    def confirm(self, signed: SignedAction, seq: int | None = None) -> None:
+        """Check that the broker logged exactly the action this member signed, in a signed head.
 
-        Keeps the proof (one JSON line in the trust directory). Raises IntegrityError with
-        ``record_mismatch``, ``record_not_included``, ``log_inconsistent`` or a checkpoint code.
+        The record is record ``seq``, or found by the action's signature among this member's
+        own records. Keeps the proof (one JSON line in the trust directory). Raises
+        IntegrityError with ``record_mismatch``, ``record_not_included``, ``log_inconsistent``
+        or a checkpoint code.
         """
-        record = self.call("GET", f"/v1/log/records/{seq}", LogRecordPublic)
+        if seq is None:
+            record = self.call(
+                "GET",
+                "/v1/log/records/mine",
+                LogRecordPublic,
+                params={"action": signed.action, "signature": "0x" + signed.signature.hex()},
+            )
+        else:
+            record = self.call("GET", f"/v1/log/records/{seq}", LogRecordPublic)
+        seq = record.seq
         leaf = record.leaf.encode()
         trust.check_record(leaf, signed)
         cp = self.checkpoint()
@@ -544,16 +555,20 @@ class BrokerClient:
     def suspend(self, address: str) -> MemberPublic:
         """Operator (ADMIN key): suspend a member."""
         signed = self.sign("suspend", {"member": address})
-        return self.call(
+        member = self.call(
             "POST", f"/v1/members/{address}/suspend", MemberPublic, body=self.signed_body(signed)
         )
+        self.confirm(signed)
+        return member
 
     def reinstate(self, address: str) -> MemberPublic:
         """Operator (ADMIN key): lift a member's suspension."""
         signed = self.sign("reinstate", {"member": address})
-        return self.call(
+        member = self.call(
             "POST", f"/v1/members/{address}/reinstate", MemberPublic, body=self.signed_body(signed)
         )
+        self.confirm(signed)
+        return member
 
     def rotate_key(self, key_suite: int, encryption_key: bytes) -> MemberPublic:
         """Replace this member's encryption key on chain (only the member can)."""
@@ -562,9 +577,11 @@ class BrokerClient:
             "rotate_key",
             {"member": keys.address, "keySuite": key_suite, "encryptionKey": encryption_key},
         )
-        return self.call(
+        member = self.call(
             "POST", f"/v1/members/{keys.address}/key", MemberPublic, body=self.signed_body(signed)
         )
+        self.confirm(signed)
+        return member
 
     def members(self) -> list[MemberPublic]:
         """The member directory."""
@@ -617,7 +634,9 @@ class BrokerClient:
                 quality=quality,
             )
             intent = self.begin_upload(prepared)
-            return self.complete_upload(intent.upload_url, prepared, progress=progress)
+            registered = self.complete_upload(intent.upload_url, prepared, progress=progress)
+        self.confirm(prepared.signed, registered.log_seq)
+        return registered
 
     def begin_upload(self, prepared: PreparedUpload) -> UploadIntentPublic:
         """Step 1 of a registration: send the signed intent; returns its upload URL."""
@@ -668,7 +687,9 @@ class BrokerClient:
             },
         )
         body = ReassignIn(signed=SignedActionIn.of(signed), reason=reason)
-        return self.call("POST", f"/v1/datasets/{dataset_id}/reassign", DatasetPublic, body=body)
+        moved = self.call("POST", f"/v1/datasets/{dataset_id}/reassign", DatasetPublic, body=body)
+        self.confirm(signed)
+        return moved
 
     def datasets(self, owner: str | None = None) -> list[DatasetPublic]:
         """The catalog (certificates and metadata, never contents)."""
@@ -789,7 +810,9 @@ class BrokerClient:
             "rate",
             {"rater": keys.address, "datasetId": dataset_id, "score": score, "comment": comment},
         )
-        return self.call("POST", "/v1/ratings", RatingPublic, body=self.signed_body(signed))
+        rating = self.call("POST", "/v1/ratings", RatingPublic, body=self.signed_body(signed))
+        self.confirm(signed, rating.log_seq)
+        return rating
 
     # -- access -------------------------------------------------------------------------------
 
@@ -808,7 +831,9 @@ class BrokerClient:
                 "maxUses": uses,
             },
         )
-        return self.call("POST", "/v1/requests", RequestPublic, body=self.signed_body(signed))
+        request = self.call("POST", "/v1/requests", RequestPublic, body=self.signed_body(signed))
+        self.confirm(signed, request.log_seq)
+        return request
 
     def requests(self, *, status: str | None = None) -> list[RequestPublic]:
         """Requests this member made or received (all of them for overseers)."""
@@ -891,12 +916,14 @@ class BrokerClient:
         generation = view.chain.grant_of(dataset_id, grantee).generation + 1
         terms = {k: grant.message[k] for k in APPROVAL_TERMS}
         approval = self.sign("approval", {**terms, "generation": generation})
-        return self.call(
+        out = self.call(
             "POST",
             f"/v1/requests/{request_id}/cosign",
             ApproveOut,
             body=self.signed_body(approval),
         )
+        self.confirm(approval)
+        return out
 
     def deny(self, request_id: int, reason: str = "") -> RequestPublic:
         """Owner: refuse a request."""
@@ -904,9 +931,11 @@ class BrokerClient:
         signed = self.sign(
             "deny", {"owner": keys.address, "requestId": request_id, "reason": reason}
         )
-        return self.call(
+        denied = self.call(
             "POST", f"/v1/requests/{request_id}/deny", RequestPublic, body=self.signed_body(signed)
         )
+        self.confirm(signed)
+        return denied
 
     def grants(self, dataset_id: int | None = None) -> list[GrantPublic]:
         """Grants this member received or gave (all of them for overseers)."""
@@ -925,7 +954,9 @@ class BrokerClient:
             chain_nonce=self.nonces().access_ledger,
             domains=self.domains,
         )
-        return self.call("POST", "/v1/grants/revoke", GrantPublic, body=self.signed_body(signed))
+        revoked = self.call("POST", "/v1/grants/revoke", GrantPublic, body=self.signed_body(signed))
+        self.confirm(signed)
+        return revoked
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ they are a party to (``ledger.services.policy``). Answers are the protocol's wir
 
 from __future__ import annotations
 
+from sqlmodel import col, select
+
 from ledger.errors import Forbidden, InvalidInput, NotFound
 from ledger.merkle.proofs import leaf_hash
 from ledger.protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint
@@ -25,6 +27,7 @@ from ledger.protocol.wire import (
 from ledger.services import flowlog, trace, verify
 from ledger.services.context import Ledger, dataset
 from ledger.services.policy import Standing
+from ledger.store.models import LogRecord
 
 
 def log_head(ledger: Ledger) -> LogHead:
@@ -75,6 +78,33 @@ def log_record(ledger: Ledger, viewer: Standing, seq: int) -> LogRecordPublic:
     r = rows[0]
     if not viewer.oversees and r.actor != viewer.address:
         raise Forbidden("a member reads only its own log records", code=ErrorCode.NOT_VISIBLE)
+    return _record_public(r)
+
+
+def find_record(
+    ledger: Ledger, viewer: Standing, *, action: str, signature: bytes
+) -> LogRecordPublic:
+    """The caller's own record of the action it signed with ``signature`` (its latest 100).
+
+    The SDK confirms every action it signs by this: the record must hold exactly that action
+    and be included in a signed head. Looked up among the caller's recent records of that
+    action, so a member sees only its own.
+    """
+    needle = signature.hex().encode()
+    with ledger.db.session() as session:
+        rows = session.exec(
+            select(LogRecord)
+            .where(LogRecord.actor == viewer.address, LogRecord.action == action)
+            .order_by(col(LogRecord.seq).desc())
+            .limit(100)
+        )
+        found = next((r for r in rows if needle in r.leaf), None)
+    if found is None:
+        raise NotFound("no log record of that signed action", code=ErrorCode.NOT_FOUND)
+    return _record_public(found)
+
+
+def _record_public(r: LogRecord) -> LogRecordPublic:
     return LogRecordPublic(
         seq=r.seq,
         action=r.action,
