@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlmodel import select
 
 from ledger.chain.models import TxResult
-from ledger.client.member import sign
 from ledger.errors import Forbidden
 from ledger.protocol.actions import SignedAction
 from ledger.services import exchange
@@ -55,10 +55,7 @@ def race(
         )
         grant = kit.approve(broker, office, kit.request(broker, coop, data.id, uses=USES))
         ledger = broker.ledger
-        actions = [
-            sign(coop, "fetch", {"grantee": coop.address, "datasetId": data.id}, ledger.domains)
-            for _ in range(FETCHES)
-        ]
+        actions = [kit.sign_fetch(broker, coop, data.id) for _ in range(FETCHES)]
         start = threading.Barrier(FETCHES)
         # Hold each fetch between its on-chain use and its database commit, the earlier uses
         # longest, so that on PostgreSQL the commits come in the reverse of the chain's order
@@ -67,8 +64,8 @@ def race(
         step = HOLD_SECONDS_PER_USE if request.param == "postgresql" else 0.0
         record_use = ledger.chain.record_use
 
-        def held_use(dataset_id: int, grantee: str) -> TxResult:
-            result = record_use(dataset_id, grantee)
+        def held_use(*args: Any, **kwargs: Any) -> TxResult:
+            result = record_use(*args, **kwargs)
             time.sleep(step * (USES - int(result.event("AccessUsed").args["uses"])))
             return result
 
@@ -144,6 +141,10 @@ def test_flow_log_holds_one_fetch_record_per_use_and_verify_passes(
     counted = sorted(json.loads(r.leaf)["context"]["uses"] for r in fetches)
     assert counted == list(range(1, USES + 1))
     assert {r.seq for r in fetches} == {s.log_seq for s in _successes(race)}
+    # Every use on chain carries the grantee's signed Fetch that the log holds, and no other.
+    used = broker.ledger.chain.events("AccessLedger", "AccessUsed")
+    logged = {json.loads(r.leaf)["signed"]["message"]["nonce"] for r in fetches}
+    assert sorted(int(ev.args["nonce"]) for ev in used) == sorted(logged)
     Anchorer(broker.ledger.db, broker.ledger.chain).run_once()
     report = verify(broker.ledger)
     assert report.ok, report.problems

@@ -28,8 +28,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from ledger.chain.client import LedgerChain
-from ledger.chain.embedded import EmbeddedChain
+from ledger.chain.models import CreditRules
 from ledger.services import exchange, flowlog
 from ledger.services.anchoring import Anchorer
 from ledger.services.context import Ledger
@@ -52,8 +51,10 @@ SEED = 20_261_128
 RANDOM_KILLS = 20
 #: Runs (by index) that end by the worker killing itself right after a chain transaction.
 TARGETED = {4: "record_use", 9: "anchor", 14: "mint_batch"}
-MAX_DELAY = 0.6  # seconds after READY before the kill
+#: Seconds after READY before the kill (a worker's first fetch takes ~0.4 s, later pairs ~0.13 s).
+MAX_DELAY = 1.2
 READY_TIMEOUT = 60.0
+UNCAPPED = 2**32 - 1  # the largest uint32 cap SharingCredits takes
 
 
 @dataclass
@@ -87,16 +88,16 @@ class Run:
 
 def _setup(root: Path) -> CrashState:
     """Deploy, onboard an owner and a consumer, register a dataset, grant it many uses."""
-    operator = kit.new_keys()
-    backend = EmbeddedChain(root / CHAIN_FILE, funded=[operator.address])
-    # A cap no test run reaches: every receipt earns credits, so double minting would show.
-    chain, _ = LedgerChain.deploy(backend, operator.account, credit_cap=10**12)
+    # Caps no test run reaches: every receipt earns credits, so double minting would show.
+    rules = CreditRules(pair_cap=UNCAPPED, owner_cap=UNCAPPED)
+    chain, operator, broker_key = kit.deploy(root / CHAIN_FILE, rules=rules)
     db = Database(f"sqlite:///{root / DB_FILE}")
     db.upgrade()
     broker = kit.Broker(
         ledger=Ledger(chain=chain, db=db, blobs=FileBlobStore(root / BLOBS)),
         root=root,
         operator=operator,
+        broker_key=broker_key,
     )
     try:
         office = kit.onboard(broker, "department", "District Planning Office")
@@ -106,7 +107,7 @@ def _setup(root: Path) -> CrashState:
         data = kit.register(broker, office, kit.small_csv(work / "harbour.csv"), workdir=work)
         grant = kit.approve(broker, office, kit.request(broker, coop, data.id, uses=100_000))
         state = CrashState(
-            operator_key="0x" + bytes(operator.account.key).hex(),
+            broker_key="0x" + bytes(broker_key.key).hex(),
             consumer_key="0x" + bytes(coop.account.key).hex(),
             deployment=asdict(chain.deployment),
             dataset_id=data.id,

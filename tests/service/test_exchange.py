@@ -12,12 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from ledger.errors import Forbidden
-from ledger.protocol.actions import SignedAction
 from ledger.chain.models import CreditRules
+from ledger.client.member import MemberKeys, sign
+from ledger.errors import Conflict, ContractRevert, Forbidden
+from ledger.protocol.actions import SignedAction
+from ledger.protocol.codes import ErrorCode
+from ledger.services import members
 from ledger.services.anchoring import Anchorer
 from ledger.services.trace import trace_dataset, trace_member
 from ledger.services.verify import verify
+from ledger.types import kind_code
 from tests.support import kit
 
 #: What the walk's one receipt earns: the first delivery of the pair in this epoch.
@@ -60,6 +64,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
         "fetched": opened.fetched,
         "digest": opened.digest,
         "fetch_nonce": opened.fetch_nonce,
+        "fetch": opened.fetch,
         "out": out,
         "delivery": delivery,
         "anchored": anchored,
@@ -145,3 +150,57 @@ def test_regulator_cannot_request_data(walk: dict) -> None:
     with pytest.raises(Forbidden) as exc:
         kit.request(walk["broker"], walk["auditor"], walk["base"].id)
     assert exc.value.code == "regulator_read_only"
+
+
+def test_a_second_receipt_for_the_same_fetch_is_refused(walk: dict) -> None:
+    broker, coop = walk["broker"], walk["coop"]
+    opened = kit.Opened(fetched=walk["fetched"], digest=walk["digest"], fetch=walk["fetch"])
+    with pytest.raises(Conflict) as exc:
+        kit.receipt(broker, coop, opened)
+    assert exc.value.code == ErrorCode.RECEIPT_EXISTS
+
+
+def test_a_receipt_for_a_fetch_the_chain_never_recorded_is_refused(walk: dict) -> None:
+    broker, coop = walk["broker"], walk["coop"]
+    never_sent = kit.sign_fetch(broker, coop, walk["extract"].id)
+    opened = kit.Opened(fetched=walk["fetched"], digest=walk["digest"], fetch=never_sent)
+    with pytest.raises(Conflict) as exc:
+        kit.receipt(broker, coop, opened)
+    assert exc.value.code == ErrorCode.FETCH_NOT_RECORDED
+
+
+def test_the_broker_key_cannot_onboard(walk: dict) -> None:
+    """Onboarding is ADMIN-signed since issue 8: the broker's own key is refused by the broker
+    (operator_only) and, relayed anyway, by MemberRegistry."""
+    broker = walk["broker"]
+    ledger = broker.ledger
+    assert ledger.operator == broker.operator.address != broker.broker_key.address
+    newcomer = kit.new_keys()
+    as_broker = MemberKeys(account=broker.broker_key, hpke=kit.new_keys().hpke)
+    signed = sign(
+        as_broker,
+        "onboard",
+        {
+            "member": newcomer.address,
+            "kind": kind_code("enterprise"),
+            "name": "Shadow Analytics",
+            "keySuite": newcomer.hpke.suite.id,
+            "encryptionKey": newcomer.public_key.to_bytes(),
+        },
+        ledger.domains,
+    )
+    with pytest.raises(Forbidden) as exc:
+        members.onboard(ledger, signed)
+    assert exc.value.code == ErrorCode.OPERATOR_ONLY
+    with pytest.raises(ContractRevert):
+        ledger.chain.onboard_for(
+            newcomer.address,
+            kind="enterprise",
+            name="Shadow Analytics",
+            key_suite=newcomer.hpke.suite.id,
+            encryption_key=newcomer.public_key.to_bytes(),
+            nonce=int(signed.message["nonce"]),
+            deadline=int(signed.message["deadline"]),
+            signature=signed.signature,
+        )
+    assert ledger.chain.member(newcomer.address).kind is None

@@ -39,7 +39,14 @@ from ledger.store.errors import NodeConflict
 from ledger.store.models import AccessRequest, LogRecord, TreeNode, UsedNonce
 from tests.support import kit
 
-DOMAINS = Domains(1337, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20)
+DOMAINS = Domains(
+    chain_id=1337,
+    flow_log="0x" + "11" * 20,
+    member_registry="0x" + "44" * 20,
+    data_registry="0x" + "22" * 20,
+    access_ledger="0x" + "33" * 20,
+    sharing_credits="0x" + "55" * 20,
+)
 SIGNER = Account.from_key(b"\x03" * 32)
 
 

@@ -374,8 +374,8 @@ class LedgerEnv:
         account must not send through this deployment's clients and ``env.chain`` both.
         """
         operator, broker = self.net.new_account(), self.net.new_account()
-        chain, _ = LedgerChain.deploy(self.net.backend, operator, broker=broker.address, **options)
-        return chain, chain.acting_as(broker)
+        chain, _ = LedgerChain.deploy(self.net.backend, broker, admin=operator.address, **options)
+        return chain.acting_as(operator), chain
 
 
 @pytest.fixture(scope="module")
@@ -388,9 +388,11 @@ def deploy_options() -> dict[str, Any]:
 def env(net: ChainNet, deploy_options: dict[str, Any]) -> LedgerEnv:
     """The module's deployment: operator, broker and four onboarded members."""
     operator, broker = net.new_account(), net.new_account()
-    chain, steps = LedgerChain.deploy(
-        net.backend, operator, broker=broker.address, **deploy_options
+    # The broker key deploys (and holds BROKER); the operator's key is ADMIN, a different key.
+    broker_chain, steps = LedgerChain.deploy(
+        net.backend, broker, admin=operator.address, **deploy_options
     )
+    chain = broker_chain.acting_as(operator)
     members: dict[str, LocalAccount] = {}
     for name, kind in (
         ("dept_a", "department"),

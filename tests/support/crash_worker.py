@@ -1,13 +1,14 @@
 """A broker process for the crash test: appends signed actions and anchors until it is killed.
 
 ``python -m tests.support.crash_worker STATE_DIR [--die-after METHOD]`` (from the repository
-root) runs one worker on STATE_DIR, which holds what ``tests/test_crash_recovery.py`` set up: the
-embedded chain file, the SQLite index, the blob store and ``crash-state.json`` (operator and
-consumer keys, the deployment record, the dataset and its grant).
+root) runs one worker on STATE_DIR, which holds what ``tests/fault/test_crash_recovery.py`` set
+up: the embedded chain file, the SQLite index, the blob store and ``crash-state.json`` (the
+BROKER and consumer keys, the deployment record, the dataset and its grant).
 
 A worker opens the state like a restarting broker (reconciling grant uses with the chain),
 prints ``READY <log size>``, then loops: a grantee-signed ``fetch``, the grantee-signed
-delivery ``receipt``, and every few pairs an anchoring pass (anchor the head, mint credits).
+delivery ``receipt`` naming that fetch's nonce, and every few pairs an anchoring pass (anchor
+the head, mint credits).
 It prints ``ACK <seq> <action>`` only after the service call returned, i.e. after the
 action's database transaction committed, and ``ANCHOR <tree size> <credited>`` after a pass.
 Each line is flushed as one ``write``, so every ACK the parent reads is a promise the broker
@@ -27,7 +28,7 @@ worker starts exactly as a separately executed broker would.
 
 The consumer does not decrypt the ciphertext before signing the receipt: the test is about
 the log, anchors and credits surviving a crash, not about the exchange's cryptography (which
-tests/test_exchange.py covers).
+tests/service/test_exchange.py covers).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ DIE_AFTER = ("record_use", "anchor", "mint_batch")
 class CrashState:
     """What the worker needs besides the stores: keys, deployment, dataset and grant."""
 
-    operator_key: str
+    broker_key: str  # the BROKER key: it relays fetches, anchors and mints
     consumer_key: str
     deployment: dict[str, Any]
     dataset_id: int
@@ -85,8 +86,8 @@ class CrashState:
         return cls(**json.loads((directory / STATE_FILE).read_text()))
 
     @property
-    def operator(self) -> LocalAccount:
-        account: LocalAccount = Account.from_key(self.operator_key)
+    def broker(self) -> LocalAccount:
+        account: LocalAccount = Account.from_key(self.broker_key)
         return account
 
     @property
@@ -101,7 +102,7 @@ def open_ledger(directory: Path) -> Ledger:
     backend = EmbeddedChain(directory / CHAIN_FILE)
     try:
         deployment = Deployment(**state.deployment)
-        chain = LedgerChain(backend, deployment, state.operator)
+        chain = LedgerChain(backend, deployment, state.broker)
         db = Database(f"sqlite:///{directory / DB_FILE}")
     except BaseException:
         backend.close()
@@ -148,10 +149,10 @@ def run(directory: Path) -> None:
         say(f"READY {flowlog.size(session)}")
     pairs = 0
     while True:
-        fetched = exchange.fetch(
-            ledger,
-            signed(ledger, consumer, "fetch", grantee=consumer.address, datasetId=state.dataset_id),
+        fetch = signed(
+            ledger, consumer, "fetch", grantee=consumer.address, datasetId=state.dataset_id
         )
+        fetched = exchange.fetch(ledger, fetch)
         say(f"ACK {fetched.log_seq} fetch")
         delivery = exchange.acknowledge(
             ledger,
@@ -163,6 +164,7 @@ def run(directory: Path) -> None:
                 datasetId=state.dataset_id,
                 contentHash=state.content_hash,
                 grantGeneration=fetched.generation,
+                fetchNonce=fetch.message["nonce"],
             ),
         )
         say(f"ACK {delivery.log_seq} receipt")
