@@ -91,6 +91,30 @@ def log_records(
 
 
 @router.get(
+    "/log/evidence/members/{address}",
+    response_model=LogRecordsPublic,
+    responses=error_responses(401, 403, 422),
+)
+def member_evidence(address: str, caller: CallerDep, ledger: LedgerDep) -> LogRecordsPublic:
+    """The signed records that set a member's encryption key (Onboard, RotateKey)."""
+    caller.require_member()
+    if not is_address(address):
+        raise InvalidInput(f"{address!r} is not an address", code=ErrorCode.BAD_ADDRESS)
+    return audit.member_evidence(ledger, str(to_checksum_address(address)))
+
+
+@router.get(
+    "/log/evidence/datasets/{dataset_id}",
+    response_model=LogRecordsPublic,
+    responses=error_responses(401, 403, 422),
+)
+def dataset_evidence(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> LogRecordsPublic:
+    """The owner-signed Register record of a dataset (its attested content hash)."""
+    caller.require_member()
+    return audit.dataset_evidence(ledger, dataset_id)
+
+
+@router.get(
     "/log/records/mine",
     response_model=LogRecordPublic,
     responses=error_responses(401, 403, 404, 422),
@@ -103,9 +127,7 @@ def find_my_record(
 ) -> LogRecordPublic:
     """The caller's own record of an action it signed (found by its signature)."""
     caller.require_member()
-    return audit.find_record(
-        ledger, caller, action=action, signature=bytes.fromhex(signature[2:])
-    )
+    return audit.find_record(ledger, caller, action=action, signature=bytes.fromhex(signature[2:]))
 
 
 @router.get(

@@ -46,10 +46,15 @@ class BrokerLog:
 
 
 class ChainEvents:
-    """A read-only :class:`LedgerChain` as a :class:`ledger.audit.ChainSource`."""
+    """A read-only :class:`LedgerChain` as a :class:`ledger.audit.ChainSource`.
 
-    def __init__(self, chain: LedgerChain) -> None:
+    ``broker`` is the pinned BROKER address: a checkpoint must be signed by that key, and the
+    chain must still grant it the BROKER role.
+    """
+
+    def __init__(self, chain: LedgerChain, *, broker: str) -> None:
         self.chain = chain
+        self.broker = broker
 
     def latest_block(self) -> int:
         return self.chain.block_number()
@@ -65,6 +70,8 @@ class ChainEvents:
     def is_broker(self, address: str) -> bool:
         from ledger.chain.client import BROKER_ROLE
 
+        if address.lower() != self.broker.lower():
+            return False
         return self.chain.has_role("FlowLog", BROKER_ROLE, address)
 
 

@@ -79,6 +79,7 @@ from ledger.protocol.wire import (
     Hex,
     LogHead,
     LogRecordPublic,
+    LogRecordsPublic,
     MemberPublic,
     MembersPublic,
     MemberTracePublic,
@@ -389,6 +390,51 @@ class BrokerClient:
             params={"old_size": old_size, "tree_size": new_size},
         )
         return [bytes.fromhex(h[2:]) for h in proof.path]
+
+    # -- without a node of one's own: chain facts checked against signed records -------------
+
+    def attested_key(self, address: str) -> tuple[int, bytes]:
+        """A member's encryption key as the signed log attests it: the latest of its Onboard
+        (signed by the pinned ADMIN key) and its RotateKey records (signed by the member).
+
+        Used when the chain is read through the broker's relay: the broker may serve a stale
+        record, but cannot sign a key of its own into one.
+        """
+        records = self.call("GET", f"/v1/log/evidence/members/{address}", LogRecordsPublic)
+        attested: tuple[int, bytes] | None = None
+        for record in records.data:
+            signed = trust.signed_in(record.leaf.encode())
+            signed.verify(self.domains)
+            expected = self.pinned().admin if signed.action == "onboard" else address
+            msg = signed.message
+            if (
+                signed.action not in ("onboard", "rotate_key")
+                or signed.actor.lower() != expected.lower()
+                or str(msg["member"]).lower() != address.lower()
+            ):
+                raise IntegrityError(
+                    f"record {record.seq} does not attest {address}'s key",
+                    code=ErrorCode.RECORD_MISMATCH,
+                )
+            attested = (int(msg["keySuite"]), bytes.fromhex(str(msg["encryptionKey"])[2:]))
+        if attested is None:
+            raise IntegrityError(
+                f"no signed record attests the key of {address}", code=ErrorCode.CHAIN_DISAGREES
+            )
+        return attested
+
+    def attested_content(self, dataset_id: int) -> bytes:
+        """A dataset's content hash as its registrant signed it in the Register record (the
+        owner may since have changed by an ADMIN reassignment; the content hash cannot)."""
+        records = self.call("GET", f"/v1/log/evidence/datasets/{dataset_id}", LogRecordsPublic)
+        for record in records.data:
+            signed = trust.signed_in(record.leaf.encode())
+            signed.verify(self.domains)
+            if signed.action == "register":
+                return bytes.fromhex(str(signed.message["contentHash"])[2:])
+        raise IntegrityError(
+            f"no signed Register attests dataset {dataset_id}", code=ErrorCode.CHAIN_DISAGREES
+        )
 
     def confirm(self, signed: SignedAction, seq: int | None = None) -> None:
         """Check that the broker logged exactly the action this member signed, in a signed head.
@@ -742,7 +788,13 @@ class BrokerClient:
         """
         keys = self.require_keys()
         view = self.chain_view()
-        registered = view.chain.dataset(dataset_id).content_hash
+        certificate = view.chain.dataset(dataset_id)
+        registered = certificate.content_hash
+        if not view.independent and (self.attested_content(dataset_id) != registered):
+            raise IntegrityError(
+                "the chain relay's content hash is not the one the owner signed; refusing",
+                code=ErrorCode.CHAIN_DISAGREES,
+            )
         with self.open_fetch(dataset_id) as (signed, response):
             claimed = response.headers.get(auth.H_CONTENT_HASH, "")
             if claimed.lower() != "0x" + registered.hex():
@@ -860,6 +912,14 @@ class BrokerClient:
             raise Forbidden(
                 f"{req.requester} is not an active member on chain", code=ErrorCode.NOT_ON_CHAIN
             )
+        if not view.independent:
+            attested = self.attested_key(req.requester)
+            if attested != (on_chain.key_suite, on_chain.encryption_key):
+                raise IntegrityError(
+                    "the chain relay's key for the requester is not the one its signed "
+                    "records attest; refusing to wrap",
+                    code=ErrorCode.CHAIN_DISAGREES,
+                )
         certificate = view.chain.dataset(req.dataset_id)
         if certificate.owner.lower() != keys.address.lower():
             raise Forbidden(
@@ -996,14 +1056,18 @@ class BrokerClient:
         p = self.pinned()
         view = self.chain_view()
         state = self.audit_state()
-        return verify(
-            BrokerLog(self),
-            ChainEvents(view.chain),
-            state,
-            domains=p.domains,
-            origin=p.origin,
-            progress=progress,
-        )
+        try:
+            return verify(
+                BrokerLog(self),
+                ChainEvents(view.chain, broker=p.broker),
+                state,
+                domains=p.domains,
+                origin=p.origin,
+                progress=progress,
+            )
+        finally:
+            if self.trust.directory is not None:
+                state.close()
 
     def log_head(self) -> LogHead:
         """The log's current tree head and the latest one anchored on chain."""

@@ -10,7 +10,10 @@ word (docs/threat-model.md):
 - **the chain is read through a node the member chooses** (``DRL_CHAIN_URL``): members' keys,
   datasets' content hashes and grants come from the contracts. A broker on the embedded chain
   has no independent node; reads then go through the broker's read-only relay and
-  :attr:`ChainView.independent` is False, which the CLI states plainly.
+  :attr:`ChainView.independent` is False, which the CLI states plainly. The SDK then also
+  checks the relay's key and content hash against the signed records that set them (the
+  ADMIN-signed Onboard or the member's RotateKey; the owner's Register): a broker can forge a
+  relay answer, not those signatures.
 - **each signed action is confirmed in a signed head.** After a write, the record the broker
   logged must hold exactly the action the member signed, be included in a checkpoint signed by
   the pinned BROKER key, and that checkpoint must extend the last one this member kept
@@ -197,6 +200,16 @@ class ChainView:
             "chain read through the broker (embedded chain): no independent node, so chain "
             "facts are the broker's word; signatures, checkpoints and proofs are still checked"
         )
+
+
+def signed_in(leaf: bytes) -> SignedAction:
+    """The signed action a log record holds (``record_malformed`` if none)."""
+    try:
+        return SignedAction.from_json(json.loads(leaf)["signed"])
+    except (ValueError, KeyError, TypeError, LedgerError):
+        raise IntegrityError(
+            "a log record holds no well-formed signed action", code=ErrorCode.RECORD_MALFORMED
+        ) from None
 
 
 def check_record(leaf: bytes, sent: SignedAction) -> dict[str, Any]:

@@ -66,6 +66,9 @@ def approve(
     owner = check_signed(ledger, signed, "grant")
     if not 0 < len(wrapped_key) <= 4096:
         raise InvalidInput("wrapped_key must be 1 to 4096 bytes")
+    if admin_approval is not None:  # checked as /cosign checks it, before anything is relayed
+        _check_approver(ledger, admin_approval)
+        _check_approved_terms(admin_approval, signed)
     with ledger.db.session() as session:
         request = _pending(session, request_id)
         target = dataset(session, request.dataset_id)
@@ -98,20 +101,30 @@ def cosign(ledger: Ledger, request_id: int, approval: SignedAction) -> Grant:
     AccessLedger checks the approval itself (ADMIN signer, deadline, the generation it creates,
     single use); the broker only checks that it names the terms the owner signed.
     """
-    signer = check_signed(ledger, approval, "approval")
-    policy.require_operator(signer, ledger.operator, "only the operator co-signs grants")
+    _check_approver(ledger, approval)
     with ledger.db.session() as session:
         request = _awaiting(session, request_id)
         signed = SignedAction.from_json(json.loads(request.pending_grant_json or "{}"))
         wrapped_key = bytes(request.pending_wrapped_key or b"")
     terms = _terms(signed)
+    _check_approved_terms(approval, signed)
+    return _relay_grant(ledger, request_id, signed, terms, wrapped_key, approval)
+
+
+def _check_approver(ledger: Ledger, approval: SignedAction) -> None:
+    """A GrantApproval, validly signed by the operator (the chain checks it holds ADMIN)."""
+    signer = check_signed(ledger, approval, "approval")
+    policy.require_operator(signer, ledger.operator, "only the operator co-signs grants")
+
+
+def _check_approved_terms(approval: SignedAction, grant: SignedAction) -> None:
+    """The approval names exactly the terms of the owner's signed ``grant``."""
     approved = {k: v for k, v in approval.message.items() if k in TERM_FIELDS}
-    if approved != {k: v for k, v in signed.message.items() if k in TERM_FIELDS}:
+    if approved != {k: v for k, v in grant.message.items() if k in TERM_FIELDS}:
         raise InvalidInput(
             "the approval names other terms than the owner's grant",
             code=ErrorCode.GRANT_MISMATCH,
         )
-    return _relay_grant(ledger, request_id, signed, terms, wrapped_key, approval)
 
 
 TERM_FIELDS = frozenset(

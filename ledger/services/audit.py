@@ -6,6 +6,8 @@ they are a party to (``ledger.services.policy``). Answers are the protocol's wir
 
 from __future__ import annotations
 
+import json
+
 from sqlmodel import col, select
 
 from ledger.errors import Forbidden, InvalidInput, NotFound
@@ -102,6 +104,43 @@ def find_record(
     if found is None:
         raise NotFound("no log record of that signed action", code=ErrorCode.NOT_FOUND)
     return _record_public(found)
+
+
+def member_evidence(ledger: Ledger, address: str) -> LogRecordsPublic:
+    """The signed records that set a member's encryption key: its Onboard (ADMIN-signed) and
+    its RotateKey records (member-signed), in log order.
+
+    A member reading the chain through the broker's relay checks the relay's answer against
+    these: the broker can serve a stale record, but cannot sign one with a key of its own.
+    """
+    with ledger.db.session() as session:
+        rows = session.exec(
+            select(LogRecord)
+            .where(col(LogRecord.action).in_(("onboard", "rotate_key")))
+            .order_by(col(LogRecord.seq))
+        )
+        data = [_record_public(r) for r in rows if _names_member(r.leaf, address)]
+    return LogRecordsPublic(data=data, count=len(data))
+
+
+def dataset_evidence(ledger: Ledger, dataset_id: int) -> LogRecordsPublic:
+    """The owner-signed Register record of a dataset (the content hash the owner attested)."""
+    with ledger.db.session() as session:
+        rows = session.exec(
+            select(LogRecord)
+            .where(LogRecord.dataset_id == dataset_id, LogRecord.action == "register")
+            .order_by(col(LogRecord.seq))
+        )
+        data = [_record_public(r) for r in rows]
+    return LogRecordsPublic(data=data, count=len(data))
+
+
+def _names_member(leaf: bytes, address: str) -> bool:
+    try:
+        member = str(json.loads(leaf)["signed"]["message"]["member"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return member.lower() == address.lower()
 
 
 def _record_public(r: LogRecord) -> LogRecordPublic:

@@ -5,8 +5,8 @@
 pinned deployment, kept checkpoints). Members act through the installed ``drl`` (``site.drl``)
 or the SDK (``site.sdk``), against the real broker or a stand-in. The attacker holds the
 broker host: its database (``site.db``), its blob store, the BROKER key
-(``site.attacker_chain()``, with the broker stopped so the embedded chain file is free) and, in
-the single-host setup, the ADMIN key too.
+(``site.attacker_chain()``; inside ``site.broker_stopped()``, which stops the broker only on the
+embedded chain, whose file one process holds) and, in the single-host setup, the ADMIN key too.
 """
 
 from __future__ import annotations
@@ -96,7 +96,14 @@ class Site:
 
     @contextmanager
     def broker_stopped(self) -> Iterator[None]:
-        """The broker down (its embedded chain file free), started again afterwards."""
+        """The broker down while the attacker uses its key, started again afterwards.
+
+        Only the embedded chain needs it (its file is locked to one process); on a node the
+        attacker sends beside the idle broker, whose next transaction resyncs its nonce.
+        """
+        if self.chain_url:
+            yield
+            return
         self.stop()
         try:
             yield
@@ -171,7 +178,7 @@ class Site:
 
     @contextmanager
     def attacker_chain(self) -> Iterator[LedgerChain]:
-        """The contracts, signing as the BROKER key read from the broker host (broker stopped)."""
+        """The contracts, signing as the BROKER key read from the broker host."""
         opened: OpenedChain = open_chain(
             self.broker_dir, PASSPHRASE, admin=None, chain_url=self.chain_url
         )
@@ -190,14 +197,21 @@ def _fund(chain_url: str, address: str) -> None:
 
     answer = httpx.post(
         chain_url,
-        json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance", "params": [address, hex(FUNDS)]},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "anvil_setBalance",
+            "params": [address, hex(FUNDS)],
+        },
         timeout=10,
     ).json()
     assert "error" not in answer, answer
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     """A broker of this module on each backend; stopped at the end of the module."""
     root = tmp_path_factory.mktemp(f"adversary-{request.param}")
     home = root / "srv"

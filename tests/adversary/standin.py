@@ -10,16 +10,21 @@ or never sent something (a receipt).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from eth_account.signers.local import LocalAccount
 
+from ledger.merkle import proofs as merkle
+from ledger.protocol.checkpoint import Checkpoint, sign_checkpoint
 
 #: Hop-by-hop and length headers the proxy sets itself.
 _SKIP = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})
@@ -36,14 +41,11 @@ class Answer:
     path: str = ""
     request_body: bytes = b""
 
-    def json(self) -> object:
-        import json
-
+    def json(self) -> Any:
         return json.loads(self.body)
 
     def with_json(self, value: object) -> Answer:
-        import json
-
+        self.status = 200
         self.body = json.dumps(value).encode()
         self.headers["content-type"] = "application/json"
         return self
@@ -93,7 +95,7 @@ def _handler(standin: StandIn, client: httpx.Client) -> type[BaseHTTPRequestHand
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
 
         def _relay(self) -> None:
@@ -124,7 +126,7 @@ def _handler(standin: StandIn, client: httpx.Client) -> type[BaseHTTPRequestHand
             self.end_headers()
             self.wfile.write(answer.body)
 
-        do_GET = do_POST = do_PUT = do_DELETE = _relay  # noqa: N815
+        do_GET = do_POST = do_PUT = do_DELETE = _relay
 
     return Handler
 
@@ -145,3 +147,87 @@ def stand_in(upstream: str) -> Iterator[StandIn]:
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+class ForgedLog:
+    """Another history of the flow log, served by a stand-in under the BROKER key's signature.
+
+    ``leaves()`` gives the raw records the stand-in shows, asked anew for every request (for a
+    fork or a rewrite: the real ones read from broker.db, some changed or added); the
+    checkpoint over them is signed with the real BROKER key (the attacker holds it), and
+    records and proofs are computed from them, so the forged history is self-consistent: only
+    a checkpoint kept from before can tell.
+    """
+
+    def __init__(
+        self, leaves: Callable[[], list[bytes]], broker: LocalAccount, origin: str
+    ) -> None:
+        self.leaves = leaves
+        self.broker = broker
+        self.origin = origin
+
+    def install(self, standin: StandIn) -> None:
+        standin.on("GET", r"/v1/log/checkpoint", self._checkpoint)
+        standin.on("GET", r"/v1/log/records", self._page)
+        standin.on("GET", r"/v1/log/records/\d+", self._one)
+        standin.on("GET", r"/v1/log/proofs/consistency", self._consistency)
+        standin.on("GET", r"/v1/log/proofs/inclusion", self._inclusion)
+
+    @staticmethod
+    def _record(leaves: list[bytes], seq: int) -> dict[str, object]:
+        leaf = leaves[seq]
+        record = json.loads(leaf)
+        return {
+            "seq": seq,
+            "action": record["signed"]["action"],
+            "actor": record["signed"]["actor"],
+            "dataset_id": None,
+            "leaf": leaf.decode(),
+            "leaf_hash": "0x" + merkle.leaf_hash(leaf).hex(),
+        }
+
+    def _checkpoint(self, a: Answer) -> Answer:
+        leaves = self.leaves()
+        root = merkle.root(leaves)
+        cp = Checkpoint(origin=self.origin, size=len(leaves), root=root)
+        note = sign_checkpoint(self.broker, cp)
+        return a.with_json({"note": note, "size": len(leaves), "root": "0x" + root.hex()})
+
+    def _page(self, a: Answer) -> Answer:
+        leaves, q = self.leaves(), _query(a.path)
+        after, limit = int(q.get("after", "-1")), int(q.get("limit", "100"))
+        seqs = range(max(after + 1, 0), min(after + 1 + limit, len(leaves)))
+        data = [self._record(leaves, s) for s in seqs]
+        return a.with_json({"data": data, "count": len(data)})
+
+    def _one(self, a: Answer) -> Answer:
+        seq = int(urlsplit(a.path).path.rsplit("/", 1)[1])
+        return a.with_json(self._record(self.leaves(), seq))
+
+    def _consistency(self, a: Answer) -> Answer:
+        leaves, q = self.leaves(), _query(a.path)
+        old, size = int(q["old_size"]), int(q.get("tree_size", len(leaves)))
+        path = merkle.consistency_proof(old, leaves[:size])
+        return a.with_json(self._proof(leaves, "consistency", size, path, old_size=old))
+
+    def _inclusion(self, a: Answer) -> Answer:
+        leaves, q = self.leaves(), _query(a.path)
+        seq, size = int(q["seq"]), int(q.get("tree_size", len(leaves)))
+        path = merkle.inclusion_proof(seq, leaves[:size])
+        return a.with_json(self._proof(leaves, "inclusion", size, path, seq=seq))
+
+    @staticmethod
+    def _proof(
+        leaves: list[bytes], kind: str, size: int, path: list[bytes], **extra: int
+    ) -> dict[str, object]:
+        return {
+            "kind": kind,
+            "tree_size": size,
+            "root": "0x" + merkle.root(leaves[:size]).hex(),
+            "path": ["0x" + p.hex() for p in path],
+            **extra,
+        }
+
+
+def _query(path: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
