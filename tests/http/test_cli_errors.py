@@ -129,3 +129,29 @@ def test_usage_errors_exit_2_without_traceback(broker: RunningBroker) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "pirate" in result.stderr
+
+
+def test_cosign_of_an_unknown_request(broker: RunningBroker) -> None:
+    one_line_error(broker.drl("admin", "cosign", "999"), "request_not_found")
+
+
+def test_reinstating_an_active_member(broker: RunningBroker) -> None:
+    one_line_error(broker.drl("admin", "reinstate", "ent"), "not_suspended")
+
+
+def test_a_department_cannot_verify_the_whole_log(broker: RunningBroker) -> None:
+    """`drl verify` reads every raw record: overseers only, refused in one line."""
+    one_line_error(broker.drl("verify", "--as", "office"), "wrong_role")
+
+
+def test_admin_commands_need_the_admin_key(broker: RunningBroker, tmp_path: Path) -> None:
+    """Without the ADMIN keystore on this machine, `drl admin` refuses in one line."""
+    import subprocess
+
+    from tests.support.broker import DRL
+
+    env = broker.env | {"DRL_ADMIN_KEY": str(tmp_path / "absent.key.json")}
+    result = subprocess.run(
+        [DRL, "admin", "reinstate", "ent"], capture_output=True, text=True, env=env, timeout=120
+    )
+    one_line_error(result, "key_not_found")

@@ -22,6 +22,7 @@ set up once per module so route order does not matter either.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ import pytest
 
 from ledger.client.member import MemberKeys, prepare_upload
 from ledger.crypto import generate_keypair
-from tests.support.authz_matrix import MATRIX, ROLES, Role, Route, markdown
-from tests.support.http_kit import RunningBroker, new_member, running_broker
+from ledger.keys import load_account
+from ledger.types import kind_code
+from tests.support.authz_matrix import MATRIX, ROLES, Role, Route, in_readme, markdown
+from tests.support.http_kit import PASSPHRASE, RunningBroker, new_member, running_broker
 from tests.support.http_probe import (
     Wire,
     grant_body,
@@ -54,6 +57,7 @@ MEMBER_ROLES: dict[str, tuple[str, str]] = {
     "regulator": ("regulator", "Data Protection Authority"),
     "suspended": ("enterprise", "Suspended Surveys"),
     "victim": ("enterprise", "To Be Suspended Ltd"),
+    "paroled": ("enterprise", "To Be Reinstated Ltd"),
 }
 
 
@@ -78,9 +82,12 @@ class Ctx:
     keys: dict[str, MemberKeys]
     dataset: dict[str, Any]  # the owner's dataset D; the grantee holds a grant on it
     second: dict[str, Any]  # the owner's dataset D2, for approve, deny and revoke
+    disputed: dict[str, Any]  # the owner's dataset D3, reassigned by the operator's probe
     grantee_request: dict[str, Any]  # the grantee's approved request on D
     to_approve: dict[str, Any]  # the enterprise's pending request on D2
     to_deny: dict[str, Any]  # the grantee's pending request on D2
+    to_cosign: dict[str, Any]  # the enterprise's request on SENSITIVE S, awaiting approval
+    fetch_nonce: int  # the grantee's fetch of D that has no receipt yet
     upload_url: str  # the owner's pending upload
     upload_bytes: bytes
     upload_digest: str
@@ -94,7 +101,7 @@ class Ctx:
         return self.keys[name].address
 
     def chain_nonce(self, role: Role, contract: str) -> int:
-        if role in ("unknown", "unsigned"):
+        if role in ("broker", "unknown", "unsigned"):
             return 0
         nonces = self.wire.get(self.keys["operator"], f"/v1/members/{self.address(role)}/nonces")
         return int(nonces[contract])
@@ -128,12 +135,13 @@ def _request(ctx: Ctx, who: str, dataset_id: int, *, uses: int = 20) -> dict[str
     return dict(response.json())
 
 
-def _approve(ctx: Ctx, request_id: int) -> None:
-    body = owner_grant_body(ctx.wire, ctx.keys["owner"], request_id)
+def _approve(ctx: Ctx, request_id: int, *, owner: str = "owner", status: str = "granted") -> None:
+    body = owner_grant_body(ctx.wire, ctx.keys[owner], request_id)
     response = ctx.wire.send(
-        ctx.keys["owner"], "POST", f"/v1/requests/{request_id}/approve", json_body=body
+        ctx.keys[owner], "POST", f"/v1/requests/{request_id}/approve", json_body=body
     )
     assert response.status_code == 201, response.text
+    assert response.json()["status"] == status, response.text
 
 
 def _upload_body(ctx: Ctx, role: Role) -> dict[str, Any]:
@@ -173,26 +181,50 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
         with broker.client("operator") as op:
             assert op.keys is not None
             keys["operator"] = op.keys
+        # The broker's own key: it relays and signs checkpoints, and has no standing at the API.
+        broker_key = load_account(home / "broker" / "broker.key.json", PASSPHRASE)
+        assert broker_key.address != keys["operator"].address
+        keys["broker"] = MemberKeys(account=broker_key, hpke=generate_keypair()[0])
         keys["unknown"] = keys["unsigned"] = stranger()
         work = root / "work"
         work.mkdir()
         with broker.client("owner") as owner:
             sources = []
-            for name, rows in (("harbour", "harbour,412"), ("quay", "quay,97")):
+            for name, rows in (
+                ("harbour", "harbour,412"),
+                ("quay", "quay,97"),
+                ("pier", "pier,31"),
+            ):
                 source = work / f"{name}.csv"
                 source.write_text(f"ward,roofs\n{rows}\n")
                 registered = owner.register(source, title=f"{name.title()} rooftops")
                 sources.append(registered.model_dump(mode="json"))  # raw JSON, as the probes send
-        dataset, second = sources
-        ctx = Ctx(broker, wire, keys, dataset, second, {}, {}, {}, "", b"", "", work)
+        dataset, second, disputed = sources
+        # SENSITIVE data of the other department (whose grant nonce no allowed probe moves: an
+        # owner's Grant waiting for the co-signature holds the owner's next AccessLedger nonce).
+        source = work / "ferry.csv"
+        source.write_text("ward,roofs\nferry,8\n")
+        with broker.client("department") as department:
+            sensitive = department.register(
+                source, title="Ferry rooftops", classification="sensitive"
+            ).model_dump(mode="json")
+        ctx = Ctx(
+            broker, wire, keys, dataset, second, disputed, {}, {}, {}, {}, 0, "", b"", "", work
+        )
         ctx.grantee_request = _request(ctx, "grantee", dataset["id"])
         _approve(ctx, ctx.grantee_request["id"])
         with broker.client("grantee") as grantee:
             grantee.fetch(dataset["id"], work / "delivered.csv")  # a delivery: it may rate
-            grantee.fetch(dataset["id"], work / "again.csv", acknowledge=False)  # may sign one
+            with grantee.open_fetch(dataset["id"]) as (fetch, response):  # may sign a receipt
+                response.read()
+                ctx.fetch_nonce = int(fetch.message["nonce"])
         _approve(ctx, _request(ctx, "suspended", dataset["id"])["id"])
+        ctx.to_cosign = _request(ctx, "enterprise", sensitive["id"])
+        _approve(ctx, ctx.to_cosign["id"], owner="department", status="awaiting_approval")
+        ctx.to_cosign = ctx.wire.get(keys["operator"], f"/v1/requests/{ctx.to_cosign['id']}")
         with broker.client("operator") as op:
             op.suspend(keys["suspended"].address)
+            op.suspend(keys["paroled"].address)
         _approve(ctx, _request(ctx, "department", second["id"])["id"])  # revoked by the probe
         ctx.to_approve = _request(ctx, "enterprise", second["id"])
         ctx.to_deny = _request(ctx, "grantee", second["id"])
@@ -230,7 +262,7 @@ def _onboard(ctx: Ctx, role: Role) -> Any:
         "onboard",
         {
             "member": stranger().address,
-            "kind": "enterprise",
+            "kind": kind_code("enterprise"),
             "name": f"Probe Co of {role}",
             "keySuite": 1,
             "encryptionKey": generate_keypair()[1].to_bytes(),
@@ -291,6 +323,7 @@ def _receipt(ctx: Ctx, role: Role) -> Any:
         "datasetId": ctx.dataset["id"],
         "contentHash": ctx.dataset["content_hash"],
         "grantGeneration": 1,
+        "fetchNonce": ctx.fetch_nonce,
     }
     return signed(keys, "receipt", message, ctx.wire.domains)
 
@@ -299,6 +332,48 @@ def _rating(ctx: Ctx, role: Role) -> Any:
     keys = ctx.signer(role)
     message = {"rater": keys.address, "datasetId": ctx.dataset["id"], "score": 4, "comment": "ok"}
     return signed(keys, "rate", message, ctx.wire.domains)
+
+
+def _rotate_key(ctx: Ctx, role: Role) -> Call:
+    """The role's own key rotated to its current one: allowed or not, nothing else changes."""
+    keys = ctx.signer(role)
+    message = {
+        "member": keys.address,
+        "keySuite": keys.hpke.suite.id,
+        "encryptionKey": keys.public_key.to_bytes(),
+    }
+    return Call(
+        "POST",
+        f"/v1/members/{keys.address}/key",
+        signed(keys, "rotate_key", message, ctx.wire.domains),
+    )
+
+
+def _reassign(ctx: Ctx, role: Role) -> Any:
+    reason = "The Port Authority showed the survey it commissioned in 2019."
+    message = {
+        "datasetId": ctx.disputed["id"],
+        "to": ctx.address("department"),
+        "reasonHash": hashlib.sha256(reason.encode()).digest(),
+    }
+    return {**signed(ctx.signer(role), "reassign", message, ctx.wire.domains), "reason": reason}
+
+
+def _cosign(ctx: Ctx, role: Role) -> Any:
+    """A GrantApproval for the exact terms the owner signed, for the generation it creates."""
+    grant = ctx.to_cosign["pending_grant"]["message"]
+    terms = {
+        k: grant[k]
+        for k in ("datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash")
+    }
+    return signed(ctx.signer(role), "approval", {**terms, "generation": 1}, ctx.wire.domains)
+
+
+def _mine(ctx: Ctx) -> str:
+    """The owner's registration looked up by its signature (as the SDK confirms an action)."""
+    record = ctx.wire.get(ctx.keys["operator"], f"/v1/log/records/{ctx.dataset['log_seq']}")
+    signature = json.loads(record["leaf"])["signed"]["signature"]
+    return f"/v1/log/records/mine?action=register&signature={signature}"
 
 
 def _put_upload(ctx: Ctx, role: Role) -> Call:
@@ -331,6 +406,13 @@ PROBES: dict[Route, Probe] = {
             c.signer(r), "suspend", {"member": c.address("victim")}, c.wire.domains
         ),
     ),
+    ("POST", "/v1/members/{address}/reinstate"): _post(
+        lambda c: f"/v1/members/{c.address('paroled')}/reinstate",
+        lambda c, r: signed(
+            c.signer(r), "reinstate", {"member": c.address("paroled")}, c.wire.domains
+        ),
+    ),
+    ("POST", "/v1/members/{address}/key"): _rotate_key,
     ("GET", "/v1/members/{address}/nonces"): _get(lambda c: f"/v1/members/{_owner(c)}/nonces"),
     ("GET", "/v1/members/{address}/credits"): _get(lambda c: f"/v1/members/{_owner(c)}/credits"),
     ("GET", "/v1/datasets"): _get(lambda c: "/v1/datasets"),
@@ -340,6 +422,9 @@ PROBES: dict[Route, Probe] = {
     ("GET", "/v1/datasets/{dataset_id}/owner-key"): _get(
         lambda c: f"/v1/datasets/{_d(c)}/owner-key"
     ),
+    ("POST", "/v1/datasets/{dataset_id}/reassign"): _post(
+        lambda c: f"/v1/datasets/{c.disputed['id']}/reassign", _reassign
+    ),
     ("POST", "/v1/datasets/{dataset_id}/fetch"): _post(
         lambda c: f"/v1/datasets/{_d(c)}/fetch", _fetch
     ),
@@ -348,6 +433,9 @@ PROBES: dict[Route, Probe] = {
     ("GET", "/v1/requests/{request_id}"): _get(lambda c: f"/v1/requests/{c.grantee_request['id']}"),
     ("POST", "/v1/requests/{request_id}/approve"): _post(
         lambda c: f"/v1/requests/{c.to_approve['id']}/approve", _approve_body
+    ),
+    ("POST", "/v1/requests/{request_id}/cosign"): _post(
+        lambda c: f"/v1/requests/{c.to_cosign['id']}/cosign", _cosign
     ),
     ("POST", "/v1/requests/{request_id}/deny"): _post(
         lambda c: f"/v1/requests/{c.to_deny['id']}/deny", _deny_body
@@ -360,10 +448,23 @@ PROBES: dict[Route, Probe] = {
     ("GET", "/v1/trace/members/{address}"): _get(lambda c: f"/v1/trace/members/{_owner(c)}"),
     ("GET", "/v1/verify"): _get(lambda c: "/v1/verify"),
     ("GET", "/v1/log/head"): _get(lambda c: "/v1/log/head"),
+    ("GET", "/v1/log/checkpoint"): _get(lambda c: "/v1/log/checkpoint"),
     ("GET", "/v1/log/records"): _get(lambda c: "/v1/log/records"),
+    ("GET", "/v1/log/evidence/members/{address}"): _get(
+        lambda c: f"/v1/log/evidence/members/{c.address('grantee')}"
+    ),
+    ("GET", "/v1/log/evidence/datasets/{dataset_id}"): _get(
+        lambda c: f"/v1/log/evidence/datasets/{_d(c)}"
+    ),
+    ("GET", "/v1/log/records/mine"): _get(_mine),
+    ("GET", "/v1/log/records/{seq}"): _get(lambda c: f"/v1/log/records/{c.dataset['log_seq']}"),
     ("GET", "/v1/log/proofs/inclusion"): _get(lambda c: "/v1/log/proofs/inclusion?seq=0"),
     ("GET", "/v1/log/proofs/consistency"): _get(lambda c: "/v1/log/proofs/consistency?old_size=1"),
     ("POST", "/v1/log/anchor"): _post(lambda c: "/v1/log/anchor"),
+    ("POST", "/v1/chain/rpc"): _post(
+        lambda c: "/v1/chain/rpc",
+        lambda c, r: {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+    ),
 }
 
 
@@ -413,4 +514,8 @@ def test_the_published_table_is_the_tested_one() -> None:
     page = ROOT / "docs" / "authorization.md"
     assert page.read_text(encoding="utf-8") == markdown(), (
         "docs/authorization.md is stale: run .venv/bin/python scripts/authz_table.py"
+    )
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == in_readme(readme), (
+        "the README's authorization table is stale: run .venv/bin/python scripts/authz_table.py"
     )

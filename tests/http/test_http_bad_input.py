@@ -30,6 +30,7 @@ import pytest
 
 from ledger.client.member import MemberKeys, PreparedUpload, prepare_upload, sign
 from ledger.protocol import http as auth
+from ledger.types import kind_code
 from tests.support.http_kit import RunningBroker, new_member, running_broker
 from tests.support.http_probe import (
     Snapshot,
@@ -55,6 +56,7 @@ MEMBERS = {
     "expiree": ("enterprise", "Short Lease Logistics"),
     "suspendee": ("enterprise", "Suspended Surveys"),
     "auditor": ("regulator", "Data Protection Authority"),
+    "curator": ("department", "City Archive"),
 }
 PURPOSE = "Planning of rooftop solar installations in the harbour ward"
 NOWHERE = 987_654
@@ -67,6 +69,7 @@ class World:
     keys: dict[str, MemberKeys]
     dataset: dict[str, Any]
     pending: dict[str, Any]
+    awaiting: dict[str, Any]  # plain's request on the curator's SENSITIVE data, awaiting approval
     grant_of: dict[str, int]
     expires_at: int
     work: Path
@@ -83,6 +86,14 @@ class World:
         before = self.snapshot()
         response = call()
         assert (response.status_code, error_code(response)) == (status, code), response.text
+        assert before.changes(self.snapshot()) == []
+        return response
+
+    def refused_with(self, call: Callable[[], httpx.Response], status: int) -> httpx.Response:
+        """Run ``call``: it must answer ``status`` and change nothing."""
+        before = self.snapshot()
+        response = call()
+        assert response.status_code == status, response.text
         assert before.changes(self.snapshot()) == []
         return response
 
@@ -152,10 +163,12 @@ def upload_body(prepared: PreparedUpload) -> dict[str, Any]:
 
 
 def _approve(world: World, request_id: int, **options: Any) -> dict[str, Any]:
+    """The office approves: the grant it made."""
     body = owner_grant_body(world.wire, world.keys["office"], request_id, **options)
     response = world.post("office", f"/v1/requests/{request_id}/approve", body)
     assert response.status_code == 201, response.text
-    return dict(response.json())
+    assert response.json()["status"] == "granted", response.text
+    return dict(response.json()["grant"])
 
 
 def _request(world: World, who: str, *, uses: int = 3) -> dict[str, Any]:
@@ -163,6 +176,23 @@ def _request(world: World, who: str, *, uses: int = 3) -> dict[str, Any]:
     response = world.post(who, "/v1/requests", body)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def _awaiting_cosignature(world: World) -> dict[str, Any]:
+    """The curator's SENSITIVE dataset requested by an enterprise: its grant awaits ADMIN."""
+    source = world.work / "archive.csv"
+    source.write_text("box,shelf\n1,A\n2,B\n")
+    with world.broker.client("curator") as curator:
+        sensitive = curator.register(source, title="Archive boxes", classification="sensitive")
+    body = world.request_body("plain", sensitive.id, days=1)
+    response = world.post("plain", "/v1/requests", body)
+    assert response.status_code == 201, response.text
+    request_id = int(response.json()["id"])
+    grant = owner_grant_body(world.wire, world.keys["curator"], request_id)
+    response = world.post("curator", f"/v1/requests/{request_id}/approve", grant)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "awaiting_approval", response.text
+    return dict(world.wire.get(world.operator, f"/v1/requests/{request_id}"))
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +216,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         source.write_text("ward,roofs\nharbour,412\nquay,97\n")
         with broker.client("office") as office:
             dataset = office.register(source, title="Harbour ward rooftops").model_dump(mode="json")
-        world = World(broker, wire, keys, dataset, {}, {}, 0, work)
+        world = World(broker, wire, keys, dataset, {}, {}, {}, 0, work)
         # First, so its few seconds run out while the rest is set up.
         expiring = _approve(
             world, _request(world, "expiree")["id"], lifetime=EXPIRING_GRANT_SECONDS
@@ -201,6 +231,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with broker.client("operator") as op:
             op.suspend(keys["suspendee"].address)
         world.pending = _request(world, "plain")
+        world.awaiting = _awaiting_cosignature(world)
         try:
             yield world
         finally:
@@ -662,6 +693,7 @@ def test_a_receipt_without_a_grant_is_refused(world: World) -> None:
             "datasetId": world.dataset["id"],
             "contentHash": world.dataset["content_hash"],
             "grantGeneration": 1,
+            "fetchNonce": 2**200,
         },
         world.wire.domains,
     )
@@ -688,6 +720,7 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
     domains = world.wire.domains
     d = world.dataset["id"]
     victim = world.keys["plain"].address
+    suspendee = world.keys["suspendee"].address
     upload = world.prepare("auditor", "auditor.csv", b"a,b\n1,2\n")
 
     def post(target: str, body: Any = None) -> Callable[[], httpx.Response]:
@@ -701,7 +734,7 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
                 "onboard",
                 {
                     "member": stranger().address,
-                    "kind": "enterprise",
+                    "kind": kind_code("enterprise"),
                     "name": "Shadow Co",
                     "keySuite": 1,
                     "encryptionKey": "0x" + "11" * 32,
@@ -711,6 +744,29 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
         ),
         ("POST", "/v1/members/{address}/suspend"): post(
             f"/v1/members/{victim}/suspend", signed(auditor, "suspend", {"member": victim}, domains)
+        ),
+        ("POST", "/v1/members/{address}/reinstate"): post(
+            f"/v1/members/{suspendee}/reinstate",
+            signed(auditor, "reinstate", {"member": suspendee}, domains),
+        ),
+        ("POST", "/v1/members/{address}/key"): post(
+            f"/v1/members/{auditor.address}/key",
+            signed(
+                auditor,
+                "rotate_key",
+                {
+                    "member": auditor.address,
+                    "keySuite": auditor.hpke.suite.id,
+                    "encryptionKey": auditor.public_key.to_bytes(),
+                },
+                domains,
+            ),
+        ),
+        ("POST", "/v1/datasets/{dataset_id}/reassign"): post(
+            f"/v1/datasets/{d}/reassign", reassign_body(auditor, world, d, to=auditor.address)
+        ),
+        ("POST", "/v1/requests/{request_id}/cosign"): post(
+            f"/v1/requests/{world.awaiting['id']}/cosign", approval_body(auditor, world)
         ),
         ("POST", "/v1/datasets/uploads"): post("/v1/datasets/uploads", upload_body(upload)),
         ("PUT", "/v1/datasets/uploads/{upload_id}"): lambda: world.put(
@@ -766,6 +822,7 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
                     "datasetId": d,
                     "contentHash": world.dataset["content_hash"],
                     "grantGeneration": 1,
+                    "fetchNonce": 2**200,
                 },
                 domains,
             ),
@@ -783,6 +840,10 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
     }
 
 
+#: POST routes that read: the read-only chain relay (a JSON-RPC call is a POST).
+READS_BY_POST = {("POST", "/v1/chain/rpc")}
+
+
 def test_every_write_by_a_regulator_is_refused(world: World) -> None:
     spec = world.wire.http.get("/openapi.json").json()
     writes = {
@@ -790,12 +851,15 @@ def test_every_write_by_a_regulator_is_refused(world: World) -> None:
         for path, operations in spec["paths"].items()
         for method in operations
         if method != "get"
-    }
+    } - READS_BY_POST
     calls = _regulator_writes(world)
     assert set(calls) == writes, "a write route has no regulator case here"
     operator_only = {
         ("POST", "/v1/members"),
         ("POST", "/v1/members/{address}/suspend"),
+        ("POST", "/v1/members/{address}/reinstate"),
+        ("POST", "/v1/datasets/{dataset_id}/reassign"),
+        ("POST", "/v1/requests/{request_id}/cosign"),
         ("POST", "/v1/log/anchor"),
     }
     for route, call in sorted(calls.items()):
@@ -869,4 +933,439 @@ def test_a_member_key_is_needed_for_every_action(world: World) -> None:
         ),
         403,
         "not_a_member",
+    )
+
+
+# -- the operator's actions: reinstatement, co-signature, reassignment -------------------------
+
+REASON = "The City Archive showed the survey it commissioned in 2019."
+TERM_FIELDS = ("datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash")
+
+
+def reassign_body(
+    keys: MemberKeys, world: World, dataset_id: int, *, to: str, reason: str = REASON
+) -> dict[str, Any]:
+    """A Reassign of ``dataset_id`` to ``to`` signed by ``keys``, with the reason it hashes."""
+    message = {
+        "datasetId": dataset_id,
+        "to": to,
+        "reasonHash": hashlib.sha256(REASON.encode()).digest(),
+    }
+    return {**signed(keys, "reassign", message, world.wire.domains), "reason": reason}
+
+
+def approval_body(keys: MemberKeys, world: World, **overrides: Any) -> dict[str, Any]:
+    """A GrantApproval signed by ``keys`` for the terms of the grant awaiting co-signature."""
+    grant = world.awaiting["pending_grant"]["message"]
+    message = {k: grant[k] for k in TERM_FIELDS} | {"generation": 1} | overrides
+    return signed(keys, "approval", message, world.wire.domains)
+
+
+def test_a_reinstatement_by_a_member_is_refused(world: World) -> None:
+    target = world.keys["suspendee"].address
+    for who in ("office", "coop", "suspendee"):
+        body = signed(world.keys[who], "reinstate", {"member": target}, world.wire.domains)
+        code = "member_suspended" if who == "suspendee" else "wrong_role"
+        world.refused(
+            lambda body=body, who=who: world.post(who, f"/v1/members/{target}/reinstate", body),
+            403,
+            code,
+        )
+
+
+def test_a_reinstatement_signed_by_another_key_is_refused(world: World) -> None:
+    """Sent by the operator, but signed by a member: MemberRegistry would refuse it anyway."""
+    target = world.keys["suspendee"].address
+    body = signed(world.keys["office"], "reinstate", {"member": target}, world.wire.domains)
+    world.refused(
+        lambda: world.post("operator", f"/v1/members/{target}/reinstate", body),
+        403,
+        "operator_only",
+    )
+
+
+def test_a_reinstatement_of_an_active_member_is_refused(world: World) -> None:
+    target = world.keys["coop"].address
+    body = signed(world.operator, "reinstate", {"member": target}, world.wire.domains)
+    world.refused(
+        lambda: world.post("operator", f"/v1/members/{target}/reinstate", body),
+        409,
+        "not_suspended",
+    )
+
+
+def test_a_reinstatement_naming_another_member_is_refused(world: World) -> None:
+    body = signed(
+        world.operator, "reinstate", {"member": world.keys["suspendee"].address}, world.wire.domains
+    )
+    target = f"/v1/members/{world.keys['coop'].address}/reinstate"
+    world.refused(lambda: world.post("operator", target, body), 422, "address_mismatch")
+
+
+def test_a_cosignature_by_a_non_operator_is_refused(world: World) -> None:
+    target = f"/v1/requests/{world.awaiting['id']}/cosign"
+    for who in ("curator", "plain", "office", "suspendee"):
+        body = approval_body(world.keys[who], world)
+        code = "member_suspended" if who == "suspendee" else "wrong_role"
+        world.refused(lambda body=body, who=who: world.post(who, target, body), 403, code)
+    keys = stranger()
+    body = approval_body(keys, world)
+    world.refused(
+        lambda: world.wire.send(keys, "POST", target, json_body=body), 403, "not_a_member"
+    )
+
+
+def test_a_cosignature_signed_by_another_key_is_refused(world: World) -> None:
+    """The operator relays an approval the owner signed itself: only ADMIN's counts."""
+    body = approval_body(world.keys["curator"], world)
+    target = f"/v1/requests/{world.awaiting['id']}/cosign"
+    world.refused(lambda: world.post("operator", target, body), 403, "operator_only")
+
+
+def test_a_cosignature_of_other_terms_is_refused(world: World) -> None:
+    body = approval_body(world.operator, world, maxUses=1000)
+    target = f"/v1/requests/{world.awaiting['id']}/cosign"
+    world.refused(lambda: world.post("operator", target, body), 422, "grant_mismatch")
+
+
+def test_a_cosignature_of_a_request_not_awaiting_it_is_refused(world: World) -> None:
+    body = approval_body(world.operator, world)
+    target = f"/v1/requests/{world.pending['id']}/cosign"
+    world.refused(lambda: world.post("operator", target, body), 409, "request_decided")
+    unknown = f"/v1/requests/{NOWHERE}/cosign"
+    world.refused(lambda: world.post("operator", unknown, body), 404, "request_not_found")
+
+
+def _sensitive_request(world: World, who: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fresh pending request by ``who`` on the curator's SENSITIVE data, and the curator's
+    approve body for it (without a co-signature)."""
+    body = world.request_body(who, int(world.awaiting["dataset_id"]), days=1)
+    response = world.post(who, "/v1/requests", body)
+    assert response.status_code == 201, response.text
+    request = dict(response.json())
+    return request, owner_grant_body(world.wire, world.keys["curator"], int(request["id"]))
+
+
+def test_an_approval_sent_with_the_grant_must_be_the_operators(world: World) -> None:
+    """The owner attaches a GrantApproval it signed itself: nothing is relayed or written."""
+    request, body = _sensitive_request(world, "coop")
+    terms = {k: body["signed"]["message"][k] for k in TERM_FIELDS}
+    own = signed(world.keys["curator"], "approval", {**terms, "generation": 1}, world.wire.domains)
+    body["admin_approval"] = own["signed"]
+    target = f"/v1/requests/{request['id']}/approve"
+    world.refused(lambda: world.post("curator", target, body), 403, "operator_only")
+
+
+def test_an_approval_of_another_kind_sent_with_the_grant_is_refused(world: World) -> None:
+    request, body = _sensitive_request(world, "plain")
+    curator = world.keys["curator"]
+    deny = {"owner": curator.address, "requestId": request["id"], "reason": "-"}
+    body["admin_approval"] = signed(curator, "deny", deny, world.wire.domains)["signed"]
+    target = f"/v1/requests/{request['id']}/approve"
+    world.refused(lambda: world.post("curator", target, body), 422, "wrong_action")
+
+
+def test_a_reassignment_by_a_member_is_refused(world: World) -> None:
+    d = world.dataset["id"]
+    for who in ("office", "other", "coop"):
+        body = reassign_body(world.keys[who], world, d, to=world.keys[who].address)
+        world.refused(
+            lambda body=body, who=who: world.post(who, f"/v1/datasets/{d}/reassign", body),
+            403,
+            "wrong_role",
+        )
+
+
+def test_a_reassignment_signed_by_another_key_is_refused(world: World) -> None:
+    d = world.dataset["id"]
+    body = reassign_body(world.keys["other"], world, d, to=world.keys["other"].address)
+    world.refused(
+        lambda: world.post("operator", f"/v1/datasets/{d}/reassign", body), 403, "operator_only"
+    )
+
+
+def test_a_reassignment_with_another_reason_is_refused(world: World) -> None:
+    d = world.dataset["id"]
+    body = reassign_body(world.operator, world, d, to=world.keys["other"].address, reason="-")
+    world.refused(
+        lambda: world.post("operator", f"/v1/datasets/{d}/reassign", body), 422, "invalid_field"
+    )
+
+
+def test_a_reassignment_naming_another_dataset_is_refused(world: World) -> None:
+    body = reassign_body(world.operator, world, NOWHERE, to=world.keys["other"].address)
+    target = f"/v1/datasets/{world.dataset['id']}/reassign"
+    world.refused(lambda: world.post("operator", target, body), 422, "address_mismatch")
+    target = f"/v1/datasets/{NOWHERE}/reassign"
+    world.refused(lambda: world.post("operator", target, body), 404, "dataset_not_found")
+
+
+@pytest.mark.parametrize(
+    ("to", "status", "code"),
+    [
+        ("auditor", 403, "regulator_read_only"),
+        ("suspendee", 403, "member_suspended"),
+        ("stranger", 403, "not_a_member"),
+    ],
+)
+def test_a_reassignment_to_no_active_producer_is_refused(
+    world: World, to: str, status: int, code: str
+) -> None:
+    d = world.dataset["id"]
+    address = stranger().address if to == "stranger" else world.keys[to].address
+    body = reassign_body(world.operator, world, d, to=address)
+    world.refused(lambda: world.post("operator", f"/v1/datasets/{d}/reassign", body), status, code)
+
+
+# -- key rotation: only the member itself -----------------------------------------------------
+
+
+def _rotation(keys: MemberKeys, world: World, member: str | None = None) -> dict[str, Any]:
+    message = {
+        "member": member or keys.address,
+        "keySuite": keys.hpke.suite.id,
+        "encryptionKey": keys.public_key.to_bytes(),
+    }
+    return signed(keys, "rotate_key", message, world.wire.domains)
+
+
+def test_the_operator_cannot_rotate_a_members_key(world: World) -> None:
+    coop = world.keys["coop"].address
+    body = _rotation(world.operator, world, member=coop)
+    world.refused(
+        lambda: world.post("operator", f"/v1/members/{coop}/key", body), 403, "wrong_role"
+    )
+
+
+def test_a_key_rotation_sent_by_another_member_is_refused(world: World) -> None:
+    coop = world.keys["coop"].address
+    body = _rotation(world.keys["coop"], world)  # coop's own, valid signature ...
+    world.refused(  # ... relayed by plain
+        lambda: world.post("plain", f"/v1/members/{coop}/key", body), 403, "not_actor"
+    )
+
+
+def test_a_key_rotation_for_another_address_is_refused(world: World) -> None:
+    body = _rotation(world.keys["coop"], world)
+    target = f"/v1/members/{world.keys['plain'].address}/key"
+    world.refused(lambda: world.post("coop", target, body), 422, "address_mismatch")
+
+
+def test_a_key_rotation_naming_another_member_is_refused(world: World) -> None:
+    """Signed by coop but naming plain as the member: the signer must be the member."""
+    coop = world.keys["coop"]
+    body = _rotation(coop, world, member=world.keys["plain"].address)
+    target = f"/v1/members/{coop.address}/key"
+    world.refused(lambda: world.post("coop", target, body), 400, "invalid_signature")
+
+
+def test_a_key_rotation_to_a_malformed_key_is_refused(world: World) -> None:
+    coop = world.keys["coop"]
+    message = {"member": coop.address, "keySuite": coop.hpke.suite.id, "encryptionKey": b"\x01"}
+    body = signed(coop, "rotate_key", message, world.wire.domains)
+    target = f"/v1/members/{coop.address}/key"
+    world.refused(lambda: world.post("coop", target, body), 422, "invalid_input")
+
+
+def test_a_key_rotation_by_a_suspended_member_is_refused(world: World) -> None:
+    keys = world.keys["suspendee"]
+    body = _rotation(keys, world)
+    target = f"/v1/members/{keys.address}/key"
+    world.refused(lambda: world.post("suspendee", target, body), 403, "member_suspended")
+
+
+# -- raw log records: one's own, or any for overseers -----------------------------------------
+
+
+def test_a_member_reads_its_own_log_records_only(world: World) -> None:
+    seq = int(world.dataset["log_seq"])  # the office's registration
+    assert world.wire.get(world.keys["office"], f"/v1/log/records/{seq}")["seq"] == seq
+    assert world.wire.get(world.keys["auditor"], f"/v1/log/records/{seq}")["seq"] == seq
+    assert world.wire.get(world.operator, f"/v1/log/records/{seq}")["seq"] == seq
+    for who in ("coop", "other", "plain"):
+        world.refused(
+            lambda who=who: world.wire.send(world.keys[who], "GET", f"/v1/log/records/{seq}"),
+            403,
+            "not_visible",
+        )
+    world.refused(
+        lambda: world.wire.send(world.keys["suspendee"], "GET", f"/v1/log/records/{seq}"),
+        403,
+        "member_suspended",
+    )
+
+
+def test_nobody_finds_another_members_record_by_its_signature(world: World) -> None:
+    """``/v1/log/records/mine`` searches the caller's own records only, overseers included."""
+    seq = int(world.dataset["log_seq"])
+    leaf = world.wire.get(world.operator, f"/v1/log/records/{seq}")["leaf"]
+    signature = json.loads(leaf)["signed"]["signature"]
+    target = f"/v1/log/records/mine?action=register&signature={signature}"
+    assert world.wire.get(world.keys["office"], target)["seq"] == seq
+    for who in ("coop", "other", "auditor", "operator"):
+        world.refused(
+            lambda who=who: world.wire.send(world.keys[who], "GET", target), 404, "not_found"
+        )
+    for bad in (
+        "/v1/log/records/mine?action=register&signature=0x1234",
+        f"/v1/log/records/mine?action=&signature={signature}",
+        f"/v1/log/records/mine?action={'x' * 33}&signature={signature}",
+        "/v1/log/records/mine?action=register",
+    ):
+        world.refused(
+            lambda bad=bad: world.wire.send(world.keys["office"], "GET", bad),
+            422,
+            "invalid_request",
+        )
+
+
+@pytest.mark.parametrize(
+    ("seq", "status", "code"),
+    [
+        (str(NOWHERE), 404, "not_found"),
+        ("-1", 422, "invalid_request"),
+        ("x", 422, "invalid_request"),
+    ],
+)
+def test_a_log_record_that_does_not_exist_is_refused(
+    world: World, seq: str, status: int, code: str
+) -> None:
+    world.refused(
+        lambda: world.wire.send(world.keys["auditor"], "GET", f"/v1/log/records/{seq}"),
+        status,
+        code,
+    )
+
+
+# -- the chain relay: read-only JSON-RPC, members only ----------------------------------------
+
+
+def _rpc(method: str, params: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 7, "method": method, "params": params or [], **extra}
+
+
+def test_the_relay_answers_a_read_only_call(world: World) -> None:
+    response = world.post("coop", "/v1/chain/rpc", _rpc("eth_chainId"))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["jsonrpc"], answer["id"]) == ("2.0", 7)
+    result = answer["result"]  # a node answers a hex quantity; the embedded chain an integer
+    assert (int(result, 16) if isinstance(result, str) else result) == world.wire.chain_id
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("eth_getLogs", [1]),
+        ("eth_getLogs", [{"topics": 7}]),
+        ("eth_call", ["x"]),
+        ("eth_getCode", [1, 2, 3, 4]),
+        ("eth_getBlockByNumber", [None, None]),
+        ("eth_getTransactionReceipt", [{"hash": []}]),
+    ],
+)
+def test_the_relay_answers_malformed_params_as_a_node_would(
+    world: World, method: str, params: list[Any]
+) -> None:
+    """A JSON-RPC error in a 200 answer, never a server error; nothing is written."""
+    response = world.refused_with(
+        lambda: world.post("coop", "/v1/chain/rpc", _rpc(method, params)), 200
+    )
+    answer = response.json()
+    assert "result" not in answer, answer
+    assert isinstance(answer["error"]["code"], int), answer
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("eth_sendRawTransaction", ["0x" + "f8" * 60]),
+        ("eth_sendTransaction", [{"from": "0x" + "11" * 20, "to": "0x" + "22" * 20}]),
+        ("eth_sign", ["0x" + "11" * 20, "0x00"]),
+        ("eth_signTransaction", [{"from": "0x" + "11" * 20}]),
+        ("eth_accounts", []),
+        ("personal_unlockAccount", ["0x" + "11" * 20, "", 60]),
+        ("evm_mine", []),
+        ("evm_increaseTime", [86400]),
+        ("evm_revert", [1]),
+        ("debug_traceTransaction", ["0x" + "00" * 32]),
+        ("eth_estimateGas", [{"to": "0x" + "22" * 20}]),
+        ("ETH_CHAINID", []),
+    ],
+)
+def test_the_relay_refuses_every_method_that_is_not_read_only(
+    world: World, method: str, params: list[Any]
+) -> None:
+    world.refused(
+        lambda: world.post("coop", "/v1/chain/rpc", _rpc(method, params)), 422, "invalid_field"
+    )
+
+
+def test_the_relay_refuses_malformed_calls_and_outsiders(world: World) -> None:
+    for body in (
+        _rpc("eth_chainId", admin=True),
+        {**_rpc("eth_chainId"), "jsonrpc": "1.0"},
+        _rpc("eth_getLogs", [{}] * 9),
+        _rpc("x" * 65),
+        [_rpc("eth_chainId"), _rpc("eth_blockNumber")],  # no batches
+    ):
+        world.refused(
+            lambda body=body: world.post("coop", "/v1/chain/rpc", body), 422, "invalid_request"
+        )
+    keys = stranger()
+    world.refused(
+        lambda: world.wire.send(keys, "POST", "/v1/chain/rpc", json_body=_rpc("eth_chainId")),
+        403,
+        "not_a_member",
+    )
+    world.refused(
+        lambda: world.wire.send(None, "POST", "/v1/chain/rpc", json_body=_rpc("eth_chainId")),
+        401,
+        "unauthenticated",
+    )
+    world.refused(
+        lambda: world.post("suspendee", "/v1/chain/rpc", _rpc("eth_chainId")),
+        403,
+        "member_suspended",
+    )
+
+
+# -- evidence: the signed records behind a member's key and a dataset's content hash ----------
+
+
+def test_evidence_is_the_signed_records_that_set_it(world: World) -> None:
+    coop = world.keys["coop"].address
+    members = world.wire.get(world.keys["plain"], f"/v1/log/evidence/members/{coop}")["data"]
+    assert [(r["action"], r["actor"]) for r in members] == [("onboard", world.operator.address)]
+    d = world.dataset["id"]
+    datasets = world.wire.get(world.keys["plain"], f"/v1/log/evidence/datasets/{d}")["data"]
+    assert [(r["action"], r["seq"]) for r in datasets] == [("register", world.dataset["log_seq"])]
+    assert world.wire.get(world.keys["plain"], f"/v1/log/evidence/datasets/{NOWHERE}") == {
+        "data": [],
+        "count": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "code"),
+    [
+        ("/v1/log/evidence/members/0x1234", 422, "bad_address"),
+        ("/v1/log/evidence/members/not-an-address", 422, "bad_address"),
+        ("/v1/log/evidence/datasets/abc", 422, "invalid_request"),
+        ("/v1/log/evidence/datasets/-1", 422, "invalid_request"),
+    ],
+)
+def test_evidence_of_malformed_ids_is_refused(
+    world: World, target: str, status: int, code: str
+) -> None:
+    world.refused(lambda: world.wire.send(world.keys["coop"], "GET", target), status, code)
+
+
+def test_evidence_is_for_members_only(world: World) -> None:
+    target = f"/v1/log/evidence/datasets/{world.dataset['id']}"
+    keys = stranger()
+    world.refused(lambda: world.wire.send(keys, "GET", target), 403, "not_a_member")
+    world.refused(lambda: world.wire.send(None, "GET", target), 401, "unauthenticated")
+    world.refused(
+        lambda: world.wire.send(world.keys["suspendee"], "GET", target), 403, "member_suspended"
     )

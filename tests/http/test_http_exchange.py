@@ -34,8 +34,11 @@ def test_sdk_walks_the_whole_exchange(broker: RunningBroker, tmp_path: Path) -> 
             dataset.id, purpose="rooftop solar potential study", days=30, uses=2
         )
         assert request.status == "pending"
-        grant = owner.approve(request.id)
-        assert grant.grantee == coop.address
+        approved = owner.approve(request.id)
+        assert approved.status == "granted"
+        assert approved.grant is not None
+        assert approved.grant.grantee == coop.address
+        assert not approved.chain_independent  # the embedded chain, read through the relay
         out = tmp_path / "received.csv"
         fetched = consumer.fetch(dataset.id, out)
         assert out.read_bytes() == SAMPLE.read_bytes()
@@ -47,16 +50,17 @@ def test_sdk_walks_the_whole_exchange(broker: RunningBroker, tmp_path: Path) -> 
     with broker.client("operator") as operator:
         anchored = operator.anchor()
         assert anchored.anchored
-        assert anchored.minted == 10
-        assert operator.credits(office.address).balance == 10
+        assert anchored.minted == 6  # the first credited delivery to a consumer (CreditRules)
+        assert operator.credits(office.address).balance == 6
     with broker.client("sdk-dpa") as regulator:
         trace = regulator.trace_dataset(dataset.id)
         actions = [f.action for f in trace.flows]
         assert actions == ["register", "request", "grant", "fetch", "receipt", "rate"]
-        report = regulator.verify()
+        assert regulator.self_check().ok  # the broker's word about itself ...
+        report = regulator.audit()  # ... and the regulator's own check, on its machine
         assert report.ok, report.problems
         head = regulator.log_head()
-        assert head.anchored_size == head.size
+        assert head.anchored_size == head.size == report.tree_size
 
 
 def test_cli_reproduces_the_exchange_by_hand(broker: RunningBroker, tmp_path: Path) -> None:
@@ -105,7 +109,12 @@ def test_cli_reproduces_the_exchange_by_hand(broker: RunningBroker, tmp_path: Pa
         )
     )
     assert "pending" in drl("access", "list", "--as", "cli-office")
-    grant = json.loads(drl("access", "approve", str(request["id"]), "--as", "cli-office", "--json"))
+    approved = json.loads(
+        drl("access", "approve", str(request["id"]), "--as", "cli-office", "--json")
+    )
+    assert approved["status"] == "granted"
+    assert approved["grantee_key_fingerprint"]
+    grant = approved["grant"]
     out = tmp_path / "out.csv"
     drl("dataset", "fetch", dataset_id, "--as", "cli-ent", "-o", str(out))
     assert out.read_bytes() == source.read_bytes()
@@ -117,7 +126,8 @@ def test_cli_reproduces_the_exchange_by_hand(broker: RunningBroker, tmp_path: Pa
     assert "DSC" in drl("credits", "--as", "cli-office")
     assert "fetch" in drl("trace", dataset_id, "--as", "cli-dpa")
     assert "revoke" in drl("trace", "--member", "cli-office", "--as", "cli-dpa")
-    assert "nothing altered" in drl("verify", "--as", "cli-dpa")
+    assert "verified on this machine" in drl("verify", "--as", "cli-dpa")
+    assert "self-check passed" in drl("admin", "self-check")
 
 
 def test_restarted_broker_reopens_the_same_chain_and_database(tmp_path: Path) -> None:
@@ -135,4 +145,5 @@ def test_restarted_broker_reopens_the_same_chain_and_database(tmp_path: Path) ->
         with second.client("office") as c:
             assert [d.title for d in c.datasets()] == ["Permits"]
         with second.client("operator") as op:
-            assert op.verify().ok
+            assert op.self_check().ok
+            assert op.audit().ok

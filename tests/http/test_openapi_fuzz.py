@@ -52,6 +52,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.routes.chain import READ_ONLY
 from ledger.client.member import prepare_upload
 from ledger.protocol import http as auth
 from ledger.protocol.actions import ACTIONS, Domains, sign_action
@@ -66,10 +67,14 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 ROUTE_ACTION = {
     "POST /v1/members": ("onboard", "operator"),
     "POST /v1/members/{address}/suspend": ("suspend", "operator"),
+    "POST /v1/members/{address}/reinstate": ("reinstate", "operator"),
+    "POST /v1/members/{address}/key": ("rotate_key", "fz-user"),
+    "POST /v1/datasets/{dataset_id}/reassign": ("reassign", "operator"),
     "POST /v1/datasets/uploads": ("register", "fz-owner"),
     "POST /v1/datasets/{dataset_id}/fetch": ("fetch", "fz-user"),
     "POST /v1/requests": ("request", "fz-user"),
     "POST /v1/requests/{request_id}/approve": ("grant", "fz-owner"),
+    "POST /v1/requests/{request_id}/cosign": ("approval", "operator"),
     "POST /v1/requests/{request_id}/deny": ("deny", "fz-owner"),
     "POST /v1/grants/revoke": ("revoke", "fz-owner"),
     "POST /v1/receipts": ("receipt", "fz-user"),
@@ -132,22 +137,31 @@ class SignEveryRequest(requests.auth.AuthBase):
 
 
 def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
-    """An owner, a consumer, a regulator; a dataset granted once and requested again."""
+    """An owner, a consumer, a regulator; a dataset granted once and requested again; a
+    SENSITIVE one whose grant awaits the operator; a suspended member."""
     owner = new_member(broker, "fz-owner", "department", "Fuzz Department")
     consumer = new_member(broker, "fz-user", "enterprise", "Fuzz Enterprise")
     regulator = new_member(broker, "fz-reg", "regulator", "Fuzz Regulator")
     other = new_member(broker, "fz-other", "enterprise", "Fuzz Other")
+    gone = new_member(broker, "fz-gone", "enterprise", "Fuzz Suspended")
     source = work / "rows.csv"
     source.write_text("id,value\n" + "".join(f"{i},{i * i}\n" for i in range(200)))
+    secret = work / "secret.csv"
+    secret.write_text("id\n7\n")
     with (
         broker.client("fz-owner") as own,
         broker.client("fz-user") as use,
         broker.client("fz-other") as oth,
     ):
         dataset = own.register(source, title="Fuzz rows")
+        sensitive = own.register(secret, title="Fuzz secret", classification="sensitive")
         granted = use.request_access(dataset.id, purpose="fuzzing the broker", days=30, uses=3)
         own.approve(granted.id)
         pending = oth.request_access(dataset.id, purpose="fuzzing the broker again", days=7, uses=1)
+        awaiting = oth.request_access(
+            sensitive.id, purpose="fuzzing the co-signature", days=7, uses=1
+        )
+        assert own.approve(awaiting.id).status == "awaiting_approval"
         # An upload intent that stays open, so PUT /datasets/uploads/{id} finds a row.
         second = work / "more.csv"
         second.write_text("id\n1\n2\n")
@@ -160,14 +174,24 @@ def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
             chain_nonce=own.nonces().data_registry,
         )
         intent = own.begin_upload(prepared)
+        head = own.log_head()
     with broker.client("operator") as op:
         operator = op.require_keys().address
+        op.suspend(gone.address)
     return {
-        "dataset_id": [dataset.id],
-        "request_id": [granted.id, pending.id],
-        "address": [operator, owner.address, consumer.address, regulator.address, other.address],
+        "dataset_id": [dataset.id, sensitive.id],
+        "request_id": [granted.id, pending.id, awaiting.id],
+        "address": [
+            operator,
+            owner.address,
+            consumer.address,
+            regulator.address,
+            other.address,
+            gone.address,
+        ],
         "upload_id": [intent.upload_id],
-        "content_hash": [dataset.content_hash],
+        "content_hash": [dataset.content_hash, sensitive.content_hash],
+        "seq": list(range(head.size)),
     }
 
 
@@ -262,6 +286,36 @@ def _signed_action(fuzz: Fuzz, action: str, usual: str) -> st.SearchStrategy[dic
     return st.sampled_from(signers).flatmap(for_signer)
 
 
+def _rpc_params(fuzz: Fuzz) -> st.SearchStrategy[list[Any]]:
+    """Parameters for a relayed read-only call: real ones, plausible ones and junk."""
+    addresses = [a.lower() for a in fuzz.known["address"]]
+    tags = st.sampled_from(["latest", "earliest", "pending", "safe", "finalized", "0x0", "0x1"])
+    scalar = st.one_of(
+        tags,
+        st.sampled_from(addresses),
+        st.integers(-(2**70), 2**70),
+        st.booleans(),
+        st.none(),
+        st.text(max_size=20),
+        st.binary(max_size=40).map(lambda b: "0x" + b.hex()),
+    )
+    call = st.fixed_dictionaries(
+        {},
+        optional={
+            "to": st.one_of(st.sampled_from(addresses), scalar),
+            "from": scalar,
+            "data": st.binary(max_size=68).map(lambda b: "0x" + b.hex()),
+            "fromBlock": st.one_of(tags, scalar),
+            "toBlock": st.one_of(tags, scalar),
+            "address": st.one_of(st.sampled_from(addresses), scalar),
+            "topics": st.lists(st.one_of(scalar, st.lists(scalar, max_size=2)), max_size=4),
+            "blockHash": scalar,
+        },
+    )
+    value = st.one_of(scalar, call, st.lists(scalar, max_size=3))
+    return st.lists(value, max_size=4)
+
+
 @pytest.fixture(scope="module")
 def broker_openapi(fuzz: Fuzz) -> schemathesis.BaseSchema:
     schema = schemathesis.openapi.from_url(f"{fuzz.broker.url}/openapi.json")
@@ -281,7 +335,18 @@ def broker_openapi(fuzz: Fuzz) -> schemathesis.BaseSchema:
 
     @schema.hook
     def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
-        route = ROUTE_ACTION.get(context.operation.label) if context.operation else None
+        label = context.operation.label if context.operation else None
+        if label == "POST /v1/chain/rpc" and isinstance(body, dict) and "method" in body:
+            relayed = st.fixed_dictionaries(
+                {
+                    "jsonrpc": st.just("2.0"),
+                    "id": st.integers(0, 2**31),
+                    "method": st.sampled_from(sorted(READ_ONLY)),
+                    "params": _rpc_params(fuzz),
+                }
+            )
+            return st.one_of(st.just(body), relayed, relayed)
+        route = ROUTE_ACTION.get(label) if label else None
         if route is None or not isinstance(body, dict) or "signed" not in body:
             return st.just(body)
         signed = _signed_action(fuzz, *route).map(lambda s: {**body, "signed": s})

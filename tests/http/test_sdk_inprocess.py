@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from api.main import create_app
 from ledger.broker import open_broker
 from ledger.client.member import MemberKeys
-from ledger.client.sdk import BrokerClient, BrokerError, Fetched, error_for
+from ledger.client.sdk import Approved, BrokerClient, BrokerError, Fetched, error_for, fingerprint
 from ledger.crypto import generate_keypair
 from ledger.errors import (
     BrokerUnreachable,
@@ -34,9 +34,11 @@ from ledger.errors import (
     PayloadTooLarge,
     Unauthenticated,
 )
+from ledger.keys import load_account
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
+    ApproveOut,
     Config,
     DatasetPublic,
     DeliveryPublic,
@@ -79,8 +81,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
         )
         broker = open_broker(settings, PASSPHRASE)
     try:
-        # The operator never decrypts: its HPKE key is unused (as in ``drl``).
-        operator = MemberKeys(account=broker.opened.chain.account, hpke=generate_keypair()[0])
+        # The operator signs with the ADMIN key the first start created (not the broker key);
+        # it never decrypts: its HPKE key is unused (as in ``drl``).
+        admin = load_account(settings.admin_key_path, PASSPHRASE)
+        assert admin.address != broker.opened.chain.account.address
+        operator = MemberKeys(account=admin, hpke=generate_keypair()[0])
         with TestClient(create_app(broker), base_url=BASE_URL) as http:
             work = root / "work"
             work.mkdir()
@@ -105,7 +110,8 @@ def test_the_whole_exchange_answers_wire_models(world: InProcess) -> None:
         config = anonymous.config()
         assert isinstance(config, Config)
         assert isinstance(anonymous.health(), Health)
-        assert config.operator == world.operator.address
+        assert config.operator == config.admin == world.operator.address
+        assert config.broker != config.admin
 
     office = onboard(world, world.owner, "department", "District Planning Office")
     coop = onboard(world, world.consumer, "enterprise", "Harbour Solar Cooperative")
@@ -138,8 +144,17 @@ def test_the_whole_exchange_answers_wire_models(world: InProcess) -> None:
         assert (request.status, request.requester) == ("pending", world.consumer.address)
         assert owner.requests() == [request]
 
-        grant = owner.approve(request.id)
+        approved = owner.approve(request.id)
+        assert isinstance(approved, Approved)
+        assert approved.status == "granted"
+        # Wrapped to the key registered on chain, read through the broker's relay (embedded).
+        assert approved.grantee_key_fingerprint == fingerprint(
+            world.consumer.hpke.suite.id, world.consumer.public_key.to_bytes()
+        )
+        assert not approved.chain_independent
+        grant = approved.grant
         assert isinstance(grant, GrantPublic)
+        assert approved.request.status == "approved"
         assert (grant.grantee, grant.dataset_id, grant.max_uses) == (
             world.consumer.address,
             dataset.id,
@@ -160,8 +175,73 @@ def test_the_whole_exchange_answers_wire_models(world: InProcess) -> None:
         assert receipt.content_hash == dataset.content_hash
         assert receipt.grant_generation == grant.generation
 
+        # Each action above was confirmed in a head signed by the BROKER key, which grew.
+        checkpoint = consumer.checkpoint()
+        assert checkpoint.signer == config.broker
+        assert checkpoint.size == consumer.log_head().size
+
     # An injected HTTP client stays open after the SDK closes: it belongs to the caller.
     assert world.http.get("/v1/health").status_code == 200
+
+
+def test_a_sensitive_grant_to_an_enterprise_waits_for_the_operator(world: InProcess) -> None:
+    """The owner's grant waits (``awaiting_approval``); the operator's co-signature relays it."""
+    source = world.work / "sensitive.csv"
+    source.write_text("ward,households\nHarbour,1204\n")
+    with world.client(world.owner) as owner, world.client(world.consumer) as consumer:
+        dataset = owner.register(source, title="Harbour households", classification="sensitive")
+        request = consumer.request_access(dataset.id, purpose="energy advice", days=7, uses=1)
+        waiting = owner.approve(request.id)
+        assert (waiting.status, waiting.grant) == ("awaiting_approval", None)
+        assert waiting.request.status == "awaiting_approval"
+        assert waiting.request.pending_grant is not None
+        with pytest.raises(Forbidden) as refused:  # a member cannot co-sign
+            consumer.cosign(request.id)
+        assert refused.value.code == ErrorCode.WRONG_ROLE
+    with world.client(world.operator) as op:
+        cosigned = op.cosign(request.id)
+        assert isinstance(cosigned, ApproveOut)
+        assert cosigned.status == "granted"
+        assert cosigned.grant is not None
+        assert cosigned.grant.grantee == world.consumer.address
+        with pytest.raises(Conflict) as again:  # single use: the request is decided
+            op.cosign(request.id)
+        assert again.value.code == ErrorCode.REQUEST_DECIDED
+    with world.client(world.consumer) as consumer:
+        fetched = consumer.fetch(dataset.id, world.work / "households.csv")
+        assert fetched.uses_left == 0
+
+
+def test_only_the_member_rotates_its_key_and_the_operator_reinstates(world: InProcess) -> None:
+    new_hpke = generate_keypair()[0]
+    with world.client(world.consumer) as consumer:
+        rotated = consumer.rotate_key(new_hpke.suite.id, new_hpke.public_key().to_bytes())
+        assert rotated.encryption_key == "0x" + new_hpke.public_key().to_bytes().hex()
+        view = consumer.chain_view()
+        on_chain = view.chain.member(world.consumer.address)
+        assert on_chain.encryption_key == new_hpke.public_key().to_bytes()
+        # back to the key the other tests decrypt with
+        consumer.rotate_key(world.consumer.hpke.suite.id, world.consumer.public_key.to_bytes())
+    with world.client(world.operator) as op:
+        with pytest.raises(Forbidden) as refused:  # ADMIN cannot replace a member's key
+            op.call(
+                "POST",
+                f"/v1/members/{world.consumer.address}/key",
+                MemberPublic,
+                body=op.signed_body(
+                    op.sign(
+                        "rotate_key",
+                        {
+                            "member": world.consumer.address,
+                            "keySuite": new_hpke.suite.id,
+                            "encryptionKey": new_hpke.public_key().to_bytes(),
+                        },
+                    )
+                ),
+            )
+        assert refused.value.code == ErrorCode.WRONG_ROLE
+        assert op.suspend(world.consumer.address).status == "suspended"
+        assert op.reinstate(world.consumer.address).status == "active"
 
 
 def test_a_request_signed_with_another_key_is_unauthenticated(world: InProcess) -> None:

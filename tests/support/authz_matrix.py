@@ -17,6 +17,7 @@ from typing import Final, Literal
 
 Role = Literal[
     "operator",
+    "broker",
     "owner",
     "department",
     "grantee",
@@ -29,6 +30,7 @@ Role = Literal[
 
 ROLES: Final[tuple[Role, ...]] = (
     "operator",
+    "broker",
     "owner",
     "department",
     "grantee",
@@ -41,6 +43,7 @@ ROLES: Final[tuple[Role, ...]] = (
 
 ROLE_TITLES: Final[dict[Role, str]] = {
     "operator": "operator",
+    "broker": "broker key",
     "owner": "owner department",
     "department": "other department",
     "grantee": "enterprise with grant",
@@ -52,7 +55,15 @@ ROLE_TITLES: Final[dict[Role, str]] = {
 }
 
 ROLE_MEANINGS: Final[dict[Role, str]] = {
-    "operator": "the data bureau's operator key (ADMIN on chain); runs the broker, owns no data",
+    "operator": (
+        "the data bureau's ADMIN key (`drl admin`, `--as operator`): signs onboarding, "
+        "suspension, reinstatement, co-signatures and reassignments; it may live off the broker "
+        "host; owns no data"
+    ),
+    "broker": (
+        "the broker's own BROKER key (it relays, anchors and signs checkpoints): it has no "
+        "standing at the API, so it cannot act as the operator or as a member"
+    ),
     "owner": "the department that registered the dataset the probe aims at",
     "department": "another department, with no grant on that dataset",
     "grantee": "an enterprise holding a usable grant on that dataset",
@@ -87,6 +98,7 @@ def no(status: int, code: str) -> Cell:
 
 
 _OUTSIDERS: Final[dict[Role, Cell]] = {
+    "broker": no(403, "not_a_member"),
     "unknown": no(403, "not_a_member"),
     "suspended": no(403, "member_suspended"),
     "unsigned": no(401, "unauthenticated"),
@@ -137,6 +149,8 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
     ("GET", "/v1/members"): _members_read(),
     ("GET", "/v1/members/{address}"): _members_read(),
     ("POST", "/v1/members/{address}/suspend"): _operator_only(),
+    ("POST", "/v1/members/{address}/reinstate"): _operator_only(),
+    ("POST", "/v1/members/{address}/key"): _producers(ok()),
     ("GET", "/v1/members/{address}/nonces"): _members_read(),
     ("GET", "/v1/members/{address}/credits"): _members_read(),
     ("GET", "/v1/datasets"): _members_read(),
@@ -144,6 +158,7 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
     ("POST", "/v1/datasets/uploads"): _producers(ok(201)),
     ("PUT", "/v1/datasets/uploads/{upload_id}"): _producers(_NOT_OWNER, owner=ok(201)),
     ("GET", "/v1/datasets/{dataset_id}/owner-key"): _producers(_NOT_OWNER, owner=ok()),
+    ("POST", "/v1/datasets/{dataset_id}/reassign"): _operator_only(),
     ("POST", "/v1/datasets/{dataset_id}/fetch"): _producers(
         no(403, "no_grant"), owner=no(422, "own_dataset"), grantee=ok()
     ),
@@ -153,6 +168,7 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
         owner=ok(), grantee=ok(), department=_NOT_VISIBLE, enterprise=_NOT_VISIBLE
     ),
     ("POST", "/v1/requests/{request_id}/approve"): _producers(_NOT_OWNER, owner=ok(201)),
+    ("POST", "/v1/requests/{request_id}/cosign"): _operator_only(201),
     ("POST", "/v1/requests/{request_id}/deny"): _producers(_NOT_OWNER, owner=ok()),
     ("GET", "/v1/grants"): _members_read(),
     ("POST", "/v1/grants/revoke"): _producers(_NOT_OWNER, owner=ok()),
@@ -166,44 +182,57 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
     ),
     ("GET", "/v1/verify"): _overseers(),
     ("GET", "/v1/log/head"): _members_read(),
+    ("GET", "/v1/log/checkpoint"): _members_read(),
     ("GET", "/v1/log/records"): _overseers(),
+    ("GET", "/v1/log/evidence/members/{address}"): _members_read(),
+    ("GET", "/v1/log/evidence/datasets/{dataset_id}"): _members_read(),
+    ("GET", "/v1/log/records/mine"): {role: no(404, "not_found") for role in ROLES}
+    | {"owner": ok()}
+    | _OUTSIDERS,
+    ("GET", "/v1/log/records/{seq}"): _overseers(
+        owner=ok(), **dict.fromkeys(("department", "grantee", "enterprise"), _NOT_VISIBLE)
+    ),
     ("GET", "/v1/log/proofs/inclusion"): _members_read(),
     ("GET", "/v1/log/proofs/consistency"): _members_read(),
     ("POST", "/v1/log/anchor"): _operator_only(),
+    ("POST", "/v1/chain/rpc"): _members_read(),
 }
 
 #: What the probes of a route aim at, where it acts on one object.
 PROBE_TARGETS: Final[dict[Route, str]] = {
     ("POST", "/v1/members/{address}/suspend"): "another member",
+    ("POST", "/v1/members/{address}/reinstate"): "a suspended member",
+    ("POST", "/v1/members/{address}/key"): "one's own key",
     ("PUT", "/v1/datasets/uploads/{upload_id}"): "the owner's pending upload",
     ("GET", "/v1/datasets/{dataset_id}/owner-key"): "the owner's dataset",
+    ("POST", "/v1/datasets/{dataset_id}/reassign"): "a disputed dataset, to another department",
     ("POST", "/v1/datasets/{dataset_id}/fetch"): "the owner's dataset",
     ("POST", "/v1/requests"): "access to the owner's dataset, for oneself",
     ("GET", "/v1/requests/{request_id}"): "the grantee's request",
     ("POST", "/v1/requests/{request_id}/approve"): "a pending request to the owner",
+    ("POST", "/v1/requests/{request_id}/cosign"): (
+        "a department's grant of SENSITIVE data to an enterprise, awaiting approval"
+    ),
     ("POST", "/v1/requests/{request_id}/deny"): "a pending request to the owner",
     ("POST", "/v1/grants/revoke"): "a grant on the owner's dataset",
     ("POST", "/v1/receipts"): "a delivery of the owner's dataset",
     ("POST", "/v1/ratings"): "the owner's dataset",
     ("GET", "/v1/trace/datasets/{dataset_id}"): "the owner's dataset",
     ("GET", "/v1/trace/members/{address}"): "the owner",
+    ("GET", "/v1/log/evidence/members/{address}"): "the grantee's Onboard and RotateKey records",
+    ("GET", "/v1/log/evidence/datasets/{dataset_id}"): "the owner's Register record",
+    ("GET", "/v1/log/records/mine"): (
+        "the owner's registration, by its signature: the caller's own records only"
+    ),
+    ("GET", "/v1/log/records/{seq}"): "the owner's registration",
+    ("POST", "/v1/chain/rpc"): "`eth_blockNumber`",
 }
 
 
-def markdown() -> str:
-    """The matrix as the Markdown page ``docs/authorization.md``."""
+def table() -> str:
+    """The matrix as a Markdown table followed by the roles' meanings (page and README)."""
     head = ["Route", *(ROLE_TITLES[r] for r in ROLES)]
     lines = [
-        "# Authorization matrix",
-        "",
-        "<!-- Generated by scripts/authz_table.py from tests/support/authz_matrix.py;"
-        " do not edit. -->",
-        "",
-        "Every route of the broker API times every role, as `tests/http/test_http_authz.py` "
-        "checks it against a running broker. ✓ means allowed; ✗ gives the status and the error "
-        "`code` of the refusal. A refused write changes nothing: no row, no log record, no blob, "
-        "no transaction.",
-        "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] * len(head)) + "|",
     ]
@@ -216,3 +245,32 @@ def markdown() -> str:
     lines += ["", "Roles:", ""]
     lines += [f"- **{ROLE_TITLES[r]}**: {ROLE_MEANINGS[r]}." for r in ROLES]
     return "\n".join(lines) + "\n"
+
+
+def markdown() -> str:
+    """The matrix as the Markdown page ``docs/authorization.md``."""
+    intro = [
+        "# Authorization matrix",
+        "",
+        "<!-- Generated by scripts/authz_table.py from tests/support/authz_matrix.py;"
+        " do not edit. -->",
+        "",
+        "Every route of the broker API times every role, as `tests/http/test_http_authz.py` "
+        "checks it against a running broker. ✓ means allowed; ✗ gives the status and the error "
+        "`code` of the refusal. A refused write changes nothing: no row, no log record, no blob, "
+        "no transaction.",
+        "",
+    ]
+    return "\n".join(intro) + "\n" + table()
+
+
+#: The README's copy of :func:`table` sits between these two lines.
+README_BEGIN: Final = "<!-- authz-table: generated by scripts/authz_table.py; do not edit -->"
+README_END: Final = "<!-- /authz-table -->"
+
+
+def in_readme(readme: str) -> str:
+    """``readme`` with the text between the markers replaced by :func:`table`."""
+    start = readme.index(README_BEGIN) + len(README_BEGIN)
+    end = readme.index(README_END, start)
+    return readme[:start] + "\n\n" + table() + "\n" + readme[end:]

@@ -58,7 +58,7 @@ class RunningBroker:
             from ledger.client.member import MemberKeys
             from ledger.crypto import generate_keypair
 
-            account = load_account(self.home / "broker" / "operator.key.json", PASSPHRASE)
+            account = load_account(self.home / "admin" / "admin.key.json", PASSPHRASE)
             return BrokerClient(self.url, MemberKeys(account=account, hpke=generate_keypair()[0]))
         return BrokerClient(self.url, keystore.unlock(self.home, handle, PASSPHRASE))
 

@@ -54,8 +54,10 @@ class Wire:
         self.domains = Domains(
             chain_id=self.chain_id,
             flow_log=config["flow_log"],
+            member_registry=config["member_registry"],
             data_registry=config["data_registry"],
             access_ledger=config["access_ledger"],
+            sharing_credits=config["sharing_credits"],
         )
 
     def close(self) -> None:

@@ -67,6 +67,19 @@ def test_the_sdk_and_the_member_commands_load_no_broker_stack() -> None:
     assert sorted(member.modules & set(BROKER_ONLY)) == []
 
 
+def test_the_members_own_checks_load_no_broker_stack() -> None:
+    """`drl verify`, `drl trace` and every SDK write check the broker on the member's machine:
+    the pinned deployment, signed checkpoints, the chain read through a node or the broker's
+    relay, and the local audit. None of it may need the broker's stack."""
+    checks = probe(
+        "import ledger.client.sdk, ledger.client.trust, ledger.client.relay\n"
+        "import ledger.client.audit_sources, ledger.audit, ledger.protocol.checkpoint\n"
+        "import ledger.chain.client, ledger.chain.rpc\n"
+    )
+    assert {"ledger", "web3", "httpx"} <= checks.modules
+    assert sorted(checks.modules & set(BROKER_ONLY)) == []
+
+
 def test_drl_help_lists_every_command_without_loading_the_broker_stack() -> None:
     shown = probe(
         "from ledger.cli import app\n"
