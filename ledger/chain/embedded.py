@@ -728,6 +728,9 @@ def relay_embedded(
     result = (tester_result_formatters or {}).get(endpoint)
     if "result" in answer and result is not None:
         answer["result"] = result(answer["result"])
+    quantity = answer.get("result")
+    if isinstance(quantity, int) and not isinstance(quantity, bool):
+        answer["result"] = hex(quantity)  # a quantity, as a node sends it
     relayed: dict[str, Any] = json.loads(Web3.to_json(answer))
     return relayed
 

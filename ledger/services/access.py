@@ -30,11 +30,13 @@ from ledger.services.context import (
 from ledger.store.models import AccessRequest, Grant, Member, WrappedKey
 
 
-def _pending(session: Session, request_id: int) -> AccessRequest:
+def _pending(session: Session, request_id: int, *, awaiting: bool = False) -> AccessRequest:
+    """A request still to decide; with ``awaiting``, also one whose grant awaits co-signature
+    (its owner may sign the grant again, e.g. when another grant used the nonce it named)."""
     request = session.get(AccessRequest, request_id) if 0 <= request_id <= MAX_ROW_ID else None
     if request is None:
         raise NotFound(f"no access request {request_id}", code=ErrorCode.REQUEST_NOT_FOUND)
-    if request.status != "pending":
+    if request.status != "pending" and not (awaiting and request.status == "awaiting_approval"):
         raise Conflict(
             f"request {request_id} is already {request.status}", code=ErrorCode.REQUEST_DECIDED
         )
@@ -70,7 +72,7 @@ def approve(
         _check_approver(ledger, admin_approval)
         _check_approved_terms(admin_approval, signed)
     with ledger.db.session() as session:
-        request = _pending(session, request_id)
+        request = _pending(session, request_id, awaiting=True)
         target = dataset(session, request.dataset_id)
         policy.require_owner(owner, target.owner, "only the dataset's owner approves its requests")
         policy.standing(session, owner, operator=ledger.operator).require_member(label="owner")
@@ -83,7 +85,7 @@ def approve(
     _check_owner_nonce(ledger, signed, owner)
     if cosign_needed and admin_approval is None:
         with ledger.db.transaction() as session:
-            request = _pending(session, request_id)
+            request = _pending(session, request_id, awaiting=True)
             request.status = "awaiting_approval"
             request.pending_grant_json = json.dumps(signed.to_json())
             request.pending_wrapped_key = wrapped_key

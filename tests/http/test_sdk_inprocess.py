@@ -30,6 +30,7 @@ from ledger.errors import (
     Forbidden,
     InvalidInput,
     InvalidSignature,
+    LedgerError,
     NotFound,
     PayloadTooLarge,
     Unauthenticated,
@@ -210,6 +211,30 @@ def test_a_sensitive_grant_to_an_enterprise_waits_for_the_operator(world: InProc
     with world.client(world.consumer) as consumer:
         fetched = consumer.fetch(dataset.id, world.work / "households.csv")
         assert fetched.uses_left == 0
+
+
+def test_an_owner_signs_again_a_grant_whose_nonce_another_grant_used(world: InProcess) -> None:
+    """A waiting grant names the owner's next grant nonce; if another grant uses it first, the
+    co-signature is refused on chain, and the owner approves the waiting request again."""
+    sensitive, plain = world.work / "stale-sensitive.csv", world.work / "stale-plain.csv"
+    sensitive.write_text("ward,cases\nHarbour,17\n")
+    plain.write_text("ward,benches\nHarbour,40\n")
+    with world.client(world.owner) as owner, world.client(world.consumer) as consumer:
+        secret = owner.register(sensitive, title="Harbour cases", classification="sensitive")
+        public = owner.register(plain, title="Harbour benches", classification="public")
+        waiting = consumer.request_access(secret.id, purpose="care planning", days=7, uses=1)
+        other = consumer.request_access(public.id, purpose="park upkeep", days=7, uses=1)
+        assert owner.approve(waiting.id).status == "awaiting_approval"
+        assert owner.approve(other.id).status == "granted"  # uses the nonce the first named
+    with world.client(world.operator) as op, pytest.raises(LedgerError) as stale:
+        op.cosign(waiting.id)
+    assert stale.value.code == "invalid_account_nonce"
+    with world.client(world.owner) as owner:
+        again = owner.approve(waiting.id)
+    assert (again.status, again.request.status) == ("awaiting_approval", "awaiting_approval")
+    with world.client(world.operator) as op:
+        cosigned = op.cosign(waiting.id)
+    assert cosigned.status == "granted"
 
 
 def test_only_the_member_rotates_its_key_and_the_operator_reinstates(world: InProcess) -> None:
