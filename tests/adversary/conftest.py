@@ -217,7 +217,7 @@ def site(
     home = root / "srv"
     chain_url: str | None = None
     if request.param == "anvil":
-        chain_url = request.getfixturevalue("anvil_url")
+        chain_url = request.getfixturevalue("wall_clock_anvil_url")
         # The broker key must hold ether on a real node: made here and funded before the start.
         broker = Account.create()
         save_account(home / "broker" / "broker.key.json", broker, PASSPHRASE)

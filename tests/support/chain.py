@@ -81,9 +81,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real anvil node on a free 127.0.0.1 port, stopped when the session ends."""
+@contextmanager
+def running_anvil(log_dir: Path) -> Iterator[str]:
+    """A real anvil node on a free 127.0.0.1 port for the ``with`` block; yields its URL."""
     if not ANVIL_BINARY.exists():
         pytest.fail(
             f"the anvil binary is missing at {ANVIL_BINARY}: run `npm ci` to install "
@@ -91,7 +91,7 @@ def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "`-m 'not anvil'`)",
             pytrace=False,
         )
-    log_path = tmp_path_factory.mktemp("anvil") / "anvil.log"
+    log_path = log_dir / "anvil.log"
     for _attempt in range(3):  # a free port can be taken between probing and binding
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -114,6 +114,24 @@ def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real anvil node shared by the session (contract tests may move its clock)."""
+    with running_anvil(tmp_path_factory.mktemp("anvil")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def wall_clock_anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh anvil node for one module, its clock on the wall clock.
+
+    For tests that run a real broker: the broker signs and checks deadlines by the wall clock,
+    and the session's node may have been moved days ahead by contract tests' time travel.
+    """
+    with running_anvil(tmp_path_factory.mktemp("anvil")) as url:
+        yield url
 
 
 # -- a backend with funding and time travel -----------------------------------------------

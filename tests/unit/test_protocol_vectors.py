@@ -667,6 +667,12 @@ def test_protocol_doc_tables_are_current() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_protocol_doc_http_examples_are_what_the_broker_exchanges() -> None:
+    """docs/protocol.md §11's captured exchanges have the shape a fresh broker answers with."""
+    done = run_script("capture_examples", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_protocol_tables_check_notices_a_stale_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
