@@ -477,7 +477,8 @@ def trace(
             if dataset_id is not None:
                 d = dataset_trace(state, dataset_id)
                 head = (
-                    f"dataset #{d.dataset_id} owner {d.owner} classification {d.classification}; "
+                    f"dataset #{d.dataset_id} owner {d.owner} "
+                    f"({_classification(d.classification)}); "
                     f"parents {list(d.parents) or '-'}; derived {list(d.derived) or '-'}; "
                     f"previous version {d.previous_version or '-'}"
                 )
@@ -511,6 +512,10 @@ def trace(
         raise typer.Exit(1)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 #: Signed fields a trace line leaves out (still in --json): replay protection, not meaning.
 _QUIET = frozenset({"tx", "nonce", "deadline", "fetchNonce"})
 
@@ -518,6 +523,12 @@ _QUIET = frozenset({"tx", "nonce", "deadline", "fetchNonce"})
 def _short(value: Any) -> str:
     text = str(value)
     return text[:12] + "…" if text.startswith("0x") and len(text) > 42 else text
+
+
+def _classification(code: int | None) -> str:
+    from ledger.types import CLASSIFICATIONS
+
+    return CLASSIFICATIONS[code] if code is not None and 0 <= code < 3 else "unknown"
 
 
 def _names() -> dict[str, str]:
@@ -554,7 +565,7 @@ def verify(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
             out.print(
                 f"[green]verified on this machine[/] ({mode}): {report.tree_size} records in "
                 f"all, {n['records']} new; "
-                f"{n['signatures']} signatures, {n['anchors']} anchored roots and "
+                f"{n['signatures']} signatures, {_count(n['anchors'], 'anchored root')} and "
                 f"{n['events']} chain events ({n['matched']} matched to signed records) "
                 f"checked against the chain via {source}",
                 highlight=False,

@@ -242,7 +242,8 @@ class BrokerClient:
         self.http = httpx.Client(timeout=timeout) if http is None else http
         self._owns_http = http is None
         self._config: Config | None = None
-        self.trust = trust.TrustStore(trust_dir, self.base_url)
+        self.trust = trust.TrustStore(trust_dir, self.base_url)  # the pin, per broker URL
+        self._log_trust: trust.TrustStore | None = None
         self._deployment_file = deployment_file
         self._pinned: trust.Pinned | None = None
         self._chain = chain
@@ -287,10 +288,20 @@ class BrokerClient:
         response = self.send(self.http.build_request("GET", self.url("/v1/health")))
         return Health.model_validate(response.json())
 
+    @property
+    def log_trust(self) -> trust.TrustStore:
+        """What this member keeps about the pinned log: checkpoints, proofs, audit state."""
+        self.pinned()
+        assert self._log_trust is not None
+        return self._log_trust
+
     def pinned(self) -> trust.Pinned:
         """The deployment pinned at first contact (``deployment_changed`` if the broker differs)."""
         if self._pinned is None:
             self._pinned = trust.pin(self.trust, self.config(), self._deployment_file)
+            # Checkpoints, proofs and the audit state belong to the log, not to the URL it was
+            # reached at: a broker that moves keeps its members' history.
+            self._log_trust = trust.TrustStore(self.trust.directory, self._pinned.origin)
         return self._pinned
 
     @property
@@ -362,7 +373,7 @@ class BrokerClient:
         and against the last head this member kept (it must extend it)."""
         note = self.call("GET", "/v1/log/checkpoint", CheckpointPublic).note
         cp = trust.check_checkpoint(note, self.pinned())
-        kept = self.trust.read("checkpoint.json")
+        kept = self.log_trust.read("checkpoint.json")
         if kept is not None:
             old = trust.check_checkpoint(str(kept["note"]), self.pinned())
             if cp.size < old.size:
@@ -378,8 +389,8 @@ class BrokerClient:
                 trust.check_extends(old, cp, [])
         if kept is None or kept.get("note") != note:
             if kept is not None:
-                self.trust.append("checkpoints.jsonl", kept)
-            self.trust.write("checkpoint.json", {"note": note})
+                self.log_trust.append("checkpoints.jsonl", kept)
+            self.log_trust.write("checkpoint.json", {"note": note})
         return cp
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
@@ -462,7 +473,7 @@ class BrokerClient:
         )
         path = [bytes.fromhex(h[2:]) for h in proof.path]
         trust.check_included(leaf, seq, cp, path)
-        self.trust.append(
+        self.log_trust.append(
             "proofs.jsonl",
             {
                 "seq": seq,
@@ -1041,7 +1052,7 @@ class BrokerClient:
             if self._audit is None:
                 self._audit = AuditState.in_memory()
             return self._audit
-        return AuditState.open(directory / f"{self.trust.key}.audit.sqlite")
+        return AuditState.open(directory / f"{self.log_trust.key}.audit.sqlite")
 
     def audit(self, *, progress: AuditProgress | None = None) -> AuditReport:
         """Verify the broker on this machine, from its raw records and the chain (overseers).

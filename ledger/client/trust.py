@@ -99,17 +99,18 @@ class Pinned:
         return [f for f in PIN_FIELDS if str(mine[f]).lower() != str(theirs[f]).lower()]
 
 
-def broker_key(url: str) -> str:
-    """A file-name-safe key of a broker URL (scheme, host, port and path, lower-cased)."""
-    return hashlib.sha256(url.rstrip("/").lower().encode()).hexdigest()[:16]
+def broker_key(subject: str) -> str:
+    """A file-name-safe key of a broker URL or a log origin (lower-cased)."""
+    return hashlib.sha256(subject.rstrip("/").lower().encode()).hexdigest()[:16]
 
 
 class TrustStore:
-    """The member's pins, checkpoints and kept proofs for one broker, under ``directory``."""
+    """Files a member keeps under ``directory`` for one ``subject``: a broker URL (the pinned
+    deployment) or a log's origin (checkpoints, proofs, the audit state)."""
 
-    def __init__(self, directory: Path | None, broker_url: str) -> None:
+    def __init__(self, directory: Path | None, subject: str) -> None:
         self.directory = directory
-        self.key = broker_key(broker_url)
+        self.key = broker_key(subject)
         self._memory: dict[str, Any] = {}
 
     def _path(self, name: str) -> Path | None:
