@@ -134,10 +134,19 @@ def test_restarted_broker_reopens_the_same_chain_and_database(tmp_path: Path) ->
     home = tmp_path / "home"
     with running_broker(home) as first:
         new_member(first, "office", "department", "Office")
+        new_member(first, "dpa", "regulator", "Audit Office")
         with first.client("office") as c:
             c.register(SAMPLE, title="Permits")
         before = httpx.get(f"{first.url}/v1/health").json()
+        verified = first.drl("verify", "--as", "dpa")
+        assert verified.returncode == 0, verified.stderr
+        assert "first run" in verified.stdout
     with running_broker(home) as second:
+        # Another port, the same log: the regulator continues from the checkpoint it kept.
+        assert second.url != first.url
+        again = second.drl("verify", "--as", "dpa")
+        assert again.returncode == 0, again.stderr
+        assert f"incremental from size {before['log_size']}" in again.stdout, again.stdout
         after = httpx.get(f"{second.url}/v1/health").json()
         assert after["chain_id"] == before["chain_id"]
         assert after["block"] >= before["block"]
