@@ -1,4 +1,5 @@
-"""Shared fixtures: chain backends, a deployed ledger with members, time travel, revert checks.
+"""Shared fixtures: chain backends, time travel, revert checks (the contract tests' deployment
+with members is ``tests/contracts/conftest.py``).
 
 Two backends run the same contract tests:
 
@@ -10,7 +11,7 @@ Two backends run the same contract tests:
 Fixtures are module-scoped where they deploy, so each test module deploys the contracts once per
 backend (py-evm runs ~25 transactions per second). Tests sharing a deployment keep out of each
 other's way by using fresh content hashes (``unique_hash``) and fresh members
-(``env.new_member``) for anything they suspend, retire or exhaust.
+(``env.new_member``, in the contract tests) for anything they suspend, retire or exhaust.
 """
 
 from __future__ import annotations
@@ -32,15 +33,9 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from ledger.chain.backend import ChainBackend
-from ledger.chain.client import LedgerChain
 from ledger.chain.embedded import EmbeddedChain
-from ledger.chain.models import TxResult
 from ledger.chain.rpc import RpcChain
-from ledger.chain.tx import plain
 from ledger.errors import ContractRevert
-from ledger.protocol import eip712
-from ledger.protocol.messages import GrantTerms, Registration
-from ledger.types import Classification, DatasetId, MemberKind
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,171 +255,3 @@ def unique_hash() -> Callable[[], bytes]:
 def reverts() -> Callable[..., Any]:
     """``with reverts("ErrorName", arg=value): ...`` asserts a decoded custom error."""
     return expect_revert
-
-
-# -- a deployed ledger with members ---------------------------------------------------------
-
-
-@dataclass
-class LedgerEnv:
-    """A deployment with an operator (ADMIN), a broker (BROKER_ROLE) and onboarded members.
-
-    ``chain`` signs as the operator, ``broker_chain`` as the broker; ``as_(account)`` gives a
-    client signing as anyone else. The shared members (two departments, an enterprise and a
-    regulator) must stay active: tests that suspend someone use :meth:`new_member`.
-    """
-
-    net: ChainNet
-    chain: LedgerChain
-    steps: list[tuple[str, TxResult]]
-    operator: LocalAccount
-    broker: LocalAccount
-    dept_a: LocalAccount
-    dept_b: LocalAccount
-    enterprise: LocalAccount
-    regulator: LocalAccount
-
-    _clients: dict[str, LedgerChain] = field(default_factory=dict, repr=False)
-
-    @property
-    def broker_chain(self) -> LedgerChain:
-        return self.as_(self.broker)
-
-    def as_(self, account: LocalAccount) -> LedgerChain:
-        """The deployment's client signing as ``account`` (built once per account)."""
-        client = self._clients.get(account.address)
-        if client is None:
-            client = self._clients[account.address] = self.chain.acting_as(account)
-        return client
-
-    def now(self) -> int:
-        return self.net.now()
-
-    def new_hash(self) -> bytes:
-        return new_hash()
-
-    def new_member(self, kind: MemberKind = "department") -> LocalAccount:
-        """Onboard a fresh funded account of ``kind``."""
-        account = self.net.new_account()
-        self.chain.onboard(
-            account.address,
-            kind=kind,
-            name_hash=new_hash(),
-            key_suite=HPKE_X25519,
-            encryption_key=encryption_key(),
-        )
-        return account
-
-    def registration(
-        self,
-        classification: Classification = "internal",
-        *,
-        parents: tuple[int, ...] = (),
-        previous_version: int = 0,
-    ) -> Registration:
-        return Registration(
-            content_hash=new_hash(),
-            metadata_hash=new_hash(),
-            classification=classification,
-            parents=parents,
-            previous_version=previous_version,
-        )
-
-    def register(
-        self,
-        owner: LocalAccount,
-        classification: Classification = "internal",
-        *,
-        parents: tuple[int, ...] = (),
-        previous_version: int = 0,
-    ) -> DatasetId:
-        """Register a fresh dataset directly as ``owner``; returns its id."""
-        registration = self.registration(
-            classification, parents=parents, previous_version=previous_version
-        )
-        dataset_id, _ = self.as_(owner).register(registration)
-        return dataset_id
-
-    def terms(
-        self,
-        dataset_id: int,
-        grantee: LocalAccount | str,
-        *,
-        expires_in: int = 3600,
-        max_uses: int = 3,
-    ) -> GrantTerms:
-        """Grant terms for ``grantee`` expiring ``expires_in`` seconds after the latest block."""
-        address = grantee if isinstance(grantee, str) else grantee.address
-        return GrantTerms(
-            dataset_id=dataset_id,
-            grantee=Web3.to_checksum_address(address),
-            purpose_hash=new_hash(),
-            expires_at=self.now() + expires_in,
-            max_uses=max_uses,
-            terms_hash=new_hash(),
-        )
-
-    def deadline(self, seconds: int = 3600) -> int:
-        return self.now() + seconds
-
-    def sign(self, account: LocalAccount, message: dict[str, Any]) -> bytes:
-        return eip712.sign_typed(account, message)
-
-    def view(self, contract: str, function: str, *args: Any) -> Any:
-        """Call a view the typed client does not wrap (plain Python values back)."""
-        fn = getattr(self.chain.contract(contract).functions, function)(*args)
-        return plain(self.chain.tx.call(fn.call))
-
-    def send(self, account: LocalAccount, contract: str, function: str, *args: Any) -> TxResult:
-        """Send a transaction the typed client does not wrap, signed by ``account``."""
-        fn = getattr(self.chain.contract(contract).functions, function)(*args)
-        return self.chain.tx.send(fn, account)
-
-    def simulate(self, account: LocalAccount, contract: str, function: str, *args: Any) -> Any:
-        """A function's return value as ``account`` would get it now (``eth_call``)."""
-        fn = getattr(self.chain.contract(contract).functions, function)(*args)
-        return plain(self.chain.tx.call(lambda: fn.call({"from": account.address})))
-
-    def redeploy(self, **options: Any) -> tuple[LedgerChain, LedgerChain]:
-        """A second, empty deployment: (client of its operator, client of its broker).
-
-        Both are fresh accounts. Every client caches its senders' nonces (``Transactor``), so an
-        account must not send through this deployment's clients and ``env.chain`` both.
-        """
-        operator, broker = self.net.new_account(), self.net.new_account()
-        chain, _ = LedgerChain.deploy(self.net.backend, broker, admin=operator.address, **options)
-        return chain.acting_as(operator), chain
-
-
-@pytest.fixture(scope="module")
-def deploy_options() -> dict[str, Any]:
-    """Keyword arguments for ``LedgerChain.deploy``; override in a module to change them."""
-    return {}
-
-
-@pytest.fixture(scope="module")
-def env(net: ChainNet, deploy_options: dict[str, Any]) -> LedgerEnv:
-    """The module's deployment: operator, broker and four onboarded members."""
-    operator, broker = net.new_account(), net.new_account()
-    # The broker key deploys (and holds BROKER); the operator's key is ADMIN, a different key.
-    broker_chain, steps = LedgerChain.deploy(
-        net.backend, broker, admin=operator.address, **deploy_options
-    )
-    chain = broker_chain.acting_as(operator)
-    members: dict[str, LocalAccount] = {}
-    for name, kind in (
-        ("dept_a", "department"),
-        ("dept_b", "department"),
-        ("enterprise", "enterprise"),
-        ("regulator", "regulator"),
-    ):
-        account = net.new_account()
-        chain.onboard(
-            account.address,
-            kind=kind,  # type: ignore[arg-type]
-            name_hash=new_hash(),
-            key_suite=HPKE_X25519,
-            encryption_key=encryption_key(),
-        )
-        members[name] = account
-    return LedgerEnv(net=net, chain=chain, steps=steps, operator=operator, broker=broker, **members)
