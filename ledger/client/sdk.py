@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import httpx
-from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
 
 from ledger.client import trust
@@ -317,20 +316,9 @@ class BrokerClient:
         if self._view is not None:
             return self._view
         from ledger.chain.client import LedgerChain
-        from ledger.chain.models import Deployment
 
         p = self.pinned()
-        deployment = Deployment(
-            chain_id=p.chain_id,
-            member_registry=to_checksum_address(p.member_registry),
-            data_registry=to_checksum_address(p.data_registry),
-            access_ledger=to_checksum_address(p.access_ledger),
-            flow_log=to_checksum_address(p.flow_log),
-            sharing_credits=to_checksum_address(p.sharing_credits),
-            block_number=p.deployment_block,
-            admin=to_checksum_address(p.admin),
-            broker=to_checksum_address(p.broker),
-        )
+        deployment = p.deployment
         if self._chain is not None:
             view = trust.ChainView(LedgerChain(self._chain.backend, deployment, None), True, "node")
         elif self._chain_url:

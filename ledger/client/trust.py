@@ -25,9 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eth_utils.address import to_checksum_address
+
+from ledger.chain.models import Deployment
 from ledger.errors import ConfigurationError, IntegrityError, LedgerError
 from ledger.keys import write_private
 from ledger.merkle.proofs import leaf_hash, verify_consistency, verify_inclusion_hash
@@ -79,16 +83,25 @@ class Pinned:
             deployment_block=config.deployment_block,
         )
 
+    @cached_property
+    def deployment(self) -> Deployment:
+        """The pinned deployment as the chain client takes it (built once)."""
+        c = to_checksum_address
+        return Deployment(
+            chain_id=self.chain_id,
+            member_registry=c(self.member_registry),
+            data_registry=c(self.data_registry),
+            access_ledger=c(self.access_ledger),
+            flow_log=c(self.flow_log),
+            sharing_credits=c(self.sharing_credits),
+            block_number=self.deployment_block,
+            admin=c(self.admin),
+            broker=c(self.broker),
+        )
+
     @property
     def domains(self) -> Domains:
-        return Domains(
-            chain_id=self.chain_id,
-            flow_log=self.flow_log,
-            member_registry=self.member_registry,
-            data_registry=self.data_registry,
-            access_ledger=self.access_ledger,
-            sharing_credits=self.sharing_credits,
-        )
+        return self.deployment.domains
 
     @property
     def origin(self) -> str:
