@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from ledger.errors import ConfigurationError
+from ledger.private import private_dir
 from ledger.protocol.codes import ErrorCode
 
 # The demo and tests use a weaker scrypt cost so they stay fast; real keys use the library
@@ -28,7 +29,7 @@ _FAST_KDF = {"kdf": "scrypt", "iterations": 2**14}
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, tighten=False)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -14,14 +14,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRL_", env_file=".env", extra="ignore")
 
     home: Path = Field(default=Path("~/.drl"), description="root of local state")
+    # Both URLs may hold credentials (or an API key in the path): kept out of repr().
     chain_url: str | None = Field(
-        default=None, description="JSON-RPC URL of an EVM node; unset means the embedded chain"
+        default=None,
+        description="JSON-RPC URL of an EVM node; unset means the embedded chain",
+        repr=False,
     )
     passphrase: SecretStr | None = Field(
         default=None, description="unlocks keystores without a prompt"
     )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; unset means SQLite under the broker directory"
+        default=None,
+        description="SQLAlchemy URL; unset means SQLite under the broker directory",
+        repr=False,
     )
     max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
     anchor_every_records: int = Field(default=100, ge=1)

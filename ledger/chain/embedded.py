@@ -108,6 +108,7 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from ledger.chain.backend import ChainBackend
 from ledger.errors import ChainError, ChainUnavailable, ConfigurationError
+from ledger.private import private_sqlite
 from ledger.protocol.codes import ErrorCode
 
 __all__ = ["DEFAULT_CHAIN_ID", "EmbeddedChain"]
@@ -403,7 +404,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(path)  # 0600 before SQLite opens it, so its -wal is 0600 too
         conn = sqlite3.connect(
             path, timeout=_LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
         )

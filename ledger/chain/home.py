@@ -22,6 +22,7 @@ from ledger.chain.client import LedgerChain
 from ledger.chain.models import CreditRules, Deployment, TxResult
 from ledger.errors import ConfigurationError
 from ledger.keys import load_account, save_account
+from ledger.private import private_dir
 from ledger.protocol.codes import ErrorCode
 
 BROKER_KEY = "broker.key.json"
@@ -64,7 +65,7 @@ def open_chain(
     deploy (ConfigurationError otherwise) and not used once a deployment record exists.
     ``rules`` are the initial credit rules (defaults: :class:`CreditRules`).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     deployment_path = directory / DEPLOYMENT_FILE
     if not deployment_path.exists() and not admin:
         raise ConfigurationError(

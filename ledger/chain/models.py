@@ -70,9 +70,9 @@ class Deployment:
 
     def save(self, path: Path) -> None:
         """Write the deployment record as JSON (atomically)."""
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        from ledger.keys import write_private  # ledger.keys imports eth_account: load lazily
+
+        write_private(path, (json.dumps(asdict(self), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> Deployment:

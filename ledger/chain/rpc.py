@@ -18,6 +18,7 @@ from web3.middleware import ExtraDataToPOAMiddleware
 
 from ledger.chain.backend import ChainBackend
 from ledger.errors import ChainUnavailable, ConfigurationError
+from ledger.redact import mask_url
 
 __all__ = ["RpcChain"]
 
@@ -32,18 +33,21 @@ class RpcChain(ChainBackend):
     name: ClassVar[str] = "rpc"
 
     def __init__(self, url: str, *, timeout: float = 30) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        # Never show credentials or an API-key path from the URL in messages.
+        self._shown = mask_url(url, keep_path=False)
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            valid = False
+        if not valid:
             raise ConfigurationError(
-                f"chain RPC URL must be http(s)://host[:port][/path], got {url!r}"
+                f"chain RPC URL must be http(s)://host[:port][/path], got {self._shown}"
             )
         if timeout <= 0:
             raise ConfigurationError("chain RPC timeout must be positive")
         self._url = url
-        # Never show credentials or an API-key path from the URL in messages.
-        self._shown = f"{parts.scheme}://{parts.hostname}" + (
-            f":{parts.port}" if parts.port else ""
-        )
         chain_id, latest = self._probe(min(timeout, _PROBE_TIMEOUT_SECONDS))
         self._chain_id = chain_id
         self._w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))

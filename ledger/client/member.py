@@ -196,10 +196,17 @@ def open_delivery(
     *,
     wrapped_key: bytes,
     content_hash: bytes,
+    chunk_size: int | None = None,
 ) -> bytes:
-    """Decrypt a delivery to ``out`` and verify it against the registered content hash."""
+    """Decrypt a delivery to ``out`` and verify it against the registered content hash.
+
+    ``chunk_size``, the signed metadata's (when verified against the chain), refuses a header
+    declaring other chunks before any chunk buffer is allocated.
+    """
     dek = crypto.unwrap_key(
         wrapped_key, keys.hpke.to_bytes(), info=key_context(content_hash, keys.address)
     )
-    result = decrypt_to_path(ciphertext, out, dek, expected_content_hash=content_hash)
+    result = decrypt_to_path(
+        ciphertext, out, dek, expected_content_hash=content_hash, expected_chunk_size=chunk_size
+    )
     return result.content_hash

@@ -61,6 +61,7 @@ from ledger.protocol import http as auth
 from ledger.protocol.actions import ActionName, Domains, SignedAction
 from ledger.protocol.checkpoint import SignedCheckpoint
 from ledger.protocol.codes import ErrorCode, status_for
+from ledger.protocol.documents import metadata_hash as document_hash
 from ledger.protocol.wire import (
     AnchorPublic,
     ApproveIn,
@@ -789,6 +790,7 @@ class BrokerClient:
         view = self.chain_view()
         certificate = view.chain.dataset(dataset_id)
         registered = certificate.content_hash
+        chunk_size = self.signed_chunk_size(dataset_id, certificate.metadata_hash)
         if not view.independent and (self.attested_content(dataset_id) != registered):
             raise IntegrityError(
                 "the chain relay's content hash is not the one the owner signed; refusing",
@@ -812,7 +814,12 @@ class BrokerClient:
             partial = out.with_name(f".{out.name}.partial")
             try:
                 digest = open_delivery(
-                    keys, reader, partial, wrapped_key=wrapped, content_hash=registered
+                    keys,
+                    reader,
+                    partial,
+                    wrapped_key=wrapped,
+                    content_hash=registered,
+                    chunk_size=chunk_size,
                 )
                 partial.replace(out)
             finally:
@@ -834,6 +841,22 @@ class BrokerClient:
             receipt=receipt,
             chain_independent=view.independent,
         )
+
+    def signed_chunk_size(self, dataset_id: int, metadata_hash: bytes) -> int | None:
+        """The chunk size the owner's signed metadata declares, once the metadata the broker
+        serves hashes to the ``metadataHash`` on chain (else ``metadata_mismatch``).
+
+        A delivery whose header names another chunk size is then refused before any chunk
+        buffer is allocated. ``None`` for metadata written before ``chunk_size`` existed.
+        """
+        metadata = self.dataset(dataset_id).metadata
+        if document_hash(metadata) != metadata_hash:
+            raise IntegrityError(
+                f"the broker's metadata of dataset {dataset_id} is not what its owner signed",
+                code=ErrorCode.METADATA_MISMATCH,
+            )
+        declared = metadata.get("chunk_size")
+        return declared if isinstance(declared, int) and not isinstance(declared, bool) else None
 
     def acknowledge(
         self, dataset_id: int, content_hash: bytes, generation: int, *, fetch_nonce: int

@@ -7,11 +7,14 @@ are handed on in order to single-thread stages (writer, ciphertext hasher, and t
 when chunks must be re-sliced into 1 MiB pieces), so writing, which on some machines costs as
 much CPU as hashing, overlaps reading instead of following it.
 
-Memory stays flat: a fixed set of slots, each with one preallocated input and one output buffer,
-is recycled; a slot returns to the free list only after its output was written and its
+Memory stays flat: a bounded set of slots, each with one preallocated input and one output
+buffer, is recycled; a slot returns to the free list only after its output was written and its
 ``emit`` follow-up (such as hashing the ciphertext) completed. Preallocated buffers also keep
 worker threads from allocating a fresh megabyte per chunk, which costs page faults in glibc's
-per-thread arenas.
+per-thread arenas. Slots are made only when the stream needs them (a one-chunk stream never
+allocates more than two), and large chunks get fewer slots: the buffers of a stream never
+exceed ``BUFFER_BUDGET`` beyond the two slots any stream needs, whatever chunk size a (possibly
+hostile) header declares.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ WORKERS = 2
 # Two chunks per worker in flight, plus the chunk being read and the read-ahead that tells
 # whether it is the last one.
 SLOTS = 2 * WORKERS + 2
+# Bytes of slot buffers a stream may hold (the default 1 MiB chunks use all SLOTS slots); at
+# least two slots are always allowed: the chunk in hand and the read-ahead.
+BUFFER_BUDGET = 64 << 20
+
+
+def slot_count(in_size: int, out_size: int) -> int:
+    """How many slots a stream of ``in_size`` chunks may have: SLOTS, fewer for large chunks."""
+    return max(2, min(SLOTS, BUFFER_BUDGET // max(1, in_size + out_size)))
 
 
 class Slot:
@@ -92,7 +103,9 @@ def run(
     A chunk shorter than ``in_size`` ends the stream; a full one is the last when nothing
     follows it. An empty stream still yields one (empty, last) chunk.
     """
-    free: deque[Slot] = deque(Slot(in_size, out_size) for _ in range(SLOTS))
+    limit = slot_count(in_size, out_size)
+    made = 0
+    free: deque[Slot] = deque()
     working: deque[tuple[Slot, Future[list[bytes]]]] = deque()
     emitted: deque[Slot] = deque()
     leaves: list[bytes] = []
@@ -106,6 +119,10 @@ def run(
         emitted.append(slot)
 
     def take() -> Slot:
+        nonlocal made
+        if not free and made < limit:
+            made += 1
+            return Slot(in_size, out_size)
         while not free:
             if emitted and (not working or _done(emitted[0])):
                 slot = emitted.popleft()

@@ -30,15 +30,31 @@ def encrypt_file(
 
 
 def decrypt_file(
-    src: StrPath, dst: StrPath, key: bytes, *, expected_content_hash: bytes | None = None
+    src: StrPath,
+    dst: StrPath,
+    key: bytes,
+    *,
+    expected_content_hash: bytes | None = None,
+    expected_chunk_size: int | None = None,
 ) -> DecryptResult:
     """Decrypt the file ``src`` into ``dst``; see :func:`decrypt_to_path`."""
     with open(src, "rb") as source:
-        return decrypt_to_path(source, dst, key, expected_content_hash=expected_content_hash)
+        return decrypt_to_path(
+            source,
+            dst,
+            key,
+            expected_content_hash=expected_content_hash,
+            expected_chunk_size=expected_chunk_size,
+        )
 
 
 def decrypt_to_path(
-    src: BinaryIO, path: StrPath, key: bytes, *, expected_content_hash: bytes | None = None
+    src: BinaryIO,
+    path: StrPath,
+    key: bytes,
+    *,
+    expected_content_hash: bytes | None = None,
+    expected_chunk_size: int | None = None,
 ) -> DecryptResult:
     """Decrypt ``src`` to ``path``, which appears only once everything verified.
 
@@ -46,7 +62,13 @@ def decrypt_to_path(
     fails authentication or the content hash differs from ``expected_content_hash``.
     """
     with atomic_output(path) as out:
-        return decrypt(src, out, key, expected_content_hash=expected_content_hash)
+        return decrypt(
+            src,
+            out,
+            key,
+            expected_content_hash=expected_content_hash,
+            expected_chunk_size=expected_chunk_size,
+        )
 
 
 @contextmanager

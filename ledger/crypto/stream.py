@@ -40,6 +40,7 @@ from ledger.crypto.format import (
 )
 from ledger.errors import CryptoError, IntegrityError
 from ledger.merkle.proofs import root_from_leaf_hashes
+from ledger.protocol.codes import ErrorCode
 
 _LEAF_PREFIX = b"\x00"  # RFC 6962 leaf prefix, as in ledger.merkle.proofs.leaf_hash
 
@@ -136,17 +137,27 @@ def decrypt(
     key: bytes,
     *,
     expected_content_hash: bytes | None = None,
+    expected_chunk_size: int | None = None,
 ) -> DecryptResult:
     """Decrypt ``src`` into ``dst``, authenticating every chunk and the stream's end.
 
-    Raises :class:`UnsupportedFormat` for an unknown header, and :class:`IntegrityError` for
-    altered, truncated, reordered or spliced input, a wrong key, or a content hash other than
-    ``expected_content_hash``. ``dst`` may by then hold a prefix of authenticated chunks; use
+    Raises :class:`UnsupportedFormat` for an unknown header (a chunk size outside the format's
+    range included), and :class:`IntegrityError` for altered, truncated, reordered or spliced
+    input, a wrong key, or a content hash other than ``expected_content_hash``. A header whose
+    chunk size is not ``expected_chunk_size`` (the signed metadata's ``chunk_size``, when the
+    caller has it) is refused with code ``chunking_mismatch`` before any chunk buffer is
+    allocated. ``dst`` may by then hold a prefix of authenticated chunks; use
     :func:`ledger.crypto.files.decrypt_to_path` when nothing may be left behind.
     """
     aead = AESGCM(_check_key(key))
     header_bytes = bytearray(HEADER_SIZE)
     header = Header.parse(bytes(header_bytes[: _pipeline.read_full(src, header_bytes)]))
+    if expected_chunk_size is not None and header.chunk_size != expected_chunk_size:
+        raise IntegrityError(
+            f"the ciphertext header declares {header.chunk_size}-byte chunks, the signed "
+            f"metadata {expected_chunk_size}; refusing it before reading further",
+            code=ErrorCode.CHUNKING_MISMATCH,
+        )
     pieces = _Pieces(header.chunk_size)
     size = 0
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from ledger.private import private_dir
 from ledger.store.errors import BlobAltered, BlobDigestMismatch, BlobMissing, BlobTooLarge
 
 CHUNK_SIZE = 1 << 20
@@ -125,7 +126,8 @@ class FileBlobStore(BlobStore):
     def __init__(self, root: Path | str, *, cleanup: bool = True) -> None:
         self._root = Path(root)
         self._temp = self._root / _TEMP_DIR
-        self._temp.mkdir(parents=True, exist_ok=True)
+        private_dir(self._root)
+        private_dir(self._temp)
         if cleanup:
             self.cleanup_temp()
 
@@ -166,7 +168,7 @@ class FileBlobStore(BlobStore):
             digest = hasher.digest()
             if expected_sha256 is not None and digest != expected_sha256:
                 raise BlobDigestMismatch(expected=expected_sha256, actual=digest)
-            os.fchmod(fd, 0o444)
+            os.fchmod(fd, 0o400)  # read-only, and for the owner only
             final = self.path(digest)
             self._make_shard(final.parent)
             # Replacing an existing blob is harmless: the new bytes were just checked to hash
@@ -199,7 +201,7 @@ class FileBlobStore(BlobStore):
 
     def _make_shard(self, shard: Path) -> None:
         if not shard.is_dir():
-            shard.mkdir(exist_ok=True)
+            shard.mkdir(mode=0o700, exist_ok=True)
             _fsync_dir(self._root)
 
     # -- reading -------------------------------------------------------------------------------

@@ -55,12 +55,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Table, bindparam, event, func, select, update
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from ledger.errors import ConfigurationError
+from ledger.private import private_sqlite
+from ledger.redact import mask_url, scrub
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import LogState
 
@@ -91,7 +93,7 @@ class Database:
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         echo: bool = False,
     ) -> None:
-        parsed = _normalise(make_url(url))
+        parsed = _normalise(_parse(url))
         self._url = parsed
         self._dialect: Dialect
         if parsed.get_backend_name() == "sqlite":
@@ -161,8 +163,21 @@ class Database:
     # -- migrations ----------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Run the shipped Alembic migrations up to ``revision``, in one transaction."""
-        with self._writer(), self._write_engine.connect() as connection:
+        """Run the shipped Alembic migrations up to ``revision``, in one transaction.
+
+        A PostgreSQL server that cannot be reached (the first connection at start-up) is a
+        ``ConfigurationError`` naming the URL without its password.
+        """
+        try:
+            connection = self._write_engine.connect()
+        except OperationalError as exc:
+            if self._dialect == "sqlite":
+                raise
+            secret = self._url.render_as_string(hide_password=False)
+            raise ConfigurationError(
+                f"cannot connect to the database {self.shown_url()}: {scrub(str(exc.orig), secret)}"
+            ) from None  # the driver's exception is not shown: its text is scrubbed above
+        with connection, self._writer():
             if self._dialect == "sqlite":
                 _sqlite_upgrade(connection, revision)
             else:
@@ -188,8 +203,12 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.dispose()
 
+    def shown_url(self) -> str:
+        """The URL fit for messages and logs: password hidden, query dropped."""
+        return mask_url(self._url.render_as_string(hide_password=False))
+
     def __repr__(self) -> str:
-        return f"Database({self._url.render_as_string(hide_password=True)!r})"
+        return f"Database({self.shown_url()!r})"
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
@@ -250,6 +269,19 @@ def _is_sqlite_busy(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
+def _parse(url: str | URL) -> URL:
+    if isinstance(url, URL):
+        return url
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        # Neither the string nor the parser's message (which may quote part of it) is shown.
+        raise ConfigurationError(
+            f"the database URL cannot be parsed: {mask_url(url)} "
+            "(expected sqlite:///path or postgresql+psycopg://user:password@host:port/name)"
+        ) from None
+
+
 def _normalise(url: URL) -> URL:
     backend = url.get_backend_name()
     if backend == "postgresql":
@@ -265,13 +297,15 @@ def _normalise(url: URL) -> URL:
                 "SQLite needs a file path (sqlite:///path/broker.db); in-memory and URI "
                 "databases are not supported"
             )
-        return url
+        return url.set(database=str(Path(url.database).expanduser()))
     raise ConfigurationError(f"unsupported database {url.drivername!r}: use sqlite or postgresql")
 
 
 def _sqlite_engine(url: URL, *, busy_timeout_ms: int, echo: bool) -> Engine:
     assert url.database is not None
-    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 (in a 0700 folder if it has to be made) before SQLite opens it: its -wal
+    # and -shm files then get the same mode.
+    private_sqlite(url.database, tighten_dir=False)
     engine = create_engine(
         url,
         echo=echo,

@@ -136,6 +136,36 @@ def test_forged_delivery_is_refused(
     assert _deliveries(site, coop.address) == before
 
 
+def _forged_metadata(a: Answer) -> Answer:
+    """The dataset's metadata as served, with a chunk size its owner never signed."""
+    answer = a.json()
+    answer["metadata"] = {**answer["metadata"], "chunk_size": 16 * 1024 * 1024}
+    return a.with_json(answer)
+
+
+def test_forged_metadata_is_refused_before_the_download(
+    site: Site, scene: Scene, tmp_path: Path
+) -> None:
+    """Attack 2 (hostile chunking): the stand-in serves the dataset's metadata with another
+    chunk size, to make the grantee accept a delivery in huge chunks. The metadata must hash to
+    the ``metadataHash`` on chain: it does not, so the fetch is refused (``metadata_mismatch``)
+    before a use is spent: no file, no receipt."""
+    coop = site.members["coop"]
+    scene.standin.clear()
+    scene.standin.on("GET", r"/v1/datasets/\d+$", _forged_metadata)
+    before = _deliveries(site, coop.address)
+    out = tmp_path / "delivery.csv"
+
+    assert _fetch_refused(site, "sdk", scene.standin.url, scene.dataset_id, out) == (
+        "metadata_mismatch"
+    )
+
+    assert not out.exists()
+    assert scene.standin.asked("POST", r"/v1/datasets/\d+/fetch") == []
+    assert scene.standin.asked("POST", r"/v1/receipts") == []
+    assert _deliveries(site, coop.address) == before
+
+
 def _flip_one_byte(a: Answer) -> Answer:
     assert a.status == 200, a.body
     body = bytearray(a.body)
