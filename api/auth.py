@@ -69,7 +69,8 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
     declared, signature = h.get(auth.H_BODY, ""), h.get(auth.H_SIGNATURE)
     if not (address and ts and nonce and signature):
         raise Unauthenticated("sign the request: X-DRL-Address, -Timestamp, -Nonce, -Signature")
-    if not auth.TIMESTAMP_PATTERN.match(ts) or abs(int(ts) - ledger.now()) > auth.MAX_SKEW_SECONDS:
+    timestamp = auth.parse_timestamp(ts)
+    if timestamp is None or abs(timestamp - ledger.now()) > auth.MAX_SKEW_SECONDS:
         raise Unauthenticated("request timestamp missing or outside the allowed clock skew")
     if not auth.NONCE_PATTERN.match(nonce):
         raise Unauthenticated("request nonce must be 8-64 URL-safe characters")
@@ -85,7 +86,7 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         method=request.method,
         target=auth.request_target(path, request.url.query),
         body_sha256=declared,
-        timestamp=int(ts),
+        timestamp=timestamp,
         nonce=nonce,
         chain_id=ledger.chain.deployment.chain_id,
     )

@@ -1,8 +1,11 @@
-"""The broker's FastAPI app: routes under /v1, one error handler, body size limits."""
+"""The broker's FastAPI app: routes under /v1, one error handler, body size and depth limits."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import re
+import sys
+from typing import Any, Final
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,8 +14,47 @@ from api import docs, errors
 from api.routes import access, audit, chain, datasets, exchange, members, system
 from ledger.broker import Broker
 from ledger.errors import PayloadTooLarge
+from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
 from ledger.services.system import JSON_BODY_LIMIT
+
+#: JSON bodies may nest arrays and objects this deep (the deepest the API takes is about 5).
+JSON_DEPTH_LIMIT: Final = 64
+#: The recursion limit the broker runs with. Importing py_ecc (through eth-account) and py-evm
+#: raises it to 100,000 for the whole process, far past what the C stack holds: a deeply nested
+#: body (or anything else recursing on input) would then crash the process instead of raising
+#: RecursionError. The embedded chain's calls nest a few contracts deep, far below this.
+RECURSION_LIMIT: Final = 4000
+#: A JSON string (escapes included): removed before the brackets are counted.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def restore_recursion_limit() -> None:
+    """Undo what py_ecc and py-evm's imports did to the recursion limit (after importing both)."""
+    for module in ("py_ecc", "eth"):
+        importlib.import_module(module)
+    sys.setrecursionlimit(max(1000, min(sys.getrecursionlimit(), RECURSION_LIMIT)))
+
+
+def too_deep(body: bytes, limit: int = JSON_DEPTH_LIMIT) -> bool:
+    """Whether ``body`` nests ``[``/``{`` (outside JSON strings) more than ``limit`` deep.
+
+    Cheap: counts first (no body with at most ``limit`` brackets can be too deep), then walks
+    only the brackets left once the strings are cut out. An unterminated string leaves its
+    brackets counted, which only refuses what the JSON parser would refuse anyway.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_A_BRACKET):
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 class BodyLimit:
@@ -30,8 +72,8 @@ class BodyLimit:
         is_upload = scope["method"] == "PUT" and scope["path"].startswith("/v1/datasets/uploads/")
         limit = self.upload_limit if is_upload else self.limit
         headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        declared = auth.content_length(headers.get(b"content-length"))
+        if declared is not None and not 0 <= declared <= limit:
             await _too_large(send, limit)
             return
         if not is_upload:
@@ -40,6 +82,15 @@ class BodyLimit:
             body = await _read_body(receive, limit)
             if body is None:
                 await _too_large(send, limit)
+                return
+            # json.loads recurses once per level: refuse deep nesting before FastAPI parses.
+            if too_deep(body):
+                await _refuse(
+                    send,
+                    400,
+                    ErrorCode.BODY_TOO_DEEP,
+                    f"the body nests arrays or objects more than {JSON_DEPTH_LIMIT} deep",
+                )
                 return
             await self.app(scope, _replay(body, receive), send)
             return
@@ -90,12 +141,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = errors.ErrorBody(code=ErrorCode.PAYLOAD_TOO_LARGE, message=f"body exceeds {limit} bytes")
-    raw = body.model_dump_json().encode()
+    await _refuse(send, 413, ErrorCode.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes")
+
+
+async def _refuse(send: Send, status: int, code: ErrorCode, message: str) -> None:
+    raw = errors.ErrorBody(code=code, message=message).model_dump_json().encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(raw)).encode()),
@@ -106,7 +160,8 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 def create_app(broker: Broker) -> FastAPI:
-    """The app around an opened broker core."""
+    """The app around an opened broker core (also lowers the recursion limit: see above)."""
+    restore_recursion_limit()
     app = FastAPI(
         title="Data Rights Ledger broker",
         docs_url=None,  # served offline by api.docs

@@ -94,8 +94,8 @@ async def complete_upload(
 ) -> DatasetPublic:
     """Step 2: stream the ciphertext; it must hash to the digest the owner signed."""
     caller.require_writer()
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > ledger.max_upload_bytes):
+    declared = auth.content_length(request.headers.get("content-length"))
+    if declared is not None and not 0 <= declared <= ledger.max_upload_bytes:
         raise InvalidInput("upload larger than the broker accepts", code=ErrorCode.UPLOAD_TOO_LARGE)
     row = await consume_stream(
         request,

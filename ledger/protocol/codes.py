@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     STORAGE_ERROR = "storage_error"
     # request framing
     MALFORMED_BODY = "malformed_body"
+    BODY_TOO_DEEP = "body_too_deep"
     INVALID_REQUEST = "invalid_request"
     NO_SUCH_ROUTE = "no_such_route"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -180,6 +181,7 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.INTEGRITY_ALARM: (500, "the broker found its own state inconsistent (operator alarm)"),
     E.STORAGE_ERROR: (500, "the broker's storage failed"),
     E.MALFORMED_BODY: (400, "the body is not JSON"),
+    E.BODY_TOO_DEEP: (400, "the JSON body nests arrays or objects more than 64 deep"),
     E.INVALID_REQUEST: (422, "the body or query does not match the route's schema"),
     E.NO_SUCH_ROUTE: (404, "no route at this path"),
     E.METHOD_NOT_ALLOWED: (405, "the route does not take this method"),

@@ -31,6 +31,8 @@ SCHEME: Final = "DRL-HTTP-1"
 MAX_SKEW_SECONDS: Final = 300
 NONCE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TIMESTAMP_PATTERN: Final = re.compile(r"^[0-9]{1,12}$")  # ASCII digits only
+#: A Content-Length header of more digits is refused before any int() (Python limits those).
+MAX_LENGTH_DIGITS: Final = 16
 #: The X-DRL-Content-SHA256 header: 64 hex digits. Clients send lower case; the broker also
 #: takes upper case, since the signed message lower-cases it (:func:`request_message`).
 BODY_SHA256_PATTERN: Final = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -61,6 +63,21 @@ FETCH_HEADERS: Final = (
     H_LOG_SEQ,
     H_METADATA,
 )
+
+
+def content_length(value: bytes | str | None) -> int | None:
+    """A request's Content-Length: None when absent, ``-1`` unless it is 1-16 ASCII digits."""
+    if value is None:
+        return None
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    if not (0 < len(raw) <= MAX_LENGTH_DIGITS and raw.isdigit()):
+        return -1
+    return int(raw)
+
+
+def parse_timestamp(value: str) -> int | None:
+    """X-DRL-Timestamp as an int, or None unless it is 1-12 ASCII digits (never a ValueError)."""
+    return int(value) if TIMESTAMP_PATTERN.fullmatch(value) else None
 
 
 def body_sha256(body: bytes) -> str:

@@ -121,8 +121,7 @@ def _check_approver(ledger: Ledger, approval: SignedAction) -> None:
 
 def _check_approved_terms(approval: SignedAction, grant: SignedAction) -> None:
     """The approval names exactly the terms of the owner's signed ``grant``."""
-    approved = {k: v for k, v in approval.message.items() if k in TERM_FIELDS}
-    if approved != {k: v for k, v in grant.message.items() if k in TERM_FIELDS}:
+    if _terms(approval) != _terms(grant):  # as values: an address or hex in any case
         raise InvalidInput(
             "the approval names other terms than the owner's grant",
             code=ErrorCode.GRANT_MISMATCH,
@@ -309,7 +308,8 @@ def revoke(ledger: Ledger, signed: SignedAction) -> Grant:
     """Relay the owner-signed revocation of a grant."""
     owner = check_signed(ledger, signed, "revoke")
     msg = signed.message
-    dataset_id, grantee = int(msg["datasetId"]), str(msg["grantee"])
+    # Stored checksummed; the signature covers the address's bytes, so any case verifies.
+    dataset_id, grantee = int(msg["datasetId"]), to_checksum_address(str(msg["grantee"]))
     with ledger.db.session() as session:
         policy.require_owner(
             owner, dataset(session, dataset_id).owner, "only the dataset's owner revokes its grants"

@@ -205,7 +205,7 @@ def _check_members(
         report.checked["members"] += 1
         where = f"member {m.address}"
         entry = _entry(entries, m.log_seq, "onboard", where, report)
-        if entry and str(entry.signed.message["member"]) != m.address:
+        if entry and to_checksum_address(str(entry.signed.message["member"])) != m.address:
             report.fail(where, f"log record {m.log_seq} onboards someone else")
         on_chain = ledger.chain.member(m.address)
         if (on_chain.kind, on_chain.status, on_chain.encryption_key) != (
@@ -327,11 +327,11 @@ def _check_grants(
             msg = entry.signed.message
             signed = (
                 int(msg["datasetId"]),
-                str(msg["grantee"]),
+                to_checksum_address(str(msg["grantee"])),
                 int(msg["expiresAt"]),
                 int(msg["maxUses"]),
-                str(msg["purposeHash"]),
-                str(msg["termsHash"]),
+                str(msg["purposeHash"]).lower(),
+                str(msg["termsHash"]).lower(),
             )
             stored = (
                 g.dataset_id,

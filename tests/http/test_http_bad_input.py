@@ -496,6 +496,27 @@ def test_a_stale_or_future_timestamp_is_unauthenticated(world: World, skew: int)
     world.refused(_request_call(world, timestamp=stamp), 401, "unauthenticated")
 
 
+@pytest.mark.parametrize("stamp", ["9" * 5000, "1" * 13, "-1", "1e9"])
+def test_a_timestamp_that_is_not_1_to_12_digits_is_unauthenticated(
+    world: World, stamp: str
+) -> None:
+    call = _request_call(world, headers={auth.H_TIMESTAMP: stamp})
+    world.refused(call, 401, "unauthenticated")
+
+
+def test_a_deeply_nested_body_is_refused_before_parsing(world: World) -> None:
+    deep = b'{"signed":' + b"[" * 99_999 + b"]" * 99_999 + b"}"
+    world.refused(_request_call(world, body=deep), 400, "body_too_deep")
+
+    def unsigned() -> httpx.Response:
+        return world.wire.send(
+            None, "POST", "/v1/requests", body=deep, content_type="application/json"
+        )
+
+    world.refused(unsigned, 400, "body_too_deep")
+    assert world.wire.http.get("/v1/health").status_code == 200
+
+
 def test_a_replayed_request_is_refused_as_replayed(world: World) -> None:
     call = _request_call(world)
     first = call()
