@@ -62,6 +62,7 @@ from ledger.protocol.actions import ActionName, Domains, SignedAction
 from ledger.protocol.checkpoint import SignedCheckpoint
 from ledger.protocol.codes import ErrorCode, status_for
 from ledger.protocol.documents import metadata_hash as document_hash
+from ledger.protocol.messages import terms_message, terms_of
 from ledger.protocol.wire import (
     AnchorPublic,
     ApproveIn,
@@ -179,9 +180,6 @@ class Approved(ApproveOut):
 
     grantee_key_fingerprint: str
     chain_independent: bool
-
-
-APPROVAL_TERMS: Final = ("datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash")
 
 
 def fingerprint(key_suite: int, key: bytes) -> str:
@@ -996,7 +994,7 @@ class BrokerClient:
             )
         grantee = str(grant.message["grantee"])
         generation = view.chain.grant_of(dataset_id, grantee).generation + 1
-        terms = {k: grant.message[k] for k in APPROVAL_TERMS}
+        terms = terms_message(terms_of(grant.message))
         approval = self.sign("approval", {**terms, "generation": generation})
         out = self.call(
             "POST",

@@ -76,6 +76,18 @@ def terms_message(terms: GrantTerms) -> dict[str, Any]:
     }
 
 
+def terms_of(message: dict[str, Any]) -> GrantTerms:
+    """The grant terms a signed Grant or GrantApproval message names (JSON-form values)."""
+    return GrantTerms(
+        dataset_id=int(message["datasetId"]),
+        grantee=to_checksum_address(str(message["grantee"])),
+        purpose_hash=bytes.fromhex(str(message["purposeHash"])[2:]),
+        expires_at=int(message["expiresAt"]),
+        max_uses=int(message["maxUses"]),
+        terms_hash=bytes.fromhex(str(message["termsHash"])[2:]),
+    )
+
+
 def grant_message(terms: GrantTerms, *, nonce: int, deadline: int) -> dict[str, Any]:
     return {**terms_message(terms), "nonce": nonce, "deadline": deadline}
 

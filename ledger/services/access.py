@@ -18,7 +18,7 @@ from ledger.errors import (
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import purpose_hash, terms_document, terms_hash
-from ledger.protocol.messages import GrantTerms
+from ledger.protocol.messages import GrantTerms, terms_of
 from ledger.services import flowlog, policy
 from ledger.services.context import (
     MAX_ROW_ID,
@@ -79,7 +79,7 @@ def approve(
         policy.standing(session, request.requester, operator=ledger.operator).require_member(
             label="requester"
         )
-        terms = _terms(signed)
+        terms = terms_of(signed.message)
         _check_terms(ledger, request, terms, wrapped_key)
         cosign_needed = needs_cosignature(session, request.dataset_id, request.requester)
     _check_owner_nonce(ledger, signed, owner)
@@ -108,7 +108,7 @@ def cosign(ledger: Ledger, request_id: int, approval: SignedAction) -> Grant:
         request = _awaiting(session, request_id)
         signed = SignedAction.from_json(json.loads(request.pending_grant_json or "{}"))
         wrapped_key = bytes(request.pending_wrapped_key or b"")
-    terms = _terms(signed)
+    terms = terms_of(signed.message)
     _check_approved_terms(approval, signed)
     return _relay_grant(ledger, request_id, signed, terms, wrapped_key, approval)
 
@@ -121,28 +121,12 @@ def _check_approver(ledger: Ledger, approval: SignedAction) -> None:
 
 def _check_approved_terms(approval: SignedAction, grant: SignedAction) -> None:
     """The approval names exactly the terms of the owner's signed ``grant``."""
-    if _terms(approval) != _terms(grant):  # as values: an address or hex in any case
+    # Compared as values: an address or hex in any case names the same terms.
+    if terms_of(approval.message) != terms_of(grant.message):
         raise InvalidInput(
             "the approval names other terms than the owner's grant",
             code=ErrorCode.GRANT_MISMATCH,
         )
-
-
-TERM_FIELDS = frozenset(
-    {"datasetId", "grantee", "purposeHash", "expiresAt", "maxUses", "termsHash"}
-)
-
-
-def _terms(signed: SignedAction) -> GrantTerms:
-    msg = signed.message
-    return GrantTerms(
-        dataset_id=int(msg["datasetId"]),
-        grantee=to_checksum_address(str(msg["grantee"])),
-        purpose_hash=bytes.fromhex(str(msg["purposeHash"])[2:]),
-        expires_at=int(msg["expiresAt"]),
-        max_uses=int(msg["maxUses"]),
-        terms_hash=bytes.fromhex(str(msg["termsHash"])[2:]),
-    )
 
 
 def _check_owner_nonce(ledger: Ledger, signed: SignedAction, owner: str) -> None:
