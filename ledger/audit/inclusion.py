@@ -27,7 +27,7 @@ from ledger.protocol.codes import ErrorCode
 
 
 def check_inclusion(
-    note: str,
+    note: str | SignedCheckpoint,
     *,
     origin: str,
     seq: int,
@@ -37,12 +37,19 @@ def check_inclusion(
 ) -> SignedCheckpoint:
     """Check record ``seq`` (raw ``leaf``) is in the head ``note`` signs; returns the head.
 
+    ``note`` may be a checkpoint already parsed (and so verified): it is not parsed again.
+
     Raises InvalidSignature (``checkpoint_*``) for a note that does not verify or names
     another log, LogError ``record_not_included`` when the path does not lead from the leaf to
     the signed root, and LogError ``record_mismatch`` (or ``record_malformed``) when ``signed``
     is given and the leaf is not a record of exactly that action at position ``seq``.
     """
-    head = parse_checkpoint(note, origin=origin)
+    head = note if isinstance(note, SignedCheckpoint) else parse_checkpoint(note, origin=origin)
+    if head.origin != origin:
+        raise InvalidSignature(
+            f"checkpoint of {head.origin!r}, not of {origin!r}",
+            code=ErrorCode.CHECKPOINT_WRONG_ORIGIN,
+        )
     if not verify_inclusion_hash(leaf_hash(bytes(leaf)), seq, head.size, list(path), head.root):
         raise LogError(
             f"record {seq} is not included in the signed head of size {head.size}",

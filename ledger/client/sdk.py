@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from ledger.audit.inclusion import ProofKeeper, check_inclusion
+from ledger.audit.records import parse_leaf
 from ledger.client import trust
 from ledger.client.member import (
     MemberKeys,
@@ -401,7 +403,7 @@ class BrokerClient:
         records = self.call("GET", f"/v1/log/evidence/members/{address}", LogRecordsPublic)
         attested: tuple[int, bytes] | None = None
         for record in records.data:
-            signed = trust.signed_in(record.leaf.encode())
+            signed = parse_leaf(record.leaf.encode()).signed
             signed.verify(self.domains)
             expected = self.pinned().admin if signed.action == "onboard" else address
             msg = signed.message
@@ -426,7 +428,7 @@ class BrokerClient:
         owner may since have changed by an ADMIN reassignment; the content hash cannot)."""
         records = self.call("GET", f"/v1/log/evidence/datasets/{dataset_id}", LogRecordsPublic)
         for record in records.data:
-            signed = trust.signed_in(record.leaf.encode())
+            signed = parse_leaf(record.leaf.encode()).signed
             signed.verify(self.domains)
             if signed.action == "register":
                 return bytes.fromhex(str(signed.message["contentHash"])[2:])
@@ -438,9 +440,9 @@ class BrokerClient:
         """Check that the broker logged exactly the action this member signed, in a signed head.
 
         The record is record ``seq``, or found by the action's signature among this member's
-        own records. Keeps the proof (one JSON line in the trust directory). Raises
-        IntegrityError with ``record_mismatch``, ``record_not_included``, ``log_inconsistent``
-        or a checkpoint code.
+        own records. Keeps the proof (:class:`ledger.audit.ProofKeeper`, in the trust directory).
+        Raises LogError ``record_mismatch`` or ``record_not_included``, IntegrityError
+        ``log_inconsistent``, or a checkpoint code.
         """
         if seq is None:
             record = self.call(
@@ -451,25 +453,19 @@ class BrokerClient:
             )
         else:
             record = self.call("GET", f"/v1/log/records/{seq}", LogRecordPublic)
-        seq = record.seq
         leaf = record.leaf.encode()
-        trust.check_record(leaf, signed)
         cp = self.checkpoint()
         proof = self.call(
-            "GET", "/v1/log/proofs/inclusion", Proof, params={"seq": seq, "tree_size": cp.size}
+            "GET",
+            "/v1/log/proofs/inclusion",
+            Proof,
+            params={"seq": record.seq, "tree_size": cp.size},
         )
         path = [bytes.fromhex(h[2:]) for h in proof.path]
-        trust.check_included(leaf, seq, cp, path)
-        self.log_trust.append(
-            "proofs.jsonl",
-            {
-                "seq": seq,
-                "action": signed.action,
-                "leaf": record.leaf,
-                "checkpoint": cp.note,
-                "path": proof.path,
-            },
-        )
+        check_inclusion(cp, origin=cp.origin, seq=record.seq, leaf=leaf, path=path, signed=signed)
+        kept = self.log_trust.path("proofs.jsonl")
+        if kept is not None:
+            ProofKeeper(kept).keep(seq=record.seq, leaf=leaf, checkpoint=cp.note, path=path)
 
     def sign(self, action: ActionName, message: dict[str, Any]) -> SignedAction:
         """Sign a broker action as this member (a random nonce and a deadline when absent).

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 from eth_utils.address import to_checksum_address
 
 from ledger.chain.models import Deployment
-from ledger.errors import ConfigurationError, IntegrityError, LedgerError
+from ledger.errors import ConfigurationError, IntegrityError
 from ledger.keys import write_private
-from ledger.merkle.proofs import leaf_hash, verify_consistency, verify_inclusion_hash
-from ledger.protocol.actions import Domains, SignedAction
+from ledger.merkle.proofs import verify_consistency
+from ledger.protocol.actions import Domains
 from ledger.protocol.checkpoint import SignedCheckpoint, origin_for, parse_checkpoint
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import Config
@@ -126,13 +126,14 @@ class TrustStore:
         self.key = broker_key(subject)
         self._memory: dict[str, Any] = {}
 
-    def _path(self, name: str) -> Path | None:
+    def path(self, name: str) -> Path | None:
+        """Where ``name`` is kept (``None`` when nothing is kept on disk)."""
         if self.directory is None:
             return None
         return self.directory / f"{self.key}.{name}"
 
     def read(self, name: str) -> Any:
-        path = self._path(name)
+        path = self.path(name)
         if path is None:
             return self._memory.get(name)
         try:
@@ -145,7 +146,7 @@ class TrustStore:
             ) from None
 
     def write(self, name: str, value: Any) -> None:
-        path = self._path(name)
+        path = self.path(name)
         if path is None:
             self._memory[name] = value
             return
@@ -154,7 +155,7 @@ class TrustStore:
 
     def append(self, name: str, value: Any) -> None:
         """One JSON line appended (the kept inclusion proofs)."""
-        path = self._path(name)
+        path = self.path(name)
         if path is None:
             self._memory.setdefault(name, []).append(value)
             return
@@ -216,33 +217,6 @@ class ChainView:
         )
 
 
-def signed_in(leaf: bytes) -> SignedAction:
-    """The signed action a log record holds (``record_malformed`` if none)."""
-    try:
-        return SignedAction.from_json(json.loads(leaf)["signed"])
-    except (ValueError, KeyError, TypeError, LedgerError):
-        raise IntegrityError(
-            "a log record holds no well-formed signed action", code=ErrorCode.RECORD_MALFORMED
-        ) from None
-
-
-def check_record(leaf: bytes, sent: SignedAction) -> dict[str, Any]:
-    """The logged leaf must hold exactly the action this member signed (same signature)."""
-    try:
-        record = json.loads(leaf)
-        logged = SignedAction.from_json(record["signed"])
-    except (ValueError, KeyError, TypeError, LedgerError):
-        raise IntegrityError(
-            "the broker's log record of my action is malformed", code=ErrorCode.RECORD_MISMATCH
-        ) from None
-    if logged.signature != sent.signature or logged.message != json.loads(json.dumps(sent.message)):
-        raise IntegrityError(
-            "the broker logged another action than the one I signed",
-            code=ErrorCode.RECORD_MISMATCH,
-        )
-    return dict(record)
-
-
 def check_checkpoint(note: str, pinned: Pinned) -> SignedCheckpoint:
     """A checkpoint of the pinned log, signed by the pinned BROKER key."""
     cp = parse_checkpoint(note, origin=pinned.origin)
@@ -252,14 +226,6 @@ def check_checkpoint(note: str, pinned: Pinned) -> SignedCheckpoint:
             code=ErrorCode.CHECKPOINT_NOT_BROKER,
         )
     return cp
-
-
-def check_included(leaf: bytes, seq: int, cp: SignedCheckpoint, path: list[bytes]) -> None:
-    if not verify_inclusion_hash(leaf_hash(leaf), seq, cp.size, path, cp.root):
-        raise IntegrityError(
-            f"record {seq} is not included in the signed head of size {cp.size}",
-            code=ErrorCode.RECORD_NOT_INCLUDED,
-        )
 
 
 def check_extends(old: SignedCheckpoint, new: SignedCheckpoint, path: list[bytes]) -> None:
