@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 
-from ledger.chain.home import OpenedChain, open_chain
+from ledger.chain.home import DEPLOYMENT_FILE, OpenedChain, open_chain
 from ledger.chain.models import CreditRules
 from ledger.errors import ConfigurationError
 from ledger.keys import keystore_address, save_account
@@ -32,6 +32,8 @@ class Broker:
     ledger: Ledger
     anchorer: Anchorer
     opened: OpenedChain
+    #: The first start created the ADMIN key on this host (the CLI says so).
+    admin_created: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -53,6 +55,18 @@ class Broker:
             self._thread.join(timeout=30)
         self.ledger.db.dispose()
         self.opened.close()
+
+
+def deploying_admin(settings: Settings, passphrase: str) -> tuple[str | None, bool]:
+    """The ADMIN address to deploy with, or ``None`` once contracts are deployed (the
+    deployment record names it then); and whether its key was created on this host just now.
+
+    Only a first start looks for (or creates) the ADMIN key: a broker restarted after its
+    operator moved the key off the host must not create another.
+    """
+    if (settings.broker_dir / DEPLOYMENT_FILE).exists():
+        return None, False
+    return admin_address(settings, passphrase)
 
 
 def admin_address(settings: Settings, passphrase: str) -> tuple[str, bool]:
@@ -80,7 +94,7 @@ def admin_address(settings: Settings, passphrase: str) -> tuple[str, bool]:
 def open_broker(settings: Settings, passphrase: str) -> Broker:
     """Open (or create on first start) the broker state under ``settings.broker_dir``."""
     directory = settings.broker_dir
-    admin, _ = admin_address(settings, passphrase)
+    admin, created = deploying_admin(settings, passphrase)
     opened = open_chain(
         directory,
         passphrase,
@@ -113,7 +127,7 @@ def open_broker(settings: Settings, passphrase: str) -> Broker:
     except BaseException:
         opened.close()
         raise
-    return Broker(ledger=ledger, anchorer=anchorer, opened=opened)
+    return Broker(ledger=ledger, anchorer=anchorer, opened=opened, admin_created=created)
 
 
 def recover(ledger: Ledger, anchorer: Anchorer) -> None:

@@ -29,12 +29,12 @@ chain_app = typer.Typer(
 
 def _open() -> OpenedChain:
     """The broker's chain, opened with the BROKER key (deployed with the ADMIN address)."""
-    from ledger.broker import admin_address
+    from ledger.broker import deploying_admin
     from ledger.chain.home import open_chain
 
     settings = _settings()
     secret = _passphrase(settings)
-    admin, _ = admin_address(settings, secret)
+    admin, _ = deploying_admin(settings, secret)
     return open_chain(settings.broker_dir, secret, admin=admin, chain_url=settings.chain_url)
 
 

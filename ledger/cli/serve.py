@@ -18,18 +18,16 @@ def serve(
     import uvicorn
 
     from api.main import create_app
-    from ledger.broker import admin_address, open_broker
+    from ledger.broker import open_broker
 
     cfg = settings()
-    secret = passphrase(cfg)
-    _, created = admin_address(cfg, secret)
-    if created:
+    broker = open_broker(cfg, passphrase(cfg))
+    if broker.admin_created:
         err.print(
             f"created the ADMIN key at {cfg.admin_key_path} on this host; for production move it "
             "off the broker host and start with DRL_ADMIN_ADDRESS (docs/deployment.md)",
             highlight=False,
         )
-    broker = open_broker(cfg, secret)
     try:
         chain = broker.ledger.chain
         first = "deployed contracts" if broker.opened.created else "reopened"
