@@ -528,7 +528,8 @@ def _short(value: Any) -> str:
 def _classification(code: int | None) -> str:
     from ledger.types import CLASSIFICATIONS
 
-    return CLASSIFICATIONS[code] if code is not None and 0 <= code < 3 else "unknown"
+    known = code is not None and 0 <= code < len(CLASSIFICATIONS)
+    return CLASSIFICATIONS[code] if known and code is not None else "unknown"
 
 
 def _names() -> dict[str, str]:
