@@ -39,9 +39,9 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return value
 
 
-def _big(*, nullable: bool = False) -> Any:
+def _big(*, nullable: bool = False, index: bool = False) -> Any:
     """A 64-bit integer column (sizes beyond 2 GiB, times beyond 2038)."""
-    return Field(sa_column=Column(BigInteger, nullable=nullable))
+    return Field(sa_column=Column(BigInteger, nullable=nullable, index=index))
 
 
 def _ts(*, nullable: bool = False) -> Any:
@@ -250,6 +250,20 @@ class UsedNonce(SQLModel, table=True):
     created_at: dt.datetime = _ts()
 
 
+class RequestNonce(SQLModel, table=True):
+    """Request-signature nonces seen while their request could still be valid (replay guard).
+
+    Shared by every replica and kept across restarts; rows past ``expires_at`` are pruned.
+    Only members' requests are recorded, so unknown keys cannot fill the table.
+    """
+
+    __tablename__ = "request_nonces"
+
+    signer: str = Field(primary_key=True, max_length=42)
+    nonce: str = Field(primary_key=True, max_length=64)
+    expires_at: int = _big(index=True)
+
+
 class UploadIntent(SQLModel, table=True):
     """A verified, signed registration waiting for its ciphertext upload.
 
@@ -261,10 +275,15 @@ class UploadIntent(SQLModel, table=True):
 
     __tablename__ = "upload_intents"
 
+    __table_args__ = (UniqueConstraint("owner", "nonce", name="uq_upload_intents_owner_nonce"),)
+
     id: str = Field(primary_key=True, max_length=32)
     owner: str = Field(index=True, max_length=42)
+    nonce: str = Field(default="", max_length=78)  # the signed Register's nonce
     signed_json: str
     metadata_json: str
     owner_wrapped_key: bytes = _blob()
     expires_at: int = _big()
+    #: A PUT holds the intent until then (one transfer per intent, across replicas).
+    claimed_until: int | None = _big(nullable=True)
     created_at: dt.datetime = _ts()
