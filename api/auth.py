@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import asyncio
+from typing import Final
 
+import anyio
+import anyio.to_thread
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
+from api.transfers import WriteRate
 from ledger.errors import Unauthenticated
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
-from ledger.services import policy
+from ledger.services.admission import Admission, Claim
 from ledger.services.context import Ledger
 from ledger.services.policy import Standing
 
@@ -20,42 +23,68 @@ signature_scheme = APIKeyHeader(
     name=auth.H_SIGNATURE,
     scheme_name="DRLRequestSignature",
     description=(
-        "EIP-191 signature over 'DRL-HTTP-1\\nMETHOD\\nPATH?QUERY\\nBODY_SHA256\\nTIMESTAMP\\n"
-        "NONCE\\nCHAIN_ID', sent with X-DRL-Address, X-DRL-Timestamp (unix seconds, +-300 s), "
+        "EIP-191 signature over 'DRL-HTTP-2\\nMETHOD\\nPATH?QUERY\\nBODY_SHA256\\nTIMESTAMP\\n"
+        "NONCE\\nCHAIN_ID\\nDEPLOYMENT' (DEPLOYMENT: the FlowLog address, lower case), "
+        "sent with X-DRL-Address, X-DRL-Timestamp (unix seconds, +-300 s), "
         "X-DRL-Nonce (random, single use) and X-DRL-Content-SHA256 (hex SHA-256 of the body)."
     ),
     auto_error=False,
 )
 
 
-class _SeenNonces:
-    """Request nonces seen within the skew window, per process.
+#: Methods that change nothing; every other signed request counts against the write rate.
+_READS: Final = frozenset({"GET", "HEAD"})
+#: At most this many requests share one admission transaction.
+ADMISSION_BATCH: Final = 256
 
-    This guards reads against replay. Every write also carries an EIP-712 signed action whose
-    nonce is recorded in the database, so a replayed write fails there even on another replica.
-    Keeping request nonces in memory means a refused request writes nothing anywhere.
+
+class AdmissionQueue:
+    """Concurrent requests share one admission transaction, hence one durable commit.
+
+    Each authenticated request waits for its answer from ``ledger.services.admission`` (the
+    caller's standing, or that its nonce was used). The first request to find the queue idle
+    starts a drain that admits everything waiting, batch after batch, on a thread of its own
+    (never one of the pool that the routes and slow transfers use); requests that arrive
+    during a commit form the next batch.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._pending: list[tuple[Claim, asyncio.Future[Standing | None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._limiter = anyio.CapacityLimiter(1)
 
-    def add(self, address: str, nonce: str, now: int) -> bool:
-        with self._lock:
-            horizon = now - 2 * auth.MAX_SKEW_SECONDS
-            while self._seen and (
-                next(iter(self._seen.values())) < horizon or len(self._seen) >= self._capacity
-            ):
-                self._seen.popitem(last=False)
-            key = (address, nonce)
-            if key in self._seen:
-                return False
-            self._seen[key] = now
-            return True
+    async def admit(self, claim: Claim) -> Standing | None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests start one per client)
+            self._loop, self._pending, self._drain = loop, [], None
+        future: asyncio.Future[Standing | None] = loop.create_future()
+        self._pending.append((claim, future))
+        if self._drain is None or self._drain.done():
+            self._drain = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch = self._pending[:ADMISSION_BATCH]
+            del self._pending[:ADMISSION_BATCH]
+            try:
+                answers = await anyio.to_thread.run_sync(
+                    self._admission.admit, [claim for claim, _ in batch], limiter=self._limiter
+                )
+            except Exception as exc:  # e.g. DatabaseBusy: each request answers with it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
 
 
-_SEEN = _SeenNonces()
+def admission_queue(ledger: Ledger) -> AdmissionQueue:
+    return AdmissionQueue(Admission(ledger))
 
 
 async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:
@@ -89,6 +118,7 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         timestamp=timestamp,
         nonce=nonce,
         chain_id=ledger.chain.deployment.chain_id,
+        deployment=ledger.chain.deployment.flow_log,
     )
     try:
         signer = auth.recover_request(message, signature)
@@ -96,6 +126,11 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("request signature is malformed") from None
     if signer.lower() != address.lower():
         raise Unauthenticated("request signature does not match X-DRL-Address")
-    if not _SEEN.add(signer, nonce, ledger.now()):
+    queue: AdmissionQueue = request.app.state.admission
+    standing = await queue.admit(Claim(signer, nonce, timestamp))
+    if standing is None:
         raise Unauthenticated("request nonce was already used", code=ErrorCode.REQUEST_REPLAYED)
-    return policy.standing_of(ledger, signer)
+    if request.method not in _READS and standing.role is not None:
+        writes: WriteRate = request.app.state.write_rate
+        writes.take(signer)
+    return standing

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Security
 
 from api.auth import authenticate, signature_scheme
+from api.transfers import Transfers
 from ledger.services.anchoring import Anchorer
 from ledger.services.context import MAX_ROW_ID, Ledger
 from ledger.services.policy import Standing
@@ -27,6 +28,14 @@ def get_anchorer(request: Request) -> Anchorer:
 
 
 AnchorerDep = Annotated[Anchorer, Depends(get_anchorer)]
+
+
+def get_transfers(request: Request) -> Transfers:
+    transfers: Transfers = request.app.state.transfers
+    return transfers
+
+
+TransfersDep = Annotated[Transfers, Depends(get_transfers)]
 
 
 async def get_caller(

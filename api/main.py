@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs, errors
+from api.auth import admission_queue
 from api.routes import access, audit, chain, datasets, exchange, members, system
+from api.transfers import TransferLimits, Transfers, WriteRate
 from ledger.broker import Broker
 from ledger.errors import PayloadTooLarge
 from ledger.protocol import http as auth
@@ -159,7 +161,12 @@ async def _refuse(send: Send, status: int, code: ErrorCode, message: str) -> Non
     await send({"type": "http.response.body", "body": raw})
 
 
-def create_app(broker: Broker) -> FastAPI:
+def create_app(
+    broker: Broker,
+    *,
+    transfers: TransferLimits | None = None,
+    write_rate: WriteRate | None = None,
+) -> FastAPI:
     """The app around an opened broker core (also lowers the recursion limit: see above)."""
     restore_recursion_limit()
     app = FastAPI(
@@ -176,6 +183,9 @@ def create_app(broker: Broker) -> FastAPI:
     )
     app.state.ledger = broker.ledger
     app.state.anchorer = broker.anchorer
+    app.state.admission = admission_queue(broker.ledger)
+    app.state.transfers = Transfers(transfers or TransferLimits())
+    app.state.write_rate = write_rate or WriteRate()
     errors.install(app)
     docs.mount_docs(app)
     for module in (system, members, datasets, access, exchange, audit, chain):

@@ -23,15 +23,17 @@ import ctypes.util
 import io
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO, TypeVar, cast
 
 import anyio
+import anyio.to_thread
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from api.transfers import Pace
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
 
@@ -147,8 +149,21 @@ class QueueReader(io.RawIOBase):
         return len(data)
 
 
-async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
+async def consume_stream(
+    request: Request,
+    work: Callable[[BinaryIO], T],
+    *,
+    pace: Pace | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_every: float = 10.0,
+) -> T:
     """Run ``work(reader)`` in a thread while feeding it the request body.
+
+    ``pace`` ends a body that pauses too long or arrives too slowly (``TransferStalled``);
+    ``limiter`` is the thread limiter ``work`` runs on (transfers have their own);
+    ``heartbeat`` runs on a thread every ``heartbeat_every`` seconds while the body arrives
+    (the upload renews its claim on its intent with it).
 
     The worker's own error (a refused registration: not the owner, bytes that do not match the
     signed digest, ...) is raised as is, so the error handler answers its status; an error of
@@ -193,9 +208,28 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
         nonlocal received
         pending: list[bytes] = []
         size = 0
+        beat = time.monotonic() + heartbeat_every
+        body = request.stream().__aiter__()
         try:
-            async for chunk in request.stream():
+            while True:
+                try:
+                    if pace is None:
+                        chunk = await body.__anext__()
+                    else:
+                        with anyio.fail_after(pace.limits.idle_seconds):
+                            chunk = await body.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if pace is None:
+                        raise
+                    raise pace.idle() from None
                 received += len(chunk)
+                if pace is not None:
+                    pace.add(len(chunk))
+                if heartbeat is not None and time.monotonic() >= beat:
+                    await anyio.to_thread.run_sync(heartbeat)
+                    beat = time.monotonic() + heartbeat_every
                 if not chunk or stopped.is_set():
                     continue  # after the worker stopped, the rest is drained and dropped
                 pending.append(chunk)
@@ -215,7 +249,7 @@ async def consume_stream(request: Request, work: Callable[[BinaryIO], T]) -> T:
 
     async def run() -> None:
         try:
-            result.append(await run_in_threadpool(guarded))
+            result.append(await anyio.to_thread.run_sync(guarded, limiter=limiter))
         except Exception as exc:
             failed["work"] = exc
 

@@ -196,3 +196,9 @@ def _show(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value)
+
+
+class Throttled(LedgerError):
+    """A quota refused the request: too many transfers or writes at once (retry later)."""
+
+    code = ErrorCode.RATE_LIMITED

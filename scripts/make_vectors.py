@@ -842,6 +842,7 @@ def requests_section(actions: list[dict[str, Any]], upload: dict[str, Any]) -> l
             target=target,
             body_sha256=digest,
             chain_id=CHAIN_ID,
+            deployment=DEPLOYMENT.flow_log,
             timestamp=timestamp,
             nonce=nonce,
         )
@@ -852,6 +853,7 @@ def requests_section(actions: list[dict[str, Any]], upload: dict[str, Any]) -> l
             timestamp=timestamp,
             nonce=nonce,
             chain_id=CHAIN_ID,
+            deployment=DEPLOYMENT.flow_log,
         )
         vector: dict[str, Any] = {
             "name": name,
@@ -873,6 +875,7 @@ def requests_section(actions: list[dict[str, Any]], upload: dict[str, Any]) -> l
                 "timestamp": timestamp,
                 "nonce": nonce,
                 "chain_id": CHAIN_ID,
+                "deployment": DEPLOYMENT.flow_log.lower(),
                 "message_text": message.decode(),
                 "message_hex": hx(message),
                 "eip191_hash": hx(keccak(prefix + message)),

@@ -246,7 +246,7 @@ def request_examples() -> str:
         parts.append(
             f"**{title}** — `{r['method']} {r['target']}`, signed by the {r['signer']} "
             f"(`requests[name={r['name']}]`). The message ({len(r['message_text'].encode())} "
-            "bytes; ⏎ marks each LF byte, there is none after the chain id):\n\n"
+            "bytes; ⏎ marks each LF byte, there is none after the deployment):\n\n"
             + fenced("text", message)
             + "\n\nand the headers sent:\n\n"
             + fenced("http", "\n".join(lines))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from functools import partial
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep
+from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep, TransfersDep
 from api.errors import error_responses
 from api.schemas import message_int
 from api.streaming import blob_stream, consume_stream
+from api.transfers import RENEW_FRACTION, Pace, PacedDownload, upload_lease_seconds
 from ledger.errors import InvalidInput
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
@@ -90,23 +93,54 @@ def begin_upload(body: UploadIn, caller: CallerDep, ledger: LedgerDep) -> Upload
     },
 )
 async def complete_upload(
-    upload_id: str, request: Request, caller: StreamCallerDep, ledger: LedgerDep
+    upload_id: str,
+    request: Request,
+    caller: StreamCallerDep,
+    ledger: LedgerDep,
+    transfers: TransfersDep,
 ) -> DatasetPublic:
-    """Step 2: stream the ciphertext; it must hash to the digest the owner signed."""
+    """Step 2: stream the ciphertext; it must hash to the digest the owner signed.
+
+    One upload runs per intent (on any replica), within the member's transfer slots, paced
+    (a stalled or too slow body ends with 408 ``transfer_stalled``).
+    """
     caller.require_writer()
     declared = auth.content_length(request.headers.get("content-length"))
     if declared is not None and not 0 <= declared <= ledger.max_upload_bytes:
         raise InvalidInput("upload larger than the broker accepts", code=ErrorCode.UPLOAD_TOO_LARGE)
-    row = await consume_stream(
-        request,
-        lambda reader: datasets.complete_upload(
-            ledger,
-            upload_id,
-            reader,
-            uploader=caller.address,
-            declared_sha256=request.headers.get(auth.H_BODY, ""),
-        ),
-    )
+    release = transfers.acquire(caller.address)
+    try:
+        lease = upload_lease_seconds(transfers.limits)
+        claim = [
+            await anyio.to_thread.run_sync(
+                partial(
+                    datasets.claim_upload, ledger, upload_id, caller.address, lease_seconds=lease
+                )
+            )
+        ]
+
+        def renew() -> None:
+            claim[0] = datasets.renew_upload(ledger, upload_id, claim[0], lease_seconds=lease)
+
+        try:
+            row = await consume_stream(
+                request,
+                lambda reader: datasets.complete_upload(
+                    ledger,
+                    upload_id,
+                    reader,
+                    uploader=caller.address,
+                    declared_sha256=request.headers.get(auth.H_BODY, ""),
+                ),
+                pace=Pace(transfers.limits),
+                limiter=transfers.limiter,
+                heartbeat=renew,
+                heartbeat_every=lease / RENEW_FRACTION,
+            )
+        finally:
+            await anyio.to_thread.run_sync(datasets.release_upload, ledger, upload_id, claim[0])
+    finally:
+        release()
     return index.dataset_public(row)
 
 
@@ -153,16 +187,29 @@ def reassign(
     },
 )
 def fetch(
-    dataset_id: PathId, body: SignedBody, caller: CallerDep, ledger: LedgerDep
+    dataset_id: PathId,
+    body: SignedBody,
+    caller: CallerDep,
+    ledger: LedgerDep,
+    transfers: TransfersDep,
 ) -> StreamingResponse:
-    """Download under a usable grant: one use is recorded on chain before any byte flows."""
+    """Download under a usable grant: one use is recorded on chain before any byte flows.
+
+    The download takes one of the member's transfer slots before the use is recorded, and a
+    client that stops reading is cut off (see ``api.transfers``).
+    """
     caller.require_writer()
     signed = body.signed.parse()
     if signed.actor != caller.address or message_int(signed, "datasetId") != dataset_id:
         raise InvalidInput(
             "the signed fetch names another caller or dataset", code=ErrorCode.FETCH_MISMATCH
         )
-    fetched = exchange.fetch(ledger, signed)
+    release = transfers.acquire(caller.address)
+    try:
+        fetched = exchange.fetch(ledger, signed)
+    except BaseException:
+        release()
+        raise
     d = fetched.dataset
     headers = {
         auth.H_WRAPPED_KEY: hx(fetched.wrapped_key),
@@ -174,8 +221,9 @@ def fetch(
         "Content-Length": str(d.ciphertext_size),
         auth.H_METADATA: json.dumps({"title": d.title}),
     }
-    return StreamingResponse(
+    return PacedDownload(
         blob_stream(partial(ledger.blobs.open, d.ciphertext_sha256)),
-        media_type="application/octet-stream",
+        pace=Pace(transfers.limits),
+        release=release,
         headers=headers,
     )

@@ -57,6 +57,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     PayloadTooLarge,
+    Throttled,
     Unauthenticated,
 )
 from ledger.protocol import http as auth
@@ -131,6 +132,7 @@ ANSWER_ERRORS: Final[tuple[type[LedgerError], ...]] = (
     NotFound,  # 404
     Conflict,  # 409
     InvalidInput,  # 422
+    Throttled,  # 429
     ChainUnavailable,  # 503
     ChainError,  # 502
 )
@@ -143,7 +145,8 @@ def error_for(status: int, code: str, message: str) -> LedgerError:
     :class:`~ledger.errors.PayloadTooLarge` whatever the code. Otherwise the code's status in
     the protocol's table (:mod:`ledger.protocol.codes`) picks the class, or the answer's status
     for a code outside the table (a contract's custom error): 400 InvalidSignature,
-    403 Forbidden, 404 NotFound, 409 Conflict, 422 InvalidInput, 503 ChainUnavailable,
+    403 Forbidden, 404 NotFound, 409 Conflict, 422 InvalidInput, 429 Throttled,
+    503 ChainUnavailable,
     502 ChainError, and :class:`BrokerError` for anything else.
     """
     wanted = status if status in (401, 413) else (status_for(code) or status)
@@ -489,6 +492,7 @@ class BrokerClient:
             target=target,
             body_sha256=body_sha256,
             chain_id=self.config().chain_id,
+            deployment=self.config().flow_log,
         )
 
     def signed_request(

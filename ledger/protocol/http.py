@@ -2,16 +2,19 @@
 
 Every request proves the member's key. The client builds the message
 
-    DRL-HTTP-1 \\n METHOD \\n TARGET \\n BODY_SHA256 \\n TIMESTAMP \\n NONCE \\n CHAIN_ID
+    DRL-HTTP-2 \\n METHOD \\n TARGET \\n BODY_SHA256 \\n TIMESTAMP \\n NONCE \\n CHAIN_ID
+    \\n DEPLOYMENT
 
 (``\\n`` = one LF byte, no spaces) where METHOD is upper case, TARGET the request path exactly
 as sent (percent-encoding kept) followed by ``?query`` only when there is a query, BODY_SHA256
 the SHA-256 of the body as 64 lower-case hex digits without ``0x`` (of the empty string for a
-body-less request), TIMESTAMP unix seconds in decimal, NONCE 8-64 characters of ``[A-Za-z0-9_-]``
-and CHAIN_ID the deployment's chain id in decimal; signs it with EIP-191 ``personal_sign``
-(``"\\x19Ethereum Signed Message:\\n" + len + message``, keccak-256, secp256k1) and sends the five
-request headers below. For a streamed upload BODY_SHA256 is the ciphertext digest the owner
-signed in its registration (the broker checks the bytes against it as they arrive).
+body-less request), TIMESTAMP unix seconds in decimal, NONCE 8-64 characters of ``[A-Za-z0-9_-]``,
+CHAIN_ID the deployment's chain id in decimal and DEPLOYMENT its FlowLog contract address (``0x``
+and 40 lower-case hex digits: two deployments sharing a chain id never accept each other's
+requests); signs it with EIP-191 ``personal_sign`` (``"\\x19Ethereum Signed Message:\\n" + len
++ message``, keccak-256, secp256k1) and sends the five request headers below. For a streamed
+upload BODY_SHA256 is the ciphertext digest the owner signed in its registration (the broker
+checks the bytes against it as they arrive).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-SCHEME: Final = "DRL-HTTP-1"
+SCHEME: Final = "DRL-HTTP-2"
 #: A request's timestamp may differ from the broker's clock by at most this many seconds.
 MAX_SKEW_SECONDS: Final = 300
 NONCE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -91,12 +94,18 @@ def request_target(path: str, query: str) -> str:
 
 
 def request_message(
-    *, method: str, target: str, body_sha256: str, timestamp: int, nonce: str, chain_id: int
+    *,
+    method: str,
+    target: str,
+    body_sha256: str,
+    timestamp: int,
+    nonce: str,
+    chain_id: int,
+    deployment: str,
 ) -> bytes:
-    """The exact bytes a request signature covers."""
-    return "\n".join(
-        [SCHEME, method.upper(), target, body_sha256.lower(), str(timestamp), nonce, str(chain_id)]
-    ).encode()
+    """The exact bytes a request signature covers (``deployment``: the FlowLog address)."""
+    fields = [SCHEME, method.upper(), target, body_sha256.lower(), str(timestamp), nonce]
+    return "\n".join([*fields, str(chain_id), deployment.lower()]).encode()
 
 
 def sign_request(
@@ -106,6 +115,7 @@ def sign_request(
     target: str,
     body_sha256: str,
     chain_id: int,
+    deployment: str,
     timestamp: int | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
@@ -119,6 +129,7 @@ def sign_request(
         timestamp=ts,
         nonce=nonce,
         chain_id=chain_id,
+        deployment=deployment,
     )
     signature = account.sign_message(encode_defunct(primitive=message)).signature
     return {

@@ -14,6 +14,8 @@ import json
 import secrets
 from typing import Any, BinaryIO
 
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
 from ledger.crypto.format import HEADER_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Header
@@ -125,22 +127,107 @@ def begin_upload(
     metadata: dict[str, Any],
     owner_wrapped_key: bytes,
 ) -> UploadIntent:
-    """Check a signed registration and keep it until its ciphertext arrives."""
+    """Check a signed registration and keep it until its ciphertext arrives.
+
+    One intent per owner and registration nonce (the contract's nonce, so one per owner at a
+    time): the same signed registration sent again gets the same intent back, and a new one
+    with that nonce replaces the pending intent unless its upload is running right now.
+    """
     owner, *_ = _prevalidate(ledger, signed, metadata, owner_wrapped_key)
+    nonce = str(signed.message["nonce"])
     intent = UploadIntent(
         id=secrets.token_hex(16),
         owner=owner,
+        nonce=nonce,
         signed_json=json.dumps(signed.to_json()),
         metadata_json=json.dumps(metadata),
         owner_wrapped_key=owner_wrapped_key,
         expires_at=int(signed.message["deadline"]),
     )
-    with ledger.db.transaction() as session:
-        session.execute(delete(UploadIntent).where(col(UploadIntent.expires_at) < ledger.now()))
-        session.add(intent)
-        session.flush()
-        session.expunge(intent)
+    now = ledger.now()
+    try:
+        with ledger.db.transaction() as session:
+            session.execute(delete(UploadIntent).where(col(UploadIntent.expires_at) < now))
+            pending = session.exec(
+                select(UploadIntent)
+                .where(UploadIntent.owner == owner, UploadIntent.nonce == nonce)
+                .with_for_update()
+            ).first()
+            if pending is not None:
+                if (pending.signed_json, pending.metadata_json, pending.owner_wrapped_key) == (
+                    intent.signed_json,
+                    intent.metadata_json,
+                    intent.owner_wrapped_key,
+                ):
+                    session.expunge(pending)
+                    return pending
+                if _claimed(pending, now):
+                    raise Conflict(
+                        f"the upload of intent {pending.id} (nonce {nonce}) is running",
+                        code=ErrorCode.UPLOAD_IN_PROGRESS,
+                    )
+                session.delete(pending)
+                session.flush()
+            session.add(intent)
+            session.flush()
+            session.expunge(intent)
+    except IntegrityError:  # a concurrent registration with this nonce came first
+        raise Conflict(
+            f"another registration with nonce {nonce} is pending", code=ErrorCode.UPLOAD_PENDING
+        ) from None
     return intent
+
+
+def _claimed(intent: UploadIntent, now: int) -> bool:
+    return intent.claimed_until is not None and intent.claimed_until >= now
+
+
+def claim_upload(ledger: Ledger, intent_id: str, uploader: str, *, lease_seconds: int) -> int:
+    """Hold a pending intent for one upload; returns the claim (pass it to renew and release).
+
+    Only one upload of an intent runs at a time, on any replica: a second PUT while the first
+    is running is refused with ``upload_in_progress``. A claim lapses after ``lease_seconds``
+    unless renewed, so an upload cut off by a crash does not hold its intent for good.
+    """
+    now = ledger.now()
+    with ledger.db.transaction() as session:
+        intent = session.get(UploadIntent, intent_id, with_for_update=True)
+        if intent is None or intent.expires_at < now:
+            raise NotFound(f"no pending upload {intent_id}", code=ErrorCode.UPLOAD_NOT_FOUND)
+        policy.require_owner(uploader, intent.owner, "only the owner completes its upload")
+        if _claimed(intent, now):
+            raise Conflict(
+                f"another upload of intent {intent_id} is running",
+                code=ErrorCode.UPLOAD_IN_PROGRESS,
+            )
+        intent.claimed_until = now + lease_seconds
+        return intent.claimed_until
+
+
+def renew_upload(ledger: Ledger, intent_id: str, claim: int, *, lease_seconds: int) -> int:
+    """Extend a claim; ``Conflict`` if it lapsed and was taken over meanwhile."""
+    renewed = ledger.now() + lease_seconds
+    with ledger.db.transaction() as session:
+        moved = session.connection().execute(
+            update(UploadIntent)
+            .where(col(UploadIntent.id) == intent_id, col(UploadIntent.claimed_until) == claim)
+            .values(claimed_until=renewed)
+        )
+        if moved.rowcount != 1:
+            raise Conflict(
+                f"the claim on intent {intent_id} lapsed", code=ErrorCode.UPLOAD_IN_PROGRESS
+            )
+    return renewed
+
+
+def release_upload(ledger: Ledger, intent_id: str, claim: int) -> None:
+    """Give a claim back (nothing happens if the upload completed and consumed the intent)."""
+    with ledger.db.transaction() as session:
+        session.execute(
+            update(UploadIntent)
+            .where(col(UploadIntent.id) == intent_id, col(UploadIntent.claimed_until) == claim)
+            .values(claimed_until=None)
+        )
 
 
 def complete_upload(

@@ -88,9 +88,6 @@ class Ctx:
     to_deny: dict[str, Any]  # the grantee's pending request on D2
     to_cosign: dict[str, Any]  # the enterprise's request on SENSITIVE S, awaiting approval
     fetch_nonce: int  # the grantee's fetch of D that has no receipt yet
-    upload_url: str  # the owner's pending upload
-    upload_bytes: bytes
-    upload_digest: str
     work: Path
 
     def signer(self, role: Role) -> MemberKeys:
@@ -208,9 +205,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
             sensitive = department.register(
                 source, title="Ferry rooftops", classification="sensitive"
             ).model_dump(mode="json")
-        ctx = Ctx(
-            broker, wire, keys, dataset, second, disputed, {}, {}, {}, {}, 0, "", b"", "", work
-        )
+        ctx = Ctx(broker, wire, keys, dataset, second, disputed, {}, {}, {}, {}, 0, work)
         ctx.grantee_request = _request(ctx, "grantee", dataset["id"])
         _approve(ctx, ctx.grantee_request["id"])
         with broker.client("grantee") as grantee:
@@ -228,15 +223,6 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
         _approve(ctx, _request(ctx, "department", second["id"])["id"])  # revoked by the probe
         ctx.to_approve = _request(ctx, "enterprise", second["id"])
         ctx.to_deny = _request(ctx, "grantee", second["id"])
-        upload = _upload_body(ctx, "owner")
-        response = wire.send(keys["owner"], "POST", "/v1/datasets/uploads", json_body=upload)
-        assert response.status_code == 201, response.text
-        ctx.upload_url = str(response.json()["upload_url"])
-        digest = str(upload["metadata"]["ciphertext_sha256"])[2:]
-        ciphertext = next(work.glob("owner-*-enc/*.drl"))
-        ctx.upload_bytes = ciphertext.read_bytes()
-        ctx.upload_digest = digest
-        assert hashlib.sha256(ctx.upload_bytes).hexdigest() == digest
         try:
             yield ctx
         finally:
@@ -377,13 +363,24 @@ def _mine(ctx: Ctx) -> str:
 
 
 def _put_upload(ctx: Ctx, role: Role) -> Call:
+    """The owner's pending upload, made just now: a newer registration with the owner's nonce
+    (the POST probe's) replaces the one before it (one intent per owner and nonce)."""
+    upload = _upload_body(ctx, "owner")
+    response = ctx.wire.send(ctx.signer("owner"), "POST", "/v1/datasets/uploads", json_body=upload)
+    assert response.status_code == 201, response.text
+    digest = str(upload["metadata"]["ciphertext_sha256"])[2:]
+    ciphertext = next(p for p in ctx.work.glob("owner-*-enc/*.drl") if _sha256(p) == digest)
     return Call(
         "PUT",
-        ctx.upload_url,
-        body=ctx.upload_bytes,
+        str(response.json()["upload_url"]),
+        body=ciphertext.read_bytes(),
         content_type="application/octet-stream",
-        body_sha256=ctx.upload_digest,
+        body_sha256=digest,
     )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _owner(ctx: Ctx) -> str:

@@ -104,11 +104,12 @@ class SignEveryRequest(requests.auth.AuthBase):
     identity in turn.
     """
 
-    def __init__(self, accounts: dict[str, LocalAccount], chain_id: int) -> None:
+    def __init__(self, accounts: dict[str, LocalAccount], chain_id: int, deployment: str) -> None:
         self._accounts = accounts
         self._next = itertools.cycle(list(accounts.values()))
         self._lock = threading.Lock()
         self._chain_id = chain_id
+        self._deployment = deployment
 
     def _signer(self, body: bytes) -> LocalAccount:
         try:
@@ -131,6 +132,7 @@ class SignEveryRequest(requests.auth.AuthBase):
                 target=request.path_url,
                 body_sha256=hashlib.sha256(body).hexdigest(),
                 chain_id=self._chain_id,
+                deployment=self._deployment,
             )
         )
         return request
@@ -206,7 +208,9 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
                 accounts[handle] = client.require_keys().account
                 domains = client.domains
         session = requests.Session()
-        session.auth = SignEveryRequest({a.address: a for a in accounts.values()}, domains.chain_id)
+        session.auth = SignEveryRequest(
+            {a.address: a for a in accounts.values()}, domains.chain_id, domains.flow_log
+        )
         state = Fuzz(broker, session, known, accounts, domains)
         try:
             yield state

@@ -282,6 +282,7 @@ def test_a_request_signed_with_another_key_is_unauthenticated(world: InProcess) 
                 target=target,
                 body_sha256=body_sha256,
                 chain_id=self.config().chain_id,
+                deployment=self.config().flow_log,
             )
             headers[auth.H_ADDRESS] = self.require_keys().address
             return headers

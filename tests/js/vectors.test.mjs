@@ -279,14 +279,16 @@ for (const request of V.requests) {
     const target = request.path + (request.query ? "?" + request.query : "");
     assert.equal(target, request.target);
     const message = [
-      "DRL-HTTP-1",
+      "DRL-HTTP-2",
       request.method,
       target,
       request.body_sha256,
       String(request.timestamp),
       request.nonce,
       String(request.chain_id),
+      V.deployment.flow_log.toLowerCase(),
     ].join("\n");
+    assert.equal(request.deployment, V.deployment.flow_log.toLowerCase());
     assert.equal(message, request.message_text);
     assert.equal(hex(Buffer.from(message, "utf8")), request.message_hex);
     assert.equal(hashMessage(toUtf8Bytes(message)), request.eip191_hash);

@@ -348,9 +348,12 @@ def test_request_signature(index: int) -> None:
         timestamp=v["timestamp"],
         nonce=v["nonce"],
         chain_id=v["chain_id"],
+        deployment=v["deployment"],
     )
     assert message == unhex(v["message_hex"]) == v["message_text"].encode()
-    assert message.split(b"\n")[0] == b"DRL-HTTP-1"
+    assert message.split(b"\n")[0] == b"DRL-HTTP-2"
+    assert message.split(b"\n")[-1] == v["deployment"].encode()
+    assert v["deployment"] == V["deployment"]["flow_log"].lower()
     prefix = f"\x19Ethereum Signed Message:\n{len(message)}".encode()
     assert bytes(keccak(prefix + message)) == unhex(v["eip191_hash"])
     assert auth.recover_request(message, v["signature"]) == v["address"]
@@ -364,6 +367,7 @@ def test_request_signature(index: int) -> None:
         target=v["target"],
         body_sha256=v["body_sha256"],
         chain_id=v["chain_id"],
+        deployment=v["deployment"],
         timestamp=v["timestamp"],
         nonce=v["nonce"],
     )
@@ -656,7 +660,7 @@ def test_vectors_check_notices_a_changed_file(
 ) -> None:
     module = load_script("make_vectors")
     stale = tmp_path / "protocol.json"
-    stale.write_text(VECTORS_PATH.read_text(encoding="utf-8").replace("DRL-HTTP-1", "DRL-HTTP-2"))
+    stale.write_text(VECTORS_PATH.read_text(encoding="utf-8").replace("DRL-HTTP-2", "DRL-HTTP-9"))
     monkeypatch.setattr(module, "OUT", stale)
     assert module.main(["make_vectors.py", "--check"]) == 1
     assert module.render() == VECTORS_PATH.read_text(encoding="utf-8")  # the same bytes again

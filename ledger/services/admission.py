@@ -1,0 +1,102 @@
+"""Admitting signed HTTP requests: the caller's standing, and each request nonce used once.
+
+A request signature (``ledger.protocol.http``) is valid for ``MAX_SKEW_SECONDS`` either side of
+its timestamp, so its nonce must be remembered at least that long — by every replica and across
+restarts. Nonces are therefore rows of ``request_nonces`` with their expiry, not a cache in one
+process, and a replayed request is refused wherever and whenever it arrives.
+
+Only a known caller's nonce is recorded (a member, suspended or not, or the operator): a key
+nobody onboarded is refused by every route that needs a caller anyway, and must not be able to
+fill the table. Requests are admitted in batches (``admit``): one transaction reads the
+standings and records the nonces of many concurrent requests, so the durable commit that makes
+a nonce single-use is shared, and a busy broker does one commit per batch, not per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import Table, bindparam, delete
+
+from ledger.protocol.http import MAX_SKEW_SECONDS
+from ledger.services import policy
+from ledger.services.context import Ledger
+from ledger.services.policy import Standing
+from ledger.store.models import RequestNonce
+from ledger.store.nodes import insert_ignoring
+
+_NONCES: Table = RequestNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
+_PRUNE = delete(_NONCES).where(_NONCES.c.expires_at < bindparam("horizon"))
+#: Rows are kept this long past their request's validity: replicas' clocks may differ a little.
+CLOCK_MARGIN_SECONDS: Final = 60
+#: Expired rows are deleted at most this often (each batch would be wasteful).
+PRUNE_EVERY_SECONDS: Final = 30
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One authenticated request: its signer, its nonce and its signed timestamp."""
+
+    signer: str
+    nonce: str
+    timestamp: int
+
+
+#: The answer for a claim whose nonce was used before (here or on another replica).
+REPLAYED: Final = None
+
+
+class Admission:
+    """Admits batches of requests against one broker's database."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._pruned_at = 0
+
+    def admit(self, claims: Sequence[Claim]) -> list[Standing | None]:
+        """Each claim's standing, or ``REPLAYED`` if its nonce was already used.
+
+        Within one batch the first of two equal ``(signer, nonce)`` pairs wins. Callers nobody
+        onboarded get their (empty) standing and nothing is recorded for them.
+        """
+        ledger = self._ledger
+        now = ledger.now()
+        with ledger.db.transaction() as session:
+            if now - self._pruned_at >= PRUNE_EVERY_SECONDS:
+                horizon = now - MAX_SKEW_SECONDS - CLOCK_MARGIN_SECONDS
+                session.connection().execute(_PRUNE, {"horizon": horizon})
+                self._pruned_at = now
+            found = policy.standings(
+                session, sorted({c.signer for c in claims}), operator=ledger.operator
+            )
+            rows: dict[tuple[str, str], int] = {}
+            for claim in claims:
+                if found[claim.signer].role is not None:
+                    key = (claim.signer, claim.nonce)
+                    rows.setdefault(key, claim.timestamp + MAX_SKEW_SECONDS)
+            inserted: set[tuple[str, str]] = set()
+            if rows:
+                statement = insert_ignoring(
+                    session, _NONCES, ("signer", "nonce"), ("signer", "nonce")
+                )
+                values = [
+                    {"signer": signer, "nonce": nonce, "expires_at": expires}
+                    for (signer, nonce), expires in rows.items()
+                ]
+                inserted = {
+                    (str(a), str(b)) for a, b in session.connection().execute(statement, values)
+                }
+        answers: list[Standing | None] = []
+        for claim in claims:
+            standing = found[claim.signer]
+            key = (claim.signer, claim.nonce)
+            if standing.role is None:
+                answers.append(standing)
+            elif key in inserted:
+                inserted.discard(key)  # a second equal claim in this batch is a replay
+                answers.append(standing)
+            else:
+                answers.append(REPLAYED)
+        return answers

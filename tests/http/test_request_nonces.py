@@ -1,0 +1,171 @@
+"""Request signatures are single use for good, and bound to one deployment.
+
+Request nonces live in the broker's database with their expiry: a replay is refused by the
+same process, after a restart, and (the database being shared) by any replica. Only members'
+nonces are recorded, so keys nobody onboarded cannot fill the table. The signed string names the
+deployment's FlowLog address, and each embedded chain has a chain id of its own, so a request
+signed for one deployment is refused by another.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ledger.chain.home import EMBEDDED_CHAIN_IDS
+from ledger.client.member import MemberKeys
+from ledger.protocol import http as auth
+from tests.support.broker import start_broker, stop_broker
+from tests.support.http_kit import RunningBroker, env_for, new_member, running_broker
+from tests.support.http_probe import Wire, error_code, stranger
+
+
+@dataclass
+class World:
+    broker: RunningBroker
+    office: MemberKeys
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("nonces")
+    with running_broker(root / "home") as broker:
+        new_member(broker, "office", "department", "District Planning Office")
+        with broker.client("office") as office:
+            assert office.keys is not None
+            yield World(broker, office.keys)
+
+
+def nonce_rows(home: Path, signer: str | None = None) -> int:
+    con = sqlite3.connect(f"file:{home / 'broker' / 'broker.db'}?mode=ro", uri=True)
+    try:
+        if signer is None:
+            return int(con.execute("SELECT count(*) FROM request_nonces").fetchone()[0])
+        query = "SELECT count(*) FROM request_nonces WHERE signer = ?"
+        return int(con.execute(query, (signer,)).fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_a_replayed_request_is_refused_and_its_nonce_is_kept_with_its_expiry(world: World) -> None:
+    wire = Wire(world.broker.url)
+    try:
+        headers = wire.headers(world.office, "GET", "/v1/datasets", auth.EMPTY_SHA256)
+        first = wire.http.get("/v1/datasets", headers=headers)
+        again = wire.http.get("/v1/datasets", headers=headers)
+    finally:
+        wire.close()
+    assert first.status_code == 200
+    assert (again.status_code, error_code(again)) == (401, "request_replayed")
+    con = sqlite3.connect(f"file:{world.broker.home / 'broker' / 'broker.db'}?mode=ro", uri=True)
+    try:
+        row = con.execute(
+            "SELECT expires_at FROM request_nonces WHERE signer = ? AND nonce = ?",
+            (world.office.address, headers[auth.H_NONCE]),
+        ).fetchone()
+    finally:
+        con.close()
+    assert row == (int(headers[auth.H_TIMESTAMP]) + 300,)
+
+
+def test_concurrent_copies_of_one_request_are_admitted_once(world: World) -> None:
+    """Copies arriving together share an admission batch: the first wins, the rest are replays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wire = Wire(world.broker.url)
+    try:
+        headers = wire.headers(world.office, "GET", "/v1/members", auth.EMPTY_SHA256)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(lambda _: wire.http.get("/v1/members", headers=headers), range(8))
+            )
+    finally:
+        wire.close()
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] + [401] * 7
+    assert {error_code(r) for r in answers if r.status_code == 401} == {"request_replayed"}
+
+
+def test_keys_nobody_onboarded_record_no_nonce(world: World) -> None:
+    wire = Wire(world.broker.url)
+    nobody = stranger()
+    try:
+        for _ in range(5):
+            refused = wire.send(nobody, "GET", "/v1/datasets")
+            assert (refused.status_code, error_code(refused)) == (403, "not_a_member")
+    finally:
+        wire.close()
+    assert nonce_rows(world.broker.home, nobody.address) == 0
+
+
+def test_a_request_signed_for_another_deployment_is_unauthenticated(world: World) -> None:
+    wire = Wire(world.broker.url)
+    try:
+        headers = auth.sign_request(
+            world.office.account,
+            method="GET",
+            target="/v1/datasets",
+            body_sha256=auth.EMPTY_SHA256,
+            chain_id=wire.chain_id,
+            deployment="0x" + "11" * 20,  # another FlowLog on the same chain id
+        )
+        refused = wire.http.get("/v1/datasets", headers=headers)
+    finally:
+        wire.close()
+    assert (refused.status_code, error_code(refused)) == (401, "unauthenticated")
+
+
+def test_an_embedded_chain_gets_a_chain_id_of_its_own(world: World) -> None:
+    wire = Wire(world.broker.url)
+    try:
+        chain_id = wire.chain_id
+    finally:
+        wire.close()
+    assert chain_id != 1337
+    assert chain_id in EMBEDDED_CHAIN_IDS
+
+
+def test_a_request_replayed_after_a_restart_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with running_broker(home) as broker:
+        new_member(broker, "office", "department", "District Planning Office")
+        with broker.client("office") as office:
+            assert office.keys is not None
+            keys = office.keys
+        wire = Wire(broker.url)
+        try:
+            headers = wire.headers(keys, "GET", "/v1/datasets", auth.EMPTY_SHA256)
+            assert wire.http.get("/v1/datasets", headers=headers).status_code == 200
+        finally:
+            wire.close()
+        url = broker.url
+    port = int(url.rsplit(":", 1)[1])
+    process = start_broker(env_for(home, url), port=port, log=tmp_path / "again.log", timeout=60)
+    try:
+        wire = Wire(url)
+        try:
+            replay = wire.http.get("/v1/datasets", headers=headers)
+            assert chain_id_unchanged(wire, headers)
+        finally:
+            wire.close()
+    finally:
+        stop_broker(process)
+    assert (replay.status_code, error_code(replay)) == (401, "request_replayed")
+
+
+def chain_id_unchanged(wire: Wire, headers: dict[str, str]) -> bool:
+    """The reopened home kept its chain id (the signature above names it)."""
+    message = auth.request_message(
+        method="GET",
+        target="/v1/datasets",
+        body_sha256=auth.EMPTY_SHA256,
+        timestamp=int(headers[auth.H_TIMESTAMP]),
+        nonce=headers[auth.H_NONCE],
+        chain_id=wire.chain_id,
+        deployment=wire.config["flow_log"],
+    )
+    return auth.recover_request(message, headers[auth.H_SIGNATURE]) == headers[auth.H_ADDRESS]
