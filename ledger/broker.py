@@ -2,10 +2,16 @@
 
 ``open_broker`` is what ``drl serve`` and the tests call: the first start deploys the contracts
 and creates the operator identity; later starts reopen the same chain, database and blobs.
+Several replicas share one PostgreSQL database, one node and one blob store (a shared volume
+or an object store): the database names the deployment they all serve, one of them holds the
+anchoring lease, and their BROKER key's nonces are coordinated through the database.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -16,12 +22,14 @@ from ledger.chain.home import DEPLOYMENT_FILE, OpenedChain, open_chain
 from ledger.chain.models import CreditRules
 from ledger.errors import ConfigurationError
 from ledger.keys import keystore_address, save_account
+from ledger.protocol.codes import ErrorCode
 from ledger.services import flowlog
-from ledger.services.anchoring import Anchorer
+from ledger.services.anchoring import LEASE_NAME, Anchorer
 from ledger.services.context import Ledger
 from ledger.services.exchange import reconcile_uses
 from ledger.settings import Settings
-from ledger.store.blobs import FileBlobStore
+from ledger.store import replicas
+from ledger.store.blobs import open_blob_store
 from ledger.store.db import Database
 
 
@@ -38,12 +46,13 @@ class Broker:
     _thread: threading.Thread | None = None
 
     def start_anchoring(self, *, poll: float = 1.0) -> None:
-        """Run the anchorer in a background thread until :meth:`close`."""
+        """Run the anchorer in a background thread until :meth:`close` (it anchors only while
+        this replica holds the anchoring lease)."""
         if self._thread is None:
+            self.anchorer.poll = poll
             self._thread = threading.Thread(
                 target=self.anchorer.run_forever,
                 args=(self._stop,),
-                kwargs={"poll": poll},
                 name="drl-anchorer",
                 daemon=True,
             )
@@ -53,6 +62,9 @@ class Broker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        elif self.anchorer.lease is not None:
+            with contextlib.suppress(Exception):  # a lease left behind only lapses later
+                self.anchorer.lease.release()
         self.ledger.db.dispose()
         self.opened.close()
 
@@ -92,29 +104,59 @@ def admin_address(settings: Settings, passphrase: str) -> tuple[str, bool]:
 
 
 def open_broker(settings: Settings, passphrase: str) -> Broker:
-    """Open (or create on first start) the broker state under ``settings.broker_dir``."""
+    """Open (or create on first start) the broker state under ``settings.broker_dir``.
+
+    The database comes first: a missing driver or an unreachable server is refused before
+    anything is deployed, and a database that already indexes a deployment is checked
+    against this replica's (its deployment file and BROKER key) before the chain is touched.
+    """
     directory = settings.broker_dir
-    admin, created = deploying_admin(settings, passphrase)
-    opened = open_chain(
-        directory,
-        passphrase,
-        chain_url=settings.chain_url,
-        admin=admin,
-        rules=CreditRules(
-            epoch_seconds=settings.credit_epoch_seconds,
-            first_credit=settings.credit_first,
-            repeat_credit=settings.credit_repeat,
-            pair_cap=settings.credit_pair_cap,
-            owner_cap=settings.credit_owner_cap,
-        ),
+    db = Database(
+        settings.database_url or f"sqlite:///{directory / 'broker.db'}",
+        pool_size=settings.db_pool_size,
     )
+    opened: OpenedChain | None = None
     try:
-        db = Database(settings.database_url or f"sqlite:///{directory / 'broker.db'}")
         db.upgrade()
+        recorded = replicas.recorded_deployment(db)
+        if recorded is not None and not (directory / DEPLOYMENT_FILE).exists():
+            raise ConfigurationError(
+                f"the database {db.shown_url()} indexes the deployment of FlowLog "
+                f"{recorded.flow_log} on chain {recorded.chain_id} (BROKER {recorded.broker}), "
+                f"but {directory / DEPLOYMENT_FILE} does not exist: a replica joining it needs "
+                "that deployment.json and the same BROKER key and passphrase, not a deployment "
+                "of its own (docs/deploy.md)",
+                code=ErrorCode.DEPLOYMENT_MISMATCH,
+            )
+        blobs = open_blob_store(
+            settings.blob_store,
+            default=directory / "blobs",
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+        )
+        admin, created = deploying_admin(settings, passphrase)
+        opened = open_chain(
+            directory,
+            passphrase,
+            chain_url=settings.chain_url,
+            admin=admin,
+            key_path=settings.broker_key.expanduser() if settings.broker_key else None,
+            rules=CreditRules(
+                epoch_seconds=settings.credit_epoch_seconds,
+                first_credit=settings.credit_first,
+                repeat_credit=settings.credit_repeat,
+                pair_cap=settings.credit_pair_cap,
+                owner_cap=settings.credit_owner_cap,
+            ),
+        )
+        replicas.check_deployment(db, replicas.DeploymentFacts.of(opened.chain.deployment))
+        if db.dialect == "postgresql":
+            # Replicas share the BROKER key: its nonces are taken under a row lock.
+            opened.chain.tx.share_nonces(replicas.SharedNonces(db))
         ledger = Ledger(
             chain=opened.chain,
             db=db,
-            blobs=FileBlobStore(directory / "blobs"),
+            blobs=blobs,
             max_upload_bytes=settings.max_upload_bytes,
         )
         anchorer = Anchorer(
@@ -122,12 +164,25 @@ def open_broker(settings: Settings, passphrase: str) -> Broker:
             opened.chain,
             every_records=settings.anchor_every_records,
             every_seconds=settings.anchor_every_seconds,
+            lease=replicas.LeaseKeeper(
+                db,
+                name=LEASE_NAME,
+                holder=settings.replica_id or replica_name(),
+                seconds=settings.anchor_lease_seconds,
+            ),
         )
         recover(ledger, anchorer)
     except BaseException:
-        opened.close()
+        if opened is not None:
+            opened.close()
+        db.dispose()
         raise
     return Broker(ledger=ledger, anchorer=anchorer, opened=opened, admin_created=created)
+
+
+def replica_name() -> str:
+    """This replica's default name in leases and health: host and process id."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}"
 
 
 def recover(ledger: Ledger, anchorer: Anchorer) -> None:
@@ -141,5 +196,6 @@ def recover(ledger: Ledger, anchorer: Anchorer) -> None:
     reconcile_uses(ledger)
     with ledger.db.session() as session:
         pending = flowlog.size(session) > 0
-    if pending:
+    # Only the anchoring leader anchors; a replica starting beside a live leader leaves it.
+    if pending and anchorer.leads():
         anchorer.run_once()

@@ -29,6 +29,26 @@ class Settings(BaseSettings):
         repr=False,
     )
     max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
+    # -- hostile and slow clients (each replica's own limits; docs/threat-model.md) ------------
+    transfer_idle_seconds: float = Field(
+        default=30.0, gt=0, description="an upload or download that moves no byte this long ends"
+    )
+    transfer_min_bytes_per_second: int = Field(
+        default=16 * 1024, ge=0, description="slower transfers end once the grace period is over"
+    )
+    transfer_grace_seconds: float = Field(
+        default=30.0, ge=0, description="how long a transfer may run before its rate counts"
+    )
+    transfers_per_member: int = Field(
+        default=4, ge=1, description="uploads and downloads one member may run at once"
+    )
+    transfers_total: int = Field(
+        default=32, ge=1, description="uploads and downloads the replica runs at once"
+    )
+    writes_per_second: float = Field(
+        default=50.0, gt=0, description="signed writes a member may send per second, sustained"
+    )
+    write_burst: int = Field(default=100, ge=1, description="signed writes a member may burst")
     anchor_every_records: int = Field(default=100, ge=1)
     anchor_every_seconds: float = Field(default=30.0, gt=0)
     credit_epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1)
@@ -42,6 +62,35 @@ class Settings(BaseSettings):
     )
     admin_key: Path | None = Field(
         default=None, description="the ADMIN keystore, for `drl admin` (default HOME/admin/)"
+    )
+
+    # -- several replicas (docs/deploy.md) --------------------------------------------------
+    broker_key: Path | None = Field(
+        default=None,
+        description="the BROKER keystore (default HOME/broker/broker.key.json); replicas share it",
+    )
+    blob_store: str | None = Field(
+        default=None,
+        description="where ciphertext lives: a directory (a shared volume for replicas) or "
+        "s3://bucket[/prefix] (credentials from the AWS_* environment); default HOME/broker/blobs",
+        repr=False,
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="an S3-compatible endpoint (MinIO, Ceph, ...); unset means AWS",
+        repr=False,
+    )
+    s3_region: str | None = Field(default=None, description="the object store's region")
+    replica_id: str | None = Field(
+        default=None, description="this replica's name in leases and health (default host-pid)"
+    )
+    anchor_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="the anchoring leader's lease; a dead leader is replaced within it",
+    )
+    db_pool_size: int = Field(
+        default=40, ge=1, description="PostgreSQL connections kept per replica (request threads)"
     )
 
     @property

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from api.deps import LedgerDep
+from api.deps import AnchorerDep, LedgerDep
 from ledger.protocol.wire import Config, Health
 from ledger.services import system
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", response_model=Health)
-def health(ledger: LedgerDep) -> Health:
-    """Liveness: the chain answers and the database is readable."""
-    return system.health(ledger)
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "A part is down (`code` says which)"}},
+)
+def health(ledger: LedgerDep, anchorer: AnchorerDep, response: Response) -> Health:
+    """Database, chain and blob store, each checked; 503 with the failing part's code."""
+    result = system.health(ledger, anchorer)
+    if result.status != "ok":
+        response.status_code = 503
+    return result
 
 
 @router.get("/config", response_model=Config)

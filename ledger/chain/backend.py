@@ -37,6 +37,17 @@ class ChainBackend(ABC):
         """The EIP-155 chain id that transactions must be signed for."""
         return int(self.w3.eth.chain_id)
 
+    def ping(self, *, timeout: float = 2.0) -> int:
+        """The latest block number, asked once within ``timeout`` (health checks).
+
+        Raises :class:`~ledger.errors.ChainUnavailable` (no endpoint in its message) when the
+        node does not answer; no retries, so a health check answers promptly.
+        """
+        from ledger.chain.tx import translated_errors
+
+        with translated_errors():
+            return int(self.w3.eth.block_number)
+
     def relay(self, method: str, params: list[Any]) -> dict[str, Any]:
         """One JSON-RPC call answered as a node answers it (the broker's read-only relay)."""
         answer = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]

@@ -67,6 +67,18 @@ class RpcChain(ChainBackend):
         """The node URL as configured (may hold credentials: do not log it)."""
         return self._url
 
+    def ping(self, *, timeout: float = 2.0) -> int:
+        provider = HTTPProvider(
+            self._url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+        )
+        try:
+            answer = provider.make_request("eth_blockNumber", [])
+        except (OSError, Web3Exception, ValueError) as exc:
+            raise ChainUnavailable(f"chain node not reachable ({type(exc).__name__})") from None
+        if "error" in answer or not isinstance(answer.get("result"), str):
+            raise ChainUnavailable("chain node did not answer eth_blockNumber")
+        return int(str(answer["result"]), 16)
+
     def close(self) -> None:
         """Nothing to release: HTTP sessions are pooled by web3 and closed at exit."""
 

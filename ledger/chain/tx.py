@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -25,6 +25,8 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from ledger.chain.abi import artifact, decode_error, event_table
 from ledger.chain.models import Event, TxResult
 from ledger.errors import ChainError, ChainUnavailable, ContractRevert
+from ledger.protocol.codes import ErrorCode
+from ledger.redact import scrub_endpoints
 from ledger.types import TxHash
 
 T = TypeVar("T")
@@ -67,11 +69,48 @@ def translated_errors() -> Iterator[None]:
             name, args = "Reverted", {"message": str(exc.message or exc)}
         raise ContractRevert(name, args) from None
     except (requests.ConnectionError, ConnectionError, TimeoutError, requests.Timeout) as exc:
-        raise ChainUnavailable(f"chain node not reachable: {exc}") from None
-    except TimeExhausted as exc:
-        raise ChainUnavailable(f"transaction not mined in time: {exc}") from None
+        # The transport's text names the node's host, port and path (where API keys live):
+        # the kind of failure is all that leaves this module.
+        raise ChainUnavailable(f"chain node not reachable ({_kind(exc)})") from None
+    except TimeExhausted:
+        raise ChainUnavailable("transaction not mined in time") from None
     except Web3RPCError as exc:
-        raise ChainError(f"node refused the request: {exc}") from None
+        # The node answered but refused (nonce too low, underpriced, pool full, ...): a
+        # passing condition, answered 503 with a code, never a server error.
+        raise ChainError(
+            f"the chain node refused the request: {scrub_endpoints(_rpc_message(exc))}",
+            code=ErrorCode.CHAIN_REFUSED,
+        ) from None
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower():
+        return "connection refused"
+    return "connection failed"
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    """The node's own error message (``{'code': -32003, 'message': 'nonce too low'}``)."""
+    answer = getattr(exc, "rpc_response", None)
+    if isinstance(answer, Mapping) and isinstance(answer.get("error"), Mapping):
+        error = answer["error"]
+        return f"{error.get('message', '')} (code {error.get('code', '?')})"
+    return str(exc)
+
+
+class NonceSource(Protocol):
+    """Hands out a sender's nonces when several processes send from one key.
+
+    ``reserve(sender, pending)`` holds the sender's nonce for the ``with`` block, given the
+    node's pending count (``pending()``) and what other processes used; the nonce is consumed
+    only when the block ends normally (the transaction reached the node).
+    """
+
+    def reserve(self, sender: str, pending: Callable[[], int]) -> AbstractContextManager[int]:
+        """Lock ``sender``'s nonce across processes and yield the next one."""
+        ...
 
 
 class Transactor:
@@ -88,6 +127,11 @@ class Transactor:
         self._nonces: dict[str, int] = {}
         self._lock = threading.Lock()
         self._chain_id: int | None = None
+        self._shared: NonceSource | None = None
+
+    def share_nonces(self, source: NonceSource | None) -> None:
+        """Take nonces from ``source`` (shared by replicas) instead of this process's cache."""
+        self._shared = source
 
     @property
     def chain_id(self) -> int:
@@ -139,8 +183,7 @@ class Transactor:
         sender = account.address
         with translated_errors():
             gas = int(fn.estimate_gas({"from": sender}) * GAS_MARGIN)
-            with self._lock:
-                nonce = self._next_nonce(sender)
+            with self._nonce_for(sender) as nonce:
                 tx = fn.build_transaction(
                     {
                         "from": sender,
@@ -151,12 +194,7 @@ class Transactor:
                     }
                 )
                 signed = account.sign_transaction(tx)
-                try:
-                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                except Exception:
-                    self._nonces.pop(sender, None)  # resync from the node next time
-                    raise
-                self._nonces[sender] = nonce + 1
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
             self._raise_for_failed(tx, int(receipt["blockNumber"]))
@@ -171,8 +209,7 @@ class Transactor:
     def send_value(self, account: LocalAccount, to: str, value: int) -> TxResult:
         """Plain value transfer (funding a member that sends its own transactions)."""
         with translated_errors():
-            with self._lock:
-                nonce = self._next_nonce(account.address)
+            with self._nonce_for(account.address) as nonce:
                 tx: dict[str, Any] = {
                     "from": account.address,
                     "to": Web3.to_checksum_address(to),
@@ -184,7 +221,6 @@ class Transactor:
                 }
                 signed = account.sign_transaction(tx)
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                self._nonces[account.address] = nonce + 1
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         return TxResult(
             tx_hash=TxHash("0x" + bytes(receipt["transactionHash"]).hex()),
@@ -221,6 +257,31 @@ class Transactor:
         """Decode events of these contracts in receipts from now on."""
         for name, contract in contracts.items():
             self._by_address[contract.address.lower()] = (name, contract)
+
+    @contextmanager
+    def _nonce_for(self, sender: str) -> Iterator[int]:
+        """The sender's next nonce, held until the block hands the transaction to the node.
+
+        One sender at a time in this process; with a shared source (several replicas, one
+        key) also across processes, the nonce taken as the larger of the node's pending count
+        and what the source recorded. A send that fails releases the nonce unused.
+        """
+        with self._lock:
+            if self._shared is not None:
+                checksummed = Web3.to_checksum_address(sender)
+                with self._shared.reserve(
+                    sender,
+                    lambda: int(self.w3.eth.get_transaction_count(checksummed, "pending")),
+                ) as nonce:
+                    yield nonce
+                return
+            nonce = self._next_nonce(sender)
+            try:
+                yield nonce
+            except BaseException:
+                self._nonces.pop(sender, None)  # resync from the node next time
+                raise
+            self._nonces[sender] = nonce + 1
 
     def _next_nonce(self, sender: str) -> int:
         if sender not in self._nonces:

@@ -18,6 +18,7 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from api.transfers import TransferLimits, WriteRate
     from ledger.broker import open_broker
 
     cfg = settings()
@@ -40,7 +41,11 @@ def serve(
         )
         broker.start_anchoring(poll=anchor_poll)
         uvicorn.run(
-            create_app(broker),
+            create_app(
+                broker,
+                transfers=TransferLimits.from_settings(cfg),
+                write_rate=WriteRate.from_settings(cfg),
+            ),
             host=host,
             port=port,
             log_level="warning",

@@ -92,6 +92,12 @@ class ErrorCode(StrEnum):
     UPLOAD_DIGEST_MISMATCH = "upload_digest_mismatch"
     CHUNKING_MISMATCH = "chunking_mismatch"
     UPLOAD_INTERRUPTED = "upload_interrupted"
+    UPLOAD_PENDING = "upload_pending"
+    UPLOAD_IN_PROGRESS = "upload_in_progress"
+    TRANSFER_STALLED = "transfer_stalled"
+    TOO_MANY_TRANSFERS = "too_many_transfers"
+    TRANSFERS_BUSY = "transfers_busy"
+    RATE_LIMITED = "rate_limited"
     BLOB_MISSING = "blob_missing"
     BLOB_ALTERED = "blob_altered"
     CONTENT_HASH_MISMATCH = "content_hash_mismatch"
@@ -146,6 +152,14 @@ class ErrorCode(StrEnum):
     ANCHOR_MISMATCH = "anchor_mismatch"
     CHAIN_EVENT_UNMATCHED = "chain_event_unmatched"
     RECORD_UNCONFIRMED = "record_unconfirmed"
+    # running several replicas on shared parts (the scale-out issue)
+    DATABASE_DRIVER_MISSING = "database_driver_missing"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    BLOB_STORE_UNAVAILABLE = "blob_store_unavailable"
+    CHAIN_REFUSED = "chain_refused"
+    DEPLOYMENT_MISMATCH = "deployment_mismatch"
+    ANCHOR_LEADER_UNAVAILABLE = "anchor_leader_unavailable"
+    BROKER_KEY_UNFUNDED = "broker_key_unfunded"
 
     @property
     def status(self) -> int | None:
@@ -228,6 +242,12 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.UPLOAD_DIGEST_MISMATCH: (422, "the upload does not hash to the signed digest"),
     E.CHUNKING_MISMATCH: (422, "the upload's chunk size differs from the signed chunk_size"),
     E.UPLOAD_INTERRUPTED: (422, "the client stopped sending before the end"),
+    E.UPLOAD_PENDING: (409, "another signed registration with this nonce awaits its upload"),
+    E.UPLOAD_IN_PROGRESS: (409, "another upload of this intent is running"),
+    E.TRANSFER_STALLED: (408, "the transfer paused too long or ran below the minimum rate"),
+    E.TOO_MANY_TRANSFERS: (429, "this member already runs as many transfers as it may at once"),
+    E.TRANSFERS_BUSY: (503, "the broker runs as many transfers as it takes at once; try again"),
+    E.RATE_LIMITED: (429, "this member signs writes faster than the broker accepts; slow down"),
     E.BLOB_MISSING: (404, "the broker lost the dataset's ciphertext"),
     E.BLOB_ALTERED: (500, "the stored ciphertext no longer matches its digest"),
     E.CONTENT_HASH_MISMATCH: (422, "the receipt names another content hash"),
@@ -281,6 +301,13 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.ANCHOR_MISMATCH: (None, "a head anchored on chain differs from the log's root"),
     E.CHAIN_EVENT_UNMATCHED: (None, "a chain event that no signed log record explains"),
     E.RECORD_UNCONFIRMED: (None, "a signed log record whose chain event is missing"),
+    E.DATABASE_DRIVER_MISSING: (None, "the database URL needs a driver that is not installed"),
+    E.DATABASE_UNAVAILABLE: (503, "the broker's database is not reachable"),
+    E.BLOB_STORE_UNAVAILABLE: (503, "the broker's ciphertext store is not reachable"),
+    E.CHAIN_REFUSED: (503, "the chain node refused the transaction for now; try again"),
+    E.DEPLOYMENT_MISMATCH: (None, "a replica's deployment or key differs from the database's"),
+    E.ANCHOR_LEADER_UNAVAILABLE: (503, "no anchoring leader answered in time; try again"),
+    E.BROKER_KEY_UNFUNDED: (None, "the broker key holds too little ether to deploy"),
 }
 
 

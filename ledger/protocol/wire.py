@@ -69,7 +69,7 @@ class Limits(BaseModel):
 class Config(BaseModel):
     """Everything a client needs to sign: chain, contracts, the EIP-712 domains and types."""
 
-    protocol: Literal["DRL-HTTP-1"]
+    protocol: Literal["DRL-HTTP-2"]
     chain_id: int
     operator: str  # the ADMIN key (the data bureau); same as ``admin``
     admin: str
@@ -86,11 +86,30 @@ class Config(BaseModel):
     limits: Limits
 
 
+class PartHealth(BaseModel):
+    """One part the broker depends on: up, or down with an error code and a message."""
+
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    """``ok`` (200) when the database, the chain and the blob store all answer; otherwise
+    ``unavailable`` (503) with ``code`` the first failing part's (``database_unavailable``,
+    ``chain_unavailable``, ``blob_store_unavailable``). ``block`` and ``log_size`` are ``None``
+    when their part is down; ``leader`` says whether this replica is the anchoring leader."""
+
+    status: Literal["ok", "unavailable"]
+    code: str | None = None
     chain_id: int
-    block: int
-    log_size: int
+    block: int | None
+    log_size: int | None
+    database: PartHealth
+    chain: PartHealth
+    blobs: PartHealth
+    replica: str
+    leader: bool
 
 
 # -- request bodies ----------------------------------------------------------------------------

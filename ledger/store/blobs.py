@@ -4,7 +4,10 @@ The broker only ever stores ciphertext here; a blob's name is the SHA-256 of its
 name proves what the bytes must be and every reader can check it.
 
 ``BlobStore`` is the small interface services use; ``FileBlobStore(root)`` keeps each blob in
-``root/ab/abcdef...`` (the first byte of the digest in hex as a fan-out folder).
+``root/ab/abcdef...`` (the first byte of the digest in hex as a fan-out folder), and
+``ledger.store.s3blobs.S3BlobStore`` the same layout in an S3-compatible object store.
+``open_blob_store(DRL_BLOB_STORE)`` picks one: a directory (a shared volume serves several
+replicas) or ``s3://bucket/prefix``.
 
 Writing is crash-safe: bytes stream (1 MiB at a time, constant memory) into a temporary file
 under ``root/.tmp`` -- the same filesystem -- while being hashed and counted; the file is
@@ -35,9 +38,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
+from ledger.errors import ConfigurationError, StorageError
 from ledger.private import private_dir
+from ledger.protocol.codes import ErrorCode
 from ledger.store.errors import BlobAltered, BlobDigestMismatch, BlobMissing, BlobTooLarge
 
 CHUNK_SIZE = 1 << 20
@@ -109,6 +114,9 @@ class BlobStore(ABC):
     def iter_digests(self) -> Iterator[bytes]:
         """The digest of every stored blob, in no particular order."""
 
+    def check(self) -> None:  # noqa: B027 - optional: a store with nothing to probe passes
+        """Raise ``StorageError`` (``blob_store_unavailable``) if the store cannot be used now."""
+
     def verify(self, sha256: bytes) -> bool:
         """Whether the stored bytes still hash to ``sha256``; ``BlobMissing`` if absent."""
         try:
@@ -134,6 +142,16 @@ class FileBlobStore(BlobStore):
     @property
     def root(self) -> Path:
         return self._root
+
+    def __repr__(self) -> str:
+        return f"FileBlobStore({str(self._root)!r})"
+
+    def check(self) -> None:
+        if not (self._temp.is_dir() and os.access(self._temp, os.W_OK | os.X_OK)):
+            raise StorageError(
+                "the blob directory is not there or not writable (a shared volume unmounted?)",
+                code=ErrorCode.BLOB_STORE_UNAVAILABLE,
+            )
 
     def path(self, sha256: bytes) -> Path:
         """Where the blob named ``sha256`` lives (whether or not it exists)."""
@@ -311,6 +329,74 @@ class _VerifyingReader(io.RawIOBase):
         if not self.closed:
             self._raw.close()
         super().close()
+
+
+class VerifyingStream(io.RawIOBase):
+    """Raw reader over any ``read(n)`` source of ``size`` bytes (an object store's body) that
+    hashes what it returns and raises ``BlobAltered`` when the bytes end badly."""
+
+    def __init__(self, raw: Any, expected: bytes, *, size: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._expected = expected
+        self._hasher = hashlib.sha256()
+        self._remaining = size
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self._raw.read(len(buffer))
+        count = len(data)
+        if count:
+            buffer[:count] = data
+            self._hasher.update(data)
+            self._remaining -= count
+        if count == 0 or self._remaining <= 0:
+            self._check()
+        return count
+
+    def _check(self) -> None:
+        actual = self._hasher.copy().digest()
+        if actual != self._expected:
+            raise BlobAltered(self._expected, actual=actual)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def open_blob_store(
+    where: str | None,
+    *,
+    default: Path,
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
+) -> BlobStore:
+    """The store ``DRL_BLOB_STORE`` names: a directory (``/path``, ``file:///path``; a shared
+    volume for several replicas) or ``s3://bucket[/prefix]``; ``None`` means ``default``."""
+    if not where:
+        return FileBlobStore(default)
+    if where.startswith("s3://"):
+        from ledger.store.s3blobs import S3BlobStore
+
+        bucket, _, prefix = where[len("s3://") :].partition("/")
+        return S3BlobStore(bucket, prefix, endpoint_url=s3_endpoint_url, region=s3_region)
+    if where.startswith("file://"):
+        where = where[len("file://") :]
+    elif "://" in where:
+        raise ConfigurationError(
+            f"DRL_BLOB_STORE must be a directory or s3://bucket[/prefix], "
+            f"not a {where.split('://', 1)[0]}:// URL"
+        )
+    return FileBlobStore(Path(where).expanduser())
+
+
+def checked_digest(sha256: bytes) -> bytes:
+    """``sha256`` as bytes if it is a 32-byte digest (``ValueError`` otherwise)."""
+    return _checked(sha256)
 
 
 def _checked(sha256: bytes) -> bytes:

@@ -42,6 +42,7 @@ replica at start-up: on PostgreSQL an advisory lock serialises concurrent upgrad
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import threading
 import time
@@ -62,6 +63,7 @@ from sqlmodel import Session
 
 from ledger.errors import ConfigurationError
 from ledger.private import private_sqlite
+from ledger.protocol.codes import ErrorCode
 from ledger.redact import mask_url, scrub
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import LogState
@@ -70,6 +72,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 """Alembic script folder shipped inside the package."""
 
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL connections kept open: uvicorn runs sync routes on 40 threads, and a fetch can
+#: hold a second connection for the chain sender's lock; the overflow covers bursts.
+DEFAULT_POOL_SIZE = 40
+DEFAULT_MAX_OVERFLOW = 8
 #: Key of ``pg_advisory_xact_lock`` taken by ``upgrade`` (any fixed 64-bit number will do).
 _PG_MIGRATION_LOCK = 0x44524C5F4D494752  # "DRL_MIGR"
 _WRITE = "drl_write"  # Session.info flag set by transaction()
@@ -92,6 +98,8 @@ class Database:
         *,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         echo: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
     ) -> None:
         parsed = _normalise(_parse(url))
         self._url = parsed
@@ -101,7 +109,17 @@ class Database:
             self._engine = _sqlite_engine(parsed, busy_timeout_ms=busy_timeout_ms, echo=echo)
         else:
             self._dialect = "postgresql"
-            self._engine = create_engine(parsed, echo=echo, pool_pre_ping=True)
+            _require_driver("psycopg", "psycopg[binary]")
+            # Sized to the server's concurrency: connections returned to a pool that is full
+            # are closed, so a pool smaller than the request threads churns a backend process
+            # per request. Pre-ping replaces connections a restarted server dropped.
+            self._engine = create_engine(
+                parsed,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+            )
         # Connections of this engine begin with BEGIN IMMEDIATE on SQLite (see _sqlite_engine).
         self._write_engine = self._engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
         self._write_lock = threading.Lock() if self._dialect == "sqlite" else None
@@ -263,6 +281,18 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 # -- internals -----------------------------------------------------------------------------
+
+
+def _require_driver(module: str, package: str) -> None:
+    """Refuse at once, in one line, when the database driver is not installed."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigurationError(
+            f"the database URL needs the {module} driver, which is not installed: "
+            f"pip install '{package}' (a dependency of data-rights-ledger; reinstall it)",
+            code=ErrorCode.DATABASE_DRIVER_MISSING,
+        ) from None
 
 
 def _is_sqlite_busy(exc: BaseException) -> bool:

@@ -287,3 +287,57 @@ class UploadIntent(SQLModel, table=True):
     #: A PUT holds the intent until then (one transfer per intent, across replicas).
     claimed_until: int | None = _big(nullable=True)
     created_at: dt.datetime = _ts()
+
+
+# -- several replicas on one database (migration 0005) ----------------------------------------
+
+
+class DeploymentRecord(SQLModel, table=True):
+    """The deployment this database indexes: one row, written by the first broker to start.
+
+    Every replica compares its own deployment file and BROKER key with it at start and refuses
+    to serve another deployment's index (or to deploy a second set of contracts next to it).
+    """
+
+    __tablename__ = "deployment"
+
+    id: int = Field(default=1, primary_key=True)
+    chain_id: int = _big()
+    member_registry: str = Field(max_length=42)
+    data_registry: str = Field(max_length=42)
+    access_ledger: str = Field(max_length=42)
+    flow_log: str = Field(max_length=42)
+    sharing_credits: str = Field(max_length=42)
+    admin: str = Field(max_length=42)
+    broker: str = Field(max_length=42)
+    block_number: int = _big()
+    recorded_at: dt.datetime = _ts()
+
+
+class Lease(SQLModel, table=True):
+    """A role one replica holds at a time (``anchoring``), until ``expires_ms`` unless renewed.
+
+    Times are the database's clock in milliseconds since the epoch, so replicas on hosts whose
+    clocks differ agree on when a lease lapsed. ``requested_ms`` is a follower's request that
+    the holder run a pass now (``drl admin anchor`` sent to a follower).
+    """
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str = Field(max_length=64)
+    expires_ms: int = _big()
+    requested_ms: int | None = _big(nullable=True)
+
+
+class ChainSender(SQLModel, table=True):
+    """The next nonce of a key that several replicas send transactions from.
+
+    A replica locks the row (``SELECT ... FOR UPDATE``) while it signs and hands one
+    transaction to the node, so two replicas never sign the same nonce.
+    """
+
+    __tablename__ = "chain_senders"
+
+    address: str = Field(primary_key=True, max_length=42)
+    next_nonce: int = _big()
