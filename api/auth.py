@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final
 
-import anyio
-import anyio.to_thread
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
+from api.coalesce import Coalescer
 from api.transfers import WriteRate
 from ledger.errors import Unauthenticated
 from ledger.protocol import http as auth
@@ -34,57 +32,11 @@ signature_scheme = APIKeyHeader(
 
 #: Methods that change nothing; every other signed request counts against the write rate.
 _READS: Final = frozenset({"GET", "HEAD"})
-#: At most this many requests share one admission transaction.
-ADMISSION_BATCH: Final = 256
 
 
-class AdmissionQueue:
-    """Concurrent requests share one admission transaction, hence one durable commit.
-
-    Each authenticated request waits for its answer from ``ledger.services.admission`` (the
-    caller's standing, or that its nonce was used). The first request to find the queue idle
-    starts a drain that admits everything waiting, batch after batch, on a thread of its own
-    (never one of the pool that the routes and slow transfers use); requests that arrive
-    during a commit form the next batch.
-    """
-
-    def __init__(self, admission: Admission) -> None:
-        self._admission = admission
-        self._pending: list[tuple[Claim, asyncio.Future[Standing | None]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._drain: asyncio.Task[None] | None = None
-        self._limiter = anyio.CapacityLimiter(1)
-
-    async def admit(self, claim: Claim) -> Standing | None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new event loop (tests start one per client)
-            self._loop, self._pending, self._drain = loop, [], None
-        future: asyncio.Future[Standing | None] = loop.create_future()
-        self._pending.append((claim, future))
-        if self._drain is None or self._drain.done():
-            self._drain = loop.create_task(self._run())
-        return await future
-
-    async def _run(self) -> None:
-        while self._pending:
-            batch = self._pending[:ADMISSION_BATCH]
-            del self._pending[:ADMISSION_BATCH]
-            try:
-                answers = await anyio.to_thread.run_sync(
-                    self._admission.admit, [claim for claim, _ in batch], limiter=self._limiter
-                )
-            except Exception as exc:  # e.g. DatabaseBusy: each request answers with it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():
-                    future.set_result(answer)
-
-
-def admission_queue(ledger: Ledger) -> AdmissionQueue:
-    return AdmissionQueue(Admission(ledger))
+def admission_queue(ledger: Ledger) -> Coalescer[Claim, Standing | None]:
+    """Concurrent requests are admitted together: one transaction records all their nonces."""
+    return Coalescer(Admission(ledger).admit)
 
 
 async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:
@@ -126,8 +78,8 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("request signature is malformed") from None
     if signer.lower() != address.lower():
         raise Unauthenticated("request signature does not match X-DRL-Address")
-    queue: AdmissionQueue = request.app.state.admission
-    standing = await queue.admit(Claim(signer, nonce, timestamp))
+    admission: Coalescer[Claim, Standing | None] = request.app.state.admission
+    standing = await admission.submit(Claim(signer, nonce, timestamp))
     if standing is None:
         raise Unauthenticated("request nonce was already used", code=ErrorCode.REQUEST_REPLAYED)
     if request.method not in _READS and standing.role is not None:

@@ -184,6 +184,7 @@ def create_app(
     app.state.ledger = broker.ledger
     app.state.anchorer = broker.anchorer
     app.state.admission = admission_queue(broker.ledger)
+    app.state.requests = access.request_coalescer(broker.ledger)
     app.state.transfers = Transfers(transfers or TransferLimits())
     app.state.write_rate = write_rate or WriteRate()
     errors.install(app)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, status
+from collections.abc import Sequence
 
+from fastapi import APIRouter, Query, Request, status
+
+from api.coalesce import Coalescer
 from api.deps import CallerDep, LedgerDep, PathId, QueryId
 from api.errors import error_responses
 from api.schemas import message_int
-from ledger.errors import InvalidInput
+from ledger.errors import InvalidInput, LedgerError
+from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     ApproveIn,
@@ -19,6 +23,7 @@ from ledger.protocol.wire import (
     SignedBody,
 )
 from ledger.services import access, catalog, requests
+from ledger.services.context import Ledger
 
 router = APIRouter(tags=["access"])
 
@@ -29,9 +34,30 @@ router = APIRouter(tags=["access"])
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
-def create_request(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> RequestPublic:
-    """Request access with a purpose, a duration and a number of uses (standard form)."""
-    return catalog.request_public(requests.request_access(ledger, caller.own(body.signed)))
+async def create_request(body: SignedBody, request: Request, caller: CallerDep) -> RequestPublic:
+    """Request access with a purpose, a duration and a number of uses (standard form).
+
+    Concurrent requests are recorded together (one transaction, one durable commit), each
+    with exactly the checks of a lone one.
+    """
+    signed = caller.own(body.signed)
+    batcher: Coalescer[SignedAction, RequestPublic | LedgerError] = request.app.state.requests
+    answer = await batcher.submit(signed)
+    if isinstance(answer, LedgerError):
+        raise answer
+    return answer
+
+
+def request_coalescer(ledger: Ledger) -> Coalescer[SignedAction, RequestPublic | LedgerError]:
+    """What ``create_request`` submits to: many signed requests, one transaction."""
+
+    def record(signed: Sequence[SignedAction]) -> list[RequestPublic | LedgerError]:
+        return [
+            answer if isinstance(answer, LedgerError) else catalog.request_public(answer)
+            for answer in requests.request_access_each(ledger, signed)
+        ]
+
+    return Coalescer(record)
 
 
 @router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403, 422))

@@ -25,9 +25,12 @@ import secrets
 import time
 from typing import Final
 
-from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
+
+from ledger.protocol.eip712 import recover_address
 
 SCHEME: Final = "DRL-HTTP-2"
 #: A request's timestamp may differ from the broker's clock by at most this many seconds.
@@ -142,6 +145,11 @@ def sign_request(
 
 
 def recover_request(message: bytes, signature_hex: str) -> str:
-    """Address that signed a request message (ValueError if malformed)."""
+    """Checksummed address that signed a request message (ValueError if malformed).
+
+    EIP-191 ``personal_sign`` recovered with libsecp256k1 under the same rules as signed
+    actions (``v`` 27 or 28, low ``s``): every request pays for this, so no generic decoding.
+    """
     raw = bytes.fromhex(signature_hex[2:] if signature_hex.startswith("0x") else signature_hex)
-    return str(Account.recover_message(encode_defunct(primitive=message), signature=raw))
+    digest = keccak(b"\x19Ethereum Signed Message:\n%d" % len(message) + message)
+    return str(to_checksum_address(recover_address(digest, raw)))

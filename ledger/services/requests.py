@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy import select as core_select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from ledger.errors import (
     Conflict,
@@ -305,3 +305,31 @@ def request_access_batch(
     """
     checked = check_request_batch(ledger, signed, executor=executor, workers=workers)
     return _record_request_batch(ledger, checked)
+
+
+def request_access_each(
+    ledger: Ledger, signed: Sequence[SignedAction]
+) -> list[AccessRequest | LedgerError]:
+    """``request_access`` for each of ``signed``, all recorded in one transaction.
+
+    The broker's HTTP route sends concurrent requests through here (one durable commit for
+    many); each item gets its own row, or the error ``request_access`` would have raised.
+    """
+    outcome = request_access_batch(ledger, signed)
+    answers: list[AccessRequest | LedgerError] = [LedgerError("unanswered")] * len(signed)
+    for refusal in outcome.refused:
+        answers[refusal.index] = LedgerError(refusal.message, code=refusal.code)
+    if outcome.accepted:
+        ids = [a.request_id for a in outcome.accepted]
+        with ledger.db.session() as session:
+            rows = {
+                row.id: row
+                for row in session.exec(
+                    select(AccessRequest).where(col(AccessRequest.id).in_(ids))
+                ).all()
+            }
+            for row in rows.values():
+                session.expunge(row)
+        for accepted in outcome.accepted:
+            answers[accepted.index] = rows[accepted.request_id]
+    return answers

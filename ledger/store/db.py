@@ -72,6 +72,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 """Alembic script folder shipped inside the package."""
 
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+#: Connections a SQLite engine keeps open (see _sqlite_engine).
+SQLITE_POOL_SIZE = 48
 #: PostgreSQL connections kept open: uvicorn runs sync routes on 40 threads, and a fetch can
 #: hold a second connection for the chain sender's lock; the overflow covers bursts.
 DEFAULT_POOL_SIZE = 40
@@ -336,10 +338,15 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, echo: bool) -> Engine:
     # Created 0600 (in a 0700 folder if it has to be made) before SQLite opens it: its -wal
     # and -shm files then get the same mode.
     private_sqlite(url.database, tighten_dir=False)
+    # As many pooled connections as request threads (anyio's 40 plus the broker's own): a
+    # smaller pool opened and closed an overflow connection (WAL and pragmas included) per
+    # request under load.
     engine = create_engine(
         url,
         echo=echo,
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=16,
     )
 
     @event.listens_for(engine, "connect")
