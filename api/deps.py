@@ -62,6 +62,9 @@ async def get_stream_caller(
 DB_INT_MAX = MAX_ROW_ID
 PathId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
 QueryId = Annotated[int | None, Query(ge=0, le=DB_INT_MAX)]
+#: Paging: ``offset`` into a list, or ``after`` a flow-log sequence number (-1: from the start).
+Offset = Annotated[int, Query(ge=0, le=DB_INT_MAX)]
+After = Annotated[int, Query(ge=-1, le=DB_INT_MAX)]
 
 #: The caller's standing; the rules it is held to are ``ledger.services.policy``'s.
 CallerDep = Annotated[Standing, Depends(get_caller)]

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs, errors
 from api.auth import admission_queue
-from api.routes import access, audit, chain, datasets, exchange, members, system
+from api.routes import access, audit, chain, datasets, exchange, members, standards, system
 from api.transfers import TransferLimits, Transfers, WriteRate
 from ledger.broker import Broker
 from ledger.errors import PayloadTooLarge
@@ -189,7 +189,7 @@ def create_app(
     app.state.write_rate = write_rate or WriteRate()
     errors.install(app)
     docs.mount_docs(app)
-    for module in (system, members, datasets, access, exchange, audit, chain):
+    for module in (system, members, datasets, access, exchange, audit, chain, standards):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(
         BodyLimit, limit=JSON_BODY_LIMIT, upload_limit=broker.ledger.max_upload_bytes + 1

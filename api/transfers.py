@@ -27,7 +27,7 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ledger.errors import InvalidInput, Throttled
+from ledger.errors import InvalidInput, LedgerError, Throttled
 from ledger.protocol.codes import ErrorCode
 from ledger.settings import Settings
 
@@ -155,10 +155,11 @@ class PacedDownload(StreamingResponse):
                 with anyio.fail_after(self._pace.limits.idle_seconds):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self._pace.add(len(chunk))
-        except (TimeoutError, TransferStalled) as stalled:
-            # The client stopped reading (or reads too slowly): close its connection. The
-            # response has begun, so there is no status left to send.
-            reason = str(self._pace.idle()) if isinstance(stalled, TimeoutError) else str(stalled)
+        except (TimeoutError, LedgerError) as ended:
+            # The client stopped reading or reads too slowly, or the blob store found the blob
+            # altered at its end: close the connection. The response has begun, so there is
+            # no status left to send (the client sees a cut download and keeps no file).
+            reason = str(self._pace.idle()) if isinstance(ended, TimeoutError) else str(ended)
             log.warning("download ended after %d bytes: %s", self._pace.moved, reason)
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -10,8 +10,8 @@ registers three datasets and one enterprise per client, then runs each phase for
 with an independent load generator (aiohttp, one event loop, one process: it shares the
 machine's cores with the broker):
 
-- ``health``: unsigned ``GET /v1/health``, the baseline of the same run (HTTP, routing and JSON
-  alone); every other phase's rate is also shown as a ratio to it.
+- ``config``: unsigned ``GET /v1/config``, the baseline of the same run (HTTP, routing and a
+  JSON answer: what every request pays); every other phase's rate is shown as a ratio to it.
 - ``read``: ``GET /v1/datasets?limit=10``, each request signed at send time as the SDK signs
   it (``ledger.protocol.http.sign_request``: fresh nonce and timestamp) by the client's member.
 - ``write``: ``POST /v1/requests``, a signed RequestAccess per request (each client its own
@@ -73,7 +73,7 @@ class Phase:
     broker_cpu: float  # cores busy on average
     broker_peak_mib: float | None
     statuses: dict[str, int]
-    ratio_to_health: float | None = None
+    ratio_to_baseline: float | None = None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -141,8 +141,8 @@ async def run_phase(
         client = load.clients[index % len(load.clients)]
         queue = actions[index] if actions is not None else None
         while time.monotonic() < stop_at:
-            if name == "health":
-                method, target, body, headers = "GET", "/v1/health", b"", {}
+            if name == "config":
+                method, target, body, headers = "GET", "/v1/config", b"", {}
             elif name == "read":
                 method, target, body = "GET", "/v1/datasets?limit=10", b""
                 headers = load.headers(client, method, target, body)
@@ -238,12 +238,12 @@ def setup(broker: RunningBroker, work: Path, members: int) -> Load:
 
 def table(phases: list[Phase]) -> str:
     lines = [
-        "| phase | clients | req/s | vs health | p50 ms | p95 ms | p99 ms | errors |"
+        "| phase | clients | req/s | vs config | p50 ms | p95 ms | p99 ms | errors |"
         " broker CPU | broker peak MiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in phases:
-        ratio = "" if p.ratio_to_health is None else f"{p.ratio_to_health:.2f}"
+        ratio = "" if p.ratio_to_baseline is None else f"{p.ratio_to_baseline:.2f}"
         peak = "" if p.broker_peak_mib is None else f"{p.broker_peak_mib:.0f}"
         lines.append(
             f"| {p.name} | {p.clients} | {p.rate:,.0f} | {ratio} | {p.p50_ms:.1f} | "
@@ -281,7 +281,7 @@ def main() -> None:
             load = setup(broker, work, members)
             phases: list[Phase] = []
             for clients in args.clients:
-                for name in ("health", "read"):
+                for name in ("config", "read"):
                     phase = asyncio.run(run_phase(load, name, clients, args.seconds, pid))
                     phases.append(phase)
                     print(f"  {name} x{clients}: {phase.rate:,.0f}/s", file=sys.stderr)
@@ -297,10 +297,10 @@ def main() -> None:
                 phases.append(phase)
                 accepted += phase.statuses.get("201", 0)
                 print(f"  write x{clients}: {phase.rate:,.0f}/s", file=sys.stderr)
-            health = {p.clients: p.rate for p in phases if p.name == "health"}
+            baseline = {p.clients: p.rate for p in phases if p.name == "config"}
             for p in phases:
-                base = health.get(p.clients) or next(iter(health.values()), None)
-                p.ratio_to_health = p.rate / base if base else None
+                base = baseline.get(p.clients) or next(iter(baseline.values()), None)
+                p.ratio_to_baseline = p.rate / base if base else None
             grown = log_size(load.clients[0]) - before
             with broker.client("regulator") as regulator:
                 report = regulator.audit()

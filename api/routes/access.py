@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Query, Request, status
 
 from api.coalesce import Coalescer
-from api.deps import CallerDep, LedgerDep, PathId, QueryId
+from api.deps import CallerDep, LedgerDep, Offset, PathId, QueryId
 from api.errors import error_responses
 from api.schemas import message_int
 from ledger.errors import InvalidInput, LedgerError
@@ -67,11 +67,12 @@ def list_requests(
     dataset_id: QueryId = None,
     request_status: str | None = Query(default=None, alias="status", max_length=16),
     limit: int = Query(default=200, ge=1, le=1000),
+    offset: Offset = 0,
 ) -> RequestsPublic:
     """Requests the caller may see: its own, those to its datasets, or all for overseers."""
     caller.require_member()
     return catalog.requests(
-        ledger, caller, dataset_id=dataset_id, status=request_status, limit=limit
+        ledger, caller, dataset_id=dataset_id, status=request_status, limit=limit, offset=offset
     )
 
 
@@ -150,10 +151,11 @@ def list_grants(
     ledger: LedgerDep,
     dataset_id: QueryId = None,
     limit: int = Query(default=200, ge=1, le=1000),
+    offset: Offset = 0,
 ) -> GrantsPublic:
     """Grants the caller may see: received, given on its datasets, or all for overseers."""
     caller.require_member()
-    return catalog.grants(ledger, caller, dataset_id=dataset_id, limit=limit)
+    return catalog.grants(ledger, caller, dataset_id=dataset_id, limit=limit, offset=offset)
 
 
 @router.post(

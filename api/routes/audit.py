@@ -5,7 +5,7 @@ from __future__ import annotations
 from eth_utils.address import is_address, to_checksum_address
 from fastapi import APIRouter, Query
 
-from api.deps import DB_INT_MAX, AnchorerDep, CallerDep, LedgerDep, PathId
+from api.deps import DB_INT_MAX, After, AnchorerDep, CallerDep, LedgerDep, PathId
 from api.errors import error_responses
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
@@ -31,11 +31,15 @@ router = APIRouter(tags=["audit"])
     responses=error_responses(401, 403, 404, 422),
 )
 def trace_one_dataset(
-    dataset_id: PathId, caller: CallerDep, ledger: LedgerDep
+    dataset_id: PathId,
+    caller: CallerDep,
+    ledger: LedgerDep,
+    after: After = -1,
+    limit: int = Query(default=500, ge=1, le=1000),
 ) -> DatasetTracePublic:
-    """Lineage and every flow of a dataset (regulators, the operator, and its owner)."""
+    """Lineage and the flows of a dataset, a page at a time (overseers and its owner)."""
     caller.require_member()
-    return audit.dataset_trace(ledger, caller, dataset_id)
+    return audit.dataset_trace(ledger, caller, dataset_id, after=after, limit=limit)
 
 
 @router.get(
@@ -43,12 +47,19 @@ def trace_one_dataset(
     response_model=MemberTracePublic,
     responses=error_responses(401, 403, 404, 422),
 )
-def trace_one_member(address: str, caller: CallerDep, ledger: LedgerDep) -> MemberTracePublic:
-    """A member's datasets, grants, credits and signed actions (overseers, or itself)."""
+def trace_one_member(
+    address: str,
+    caller: CallerDep,
+    ledger: LedgerDep,
+    after: After = -1,
+    limit: int = Query(default=500, ge=1, le=1000),
+) -> MemberTracePublic:
+    """A member's datasets, grants, credits and signed actions, a page of actions at a time."""
     caller.require_member()
     if not is_address(address):
         raise InvalidInput(f"{address!r} is not an address", code=ErrorCode.BAD_ADDRESS)
-    return audit.member_trace(ledger, caller, str(to_checksum_address(address)))
+    member = str(to_checksum_address(address))
+    return audit.member_trace(ledger, caller, member, after=after, limit=limit)
 
 
 @router.get("/verify", response_model=VerifyPublic, responses=error_responses(401, 403))
@@ -95,12 +106,19 @@ def log_records(
     response_model=LogRecordsPublic,
     responses=error_responses(401, 403, 422),
 )
-def member_evidence(address: str, caller: CallerDep, ledger: LedgerDep) -> LogRecordsPublic:
+def member_evidence(
+    address: str,
+    caller: CallerDep,
+    ledger: LedgerDep,
+    after: After = -1,
+    limit: int = Query(default=1000, ge=1, le=1000),
+) -> LogRecordsPublic:
     """The signed records that set a member's encryption key (Onboard, RotateKey)."""
     caller.require_member()
     if not is_address(address):
         raise InvalidInput(f"{address!r} is not an address", code=ErrorCode.BAD_ADDRESS)
-    return audit.member_evidence(ledger, str(to_checksum_address(address)))
+    member = str(to_checksum_address(address))
+    return audit.member_evidence(ledger, member, after=after, limit=limit)
 
 
 @router.get(
@@ -108,10 +126,16 @@ def member_evidence(address: str, caller: CallerDep, ledger: LedgerDep) -> LogRe
     response_model=LogRecordsPublic,
     responses=error_responses(401, 403, 422),
 )
-def dataset_evidence(dataset_id: PathId, caller: CallerDep, ledger: LedgerDep) -> LogRecordsPublic:
+def dataset_evidence(
+    dataset_id: PathId,
+    caller: CallerDep,
+    ledger: LedgerDep,
+    after: After = -1,
+    limit: int = Query(default=1000, ge=1, le=1000),
+) -> LogRecordsPublic:
     """The owner-signed Register record of a dataset (its attested content hash)."""
     caller.require_member()
-    return audit.dataset_evidence(ledger, dataset_id)
+    return audit.dataset_evidence(ledger, dataset_id, after=after, limit=limit)
 
 
 @router.get(

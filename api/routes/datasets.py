@@ -10,7 +10,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import DB_INT_MAX, CallerDep, LedgerDep, PathId, StreamCallerDep, TransfersDep
+from api.deps import CallerDep, LedgerDep, Offset, PathId, StreamCallerDep, TransfersDep
 from api.errors import error_responses
 from api.schemas import message_int
 from api.streaming import blob_stream, consume_stream
@@ -40,7 +40,7 @@ def catalog(
     ledger: LedgerDep,
     owner: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0, le=DB_INT_MAX),
+    offset: Offset = 0,
 ) -> DatasetsPublic:
     """The catalog: every registered dataset's certificate and metadata (never contents)."""
     caller.require_member()

@@ -4,9 +4,9 @@ directory, nonces and credits."""
 from __future__ import annotations
 
 from eth_utils.address import is_address, to_checksum_address
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
-from api.deps import CallerDep, LedgerDep
+from api.deps import CallerDep, LedgerDep, Offset
 from api.errors import error_responses
 from ledger.errors import InvalidInput
 from ledger.protocol.actions import SignedAction
@@ -36,10 +36,15 @@ def onboard(body: SignedBody, caller: CallerDep, ledger: LedgerDep) -> MemberPub
 
 
 @router.get("", response_model=MembersPublic, responses=error_responses(401, 403))
-def list_members(caller: CallerDep, ledger: LedgerDep) -> MembersPublic:
-    """Every member (any member may read the directory)."""
+def list_members(
+    caller: CallerDep,
+    ledger: LedgerDep,
+    limit: int = Query(default=200, ge=1, le=1000),
+    offset: Offset = 0,
+) -> MembersPublic:
+    """The member directory, a page at a time (any member may read it)."""
     caller.require_member()
-    return catalog.members(ledger)
+    return catalog.members(ledger, limit=limit, offset=offset)
 
 
 @router.get(

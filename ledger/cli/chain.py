@@ -14,7 +14,7 @@ import typer
 from ledger.cli.common import JsonOpt, out
 from ledger.cli.common import passphrase as _passphrase
 from ledger.cli.common import settings as _settings
-from ledger.errors import LedgerError
+from ledger.errors import ConfigurationError, LedgerError
 from ledger.protocol.codes import ErrorCode
 
 if TYPE_CHECKING:
@@ -30,9 +30,16 @@ chain_app = typer.Typer(
 def _open() -> OpenedChain:
     """The broker's chain, opened with the BROKER key (deployed with the ADMIN address)."""
     from ledger.broker import deploying_admin
-    from ledger.chain.home import open_chain
+    from ledger.chain.home import DEPLOYMENT_FILE, open_chain
 
     settings = _settings()
+    if not (settings.broker_dir / DEPLOYMENT_FILE).exists():
+        # These commands inspect a broker's chain; they never deploy one (`drl serve` does).
+        raise ConfigurationError(
+            f"no broker deployment in {settings.broker_dir} (check DRL_HOME, or start "
+            "`drl serve` once)",
+            code=ErrorCode.NO_DEPLOYMENT,
+        )
     secret = _passphrase(settings)
     admin, _ = deploying_admin(settings, secret)
     return open_chain(settings.broker_dir, secret, admin=admin, chain_url=settings.chain_url)

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
 
 from ledger.cli.common import err, passphrase, settings
+from ledger.errors import ConfigurationError
+from ledger.protocol.codes import ErrorCode
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Refuse at once an address the broker could not listen on (taken, or not this host's)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", code=ErrorCode.PORT_IN_USE
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: {exc.strerror}", code=ErrorCode.PORT_IN_USE
+            ) from None
 
 
 def serve(
@@ -22,6 +44,7 @@ def serve(
     from ledger.broker import open_broker
 
     cfg = settings()
+    _check_can_listen(host, port)  # before anything is created or deployed
     broker = open_broker(cfg, passphrase(cfg))
     if broker.admin_created:
         err.print(

@@ -79,7 +79,10 @@ def profile(home: Path, handle: str) -> Profile:
         ) from None
     except ValueError as exc:
         raise ConfigurationError(f"damaged profile {path}: {exc}") from None
-    return Profile(**data)
+    try:
+        return Profile(**data)
+    except TypeError:  # valid JSON, but not a profile (missing or unknown fields)
+        raise ConfigurationError(f"damaged profile {path}: not a member profile") from None
 
 
 def unlock(home: Path, handle: str, passphrase: str) -> MemberKeys:

@@ -17,7 +17,7 @@ from ledger.errors import (
 )
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
-from ledger.protocol.documents import purpose_hash, terms_document, terms_hash
+from ledger.protocol.documents import RequestForm, purpose_hash, terms_document, terms_hash
 from ledger.protocol.messages import GrantTerms, terms_of
 from ledger.services import flowlog, policy
 from ledger.services.context import (
@@ -27,6 +27,7 @@ from ledger.services.context import (
     consume_nonce,
     dataset,
 )
+from ledger.services.requests import owner_suspended
 from ledger.store.models import AccessRequest, Grant, Member, WrappedKey
 
 
@@ -108,6 +109,8 @@ def cosign(ledger: Ledger, request_id: int, approval: SignedAction) -> Grant:
         request = _awaiting(session, request_id)
         signed = SignedAction.from_json(json.loads(request.pending_grant_json or "{}"))
         wrapped_key = bytes(request.pending_wrapped_key or b"")
+        if not policy.standing(session, signed.actor, operator=ledger.operator).active:
+            raise owner_suspended(request.dataset_id, signed.actor)
     terms = terms_of(signed.message)
     _check_approved_terms(approval, signed)
     return _relay_grant(ledger, request_id, signed, terms, wrapped_key, approval)
@@ -194,7 +197,7 @@ def _relay_grant(
                 "tx": tx.tx_hash,
                 "request_id": request_id,
                 "generation": generation,
-                "terms": terms_document(request_id, wrapped_key),
+                "terms": terms_document(request_id, wrapped_key, form_of(request)),
             },
         )
         grant = Grant(
@@ -230,6 +233,16 @@ def _relay_grant(
     return grant
 
 
+def form_of(request: AccessRequest) -> RequestForm:
+    """The standard request form a request was made with."""
+    return RequestForm(
+        purpose_category=request.purpose_category,
+        legal_basis=request.legal_basis,
+        retention_days=request.retention_days,
+        processing_location=request.processing_location,
+    )
+
+
 def _check_terms(
     ledger: Ledger, request: AccessRequest, terms: GrantTerms, wrapped_key: bytes
 ) -> None:
@@ -243,7 +256,7 @@ def _check_terms(
         problems.append("maxUses differs from the request")
     if terms.purpose_hash != purpose_hash(request.purpose):
         problems.append("purposeHash is not the request's purpose")
-    if terms.terms_hash != terms_hash(int(request.id or 0), wrapped_key):
+    if terms.terms_hash != terms_hash(int(request.id or 0), wrapped_key, form_of(request)):
         problems.append("termsHash does not commit to this request and wrapped key")
     latest = ledger.now() + request.days * 86400 + 3600
     if not ledger.now() < terms.expires_at <= latest:

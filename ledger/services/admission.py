@@ -65,7 +65,7 @@ class Admission:
         now = ledger.now()
         with ledger.db.transaction() as session:
             if now - self._pruned_at >= PRUNE_EVERY_SECONDS:
-                horizon = now - MAX_SKEW_SECONDS - CLOCK_MARGIN_SECONDS
+                horizon = now - CLOCK_MARGIN_SECONDS  # expires_at already holds the skew
                 session.connection().execute(_PRUNE, {"horizon": horizon})
                 self._pruned_at = now
             found = policy.standings(

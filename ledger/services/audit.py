@@ -106,7 +106,9 @@ def find_record(
     return _record_public(found)
 
 
-def member_evidence(ledger: Ledger, address: str) -> LogRecordsPublic:
+def member_evidence(
+    ledger: Ledger, address: str, *, after: int = -1, limit: int = 1000
+) -> LogRecordsPublic:
     """The signed records that set a member's encryption key: its Onboard (ADMIN-signed) and
     its RotateKey records (member-signed), in log order.
 
@@ -117,22 +119,41 @@ def member_evidence(ledger: Ledger, address: str) -> LogRecordsPublic:
         rows = session.exec(
             select(LogRecord)
             .where(col(LogRecord.action).in_(("onboard", "rotate_key")))
+            .where(col(LogRecord.seq) > after)
             .order_by(col(LogRecord.seq))
         )
-        data = [_record_public(r) for r in rows if _names_member(r.leaf, address)]
-    return LogRecordsPublic(data=data, count=len(data))
+        data = []
+        for r in rows:
+            if _names_member(r.leaf, address):
+                data.append(_record_public(r))
+                if len(data) > limit:
+                    break
+    return _records_page(data, limit)
 
 
-def dataset_evidence(ledger: Ledger, dataset_id: int) -> LogRecordsPublic:
+def dataset_evidence(
+    ledger: Ledger, dataset_id: int, *, after: int = -1, limit: int = 1000
+) -> LogRecordsPublic:
     """The owner-signed Register record of a dataset (the content hash the owner attested)."""
     with ledger.db.session() as session:
         rows = session.exec(
             select(LogRecord)
             .where(LogRecord.dataset_id == dataset_id, LogRecord.action == "register")
+            .where(col(LogRecord.seq) > after)
             .order_by(col(LogRecord.seq))
+            .limit(limit + 1)
         )
         data = [_record_public(r) for r in rows]
-    return LogRecordsPublic(data=data, count=len(data))
+    return _records_page(data, limit)
+
+
+def _records_page(data: list[LogRecordPublic], limit: int) -> LogRecordsPublic:
+    """A page of records read with ``limit + 1``: the extra one only says that more follow."""
+    more = len(data) > limit
+    data = data[:limit]
+    return LogRecordsPublic(
+        data=data, count=len(data), next_after=data[-1].seq if more and data else None
+    )
 
 
 def _names_member(leaf: bytes, address: str) -> bool:
@@ -157,7 +178,7 @@ def _record_public(r: LogRecord) -> LogRecordPublic:
 def log_records(ledger: Ledger, *, after: int = -1, limit: int = 100) -> LogRecordsPublic:
     """Raw signed records (leaves) after sequence number ``after``, in order."""
     with ledger.db.session() as session:
-        rows = flowlog.records(session, after=after, limit=limit)
+        rows = flowlog.records(session, after=after, limit=limit + 1)
     data = [
         LogRecordPublic(
             seq=r.seq,
@@ -169,7 +190,7 @@ def log_records(ledger: Ledger, *, after: int = -1, limit: int = 100) -> LogReco
         )
         for r in rows
     ]
-    return LogRecordsPublic(data=data, count=len(data))
+    return _records_page(data, limit)
 
 
 def _size(ledger: Ledger, requested: int | None) -> int:
@@ -211,19 +232,23 @@ def consistency(ledger: Ledger, *, old_size: int, tree_size: int | None = None) 
     )
 
 
-def dataset_trace(ledger: Ledger, viewer: Standing, dataset_id: int) -> DatasetTracePublic:
-    """Lineage and every flow of a dataset, for overseers and its owner."""
+def dataset_trace(
+    ledger: Ledger, viewer: Standing, dataset_id: int, *, after: int = -1, limit: int = 500
+) -> DatasetTracePublic:
+    """Lineage and a page of the flows of a dataset, for overseers and its owner."""
     if not viewer.oversees:
         with ledger.db.session() as session:
             owner = dataset(session, dataset_id).owner
         viewer.require_party(owner, why="only overseers and the owner trace a dataset")
-    return trace.trace_dataset(ledger, dataset_id)
+    return trace.trace_dataset(ledger, dataset_id, after=after, limit=limit)
 
 
-def member_trace(ledger: Ledger, viewer: Standing, address: str) -> MemberTracePublic:
-    """A member's datasets, grants, credits and signed actions, for overseers and itself."""
+def member_trace(
+    ledger: Ledger, viewer: Standing, address: str, *, after: int = -1, limit: int = 500
+) -> MemberTracePublic:
+    """A member's datasets, grants, credits and a page of its actions, for overseers and itself."""
     viewer.require_party(address, why="only overseers trace another member")
-    return trace.trace_member(ledger, address)
+    return trace.trace_member(ledger, address, after=after, limit=limit)
 
 
 def verify_report(ledger: Ledger) -> VerifyPublic:

@@ -40,6 +40,7 @@ from ledger.store.models import AccessRequest, Dataset, Delivery, Grant, Member,
 # -- rows to wire models ------------------------------------------------------------------------
 
 Public = TypeVar("Public", bound=BaseModel)
+T = TypeVar("T")
 
 
 def _public(model: type[Public], row: object, **computed: Any) -> Public:
@@ -93,11 +94,19 @@ def rating_public(r: Rating) -> RatingPublic:
 # -- members ------------------------------------------------------------------------------------
 
 
-def members(ledger: Ledger) -> MembersPublic:
+def page(rows: list[T], limit: int, offset: int) -> tuple[list[T], int | None]:
+    """A page of ``rows`` (read with ``limit + 1``) and the next page's offset, if any."""
+    if len(rows) > limit:
+        return rows[:limit], offset + limit
+    return rows, None
+
+
+def members(ledger: Ledger, *, limit: int = 200, offset: int = 0) -> MembersPublic:
     """The member directory, oldest first."""
     with ledger.db.session() as session:
-        rows = list(session.exec(select(Member).order_by(col(Member.created_at))))
-    return MembersPublic(data=[member_public(m) for m in rows], count=len(rows))
+        query = select(Member).order_by(col(Member.created_at), col(Member.address))
+        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    return MembersPublic(data=[member_public(m) for m in rows], count=len(rows), next=after)
 
 
 def member(ledger: Ledger, address: str) -> MemberPublic:
@@ -120,8 +129,8 @@ def datasets(
         query = select(Dataset).order_by(col(Dataset.id))
         if owner:
             query = query.where(Dataset.owner == owner)
-        rows = list(session.exec(query.offset(offset).limit(limit)))
-    return DatasetsPublic(data=[dataset_public(d) for d in rows], count=len(rows))
+        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    return DatasetsPublic(data=[dataset_public(d) for d in rows], count=len(rows), next=after)
 
 
 def dataset_detail(ledger: Ledger, dataset_id: int) -> DatasetPublic:
@@ -175,6 +184,7 @@ def requests(
     dataset_id: int | None = None,
     status: str | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> RequestsPublic:
     """The requests ``viewer`` may see: its own, those to its datasets, or all for overseers."""
     with ledger.db.session() as session:
@@ -189,8 +199,8 @@ def requests(
             query = query.where(AccessRequest.dataset_id == dataset_id)
         if status is not None:
             query = query.where(AccessRequest.status == status)
-        rows = list(session.exec(query.limit(limit)))
-    return RequestsPublic(data=[request_public(r) for r in rows], count=len(rows))
+        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    return RequestsPublic(data=[request_public(r) for r in rows], count=len(rows), next=after)
 
 
 def request(ledger: Ledger, viewer: Standing, request_id: int) -> RequestPublic:
@@ -209,7 +219,12 @@ def request(ledger: Ledger, viewer: Standing, request_id: int) -> RequestPublic:
 
 
 def grants(
-    ledger: Ledger, viewer: Standing, *, dataset_id: int | None = None, limit: int = 200
+    ledger: Ledger,
+    viewer: Standing,
+    *,
+    dataset_id: int | None = None,
+    limit: int = 200,
+    offset: int = 0,
 ) -> GrantsPublic:
     """The grants ``viewer`` may see: received, given on its datasets, or all for overseers."""
     with ledger.db.session() as session:
@@ -222,5 +237,5 @@ def grants(
         )
         if dataset_id is not None:
             query = query.where(Grant.dataset_id == dataset_id)
-        rows = list(session.exec(query.limit(limit)))
-    return GrantsPublic(data=[grant_public(g) for g in rows], count=len(rows))
+        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    return GrantsPublic(data=[grant_public(g) for g in rows], count=len(rows), next=after)

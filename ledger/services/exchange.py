@@ -15,6 +15,7 @@ from ledger.protocol.codes import ErrorCode
 from ledger.services import flowlog, policy
 from ledger.services.access import current_grant
 from ledger.services.context import Ledger, check_signed, consume_nonce, dataset
+from ledger.services.requests import owner_suspended
 from ledger.store.db import locked_log_size
 from ledger.store.models import Dataset, Delivery, Grant, Rating, WrappedKey
 
@@ -51,6 +52,8 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
             raise Forbidden(
                 f"no grant of dataset {dataset_id} to {grantee}", code=ErrorCode.NO_GRANT
             )
+        if not policy.standing(session, target.owner, operator=ledger.operator).active:
+            raise owner_suspended(dataset_id, target.owner)
     if not ledger.blobs.exists(target.ciphertext_sha256):
         raise NotFound(
             f"ciphertext of dataset {dataset_id} is missing", code=ErrorCode.BLOB_MISSING

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from ledger.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     LedgerError,
     NotFound,
@@ -26,6 +27,7 @@ from ledger.errors import (
 )
 from ledger.protocol.actions import Domains, SignedAction
 from ledger.protocol.codes import ErrorCode
+from ledger.protocol.documents import RequestForm
 from ledger.services import flowlog, policy
 from ledger.services.context import (
     MAX_ROW_ID,
@@ -35,16 +37,22 @@ from ledger.services.context import (
     consume_nonces,
     nonce_key,
 )
-from ledger.store.models import AccessRequest, Dataset, utcnow
+from ledger.store.models import AccessRequest, Dataset, Member, utcnow
 
 _REQUESTS: Table = AccessRequest.__table__  # type: ignore[attr-defined]  # SQLModel sets it
 _DATASETS: Table = Dataset.__table__  # type: ignore[attr-defined]
+_MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
 # Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
-_TARGETS = core_select(_DATASETS.c.id, _DATASETS.c.owner, _DATASETS.c.retired).where(
-    _DATASETS.c.id.in_(bindparam("ids", expanding=True))
+_OWNED = _DATASETS.outerjoin(_MEMBERS, _MEMBERS.c.address == _DATASETS.c.owner)
+_TARGETS = (
+    core_select(_DATASETS.c.id, _DATASETS.c.owner, _DATASETS.c.retired, _MEMBERS.c.status)
+    .select_from(_OWNED)
+    .where(_DATASETS.c.id.in_(bindparam("ids", expanding=True)))
 )
-_TARGET = core_select(_DATASETS.c.owner, _DATASETS.c.retired).where(
-    _DATASETS.c.id == bindparam("id")
+_TARGET = (
+    core_select(_DATASETS.c.owner, _DATASETS.c.retired, _MEMBERS.c.status)
+    .select_from(_OWNED)
+    .where(_DATASETS.c.id == bindparam("id"))
 )
 _INSERT_REQUESTS = _REQUESTS.insert().returning(
     _REQUESTS.c.id, _REQUESTS.c.log_seq, sort_by_parameter_order=True
@@ -64,6 +72,7 @@ class _RequestForm:
     purpose: str
     days: int
     max_uses: int
+    form: RequestForm
 
 
 def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestForm:
@@ -72,30 +81,51 @@ def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestF
     msg = signed.message
     purpose = str(msg["purpose"]).strip()
     return _RequestForm(
-        signed, requester, int(msg["datasetId"]), purpose, int(msg["days"]), int(msg["maxUses"])
+        signed,
+        requester,
+        int(msg["datasetId"]),
+        purpose,
+        int(msg["days"]),
+        int(msg["maxUses"]),
+        RequestForm.of(msg),  # checked with the limits (check_request_form)
     )
 
 
-def _target_refusal(form: _RequestForm, target: tuple[str, bool] | None) -> LedgerError | None:
-    """Why the dataset ``(owner, retired)`` -- None if there is none -- cannot be requested."""
+def owner_suspended(dataset_id: int, owner: str) -> Forbidden:
+    """A suspended owner's datasets are frozen: no request, approval or fetch until the
+    operator reinstates the owner (its grants stay on chain and resume then)."""
+    return Forbidden(
+        f"the owner {owner} of dataset {dataset_id} is suspended: its datasets are frozen",
+        code=ErrorCode.OWNER_SUSPENDED,
+    )
+
+
+def _target_refusal(
+    form: _RequestForm, target: tuple[str, bool, bool] | None
+) -> LedgerError | None:
+    """Why the dataset ``(owner, retired, owner active)`` -- None if there is none -- cannot be
+    requested."""
     if target is None:
         return NotFound(f"no dataset {form.dataset_id}", code=ErrorCode.DATASET_NOT_FOUND)
-    owner, retired = target
+    owner, retired, owner_active = target
     if retired:
         return Conflict(f"dataset {form.dataset_id} is retired", code=ErrorCode.DATASET_RETIRED)
+    if not owner_active:
+        return owner_suspended(form.dataset_id, owner)
     if owner == form.requester:
         return InvalidInput("a member cannot request its own dataset", code=ErrorCode.OWN_DATASET)
     return None
 
 
-def _targets(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, bool]]:
-    """``id -> (owner, retired)`` of the datasets among ``ids`` (one query per 500 ids)."""
+def _targets(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, bool, bool]]:
+    """``id -> (owner, retired, owner active)`` of the datasets among ``ids`` (one query per
+    500 ids)."""
     unique = [i for i in dict.fromkeys(ids) if 0 <= i <= MAX_ROW_ID]
-    found: dict[int, tuple[str, bool]] = {}
+    found: dict[int, tuple[str, bool, bool]] = {}
     for start in range(0, len(unique), 500):
         rows = session.connection().execute(_TARGETS, {"ids": unique[start : start + 500]})
-        for dataset_id, owner, retired in rows:
-            found[int(dataset_id)] = (str(owner), bool(retired))
+        for dataset_id, owner, retired, status in rows:
+            found[int(dataset_id)] = (str(owner), bool(retired), status == "active")
     return found
 
 
@@ -108,7 +138,9 @@ def _refusal_in(session: Session, form: _RequestForm, *, operator: str) -> Ledge
         target = None
         if 0 <= form.dataset_id <= MAX_ROW_ID:
             found = session.connection().execute(_TARGET, {"id": form.dataset_id}).first()
-            target = None if found is None else (str(found[0]), bool(found[1]))
+            target = (
+                None if found is None else (str(found[0]), bool(found[1]), found[2] == "active")
+            )
         refusal = _target_refusal(form, target)
     return refusal
 
@@ -125,6 +157,10 @@ def _insert_requests(
             "purpose": form.purpose,
             "days": form.days,
             "max_uses": form.max_uses,
+            "purpose_category": form.form.purpose_category,
+            "legal_basis": form.form.legal_basis,
+            "retention_days": form.form.retention_days,
+            "processing_location": form.form.processing_location,
             "status": "pending",
             "reason": None,
             "log_seq": seq,
@@ -142,7 +178,8 @@ def _insert_requests(
 
 
 def request_access(ledger: Ledger, signed: SignedAction) -> AccessRequest:
-    """Record a signed request (standard form: purpose, duration, uses)."""
+    """Record a signed request (standard form: purpose and its category, legal basis,
+    retention, processing location, duration, uses)."""
     form = _request_form(ledger.domains, ledger.now(), signed)
     with ledger.db.transaction() as session:
         refusal = _refusal_in(session, form, operator=ledger.operator)

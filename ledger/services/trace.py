@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from sqlmodel import Session, col, select
 
@@ -14,10 +14,18 @@ from ledger.services import flowlog
 from ledger.services.context import Ledger, dataset
 from ledger.store.models import Dataset, Delivery, Grant, Member
 
+#: Flows a trace answers at once unless asked for fewer; the rest follow page by page.
+TRACE_PAGE: Final = 500
 
-def _flows(session: Session, **filters: Any) -> list[FlowPublic]:
+
+def _flows(
+    session: Session, *, after: int, limit: int, **filters: Any
+) -> tuple[list[FlowPublic], int | None]:
+    """A page of flows after sequence number ``after``, and where the next page starts."""
     out = []
-    for record in flowlog.records(session, **filters):
+    records = flowlog.records(session, after=after, limit=limit + 1, **filters)
+    more = len(records) > limit
+    for record in records[:limit]:
         entry = flowlog.decode(record)
         msg = entry.signed.message
         detail: dict[str, Any] = {
@@ -51,15 +59,17 @@ def _flows(session: Session, **filters: Any) -> list[FlowPublic]:
                 detail=detail,
             )
         )
-    return out
+    return out, (out[-1].seq if more and out else None)
 
 
 def _parents(row: Dataset) -> list[int]:
     return [int(p) for p in json.loads(row.parents)]
 
 
-def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTracePublic:
-    """Lineage (ancestors, descendants, versions) and every flow of one dataset."""
+def trace_dataset(
+    ledger: Ledger, dataset_id: int, *, after: int = -1, limit: int = TRACE_PAGE
+) -> DatasetTracePublic:
+    """Lineage (ancestors, descendants, versions) and a page of the dataset's flows."""
     with ledger.db.session() as session:
         root = dataset(session, dataset_id)
         rows = {d.id: d for d in session.exec(select(Dataset))}
@@ -90,6 +100,7 @@ def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTracePublic:
         later = {d.previous_version: d.id for d in rows.values() if d.previous_version}
         while versions[-1] in later:
             versions.append(later[versions[-1]])
+        flows, next_after = _flows(session, dataset_id=dataset_id, after=after, limit=limit)
         return DatasetTracePublic(
             dataset_id=dataset_id,
             title=root.title,
@@ -98,12 +109,15 @@ def trace_dataset(ledger: Ledger, dataset_id: int) -> DatasetTracePublic:
             ancestors=sorted(ancestors),
             descendants=sorted(descendants),
             versions=versions,
-            flows=_flows(session, dataset_id=dataset_id),
+            flows=flows,
+            next_after=next_after,
         )
 
 
-def trace_member(ledger: Ledger, address: str) -> MemberTracePublic:
-    """What a member owns and received, its credits, and every action it signed."""
+def trace_member(
+    ledger: Ledger, address: str, *, after: int = -1, limit: int = TRACE_PAGE
+) -> MemberTracePublic:
+    """What a member owns and received, its credits, and a page of the actions it signed."""
     with ledger.db.session() as session:
         member = session.get(Member, address)
         if member is None:
@@ -114,6 +128,7 @@ def trace_member(ledger: Ledger, address: str) -> MemberTracePublic:
         )
         credited = session.exec(select(Delivery).where(col(Delivery.dataset_id).in_(owned or [-1])))
         credits = sum(d.credit_amount for d in credited)
+        flows, next_after = _flows(session, actor=address, after=after, limit=limit)
         return MemberTracePublic(
             address=address,
             name=member.name,
@@ -122,5 +137,6 @@ def trace_member(ledger: Ledger, address: str) -> MemberTracePublic:
             owned=owned,
             received=received,
             credits=credits,
-            flows=_flows(session, actor=address),
+            flows=flows,
+            next_after=next_after,
         )

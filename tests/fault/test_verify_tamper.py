@@ -541,3 +541,195 @@ def test_pointing_a_dataset_at_another_blob_is_named(
         (roads.ciphertext_sha256, roads.ciphertext_size, extract.id),
     )
     assert_fails_naming(store.verify(), f"dataset {extract.id}")
+
+
+# -- several things at once: every one is named, with what is wrong ---------------------------
+
+
+def _whats(report: VerifyReport, where: str) -> list[str]:
+    return [p.what for p in _named(report, where)]
+
+
+def _append_copy(store: StoreCopy, source: int, seq: int, doc: dict[str, Any]) -> None:
+    """Store ``doc`` (a copy of record ``source``) as record ``seq`` and grow the log to it."""
+    doc["seq"] = seq
+    store.sql(
+        "INSERT INTO log_records (seq, action, actor, dataset_id, leaf, created_at) "
+        "SELECT ?, action, actor, dataset_id, ?, created_at FROM log_records WHERE seq = ?",
+        (seq, canonical(doc), source),
+    )
+    store.sql("UPDATE log_state SET size = ?", (seq + 1,))
+
+
+def test_several_unreadable_or_forged_records_are_each_named(store: StoreCopy) -> None:
+    """Verify reports every broken record, not the first of each kind (``continue``)."""
+    for seq in (3, 12):
+        store.sql("UPDATE log_records SET leaf = ? WHERE seq = ?", (b"{not json", seq))
+    for seq in (7, 24):
+        doc = store.leaf(seq)
+        doc["signed"]["message"]["deadline"] += 1
+        store.set_leaf(seq, doc)
+    report = store.verify()
+    for seq in (3, 12):
+        assert any(w.startswith("unreadable: ") for w in _whats(report, _record(seq))), seq
+    for seq in (7, 24):
+        assert any(w.startswith("signature does not verify") for w in _whats(report, _record(seq)))
+
+
+def test_several_replayed_actions_are_each_named(store: StoreCopy) -> None:
+    _append_copy(store, 15, RECORDS, store.leaf(15))
+    _append_copy(store, 27, RECORDS + 1, store.leaf(27))
+    store.rewrite_tree()
+    report = store.verify()
+    assert _whats(report, _record(RECORDS)) == [
+        "the same signed action as log record 15 (a replay)"
+    ]
+    assert _whats(report, _record(RECORDS + 1)) == [
+        "the same signed action as log record 27 (a replay)"
+    ]
+
+
+def _members(store: StoreCopy) -> list[str]:
+    return [row[0] for row in store.sql("SELECT address FROM members ORDER BY log_seq")]
+
+
+def test_members_altered_in_the_index_are_each_named(store: StoreCopy) -> None:
+    """Kind, status and encryption key are the chain's; the index may only copy them."""
+    office, works, coop = _members(store)[:3]
+    store.sql("UPDATE members SET kind = 'department' WHERE address = ?", (coop,))
+    store.sql("UPDATE members SET status = 'suspended' WHERE address = ?", (works,))
+    store.sql("UPDATE members SET encryption_key = ? WHERE address = ?", (b"\x07" * 32, office))
+    report = store.verify()
+    assert _whats(report, f"member {coop}") == [
+        "index says department/active, chain says enterprise/active (or the key differs)"
+    ]
+    assert _whats(report, f"member {works}") == [
+        "index says department/suspended, chain says department/active (or the key differs)"
+    ]
+    assert _whats(report, f"member {office}") == [
+        "index says department/active, chain says department/active (or the key differs)"
+    ]
+
+
+def test_a_member_row_pointing_at_another_onboarding_is_named(store: StoreCopy) -> None:
+    office, works = _members(store)[:2]
+    (seq,) = store.sql("SELECT log_seq FROM members WHERE address = ?", (works,))[0]
+    store.sql("UPDATE members SET log_seq = ? WHERE address = ?", (seq, office))
+    report = store.verify()
+    assert _whats(report, f"member {office}") == [f"log record {seq} onboards someone else"]
+
+
+def test_datasets_differing_from_the_chain_are_each_named(
+    populated: Populated, store: StoreCopy
+) -> None:
+    """The index-vs-chain dataset check: every field that differs is named."""
+    base, extract, roads = (populated.datasets[n] for n in ("base", "extract", "roads"))
+    store.sql("UPDATE datasets SET classification = 'public' WHERE id = ?", (extract.id,))
+    store.sql("UPDATE datasets SET retired = 1, parents = '[99]' WHERE id = ?", (base.id,))
+    store.sql("UPDATE datasets SET owner = ? WHERE id = ?", (base.owner, roads.id))
+    report = store.verify()
+    assert _whats(report, f"dataset {extract.id}") == [
+        "classification in the index differs from the chain"
+    ]
+    assert _whats(report, f"dataset {base.id}") == [
+        "parents in the index differs from the chain",
+        "retired in the index differs from the chain",
+    ]
+    assert _whats(report, f"dataset {roads.id}") == ["owner in the index differs from the chain"]
+
+
+def test_a_registration_whose_metadata_was_swapped_is_named(
+    populated: Populated, store: StoreCopy
+) -> None:
+    """The metadata a record carries must be the one whose hash its owner signed."""
+    roads = populated.datasets["roads"]
+    doc = store.leaf(roads.log_seq)
+    doc["context"]["metadata"]["title"] = "Something else"
+    store.set_leaf(roads.log_seq, doc)
+    report = store.verify()
+    assert f"log record {roads.log_seq} does not hold the metadata its owner signed" in _whats(
+        report, f"dataset {roads.id}"
+    )
+
+
+def _deliveries(store: StoreCopy) -> list[tuple[int, int, int]]:
+    return [
+        (row[0], row[1], row[2])
+        for row in store.sql("SELECT id, log_seq, credit_amount FROM deliveries ORDER BY id")
+    ]
+
+
+def test_receipts_are_tied_back_to_their_log_records(store: StoreCopy) -> None:
+    """A delivery row must carry its record's receipt id and point at a receipt record."""
+    (first, _, _), (second, _, _) = _deliveries(store)[:2]
+    store.sql("UPDATE deliveries SET receipt_id = ? WHERE id = ?", (b"\x09" * 32, first))
+    store.sql("UPDATE deliveries SET log_seq = 14 WHERE id = ?", (second,))  # 14: a fetch
+    report = store.verify()
+    (_, first_seq, _) = _deliveries(store)[0]
+    assert _whats(report, f"delivery receipt {first}") == [
+        f"receipt id differs from its log record {first_seq}"
+    ]
+    assert _whats(report, f"delivery receipt {second}") == [
+        "log record 14 is a fetch, not a receipt"
+    ]
+
+
+def test_credit_totals_are_checked_against_the_chain_balance(
+    populated: Populated, store: StoreCopy
+) -> None:
+    credited = [(i, seq, amount) for i, seq, amount in _deliveries(store) if amount > 0]
+    assert credited, "the walk credits receipts at anchoring"
+    delivery, _, amount = credited[0]
+    store.sql("UPDATE deliveries SET credit_amount = credit_amount + 5 WHERE id = ?", (delivery,))
+    (dataset_id,) = store.sql("SELECT dataset_id FROM deliveries WHERE id = ?", (delivery,))[0]
+    owner = next(d.owner for d in populated.datasets.values() if d.id == dataset_id)
+    balance = populated.chain_reads.credits_of(owner)
+    report = store.verify()
+    assert _whats(report, f"credits of {owner}") == [
+        f"index totals {balance + 5}, chain balance is {balance}"
+    ]
+    assert amount > 0
+
+
+def _truncate(store: StoreCopy, size: int) -> None:
+    """What a broker rewinding its log does: drop the records and tree nodes from ``size``."""
+    store.sql("DELETE FROM log_records WHERE seq >= ?", (size,))
+    store.sql("DELETE FROM tree_nodes WHERE ((idx + 1) << level) > ?", (size,))
+    store.sql("UPDATE log_state SET size = ?", (size,))
+
+
+def test_a_log_truncated_below_an_anchored_head_is_named(store: StoreCopy) -> None:
+    _truncate(store, 24)
+    report = store.verify()
+    assert _whats(report, "anchored head 26") == ["chain anchors 26 records, the log holds 24"]
+    assert _whats(report, "anchored head 20") == []
+
+
+def test_a_log_truncated_to_an_anchored_head_still_matches_it(store: StoreCopy) -> None:
+    """Cut exactly at an anchored size, that head still hashes right and is not named."""
+    _truncate(store, ANCHORS[-1])
+    report = store.verify()
+    assert _whats(report, f"anchored head {ANCHORS[-1]}") == []
+    assert report.checked["anchors"] == len(ANCHORS)
+
+
+def test_a_past_grant_generation_the_chain_never_granted_is_named(
+    populated: Populated, store: StoreCopy
+) -> None:
+    row = populated.grants["revoked"]  # generation 1; "regranted" (2) is the latest
+    store.sql("UPDATE grants SET generation = 0 WHERE id = ?", (row.id,))
+    report = store.verify()
+    assert "the chain never granted this generation" in [
+        p.what for p in report.problems if _grant(row)(p)
+    ]
+
+
+def test_several_damaged_tree_nodes_are_each_named(store: StoreCopy) -> None:
+    """Every stored node is checked, past the leaves and past the first bad one."""
+    store.sql("UPDATE tree_nodes SET hash = ? WHERE level = 2 AND idx = 3", (b"\x05" * 32,))
+    store.sql("DELETE FROM tree_nodes WHERE level = 1 AND idx = 2")
+    report = store.verify()
+    assert _whats(report, "tree node (2, 3)") == [
+        "does not hash its children: log records 12-15 or the tree were rewritten"
+    ]
+    assert _whats(report, "tree node (2, 1)") == ["a child is missing (log records 4-7)"]

@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +21,10 @@ import pytest
 
 from api.main import JSON_DEPTH_LIMIT, too_deep
 from ledger.client.member import MemberKeys
+from ledger.errors import Forbidden
 from ledger.protocol import http as auth
 from tests.support.http_kit import RunningBroker, new_member, running_broker
-from tests.support.http_probe import Wire, error_code, revoke_body
+from tests.support.http_probe import Wire, error_code, revoke_body, snapshot
 
 PURPOSE = "Planning of rooftop solar installations in the harbour ward"
 
@@ -88,9 +90,12 @@ def test_a_body_nested_100000_deep_is_refused_and_the_broker_keeps_serving(
 ) -> None:
     body = nested(100_000)
     assert len(body) > 200_000
+    operator = operator_keys(world)
+    before = snapshot(world.wire, operator, world.broker.home)
     response = post_raw(world, body, signed=signed)
     assert (response.status_code, error_code(response)) == (400, "body_too_deep"), response.text
     assert_still_serving(world)
+    assert before.changes(snapshot(world.wire, operator, world.broker.home)) == []
 
 
 @pytest.mark.parametrize("depth", [10_000, JSON_DEPTH_LIMIT + 1])
@@ -129,11 +134,14 @@ def test_a_timestamp_that_is_not_1_to_12_digits_is_unauthenticated(
 ) -> None:
     headers = world.wire.headers(world.coop, "GET", "/v1/datasets", auth.EMPTY_SHA256)
     headers[auth.H_TIMESTAMP] = stamp
+    operator = operator_keys(world)
+    before = snapshot(world.wire, operator, world.broker.home)
     response = world.wire.http.get(
         "/v1/datasets", headers={k: v.encode() for k, v in headers.items()}
     )
     assert (response.status_code, error_code(response)) == (401, "unauthenticated"), response.text
     assert_still_serving(world)
+    assert before.changes(snapshot(world.wire, operator, world.broker.home)) == []
 
 
 def test_content_length_is_parsed_with_bounds() -> None:
@@ -145,6 +153,74 @@ def test_content_length_is_parsed_with_bounds() -> None:
     assert auth.parse_timestamp("1" * 12) == 111_111_111_111
     for bad in ("", "1" * 13, "9" * 5000, "１", "1\n"):
         assert auth.parse_timestamp(bad) is None
+
+
+# -- bounded values and frozen owners ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"note": "x" * 4097},  # a text value past MAX_MESSAGE_TEXT
+        {"parents": list(range(65))},  # a list past MAX_MESSAGE_LIST
+        {"k" * 33: 1},  # a key past 32 characters
+        {"nested": {"a": 1}},  # no objects inside a signed message
+    ],
+    ids=["long-text", "long-list", "long-key", "object"],
+)
+def test_a_signed_action_with_an_unbounded_value_is_refused_before_any_check(
+    world: World, extra: dict[str, Any]
+) -> None:
+    with world.broker.client("coop") as coop:
+        signed = coop.sign(
+            "request",
+            {
+                "requester": world.coop.address,
+                "datasetId": world.dataset_id,
+                "purpose": PURPOSE,
+                "days": 30,
+                "maxUses": 1,
+            },
+        ).to_json()
+    signed["message"] |= extra
+    operator = operator_keys(world)
+    before = snapshot(world.wire, operator, world.broker.home)
+    response = world.wire.send(world.coop, "POST", "/v1/requests", json_body={"signed": signed})
+    assert (response.status_code, error_code(response)) == (422, "invalid_request"), response.text
+    assert before.changes(snapshot(world.wire, operator, world.broker.home)) == []
+
+
+def operator_keys(world: World) -> MemberKeys:
+    with world.broker.client("operator") as op:
+        assert op.keys is not None
+        return op.keys
+
+
+def test_a_suspended_owners_datasets_are_frozen_until_it_is_reinstated(
+    world: World, tmp_path: Path
+) -> None:
+    """Suspension is the bureau's brake: nothing flows out of a suspended member's datasets.
+
+    Fetches and new requests are refused (403 ``owner_suspended``) with nothing written and no
+    use recorded; the grants stay on chain and work again once the owner is reinstated.
+    """
+    operator = operator_keys(world)
+    with world.broker.client("operator") as op, world.broker.client("coop") as coop:
+        op.suspend(world.office.address)
+        try:
+            before = snapshot(world.wire, operator, world.broker.home)
+            with pytest.raises(Forbidden) as fetch:
+                coop.fetch(world.dataset_id, tmp_path / "frozen.csv")
+            assert fetch.value.code == "owner_suspended"
+            with pytest.raises(Forbidden) as request:
+                coop.request_access(world.dataset_id, purpose=PURPOSE, days=5, uses=1)
+            assert request.value.code == "owner_suspended"
+            assert before.changes(snapshot(world.wire, operator, world.broker.home)) == []
+            assert not (tmp_path / "frozen.csv").exists()
+        finally:
+            op.reinstate(world.office.address)
+        fetched = coop.fetch(world.dataset_id, tmp_path / "thawed.csv")
+        assert Path(fetched.path).read_text().startswith("ward,roofs")
 
 
 # -- addresses --------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ from ledger.protocol.wire import (
     GrantPublic,
     Health,
     MemberPublic,
+    MembersPublic,
+    MemberTracePublic,
     RequestPublic,
 )
 from ledger.services.system import JSON_BODY_LIMIT
@@ -344,3 +346,43 @@ def test_error_answers_map_through_their_code(status: int, code: str, kind: type
     assert (error.code, error.message) == (code, "the broker's message")
     if isinstance(error, BrokerError):
         assert error.status == status
+
+
+def test_every_list_and_trace_is_paged_and_the_sdk_reads_every_page(world: InProcess) -> None:
+    """A page holds at most ``limit`` items and says where the next starts; the SDK follows."""
+    extra = [new_keys() for _ in range(3)]
+    for n, keys in enumerate(extra):
+        onboard(world, keys, "enterprise", f"Paged enterprise {n}")
+    with world.client(world.operator) as op:
+        seen: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = op.call(
+                "GET", "/v1/members", MembersPublic, params={"limit": 2, "offset": offset}
+            )
+            assert page.count == len(page.data) <= 2
+            seen += [m.address for m in page.data]
+            offset = page.next
+        assert seen == [m.address for m in op.members()]
+        assert {k.address for k in extra} <= set(seen)
+        assert len(seen) == len(set(seen))
+
+    with world.client(world.consumer) as consumer:  # a member traces itself
+        address = world.consumer.address
+        whole = consumer.trace_member(address)  # every page, joined by the SDK
+        first = consumer.call(
+            "GET", f"/v1/trace/members/{address}", MemberTracePublic, params={"limit": 1}
+        )
+        assert len(first.flows) == 1
+        assert first.next_after == first.flows[0].seq
+        assert [f.seq for f in whole.flows] == sorted(f.seq for f in whole.flows)
+        assert len(whole.flows) >= 3
+        assert whole.next_after is None
+        last = consumer.call(
+            "GET",
+            f"/v1/trace/members/{address}",
+            MemberTracePublic,
+            params={"after": whole.flows[-2].seq, "limit": 1},
+        )
+        assert [f.seq for f in last.flows] == [whole.flows[-1].seq]
+        assert last.next_after is None

@@ -26,12 +26,12 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from ledger.client.member import PreparedUpload, prepare_upload
+from ledger.client.member import MemberKeys, PreparedUpload, prepare_upload
 from ledger.client.sdk import BrokerClient
 from ledger.errors import Throttled
 from ledger.protocol import http as auth
 from tests.support.http_kit import RunningBroker, new_member, running_broker
-from tests.support.http_probe import error_code
+from tests.support.http_probe import Wire, error_code, snapshot
 
 LIMITS = {
     "DRL_TRANSFER_IDLE_SECONDS": "2",
@@ -129,6 +129,12 @@ def put_upload(client: BrokerClient, url: str, prepared: PreparedUpload) -> sock
     return open_request(client.base_url, "PUT", url, headers, size)
 
 
+def operator_keys(world: World) -> MemberKeys:
+    with world.broker.client("operator") as op:
+        assert op.keys is not None
+        return op.keys
+
+
 def timed_get(url: str) -> float:
     started = time.monotonic()
     assert httpx.get(f"{url}/v1/health", timeout=10).status_code == 200
@@ -139,6 +145,9 @@ def test_one_upload_runs_per_intent_and_a_stalled_one_ends_and_frees_it(world: W
     with world.broker.client("office") as office:
         prepared, url = prepared_intent(office, world.root, "stalled")
         data = prepared.ciphertext_path.read_bytes()
+        wire = Wire(world.broker.url)
+        operator = operator_keys(world)
+        before = snapshot(wire, operator, world.broker.home)
         first = put_upload(office, url, prepared)
         first.sendall(data[:4096])
         time.sleep(0.5)  # the first PUT has claimed the intent
@@ -154,6 +163,9 @@ def test_one_upload_runs_per_intent_and_a_stalled_one_ends_and_frees_it(world: W
             first.close()
         assert (status, body["code"]) == (408, "transfer_stalled")
         assert office.datasets(owner=office.require_keys().address) == []
+        # Nothing of either upload stayed: no row, blob, log record or transaction.
+        assert before.changes(snapshot(wire, operator, world.broker.home)) == []
+        wire.close()
         done = office.complete_upload(url, prepared)
         assert done.title == "stalled"
 

@@ -3,6 +3,7 @@ signed actions and checkpoints, and a fake chain of ``ledger.chain.models.Event`
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +20,7 @@ from ledger.audit.links import BY_ACTION, LINKS
 from ledger.audit.verifier import AuditReport
 from ledger.chain.models import Event
 from ledger.errors import BrokerUnreachable, ChainUnavailable, ConfigurationError
+from ledger.merkle.proofs import leaf_hash
 from ledger.merkle.tree import MemoryNodeStore, MerkleTree
 from ledger.protocol.actions import ACTIONS, Domains, SignedAction, new_nonce, sign_action
 from ledger.protocol.canonical import canonical
@@ -887,3 +889,156 @@ def test_empty_log(world: World) -> None:
     fresh = World()
     fresh.log.note = world.log.note
     assert fresh.verify().codes() == [ErrorCode.RECORD_MISMATCH]
+
+
+# -- several problems at once, each with its message ---------------------------------------------
+
+
+def test_a_log_kept_empty_then_grown_is_read_from_the_start(world: World) -> None:
+    """From a kept head of size 0 any larger head is consistent: nothing to prove yet."""
+    assert world.verify().advanced
+    world.request()
+    world.request()
+    report = world.verify()
+    assert report.ok
+    assert report.advanced
+    assert (report.previous_size, report.tree_size, report.counts["records"]) == (0, 2, 2)
+
+
+def test_a_fork_is_named_at_the_checkpoint_with_dated_evidence(world: World) -> None:
+    for _ in range(2):
+        world.request()
+    assert world.verify().ok
+    other = World()
+    for _ in range(2):
+        other.request()
+    world.log.note = other.log.head()
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.LOG_INCONSISTENT,
+            "checkpoint",
+            "two signed heads of size 2 with different roots (a fork)",
+        )
+    ]
+    (evidence,) = world.state.evidence()
+    found = dt.datetime.fromisoformat(evidence.found_at)
+    assert found.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.UTC) - found) < dt.timedelta(minutes=5)
+    assert (evidence.code, evidence.detail) == (ErrorCode.LOG_INCONSISTENT, report.problems[0].what)
+
+
+def test_a_rewrite_under_an_older_head_is_located_against_that_head(world: World) -> None:
+    """The broker serves a head older than its tree: proofs must be asked for at that size."""
+    for _ in range(6):
+        world.request()
+    world.log.note = world.log.head(4)
+    served = list(world.log.leaves)
+    served[2] = served[2].replace(b"2025-01-01", b"2024-12-31")
+    world.log.served = served
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.RECORD_MISMATCH,
+            "log record 2",
+            "the records served do not make the signed head of size 4: record 2 is the first "
+            "that differs (rewritten, dropped or reordered)",
+        )
+    ]
+
+
+def test_every_unconfirmed_record_is_named_and_kept_open(world: World) -> None:
+    """Two uses without their event and a receipt not yet credited: each is reported."""
+    world.register(ALICE, 1)
+    first = world.fetch(BOB, 1, on_chain=False)
+    second = world.fetch(BOB, 1, on_chain=False)
+    receipt = world.receipt(world.fetch(BOB, 1))
+    report = world.verify()
+    fetch_says = f"fetch signed by {BOB.address} has no matching AccessLedger.AccessUsed on chain"
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (ErrorCode.RECORD_UNCONFIRMED, "log record 1", fetch_says),
+        (ErrorCode.RECORD_UNCONFIRMED, "log record 2", fetch_says),
+    ]
+    assert [(p.code, p.where, p.what) for p in report.pending] == [
+        (
+            ErrorCode.RECORD_UNCONFIRMED,
+            "log record 4",
+            f"receipt signed by {BOB.address}: no SharingCredits.CreditsMinted or "
+            "SharingCredits.CreditWithheld on chain yet",
+        )
+    ]
+    chain = {row.seq: row.chain for row in world.state.leaf_rows()}
+    assert chain == {0: "matched", 1: "unmatched", 2: "unmatched", 3: "matched", 4: "pending"}
+    assert [seq for seq, _ in world.state.open_records()] == [1, 2, 4]
+    del first, second, receipt
+
+
+def test_a_matched_record_keeps_its_transaction_and_block(world: World) -> None:
+    world.register(ALICE, 1)
+    fetch = world.fetch(BOB, 1)
+    assert world.verify().ok
+    event = next(e for e in world.chain.logs if e.name == "AccessUsed")
+    (row,) = world.state.leaf_rows(actions=["fetch"])
+    assert (row.chain, row.tx_hash, row.block_number) == (
+        "matched",
+        event.tx_hash,
+        event.block_number,
+    )
+    assert fetch.message["datasetId"] == row.dataset_id == 1
+
+
+def test_state_opens_in_new_nested_folders_and_from_another_thread(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "home" / "audit" / "broker.sqlite"
+    with AuditState.open(path) as state:
+        assert state.path == path
+        sizes: list[int] = []
+        worker = threading.Thread(target=lambda: sizes.append(state.size))
+        worker.start()
+        worker.join()
+        assert sizes == [0]  # opened with check_same_thread=False: usable from any thread
+
+
+def test_a_state_that_cannot_be_opened_says_which(tmp_path: Path) -> None:
+    from ledger.errors import StorageError
+
+    folder = tmp_path / "state.sqlite"
+    folder.mkdir()
+    with pytest.raises(StorageError) as caught:
+        AuditState.open(folder)
+    assert str(folder) in caught.value.message
+    assert caught.value.message.startswith("cannot open the audit state ")
+
+
+def test_a_kept_head_of_one_record_still_needs_a_consistency_proof(world: World) -> None:
+    world.request()
+    assert world.verify().ok
+    other = World()
+    for _ in range(3):
+        other.request()
+    world.log = other.log  # a longer head of another history
+    report = world.verify()
+    assert report.codes() == [ErrorCode.LOG_INCONSISTENT]
+    (evidence,) = report.evidence
+    assert dt.datetime.fromisoformat(evidence.found_at).utcoffset() == dt.timedelta(0)
+
+
+def test_an_anchor_whose_root_is_not_bytes_cannot_be_read(world: World) -> None:
+    world.request()
+    world.anchor(root=12345)  # type: ignore[arg-type]
+    report = world.verify()
+    assert [(p.code, p.what) for p in report.problems] == [
+        (ErrorCode.ANCHOR_MISMATCH, "an anchor event that cannot be read")
+    ]
+
+
+def test_kept_rows_filter_by_dataset_and_several_actions(world: World) -> None:
+    busy(world)
+    assert world.verify().ok
+    rows = world.state.leaf_rows(dataset_id=1, actions=["fetch", "receipt"])
+    assert [(r.seq, r.action) for r in rows] == [(2, "fetch"), (3, "receipt")]
+    assert rows[0].leaf_hash == leaf_hash(world.log.leaves[2])
+    assert rows[0].at == "2025-01-01T00:00:02.000000+00:00"
+    world.state.nodes.put(9, 9, b"\x01" * 32)
+    assert world.state.nodes.get(9, 9) == b"\x01" * 32

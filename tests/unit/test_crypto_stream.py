@@ -9,6 +9,7 @@ import struct
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -409,3 +410,40 @@ def test_any_single_flipped_bit_is_refused(data: bytes, position: int) -> None:
     blob = seal(data, chunk_size=MIN_CHUNK_SIZE)
     with pytest.raises(CryptoError):
         open_sealed(flip(blob, position % len(blob)))
+
+
+def test_decrypt_checks_the_expected_content_hash() -> None:
+    """The recipient passes the hash registered on chain; anything else is refused."""
+    data = os.urandom(3 * CHUNK + 5)
+    blob = seal(data)
+    out = io.BytesIO()
+    result = decrypt(io.BytesIO(blob), out, KEY, expected_content_hash=canonical_hash(data))
+    assert (out.getvalue(), result.content_hash) == (data, canonical_hash(data))
+    with pytest.raises(IntegrityError) as caught:
+        decrypt(io.BytesIO(blob), io.BytesIO(), KEY, expected_content_hash=b"\x00" * 32)
+    assert caught.value.message == "decrypted content does not match the expected content hash"
+
+
+def test_chunks_are_written_in_stream_order_by_one_writer_thread() -> None:
+    """Each ordered stage has one thread: a slow write must not let a later chunk overtake."""
+    import threading
+    import time
+
+    class SlowFirstChunk(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads: list[str] = []
+
+        def write(self, data: Any) -> int:
+            self.threads.append(threading.current_thread().name)
+            if len(self.threads) == 2:  # the first chunk, after the header
+                time.sleep(0.05)
+            return super().write(data)
+
+    data = os.urandom(40 * 64)
+    out = SlowFirstChunk()
+    result = encrypt(io.BytesIO(data), out, KEY, chunk_size=64)
+    assert result.ciphertext_sha256 == hashlib.sha256(out.getvalue()).digest()
+    assert open_sealed(out.getvalue()) == data
+    assert len(set(out.threads[1:])) == 1
+    assert out.threads[1].startswith("drl-write")

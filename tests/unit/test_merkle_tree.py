@@ -308,3 +308,68 @@ def test_empty_and_single_leaf_trees() -> None:
     assert tree.consistency_proof(0) == []
     assert tree.consistency_proof(1) == []
     assert tree.consistency_proof(0, 0) == []
+
+
+def test_a_tree_reopened_at_one_leaf_reads_that_leaf() -> None:
+    """Only the empty tree may start from an empty frontier without reading the store."""
+    store = CountingStore()
+    MerkleTree(store).append(LEAVES[0])
+    store.reads = 0
+    assert MerkleTree(store, size=1).root() == leaf_hash(LEAVES[0])
+    assert store.reads == 1
+
+
+def test_a_given_frontier_is_used_without_reading_the_store() -> None:
+    """A frontier handed over (the flow log keeps it) replaces the read-back from the store."""
+    grown = MerkleTree(MemoryNodeStore())
+    grown.append_many(LEAVES[:13])
+    store = CountingStore()  # empty: whatever the tree needs must come from the frontier
+    tree = MerkleTree(store, 13, frontier=grown.frontier)
+    assert tree.frontier == grown.frontier
+    assert tree.root() == root(LEAVES[:13])
+    tree.append(LEAVES[13])
+    assert tree.root() == root(LEAVES[:14])
+    assert store.reads == 0
+
+
+@pytest.mark.parametrize("flaw", ["a-piece-missing", "another-size", "a-short-hash"])
+def test_a_frontier_of_another_tree_is_refused(flaw: str) -> None:
+    grown = MerkleTree(MemoryNodeStore())
+    grown.append_many(LEAVES[:13])  # 13 = 8 + 4 + 1: three pieces
+    frontier, size = list(grown.frontier), 13
+    if flaw == "a-piece-missing":
+        frontier = frontier[:-1]
+    elif flaw == "another-size":
+        size = 12
+    else:
+        last = frontier[-1]
+        frontier[-1] = Node(last.level, last.index, last.hash[:31])
+    expected = f"the frontier given is not that of a tree of size {size}"
+    with pytest.raises(ValueError, match=expected):
+        MerkleTree(MemoryNodeStore(), size, frontier=frontier)
+
+
+def test_a_bulk_store_gets_a_batch_in_one_write() -> None:
+    class BulkStore(MemoryNodeStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[Node]] = []
+
+        def put(self, level: int, index: int, digest: bytes) -> None:
+            raise AssertionError("a bulk store is written with put_many only")
+
+        def put_many(self, nodes: Sequence[Node]) -> None:
+            self.batches.append(list(nodes))
+            for node in nodes:
+                MemoryNodeStore.put(self, node.level, node.index, node.hash)
+
+    store = BulkStore()
+    tree = MerkleTree(store)
+    tree.append_many(LEAVES[:5])
+    assert [len(batch) for batch in store.batches] == [5 + 2 + 1]  # leaves, pairs, the four
+    assert tree.root() == root(LEAVES[:5])
+    assert MerkleTree(store, size=5).root() == root(LEAVES[:5])
+
+
+def test_a_missing_node_names_itself() -> None:
+    assert str(MissingNode(3, 7)) == "Merkle node (level=3, index=7) is missing from the store"
