@@ -1,19 +1,22 @@
 """Load on a real broker: signed catalog reads and signed access requests from many clients.
 
 Usage: ``.venv/bin/python scripts/bench_load.py [--seconds 10] [--clients 20 100]
-[--url URL --home HOME] [--json]``
+[--write-clients 20] [--cluster] [--json]``
 
 Starts ``drl serve`` (embedded chain, SQLite, file blobs, every limit of the hardening on, at
-its defaults) on a free loopback port — or uses a running broker (``--url``, with ``--home``
-holding its operator's ADMIN key, for the two-replica cluster) — onboards one department that
+its defaults) on a free loopback port — or, with ``--cluster``, the two-replica cluster of
+docs/deploy.md (PostgreSQL, anvil, two ``drl serve`` sharing database, node and blob folder;
+clients alternate between the replicas as a load balancer would) — onboards one department that
 registers three datasets and one enterprise per client, then runs each phase for ``--seconds``
 with an independent load generator (aiohttp, one event loop, one process: it shares the
 machine's cores with the broker):
 
 - ``config``: unsigned ``GET /v1/config``, the baseline of the same run (HTTP, routing and a
   JSON answer: what every request pays); every other phase's rate is shown as a ratio to it.
-- ``read``: ``GET /v1/datasets?limit=10``, each request signed at send time as the SDK signs
-  it (``ledger.protocol.http.sign_request``: fresh nonce and timestamp) by the client's member.
+- ``read``: ``GET /v1/datasets?limit=10``, each request signed as the SDK signs it
+  (``ledger.protocol.http.sign_request``: a fresh nonce, the current timestamp) by the client's
+  member, just before the phase (a signature is valid for five minutes; signing is the
+  members' work, on their own machines, so the load generator spends its core on HTTP).
 - ``write``: ``POST /v1/requests``, a signed RequestAccess per request (each client its own
   enterprise). The EIP-712 actions are signed before the phase starts — that is the members'
   work, on their own machines — the HTTP request signatures at send time.
@@ -36,6 +39,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +49,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+from eth_account.signers.local import LocalAccount  # noqa: E402
 
+from ledger.client import keystore  # noqa: E402
+from ledger.client.member import MemberKeys  # noqa: E402
 from ledger.client.sdk import BrokerClient  # noqa: E402
+from ledger.crypto import generate_keypair  # noqa: E402
+from ledger.keys import load_account  # noqa: E402
 from ledger.protocol import http as auth  # noqa: E402
 from ledger.protocol.actions import SignedAction  # noqa: E402
 from tests.support.broker import start_broker, stop_broker  # noqa: E402
-from tests.support.http_kit import RunningBroker, env_for, new_member  # noqa: E402
+from tests.support.http_kit import PASSPHRASE, env_for  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 
 #: Targets on a 2-core machine, load generator included (issue 9).
@@ -98,15 +108,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@dataclass
+class Target:
+    """Where the load goes: the replicas' URLs and processes, and how to act as the operator."""
+
+    urls: list[str]
+    pids: list[int]
+    members_home: Path
+    operator: MemberKeys
+
+
 class Load:
     """The members, their signing keys and the deployment a load run signs for."""
 
-    def __init__(self, broker: RunningBroker, clients: list[BrokerClient], datasets: list[int]):
-        self.broker = broker
+    def __init__(self, target: Target, clients: list[BrokerClient], datasets: list[int]):
+        self.target = target
         self.clients = clients
         self.datasets = datasets
         config = clients[0].config()
         self.chain_id, self.deployment = config.chain_id, config.flow_log
+
+    def url(self, index: int) -> str:
+        return self.target.urls[index % len(self.target.urls)]
 
     def headers(
         self, client: BrokerClient, method: str, target: str, body: bytes
@@ -126,10 +149,10 @@ async def run_phase(
     name: str,
     clients: int,
     seconds: float,
-    pid: int | None,
     actions: list[list[SignedAction]] | None = None,
+    signed_reads: list[list[dict[str, str]]] | None = None,
 ) -> Phase:
-    url = load.broker.url
+    pids = load.target.pids
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     expected = 201 if name == "write" else 200
@@ -139,13 +162,15 @@ async def run_phase(
 
     async def worker(index: int, session: aiohttp.ClientSession) -> None:
         client = load.clients[index % len(load.clients)]
+        url = load.url(index)
         queue = actions[index] if actions is not None else None
         while time.monotonic() < stop_at:
             if name == "config":
                 method, target, body, headers = "GET", "/v1/config", b"", {}
             elif name == "read":
-                method, target, body = "GET", "/v1/datasets?limit=10", b""
-                headers = load.headers(client, method, target, body)
+                method, target, body = "GET", READ_TARGET, b""
+                ahead = signed_reads[index] if signed_reads else None
+                headers = ahead.pop() if ahead else load.headers(client, method, target, body)
             else:
                 assert queue is not None
                 if not queue:
@@ -167,11 +192,11 @@ async def run_phase(
             statuses[str(status)] += 1
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        cpu_before = cpu_seconds(pid) if pid else 0.0
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         began = time.monotonic()
         await asyncio.gather(*(worker(i, session) for i in range(clients)))
         wall = time.monotonic() - began
-        cpu = (cpu_seconds(pid) - cpu_before) / wall if pid else float("nan")
+        cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / wall
     done = sum(statuses.values())
     ok = statuses.get(str(expected), 0)
     return Phase(
@@ -185,9 +210,24 @@ async def run_phase(
         p95_ms=percentile(latencies, 0.95) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         broker_cpu=cpu,
-        broker_peak_mib=peak_mib(pid) if pid else None,
+        broker_peak_mib=max((peak_mib(pid) or 0.0 for pid in pids), default=None),
         statuses=dict(statuses),
     )
+
+
+#: The signed read: a page of the catalog.
+READ_TARGET = "/v1/datasets?limit=10"
+
+
+def presign_reads(load: Load, per_client: int, clients: int) -> list[list[dict[str, str]]]:
+    """Each client's read requests, signed ahead (fresh nonces, timestamps valid for minutes)."""
+    return [
+        [
+            load.headers(load.clients[index % len(load.clients)], "GET", READ_TARGET, b"")
+            for _ in range(per_client)
+        ]
+        for index in range(clients)
+    ]
 
 
 def presign(load: Load, per_client: int, clients: int) -> list[list[SignedAction]]:
@@ -218,22 +258,41 @@ def log_size(client: BrokerClient) -> int:
     return client.log_head().size
 
 
-def setup(broker: RunningBroker, work: Path, members: int) -> Load:
-    new_member(broker, "owner", "department", "District Statistics Office")
-    new_member(broker, "regulator", "regulator", "Data Bureau Oversight")
+def member(target: Target, handle: str, kind: str, name: str, url: str) -> BrokerClient:
+    """A new member, onboarded by the operator, as a client of ``url``."""
+    profile = keystore.create(
+        target.members_home,
+        handle,
+        kind=kind,
+        name=name,
+        passphrase=PASSPHRASE,  # type: ignore[arg-type]
+    )
+    with BrokerClient(target.urls[0], target.operator) as op:
+        op.onboard(
+            address=profile.address,
+            kind=profile.kind,
+            name=profile.name,
+            key_suite=profile.key_suite,
+            encryption_key=bytes.fromhex(profile.encryption_key[2:]),
+        )
+    return BrokerClient(url, keystore.unlock(target.members_home, handle, PASSPHRASE))
+
+
+def setup(target: Target, work: Path, members: int) -> tuple[Load, BrokerClient]:
+    regulator = member(target, "regulator", "regulator", "Data Bureau Oversight", target.urls[-1])
     datasets = []
-    with broker.client("owner") as owner:
+    with member(target, "owner", "department", "District Statistics Office", target.urls[0]) as o:
         for n in range(3):
             source = work / f"d{n}.csv"
             source.write_text("ward,count\n" + "".join(f"w{i},{i * n}\n" for i in range(200)))
-            datasets.append(owner.register(source, title=f"Ward counts {n}").id)
+            datasets.append(o.register(source, title=f"Ward counts {n}").id)
     clients = []
     for n in range(members):
-        new_member(broker, f"ent{n}", "enterprise", f"Enterprise {n}")
-        client = broker.client(f"ent{n}")
+        url = target.urls[n % len(target.urls)]
+        client = member(target, f"ent{n}", "enterprise", f"Enterprise {n}", url)
         client.config()
         clients.append(client)
-    return Load(broker, clients, datasets)
+    return Load(target, clients, datasets), regulator
 
 
 def table(phases: list[Phase]) -> str:
@@ -252,37 +311,74 @@ def table(phases: list[Phase]) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def single_broker(work: Path) -> Iterator[Target]:
+    """One ``drl serve`` on the embedded defaults, as ``./scripts/demo`` runs it."""
+    home = work / "home"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_broker(env_for(home, url), port=port, log=work / "serve.log")
+    try:
+        admin = load_account(home / "admin" / "admin.key.json", PASSPHRASE)
+        yield Target([url], [process.pid], work / "members", operator_keys(admin))
+    finally:
+        stop_broker(process)
+
+
+@contextmanager
+def two_replicas(work: Path) -> Iterator[Target]:
+    """The cluster of docs/deploy.md and tests/scaleout: PostgreSQL, anvil, replicas a and b."""
+    from tests.scaleout.cluster import local_cluster
+    from tests.support.chain import running_anvil
+    from tests.support.pg import fresh_database, throwaway_cluster
+
+    with ExitStack() as stack:
+        pg = stack.enter_context(throwaway_cluster())
+        node = stack.enter_context(running_anvil(work))
+        cluster = stack.enter_context(
+            local_cluster(work / "brokers", database_url=fresh_database(pg), node_url=node)
+        )
+        replicas = [cluster.replicas["a"], cluster.replicas["b"]]
+        admin = load_account(cluster.admin_key, PASSPHRASE)
+        yield Target(
+            [r.url for r in replicas],
+            [r.process.pid for r in replicas],
+            work / "members",
+            operator_keys(admin),
+        )
+
+
+def operator_keys(admin: LocalAccount) -> MemberKeys:
+    """The ADMIN key as a client identity (its HPKE key is never used: it reads no data)."""
+    return MemberKeys(account=admin, hpke=generate_keypair()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--write-clients", type=int, nargs="+", default=[20])
-    parser.add_argument("--url", help="a running broker (default: start one)")
-    parser.add_argument("--home", type=Path, help="with --url: the DRL_HOME of its operator")
+    parser.add_argument("--cluster", action="store_true", help="two replicas on PostgreSQL")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("DRL_KDF_FAST", "1")
     with tempfile.TemporaryDirectory(prefix="drl-load-") as tmp:
         work = Path(tmp)
-        process = None
-        if args.url:
-            broker = RunningBroker(home=args.home, url=args.url, process=None)  # type: ignore[arg-type]
-            pid = None
-        else:
-            home = work / "home"
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            process = start_broker(env_for(home, url), port=port, log=work / "serve.log")
-            broker = RunningBroker(home=home, url=url, process=process)
-            pid = process.pid
-        try:
+        deployment = two_replicas if args.cluster else single_broker
+        with deployment(work) as target:
             members = max([*args.clients, *args.write_clients])
             print(f"setting up {members} members and 3 datasets ...", file=sys.stderr)
-            load = setup(broker, work, members)
+            load, regulator = setup(target, work, members)
             phases: list[Phase] = []
             for clients in args.clients:
                 for name in ("config", "read"):
-                    phase = asyncio.run(run_phase(load, name, clients, args.seconds, pid))
+                    reads = None
+                    if name == "read":
+                        per_client = int(args.seconds * TARGET_READS_PER_S * 2 / clients) + 10
+                        reads = presign_reads(load, per_client, clients)
+                    phase = asyncio.run(
+                        run_phase(load, name, clients, args.seconds, signed_reads=reads)
+                    )
                     phases.append(phase)
                     print(f"  {name} x{clients}: {phase.rate:,.0f}/s", file=sys.stderr)
             before = log_size(load.clients[0])
@@ -292,7 +388,7 @@ def main() -> None:
                 print(f"  signing {per_client * clients} requests ahead ...", file=sys.stderr)
                 actions = presign(load, per_client, clients)
                 phase = asyncio.run(
-                    run_phase(load, "write", clients, args.seconds, pid, actions=actions)
+                    run_phase(load, "write", clients, args.seconds, actions=actions)
                 )
                 phases.append(phase)
                 accepted += phase.statuses.get("201", 0)
@@ -302,9 +398,10 @@ def main() -> None:
                 base = baseline.get(p.clients) or next(iter(baseline.values()), None)
                 p.ratio_to_baseline = p.rate / base if base else None
             grown = log_size(load.clients[0]) - before
-            with broker.client("regulator") as regulator:
+            with regulator:
                 report = regulator.audit()
             result: dict[str, Any] = {
+                "deployment": "two replicas" if args.cluster else "single broker",
                 "phases": [asdict(p) for p in phases],
                 "accepted_writes": accepted,
                 "log_records_added": grown,
@@ -313,9 +410,6 @@ def main() -> None:
             }
             for client in load.clients:
                 client.close()
-        finally:
-            if process is not None:
-                stop_broker(process)
     if args.json:
         print(json.dumps(result, indent=2))
         return

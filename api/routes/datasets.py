@@ -35,14 +35,18 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
 @router.get("", response_model=DatasetsPublic, responses=error_responses(401, 403, 422))
-def catalog(
+async def catalog(
     caller: CallerDep,
     ledger: LedgerDep,
-    owner: str | None = None,
+    owner: str | None = Query(default=None, max_length=42),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: Offset = 0,
 ) -> DatasetsPublic:
-    """The catalog: every registered dataset's certificate and metadata (never contents)."""
+    """The catalog: every registered dataset's certificate and metadata (never contents).
+
+    The busiest read: one indexed Core query, run on the event loop (a hop to a worker thread
+    and back cost more than the query itself under load).
+    """
     caller.require_member()
     return index.datasets(ledger, owner=owner, limit=limit, offset=offset)
 

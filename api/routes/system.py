@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.deps import AnchorerDep, LedgerDep
 from ledger.protocol.wire import Config, Health
@@ -25,6 +25,13 @@ def health(ledger: LedgerDep, anchorer: AnchorerDep, response: Response) -> Heal
 
 
 @router.get("/config", response_model=Config)
-def config(ledger: LedgerDep) -> Config:
-    """Chain id, contracts, every EIP-712 domain and action type, and the protocol's limits."""
-    return system.config(ledger)
+async def config(request: Request, ledger: LedgerDep) -> Response:
+    """Chain id, contracts, every EIP-712 domain and action type, and the protocol's limits.
+
+    Fixed for the deployment's lifetime: built once, then served as is (no worker thread).
+    """
+    cached: bytes | None = getattr(request.app.state, "config_json", None)
+    if cached is None:
+        cached = system.config(ledger).model_dump_json().encode()
+        request.app.state.config_json = cached
+    return Response(cached, media_type="application/json")

@@ -43,6 +43,8 @@ MAX_LENGTH_DIGITS: Final = 16
 #: takes upper case, since the signed message lower-cases it (:func:`request_message`).
 BODY_SHA256_PATTERN: Final = re.compile(r"^[0-9a-fA-F]{64}$")
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+#: X-DRL-Signature: ``0x`` and the 65 signature bytes in hex.
+SIGNATURE_PATTERN: Final = re.compile(r"0x[0-9a-fA-F]{130}")
 
 # -- request headers (every signed request carries all five) ----------------------------------
 H_ADDRESS: Final = "X-DRL-Address"
@@ -164,5 +166,7 @@ def recover_request(message: bytes, signature_hex: str) -> str:
     EIP-191 ``personal_sign`` recovered with libsecp256k1 under the same rules as signed
     actions (``v`` 27 or 28, low ``s``): every request pays for this, so no generic decoding.
     """
-    raw = bytes.fromhex(signature_hex[2:] if signature_hex.startswith("0x") else signature_hex)
+    if not SIGNATURE_PATTERN.fullmatch(signature_hex):
+        raise ValueError("a request signature is 0x and 130 hex digits")
+    raw = bytes.fromhex(signature_hex[2:])
     return str(to_checksum_address(recover_address(eip191_digest(message), raw)))

@@ -13,6 +13,9 @@ import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import Connection, Table
+from sqlalchemy import Row as CoreRow
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, or_, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -39,6 +42,9 @@ from ledger.store.models import AccessRequest, Dataset, Delivery, Grant, Member,
 
 # -- rows to wire models ------------------------------------------------------------------------
 
+_DATASETS: Table = Dataset.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
+_MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
+
 Public = TypeVar("Public", bound=BaseModel)
 T = TypeVar("T")
 
@@ -52,14 +58,28 @@ def _public(model: type[Public], row: object, **computed: Any) -> Public:
     return model(**{k: hx(v) if isinstance(v, bytes) else v for k, v in values.items()})
 
 
-def member_public(m: Member) -> MemberPublic:
+def member_public(m: Member | CoreRow[Any]) -> MemberPublic:
     return _public(MemberPublic, m)
 
 
-def dataset_public(d: Dataset) -> DatasetPublic:
+def dataset_public(d: Dataset | CoreRow[Any], newer_version: int | None = None) -> DatasetPublic:
     return _public(
-        DatasetPublic, d, metadata=json.loads(d.metadata_json), parents=json.loads(d.parents)
+        DatasetPublic,
+        d,
+        metadata=json.loads(d.metadata_json),
+        parents=json.loads(d.parents),
+        newer_version=newer_version,
     )
+
+
+def newer_versions(reader: Session | Connection, ids: list[int]) -> dict[int, int]:
+    """``id -> the id of the version registered after it`` for those of ``ids`` that have one."""
+    if not ids:
+        return {}
+    query = core_select(_DATASETS.c.previous_version, _DATASETS.c.id).where(
+        _DATASETS.c.previous_version.in_(ids)
+    )
+    return {int(previous): int(later) for previous, later in reader.execute(query)}
 
 
 def request_public(r: AccessRequest) -> RequestPublic:
@@ -103,9 +123,10 @@ def page(rows: list[T], limit: int, offset: int) -> tuple[list[T], int | None]:
 
 def members(ledger: Ledger, *, limit: int = 200, offset: int = 0) -> MembersPublic:
     """The member directory, oldest first."""
-    with ledger.db.session() as session:
-        query = select(Member).order_by(col(Member.created_at), col(Member.address))
-        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    query = core_select(_MEMBERS).order_by(_MEMBERS.c.created_at, _MEMBERS.c.address)
+    with ledger.db.reading() as connection:
+        found = list(connection.execute(query.offset(offset).limit(limit + 1)))
+    rows, after = page(found, limit, offset)
     return MembersPublic(data=[member_public(m) for m in rows], count=len(rows), next=after)
 
 
@@ -125,18 +146,23 @@ def datasets(
     ledger: Ledger, *, owner: str | None = None, limit: int = 100, offset: int = 0
 ) -> DatasetsPublic:
     """The catalog: registered datasets' certificates and metadata, by id (never contents)."""
-    with ledger.db.session() as session:
-        query = select(Dataset).order_by(col(Dataset.id))
-        if owner:
-            query = query.where(Dataset.owner == owner)
-        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
-    return DatasetsPublic(data=[dataset_public(d) for d in rows], count=len(rows), next=after)
+    query = core_select(_DATASETS).order_by(_DATASETS.c.id)
+    if owner:
+        query = query.where(_DATASETS.c.owner == owner)
+    with ledger.db.reading() as connection:
+        found = list(connection.execute(query.offset(offset).limit(limit + 1)))
+        rows, after = page(found, limit, offset)
+        newer = newer_versions(connection, [int(d.id) for d in rows])
+    return DatasetsPublic(
+        data=[dataset_public(d, newer.get(int(d.id))) for d in rows], count=len(rows), next=after
+    )
 
 
 def dataset_detail(ledger: Ledger, dataset_id: int) -> DatasetPublic:
     """One dataset's certificate, metadata and schema."""
     with ledger.db.session() as session:
-        return dataset_public(dataset(session, dataset_id))
+        newer = newer_versions(session, [dataset_id])
+        return dataset_public(dataset(session, dataset_id), newer.get(dataset_id))
 
 
 def owner_key(ledger: Ledger, caller: Standing, dataset_id: int) -> WrappedKeyPublic:

@@ -251,3 +251,19 @@ def test_a_signature_by_another_key_than_the_address_is_unauthenticated(app: App
     response = app.get(headers)
     assert code(response) == (401, "unauthenticated")
     assert "does not match X-DRL-Address" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda sig: sig[2:], lambda sig: sig + "00", lambda sig: sig[:-2], lambda sig: "0X" + sig[2:]],
+    ids=["no-0x", "66-bytes", "64-bytes", "upper-0X"],
+)
+def test_a_signature_not_written_as_0x_and_130_hex_digits_is_unauthenticated(
+    app: App, mangle: Any
+) -> None:
+    app.at(NOW)
+    headers = app.headers()
+    headers[auth.H_SIGNATURE] = mangle(headers[auth.H_SIGNATURE])
+    response = app.get(headers)
+    assert code(response) == (401, "unauthenticated")
+    assert response.json()["message"] == "request signature is malformed"
