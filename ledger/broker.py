@@ -99,7 +99,7 @@ def admin_address(settings: Settings, passphrase: str) -> tuple[str, bool]:
     if path.exists():
         return keystore_address(path), False
     account = Account.create()
-    save_account(path, account, passphrase)
+    save_account(path, account, passphrase, isolated=True)  # no KDF peak in the server
     return str(account.address), True
 
 

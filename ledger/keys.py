@@ -7,7 +7,9 @@ traceback from the KDF.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +42,22 @@ def write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def save_account(path: Path, account: LocalAccount, passphrase: str) -> None:
-    """Encrypt a signing key into a keystore v3 file."""
+def save_account(
+    path: Path, account: LocalAccount, passphrase: str, *, isolated: bool = False
+) -> None:
+    """Encrypt a signing key into a keystore v3 file (``isolated``: see :func:`load_account`)."""
     if not passphrase:
         raise ConfigurationError(
             "a passphrase is required to encrypt a key", code=ErrorCode.NO_PASSPHRASE
         )
     kdf: dict[str, Any] = _FAST_KDF if os.environ.get("DRL_KDF_FAST") else {}
-    keystore = Account.encrypt(account.key, passphrase, **kdf)
+    args = (bytes(account.key), passphrase, kdf)
+    keystore = _in_child(_encrypt, *args) if isolated else _encrypt(*args)
     write_private(path, json.dumps(keystore).encode())
+
+
+def _encrypt(key: bytes, passphrase: str, kdf: dict[str, Any]) -> Any:
+    return Account.encrypt(key, passphrase, **kdf)
 
 
 def keystore_address(path: Path) -> str:
@@ -62,8 +71,14 @@ def keystore_address(path: Path) -> str:
         ) from None
 
 
-def load_account(path: Path, passphrase: str) -> LocalAccount:
-    """Decrypt a keystore v3 file; wrong passphrase or damaged file raise ConfigurationError."""
+def load_account(path: Path, passphrase: str, *, isolated: bool = False) -> LocalAccount:
+    """Decrypt a keystore v3 file; wrong passphrase or damaged file raise ConfigurationError.
+
+    ``isolated`` runs the KDF in a short-lived child process: scrypt at the keystore default
+    (n = 2**18) allocates 256 MiB, which a long-lived server would otherwise keep as its peak
+    (and often as resident memory) for its whole life. Only the 32-byte key comes back, over a
+    pipe.
+    """
     try:
         keystore = json.loads(path.read_text())
     except FileNotFoundError:
@@ -72,14 +87,42 @@ def load_account(path: Path, passphrase: str) -> LocalAccount:
         raise ConfigurationError(
             f"unreadable key file {path}: {exc}", code=ErrorCode.BAD_KEY_FILE
         ) from None
-    try:
-        key = Account.decrypt(keystore, passphrase)
-    except ValueError:
-        raise ConfigurationError(
-            f"wrong passphrase for {path}", code=ErrorCode.WRONG_PASSPHRASE
-        ) from None
+    key = _in_child(_decrypt, keystore, passphrase) if isolated else _decrypt(keystore, passphrase)
+    if key is None:
+        raise ConfigurationError(f"wrong passphrase for {path}", code=ErrorCode.WRONG_PASSPHRASE)
     account: LocalAccount = Account.from_key(key)
     return account
+
+
+def _decrypt(keystore: Any, passphrase: str) -> bytes | None:
+    try:
+        return bytes(Account.decrypt(keystore, passphrase))
+    except ValueError:
+        return None
+
+
+def _answer(work: Any, args: tuple[Any, ...], out: Connection) -> None:
+    out.send(work(*args))
+    out.close()
+
+
+def _in_child(work: Any, *args: Any) -> Any:
+    """``work(*args)`` in a forked child, whose memory goes when it exits (no start-up cost:
+    the parent's imports are already there). Runs in this process where fork is missing."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return work(*args)
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_answer, args=(work, args, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        return receive.recv()
+    except EOFError:  # the child died before answering (out of memory, killed)
+        raise ConfigurationError("the key derivation process failed") from None
+    finally:
+        receive.close()
+        child.join()
 
 
 def _secret_kdf(passphrase: str, salt: bytes, n: int) -> bytes:

@@ -84,7 +84,7 @@ def open_chain(
         )
     key_path = key_path or broker_key_path(directory)
     if key_path.exists():
-        broker = load_account(key_path, passphrase)
+        broker = load_account(key_path, passphrase, isolated=True)  # the server lives on
     elif deployment_path.exists():
         raise ConfigurationError(
             f"{DEPLOYMENT_FILE} records a deployment but there is no BROKER key at {key_path}: "
@@ -93,7 +93,7 @@ def open_chain(
         )
     else:
         broker = Account.create()
-        save_account(key_path, broker, passphrase)
+        save_account(key_path, broker, passphrase, isolated=True)
     backend = (
         backend_factory(broker)
         if backend_factory is not None
