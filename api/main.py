@@ -12,7 +12,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs, errors
 from api.auth import admission_queue
-from api.routes import access, audit, chain, datasets, exchange, members, standards, system
+from api.routes import (
+    access,
+    audit,
+    chain,
+    datasets,
+    exchange,
+    issues,
+    members,
+    standards,
+    system,
+)
 from api.transfers import TransferLimits, Transfers, WriteRate
 from ledger.broker import Broker
 from ledger.errors import PayloadTooLarge
@@ -189,7 +199,7 @@ def create_app(
     app.state.write_rate = write_rate or WriteRate()
     errors.install(app)
     docs.mount_docs(app)
-    for module in (system, members, datasets, access, exchange, audit, chain, standards):
+    for module in (system, members, datasets, access, exchange, audit, chain, standards, issues):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(
         BodyLimit, limit=JSON_BODY_LIMIT, upload_limit=broker.ledger.max_upload_bytes + 1

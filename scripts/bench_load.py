@@ -116,6 +116,19 @@ class Target:
     pids: list[int]
     members_home: Path
     operator: MemberKeys
+    #: PostgreSQL's libpq conninfo (cluster only): connection churn is read from it.
+    postgres: str | None = None
+
+
+def sessions_opened(conninfo: str) -> int:
+    """Sessions (connections) ever established to the database (PostgreSQL 14+ counts them)."""
+    import psycopg
+
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 class Load:
@@ -335,8 +348,9 @@ def two_replicas(work: Path) -> Iterator[Target]:
     with ExitStack() as stack:
         pg = stack.enter_context(throwaway_cluster())
         node = stack.enter_context(running_anvil(work))
+        database_url = fresh_database(pg)
         cluster = stack.enter_context(
-            local_cluster(work / "brokers", database_url=fresh_database(pg), node_url=node)
+            local_cluster(work / "brokers", database_url=database_url, node_url=node)
         )
         replicas = [cluster.replicas["a"], cluster.replicas["b"]]
         admin = load_account(cluster.admin_key, PASSPHRASE)
@@ -345,6 +359,7 @@ def two_replicas(work: Path) -> Iterator[Target]:
             [r.process.pid for r in replicas],
             work / "members",
             operator_keys(admin),
+            postgres=pg.conninfo(database_url.rsplit("/", 1)[1]),
         )
 
 
@@ -370,6 +385,7 @@ def main() -> None:
             print(f"setting up {members} members and 3 datasets ...", file=sys.stderr)
             load, regulator = setup(target, work, members)
             phases: list[Phase] = []
+            sessions_before = sessions_opened(target.postgres) if target.postgres else 0
             for clients in args.clients:
                 for name in ("config", "read"):
                     reads = None
@@ -398,6 +414,10 @@ def main() -> None:
                 base = baseline.get(p.clients) or next(iter(baseline.values()), None)
                 p.ratio_to_baseline = p.rate / base if base else None
             grown = log_size(load.clients[0]) - before
+            # One session is this script's own reading after the load.
+            churn = (
+                sessions_opened(target.postgres) - sessions_before - 1 if target.postgres else None
+            )
             with regulator:
                 report = regulator.audit()
             result: dict[str, Any] = {
@@ -406,6 +426,7 @@ def main() -> None:
                 "accepted_writes": accepted,
                 "log_records_added": grown,
                 "audit_clean": report.ok,
+                "postgres_connections_opened_under_load": churn,
                 "audit_problems": [str(p) for p in report.problems][:10],
             }
             for client in load.clients:
@@ -419,6 +440,12 @@ def main() -> None:
         f"({'exactly one each' if grown == accepted else 'MISMATCH'}); "
         f"member-side audit {'clean' if result['audit_clean'] else 'FAILED'}"
     )
+    if result["postgres_connections_opened_under_load"] is not None:
+        print(
+            "PostgreSQL connections opened during the load (both replicas): "
+            f"{result['postgres_connections_opened_under_load']} (pools sized to the request "
+            "threads, with pre-ping, open each connection once)"
+        )
     reads = [p for p in phases if p.name == "read" and p.clients == max(args.clients)]
     writes = [p for p in phases if p.name == "write"]
     if reads:

@@ -69,6 +69,7 @@ from ledger.errors import LedgerError  # noqa: E402
 from ledger.keys import save_account  # noqa: E402
 from ledger.protocol import http as auth  # noqa: E402
 from ledger.protocol.actions import SignedAction  # noqa: E402
+from ledger.protocol.documents import RequestForm  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 
 DOC: Final = ROOT / "docs" / "protocol.md"
@@ -254,7 +255,18 @@ def run_exchange(work: Path) -> Recorder:
             with at("register"):
                 dataset = own.register(source, title=SAMPLE_TITLE)
             with at("request"):
-                asked = req.request_access(dataset.id, purpose=PURPOSE, days=30, uses=3)
+                asked = req.request_access(
+                    dataset.id,
+                    purpose=PURPOSE,
+                    days=30,
+                    uses=3,
+                    form=RequestForm(
+                        purpose_category="official-statistics",
+                        legal_basis="public-task",
+                        retention_days=90,
+                        processing_location="DE",
+                    ),
+                )
             with at("approve"):
                 own.approve(asked.id)
             with at("refused-request"):

@@ -1,11 +1,13 @@
 """The main job: the full exchange over real HTTP, told as a short story.
 
 Starts `drl serve` on a free loopback port, then drives the `drl` CLI exactly as people would:
-a district office registers its building-permit register (checked against its Table Schema,
-encrypted on its machine), a solar cooperative requests it with a purpose, the office approves,
-the cooperative fetches and verifies it, the flow log is anchored, credits are minted, and the
-data protection authority traces the flow and verifies the whole ledger. Run it again with the
-same DRL_HOME and it continues on the same chain with a derived extract.
+a district office reviews the schema frictionless infers for its building-permit register,
+checks every row, registers it with its labels (encrypted on its machine), a solar cooperative
+requests it on the standard request form, the office approves, the cooperative fetches and
+verifies it, files a quality issue, the office registers a corrected version and answers the
+issue, the quality score follows, the flow log is anchored, credits are minted, and the data
+protection authority verifies the whole ledger, traces the flow and recomputes the score. Run it
+again with the same DRL_HOME and it continues on the same chain with a derived extract.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from tests.support.net import free_port  # noqa: E402
 SAMPLE = ROOT / "samples" / "building_permits.csv"
 SCHEMA = ROOT / "samples" / "building_permits.schema.json"
 DRL = [str(Path(sys.executable).with_name("drl"))]  # the installed executable
+#: The office's labels (EU data themes, keywords, its update promise).
+LABELS = ["--theme", "GOVE", "--theme", "REGI", "--keyword", "building permits",
+          "--frequency", "MONTHLY"]  # fmt: skip
+#: The cooperative's standard request form.
+FORM = ["--category", "research", "--legal-basis", "legitimate-interests",
+        "--retention-days", "0", "--location", "DE"]  # fmt: skip
 
 
 def say(step: str, text: str) -> None:
@@ -138,9 +146,18 @@ def main() -> None:
             rows = sum(1 for _ in SAMPLE.open()) - 1
             say(
                 "3.",
-                f"The planning office registers its permit register ({rows:,} rows). "
-                "Its client checks every row against the Table Schema, encrypts the file, and "
-                "signs the registration; the broker only ever sees ciphertext.",
+                f"The planning office prepares its permit register ({rows:,} rows). Nobody fills "
+                "a form: frictionless infers a Table Schema from the file for the office to "
+                "review (it keeps its own, stricter one), then validates every row against it "
+                "— the quality report whose digest the office will sign.",
+            )
+            drl("dataset", "schema", str(SAMPLE))
+            drl("dataset", "check", str(SAMPLE), "--schema", str(SCHEMA))
+            say(
+                "",
+                "It registers the register with its labels (EU data themes, keywords, a monthly "
+                "update promise): its client encrypts the file and signs the registration with "
+                "the quality summary; the broker only ever sees ciphertext.",
             )
         else:
             source, title = next_extract(workdir)
@@ -161,6 +178,7 @@ def main() -> None:
                 title,
                 "--schema",
                 str(SCHEMA),
+                *LABELS,
                 *extra,
                 "--json",
                 show=False,
@@ -169,17 +187,23 @@ def main() -> None:
         dataset_id = str(registered["id"])
         print(
             f"   $ drl dataset register {source.name} --as permits-office --title {title!r} "
-            f"--schema {SCHEMA.name} {' '.join(extra)}".rstrip()
+            f"--schema {SCHEMA.name} {' '.join(LABELS)} {' '.join(extra)}".rstrip()
         )
         quality = registered["metadata"]["quality"]
         print(
             f"     dataset #{dataset_id}, content hash {registered['content_hash'][:18]}…, "
-            f"quality: {quality['rows']} rows, {quality['errors']} errors; "
+            f"quality: {quality['rows']} rows, {quality['errors']} errors, report "
+            f"{quality['report_sha256'][:18]}… (signed); "
             f"tx {registered['registered_tx'][:18]}…"
         )
         drl("dataset", "list", "--as", "solar-coop")
 
-        say("4.", "The cooperative asks for access, stating its purpose, for 30 days and 3 uses.")
+        say(
+            "4.",
+            "The cooperative asks for access on the standard request form: its purpose (free "
+            "text and a category), the legal basis, how long it keeps the data after the grant, "
+            "where it processes it, for 30 days and 3 uses.",
+        )
         request = json.loads(
             drl(
                 "access",
@@ -193,13 +217,15 @@ def main() -> None:
                 "30",
                 "--uses",
                 "3",
+                *FORM,
                 "--json",
                 show=False,
             )
         )
         print(
             f"   $ drl access request {dataset_id} --as solar-coop --purpose 'rooftop solar "
-            f"potential study' --days 30 --uses 3\n     request #{request['id']}: pending"
+            f"potential study' --days 30 --uses 3 {' '.join(FORM)}\n"
+            f"     request #{request['id']}: pending"
         )
 
         say(
@@ -224,6 +250,53 @@ def main() -> None:
 
         say(
             "7.",
+            "The cooperative finds a problem in what it received and files a signed quality "
+            "issue. The office corrects its data and registers the next version, linked on chain "
+            "to the previous one (grants do not carry over: consumers see the newer version and "
+            "ask again), then answers the issue: fixed in that version.",
+        )
+        lines = source.read_text().splitlines(keepends=True)
+        last = str(len(lines))
+        problem = "the last permit is a test entry, not a real permit"
+        issue = json.loads(
+            drl(
+                "issue", "report", dataset_id, "--as", "solar-coop", "--fields", "permit_id",
+                "--rows", last, "--problem", problem, "--json", show=False,
+            )
+        )  # fmt: skip
+        print(
+            f"   $ drl issue report {dataset_id} --as solar-coop --fields permit_id --rows {last} "
+            f"--problem {problem!r}\n     issue #{issue['id']}: open"
+        )
+        corrected = workdir / f"corrected-{dataset_id}.csv"
+        corrected.write_text("".join(lines[:-1]))  # the office removes that row
+        newer = json.loads(
+            drl(
+                "dataset", "update", dataset_id, str(corrected), "--as", "permits-office",
+                "--json", show=False,
+            )
+        )  # fmt: skip
+        print(
+            f"   $ drl dataset update {dataset_id} {corrected.name} --as permits-office\n"
+            f"     dataset #{newer['id']}, next version of #{dataset_id} (previousVersion on "
+            f"chain), quality {newer['metadata']['quality']['rows']} rows, "
+            f"{newer['metadata']['quality']['errors']} errors"
+        )
+        drl(
+            "issue", "answer", str(issue["id"]), "--as", "permits-office", "--verdict", "fixed",
+            "--fixed-in", str(newer["id"]), "--reason", "the test entry is removed",
+        )  # fmt: skip
+        drl("dataset", "show", dataset_id, "--as", "solar-coop")
+        say(
+            "",
+            "The quality score follows from signed, logged records only: the validation "
+            "summary, the freshness promise kept, the issues upheld or left open "
+            "(docs/standards.md).",
+        )
+        drl("dataset", "quality", dataset_id, "--as", "solar-coop")
+
+        say(
+            "8.",
             "The bureau anchors the flow log's tree head on chain and mints sharing credits "
             "for the anchored delivery.",
         )
@@ -231,7 +304,7 @@ def main() -> None:
         drl("credits")
 
         say(
-            "8.",
+            "9.",
             "The data protection authority verifies the broker on its own machine: it reads the "
             "raw signed records, checks every signature, recomputes the log against the "
             "broker-signed checkpoint and every root anchored on chain, matches chain events to "
@@ -240,6 +313,8 @@ def main() -> None:
         )
         drl("verify", "--as", "dpa")
         drl("trace", dataset_id, "--as", "dpa")
+        say("", "It recomputes the dataset's quality score from the records it verified.")
+        drl("dataset", "quality", dataset_id, "--as", "dpa", "--verify")
         say(
             "",
             "With this embedded chain the DPA reads the chain through the broker's relay, as the "

@@ -52,6 +52,7 @@ from ledger.protocol.actions import (  # noqa: E402
 from ledger.protocol.canonical import canonical  # noqa: E402
 from ledger.protocol.documents import (  # noqa: E402
     METADATA_VERSION,
+    RequestForm,
     key_context,
     metadata_hash,
     purpose_hash,
@@ -67,7 +68,7 @@ from ledger.protocol.eip712 import (  # noqa: E402
     type_hash,
 )
 from ledger.protocol.messages import GrantTerms, typed_approval  # noqa: E402
-from ledger.quality import validate_csv  # noqa: E402
+from ledger.quality import validate_file  # noqa: E402
 from ledger.services import system  # noqa: E402
 from ledger.types import kind_code  # noqa: E402
 
@@ -412,6 +413,13 @@ SAMPLE_SCHEMA = {
 }
 TITLE = "District building permits 2025 (sample)"
 PURPOSE = "Quarterly construction-activity statistics for the regional housing report"
+#: The standard request form of the sample request (and of the grant's terms).
+FORM = RequestForm(
+    purpose_category="official-statistics",
+    legal_basis="public-task",
+    retention_days=90,
+    processing_location="DE",
+)
 DAYS, USES = 30, 3
 DATASET_ID, REQUEST_ID, DENIED_REQUEST_ID, GENERATION = 1, 1, 2, 1
 
@@ -474,11 +482,22 @@ def content_hash_1mib(plaintext: bytes) -> bytes:
     return stream.content_hash(io.BytesIO(plaintext))
 
 
+#: The labelling members of the sample's metadata document (ledger/protocol/labels.py).
+SAMPLE_LABELS: dict[str, Any] = {
+    "themes": ["GOVE", "REGI"],
+    "personal_data": False,
+    "keywords": ["building permits", "housing"],
+    "update_frequency": "MONTHLY",
+    "spatial": "District 4",
+    "temporal": {"start": "2025-01-01", "end": "2025-12-31"},
+}
+
+
 def quality_summary() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "permits.csv"
         path.write_bytes(SAMPLE_CSV)
-        return validate_csv(path, SAMPLE_SCHEMA).summary()
+        return validate_file(path, SAMPLE_SCHEMA).summary()
 
 
 # -- the sections -----------------------------------------------------------------------------
@@ -557,7 +576,7 @@ def action_messages(
         "purposeHash": purpose_hash(PURPOSE),
         "expiresAt": NOW + DAYS * 86400,
         "maxUses": USES,
-        "termsHash": terms_hash(REQUEST_ID, requester_wrapped),
+        "termsHash": terms_hash(REQUEST_ID, requester_wrapped, FORM),
     }
     fetch_nonce = nonce256("fetch")
     return [
@@ -613,6 +632,7 @@ def action_messages(
                 "requester": REQUESTER.address,
                 "datasetId": DATASET_ID,
                 "purpose": PURPOSE,
+                **FORM.message(),
                 "days": DAYS,
                 "maxUses": USES,
                 "nonce": nonce256("request"),
@@ -678,6 +698,34 @@ def action_messages(
                 "score": 4,
                 "comment": "Complete and well documented; «units» always filled.",
                 "nonce": nonce256("rate"),
+                "deadline": DEADLINE,
+            },
+        ),
+        (
+            "issue",
+            "issue",
+            "requester",
+            {
+                "reporter": REQUESTER.address,
+                "datasetId": DATASET_ID,
+                "fields": "units",
+                "rows": "2-3",
+                "problem": "«units» counts buildings, not dwellings, in rows 2 and 3.",
+                "nonce": nonce256("issue"),
+                "deadline": DEADLINE,
+            },
+        ),
+        (
+            "answer",
+            "answer",
+            "owner",
+            {
+                "owner": OWNER.address,
+                "issueId": 1,
+                "verdict": "fixed",
+                "fixedIn": DATASET_ID + 1,
+                "reason": "Recounted as dwellings in the next version.",
+                "nonce": nonce256("answer"),
                 "deadline": DEADLINE,
             },
         ),
@@ -1076,6 +1124,7 @@ def build() -> dict[str, Any]:
         "ciphertext_size": upload["ciphertext_size"],
         "chunk_size": upload["chunk_size"],
         "owner_key_sha256": hx(hashlib.sha256(owner_wrapped).digest()),
+        **SAMPLE_LABELS,
     }
     metadata_digest = metadata_hash(metadata)
 
@@ -1091,7 +1140,7 @@ def build() -> dict[str, Any]:
             purpose_hash=purpose_hash(PURPOSE),
             expires_at=NOW + DAYS * 86400,
             max_uses=USES,
-            terms_hash=terms_hash(REQUEST_ID, requester_wrapped),
+            terms_hash=terms_hash(REQUEST_ID, requester_wrapped, FORM),
         ),
         generation=GENERATION,
         nonce=approval["message"]["nonce"],
@@ -1174,9 +1223,11 @@ def build() -> dict[str, Any]:
             "terms": {
                 "request_id": REQUEST_ID,
                 "wrapped_key": hx(requester_wrapped),
-                "document": terms_document(REQUEST_ID, requester_wrapped),
-                "canonical": canonical(terms_document(REQUEST_ID, requester_wrapped)).decode(),
-                "terms_hash": hx(terms_hash(REQUEST_ID, requester_wrapped)),
+                "document": terms_document(REQUEST_ID, requester_wrapped, FORM),
+                "canonical": canonical(
+                    terms_document(REQUEST_ID, requester_wrapped, FORM)
+                ).decode(),
+                "terms_hash": hx(terms_hash(REQUEST_ID, requester_wrapped, FORM)),
             },
             "receipt_id": {
                 "of": "actions[name=receipt]",

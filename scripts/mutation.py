@@ -72,6 +72,7 @@ TARGETS: dict[str, Target] = {
             "tests/unit/test_audit_verifier.py",
             "tests/unit/test_audit_records_links.py",
             "tests/unit/test_audit_trace.py",
+            "tests/unit/test_verify_labels.py",
         ),
     ),
     "inclusion": Target(
@@ -92,6 +93,7 @@ TARGETS: dict[str, Target] = {
             "tests/unit/test_crypto_hpke.py",
             "tests/unit/test_crypto_hostile_header.py",
             "tests/unit/test_crypto_format.py",
+            "tests/unit/test_crypto_content_hash.py",
         ),
     ),
     "actions": Target(
@@ -101,7 +103,11 @@ TARGETS: dict[str, Target] = {
             "ledger/protocol/limits.py",
             "ledger/protocol/eip712.py",
         ),
-        tests=("tests/unit/test_eip712_fast.py", "tests/unit/test_signed_actions.py"),
+        tests=(
+            "tests/unit/test_eip712_fast.py",
+            "tests/unit/test_eip712_exact.py",
+            "tests/unit/test_signed_actions.py",
+        ),
         only=(
             "ledger.protocol.actions.*",
             "ledger.protocol.eip712.*",

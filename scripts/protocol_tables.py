@@ -59,6 +59,8 @@ SIGNERS = {
     "fetch": "grantee",
     "receipt": "consumer (grantee)",
     "rate": "rater (a member that sent a receipt)",
+    "issue": "reporter (a member that sent a receipt)",
+    "answer": "owner of the issue's dataset",
 }
 #: How the verifying contract makes a random nonce single use.
 CONSUMED = {

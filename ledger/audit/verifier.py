@@ -44,12 +44,21 @@ from ledger.audit.links import ANCHOR_EVENT, BY_ACTION, BY_EVENT, Link
 from ledger.audit.records import LeafRecord, parse_leaf
 from ledger.audit.sources import PAGE_SIZE, ChainEvent, ChainSource, LogSource
 from ledger.audit.state import AuditState, Evidence, LeafRow, StoredAnchor, StoredEvent, plain_json
-from ledger.errors import ConfigurationError, InvalidSignature, LedgerError, LogError
+from ledger.errors import (
+    ConfigurationError,
+    InvalidInput,
+    InvalidSignature,
+    LedgerError,
+    LogError,
+)
 from ledger.merkle.proofs import leaf_hash, verify_consistency
 from ledger.merkle.tree import MerkleTree
 from ledger.protocol.actions import ACTIONS, Domains
 from ledger.protocol.checkpoint import SignedCheckpoint, parse_checkpoint
 from ledger.protocol.codes import ErrorCode
+from ledger.protocol.documents import metadata_hash
+from ledger.protocol.labels import check_labels
+from ledger.types import CLASSIFICATIONS
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)``; stages ``records``, ``events``, ``matching``."""
@@ -325,6 +334,8 @@ class _Run:
             self.fail(exc.code, where, f"{record.action}: {exc.message}")
             return digest
         self.report.counts["signatures"] += 1
+        if record.action == "register":
+            self._labels(where, record)
         nonce_key = (
             ACTIONS[record.action].domain,
             record.actor.lower(),
@@ -358,6 +369,35 @@ class _Run:
             )
         )
         return digest
+
+    def _labels(self, where: str, record: LeafRecord) -> None:
+        """A registration's labels keep the labelling rules (ledger.protocol.labels).
+
+        Checked on the metadata document the record carries when it hashes to the signed
+        ``metadataHash`` (the owner's word); a document that does not is reported as such.
+        """
+        metadata = record.context.get("metadata")
+        signed_hash = str(record.signed.message.get("metadataHash", ""))
+        if not isinstance(metadata, dict):
+            return
+        try:
+            matches = "0x" + metadata_hash(metadata).hex() == signed_hash.lower()
+        except InvalidInput:
+            matches = False
+        if not matches:
+            self.fail(
+                ErrorCode.METADATA_MISMATCH,
+                where,
+                "the registration's metadata document does not hash to the signed metadataHash",
+            )
+            return
+        classification = int(record.signed.message.get("classification", -1))
+        if not 0 <= classification < len(CLASSIFICATIONS):
+            return  # the chain refuses it; matching the event reports it
+        try:
+            check_labels(metadata, CLASSIFICATIONS[classification])
+        except InvalidInput as exc:
+            self.fail(exc.code, where, f"register: {exc.message}")
 
     def _order(self, pos: int, seq: int) -> None:
         """Group records written for another position into runs of one shift each."""

@@ -11,7 +11,7 @@ import sys
 import typer
 from typer._click.exceptions import ClickException
 
-from ledger.cli import commands
+from ledger.cli import backup, commands
 from ledger.cli.chain import chain_app
 from ledger.cli.common import err
 from ledger.cli.serve import serve
@@ -26,9 +26,12 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.add_typer(commands.member_app, name="member")
+commands.admin_app.command("backup")(backup.admin_backup)
+commands.admin_app.command("restore")(backup.admin_restore)
 app.add_typer(commands.admin_app, name="admin")
 app.add_typer(commands.dataset_app, name="dataset")
 app.add_typer(commands.access_app, name="access")
+app.add_typer(commands.issue_app, name="issue")
 app.command("credits")(commands.credits)
 app.command("trace")(commands.trace)
 app.command("verify")(commands.verify)

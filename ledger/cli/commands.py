@@ -16,13 +16,13 @@ from rich.table import Table
 from ledger.cli.common import AsOpt, JsonOpt, client, emit, err, out, passphrase, settings
 from ledger.client import keystore
 from ledger.client.audit_sources import plain
-from ledger.errors import InvalidInput
+from ledger.errors import InvalidInput, LedgerError
 from ledger.protocol.codes import ErrorCode
-from ledger.quality import check_schema, validate_csv
 from ledger.types import Classification, MemberKind
 
 if TYPE_CHECKING:
     from ledger.audit import DatasetTrace, MemberTrace, Problem
+    from ledger.quality import QualityReport
 
 member_app = typer.Typer(help="Local member identities.", no_args_is_help=True)
 admin_app = typer.Typer(
@@ -226,37 +226,181 @@ def admin_anchor(as_json: JsonOpt = False) -> None:
 # -- datasets -----------------------------------------------------------------------------
 
 
+def _quality(
+    file: Path, schema: Path | None, *, accept_errors: bool
+) -> tuple[dict[str, Any], QualityReport]:
+    """The schema (given, else inferred) and frictionless's report; refuses a failing file."""
+    from ledger.quality import check_file, load_schema
+
+    used, report = check_file(file, load_schema(schema) if schema is not None else None)
+    if not report.ok and not accept_errors:
+        shown = "; ".join(report.errors[:3])
+        against = schema.name if schema is not None else "the inferred schema"
+        raise InvalidInput(
+            f"{report.error_count}{'+' if report.truncated else ''} quality errors against "
+            f"{against}: {shown} (see drl dataset check {file.name})",
+            code=ErrorCode.QUALITY_CHECK_FAILED,
+        )
+    return used, report
+
+
+def _labels(
+    *,
+    classification: str,
+    themes: list[str] | None,
+    personal_data: bool,
+    keywords: list[str] | None,
+    frequency: str | None,
+    spatial: str | None,
+    temporal_start: str | None,
+    temporal_end: str | None,
+) -> dict[str, Any]:
+    """The labelling members of the metadata document, checked against the rules."""
+    from ledger.protocol.labels import check_labels
+
+    labels: dict[str, Any] = {
+        "themes": [t.upper() for t in themes or []],
+        "personal_data": personal_data,
+        "keywords": [k.strip() for k in keywords or []],
+    }
+    if frequency:
+        labels["update_frequency"] = frequency.upper()
+    if spatial:
+        labels["spatial"] = spatial
+    temporal = {
+        k: v for k, v in (("start", temporal_start), ("end", temporal_end)) if v is not None
+    }
+    if temporal:
+        labels["temporal"] = temporal
+    check_labels(labels, classification)
+    return labels
+
+
+ThemeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--theme", help="EU data theme code, e.g. ENVI, GOVE, HEAL (repeatable)."),
+]
+PersonalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--personal-data/--no-personal-data", help="Whether it describes identifiable persons."
+    ),
+]
+KeywordOpt = Annotated[list[str] | None, typer.Option("--keyword", help="Keyword (repeatable).")]
+FrequencyOpt = Annotated[
+    str | None,
+    typer.Option(help="Update frequency promised (EU code: DAILY, WEEKLY, MONTHLY, ANNUAL, …)."),
+]
+SchemaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        exists=True, dir_okay=False, help="Table Schema (JSON); inferred from the file if absent."
+    ),
+]
+AcceptErrorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-errors",
+        help="Register even if rows fail the schema (the signed summary says how many).",
+    ),
+]
+
+
+@dataset_app.command("schema")
+def dataset_schema(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the schema here (JSON).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Infer a Table Schema from FILE (frictionless) for review; edit it and pass --schema."""
+    from ledger.quality import infer_schema
+
+    inferred = infer_schema(file)
+    if output is not None:
+        output.write_text(json.dumps(inferred, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        emit(inferred, True)
+        return
+    table = Table("field", "type", "format", "constraints", box=None)
+    for f in inferred["fields"]:
+        table.add_row(
+            f["name"],
+            f.get("type", "any"),
+            f.get("format", ""),
+            json.dumps(f.get("constraints", {})),
+        )
+    out.print(table)
+    if output is not None:
+        out.print(f"wrote {output}; review it, then: drl dataset register {file} --schema {output}")
+
+
+@dataset_app.command("check")
+def dataset_check(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    schema: SchemaOpt = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write frictionless's full report here (JSON)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate every row of FILE against its schema, as registration will (no upload)."""
+    from ledger.quality import check_file, load_schema
+
+    used, result = check_file(file, load_schema(schema) if schema is not None else None)
+    if report is not None:
+        report.write_text(json.dumps(result.document(), indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        emit({"schema": used, "summary": result.summary(), "errors": result.errors}, True)
+    else:
+        s = result.summary()
+        verdict = "[green]valid[/]" if result.ok else "[red]invalid[/]"
+        out.print(
+            f"{verdict}: {s['rows']} rows, {len(s['fields'])} fields, {s['errors']} errors "
+            f"({s['standard']}); report sha256 {s['report_sha256']}",
+            highlight=False,
+        )
+        for line in result.errors:
+            out.print(f"  {escape(line)}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @dataset_app.command("register")
 def dataset_register(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     title: Annotated[str, typer.Option(help="Title shown in the catalog.")],
     as_: AsOpt = None,
-    schema: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="Table Schema (JSON).")
-    ] = None,
+    schema: SchemaOpt = None,
     classification: Annotated[Classification, typer.Option()] = "internal",
     derived_from: Annotated[
         list[int] | None, typer.Option("--derived-from", help="Parent dataset id (repeatable).")
     ] = None,
     description: Annotated[str, typer.Option()] = "",
+    theme: ThemeOpt = None,
+    personal_data: PersonalOpt = False,
+    keyword: KeywordOpt = None,
+    frequency: FrequencyOpt = None,
+    spatial: Annotated[str | None, typer.Option(help="Place covered (name or URI).")] = None,
+    temporal_start: Annotated[str | None, typer.Option(help="Period start, YYYY-MM-DD.")] = None,
+    temporal_end: Annotated[str | None, typer.Option(help="Period end, YYYY-MM-DD.")] = None,
+    accept_errors: AcceptErrorsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate against the schema, encrypt locally, upload, and register on chain."""
-    schema_doc: dict[str, Any] | None = None
-    quality: dict[str, Any] | None = None
-    if schema is not None:
-        try:
-            schema_doc = check_schema(json.loads(schema.read_text()))
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{schema} is not JSON: {exc}", code=ErrorCode.BAD_SCHEMA) from None
-        report = validate_csv(file, schema_doc)
-        if not report.ok:
-            shown = "; ".join(report.errors[:3])
-            raise InvalidInput(
-                f"{report.error_count} quality errors against {schema.name}: {shown}",
-                code=ErrorCode.QUALITY_CHECK_FAILED,
-            )
-        quality = report.summary()
+    """Validate (frictionless), encrypt locally, upload, and register on chain."""
+    labels = _labels(
+        classification=classification,
+        themes=theme,
+        personal_data=personal_data,
+        keywords=keyword,
+        frequency=frequency,
+        spatial=spatial,
+        temporal_start=temporal_start,
+        temporal_end=temporal_end,
+    )
+    schema_doc, report = _quality(file, schema, accept_errors=accept_errors)
     size = file.stat().st_size
     with client(as_) as c, _progress(size + 64, "encrypt+upload") as bar:
         d = c.register(
@@ -266,15 +410,166 @@ def dataset_register(
             parents=tuple(derived_from or ()),
             description=description,
             schema=schema_doc,
-            quality=quality,
+            quality=report.summary(),
+            media_type=report.media_type,
+            labels=labels,
             progress=lambda n: bar.advance(bar.task_ids[0], n),
         )
     emit(
         d,
         as_json,
         f"registered dataset [bold]#{d.id}[/] {d.title!r} "
-        f"({d.classification}) content {d.content_hash[:18]}… tx {d.registered_tx}",
+        f"({d.classification}) content {d.content_hash[:18]}… tx {d.registered_tx}; "
+        f"quality {report.rows} rows, {report.error_count} errors",
     )
+
+
+@dataset_app.command("update")
+def dataset_update(
+    dataset_id: Annotated[int, typer.Argument(help="The version this one supersedes.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_: AsOpt = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="A new Table Schema (default: the previous one's)."
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Default: the previous title.")] = None,
+    description: Annotated[str | None, typer.Option(help="Default: the previous one.")] = None,
+    temporal_start: Annotated[str | None, typer.Option(help="Period start, YYYY-MM-DD.")] = None,
+    temporal_end: Annotated[str | None, typer.Option(help="Period end, YYYY-MM-DD.")] = None,
+    accept_errors: AcceptErrorsOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register FILE as the next version of DATASET_ID (linked on chain by previousVersion).
+
+    The new version keeps the previous one's labels, classification, lineage and schema (FILE
+    must satisfy it unless --schema says otherwise). Grants do not carry over: grantees of
+    the previous version see that a newer one exists and request it (the owner re-approves).
+    """
+    from ledger.protocol.labels import LABEL_MEMBERS
+    from ledger.quality import check_file, load_schema
+
+    with client(as_) as c:
+        previous = c.dataset(dataset_id)
+        me = c.require_keys().address
+        if previous.owner.lower() != me.lower():
+            raise InvalidInput(
+                f"dataset {dataset_id} belongs to {previous.owner}, not to you",
+                code=ErrorCode.PREVIOUS_VERSION_NOT_OWNED,
+            )
+        if previous.newer_version is not None:
+            raise InvalidInput(
+                f"dataset {dataset_id} already has a newer version, #{previous.newer_version}: "
+                f"update that one",
+                code=ErrorCode.BAD_ARGUMENTS,
+            )
+        meta = previous.metadata
+        given = load_schema(schema) if schema is not None else meta.get("schema")
+        used, report = check_file(file, given)
+        if not report.ok and not accept_errors:
+            shown = "; ".join(report.errors[:3])
+            raise InvalidInput(
+                f"{report.error_count} quality errors against the "
+                f"{'given' if schema is not None else 'previous version'}'s schema: {shown}",
+                code=ErrorCode.QUALITY_CHECK_FAILED,
+            )
+        labels: dict[str, Any] = {k: meta[k] for k in LABEL_MEMBERS if k in meta}
+        temporal = dict(labels.get("temporal") or {})
+        if temporal_start is not None:
+            temporal["start"] = temporal_start
+        if temporal_end is not None:
+            temporal["end"] = temporal_end
+        if temporal:
+            labels["temporal"] = temporal
+        size = file.stat().st_size
+        with _progress(size + 64, "encrypt+upload") as bar:
+            d = c.register(
+                file,
+                title=title or previous.title,
+                classification=previous.classification,  # type: ignore[arg-type]
+                parents=tuple(previous.parents),
+                previous_version=dataset_id,
+                description=meta.get("description", "") if description is None else description,
+                schema=used,
+                quality=report.summary(),
+                media_type=report.media_type,
+                labels=labels,
+                progress=lambda n: bar.advance(bar.task_ids[0], n),
+            )
+    emit(
+        d,
+        as_json,
+        f"registered dataset [bold]#{d.id}[/] as the next version of #{dataset_id} "
+        f"content {d.content_hash[:18]}… tx {d.registered_tx}; quality {report.rows} rows, "
+        f"{report.error_count} errors; grants of #{dataset_id} do not carry over",
+    )
+
+
+@dataset_app.command("quality")
+def dataset_quality(
+    dataset_id: int,
+    as_: AsOpt = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Recompute the score from the log verified on this machine (overseers).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The quality score (validation x freshness x issues, docs/standards.md) and the issues."""
+    with client(as_) as c:
+        served = c.quality(dataset_id)
+        found = c.issues(dataset_id)
+        recomputed = None
+        if verify:
+            report = c.audit()
+            if not report.ok:
+                _print_problems(report.problems)
+                raise typer.Exit(1)
+            recomputed = c.recompute_quality(dataset_id, as_of=served.as_of)
+    same = recomputed is not None and recomputed.to_json() == served.model_dump()
+    if as_json:
+        emit(
+            {
+                "score": served,
+                "issues": found,
+                "recomputed": None if recomputed is None else recomputed.to_json(),
+                "same": same if verify else None,
+            },
+            True,
+        )
+    else:
+        out.print(
+            f"dataset #{dataset_id}: score {served.score} = 100 x validation "
+            f"{served.validation} x freshness {served.freshness}"
+            f"{' (promise lapsed)' if served.lapsed else ''} x issues {served.issues}; "
+            + ", ".join(f"{v} {k}" for k, v in served.counts.items()),
+            highlight=False,
+        )
+        for i in found:
+            answer = f" -> {i.status}" + (f" in #{i.fixed_in}" if i.fixed_in else "")
+            out.print(
+                f"  issue #{i.id} by {i.reporter[:10]}… (fields {escape(i.fields or '-')}, rows "
+                f"{escape(i.rows or '-')}): {escape(i.problem[:60])}{answer}"
+                + (f" ({escape(i.reason)})" if i.reason else ""),
+                highlight=False,
+            )
+        if verify:
+            out.print(
+                "[green]recomputed from the log verified on this machine: same[/]"
+                if same
+                else f"[red]FAIL[/] recomputed {recomputed}",
+                highlight=False,
+            )
+    if verify and not same:
+        raise LedgerError(
+            "the broker's quality score differs from the one recomputed from the verified log",
+            code=ErrorCode.QUALITY_SCORE_MISMATCH,
+        )
 
 
 @dataset_app.command("list")
@@ -294,10 +589,25 @@ def dataset_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @dataset_app.command("show")
-def dataset_show(dataset_id: int, as_: AsOpt = None, as_json: JsonOpt = False) -> None:
+def dataset_show(
+    dataset_id: int,
+    as_: AsOpt = None,
+    dcat: Annotated[
+        bool, typer.Option("--dcat", help="Print its DCAT-AP 3.0 description (JSON-LD).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """One dataset's certificate and metadata."""
     with client(as_) as c:
         d = c.dataset(dataset_id)
+        publisher = c.member(d.owner).name if dcat else ""
+        base = c.base_url if dcat else ""
+    if dcat:
+        from ledger.dcat import dataset_document
+
+        doc = dataset_document(d.model_dump(mode="json"), base=base, publisher=publisher)
+        out.print_json(json.dumps(doc))
+        return
     if as_json:
         emit(d, True)
         return
@@ -315,12 +625,24 @@ def dataset_show(dataset_id: int, as_: AsOpt = None, as_json: JsonOpt = False) -
         "retired",
     ):
         out.print(f"{key:>17}  {getattr(d, key)}", highlight=False)
-    quality = d.metadata.get("quality") or {}
+    if d.newer_version is not None:
+        out.print(f"{'newer version':>17}  #{d.newer_version}", highlight=False)
+    meta = d.metadata
+    quality = meta.get("quality") or {}
     if quality:
         out.print(
             f"{'quality':>17}  {quality.get('rows')} rows, {quality.get('errors')} errors "
-            f"against {quality.get('standard')}"
+            f"against {quality.get('standard')} (report {quality.get('report_sha256', '-')})",
+            highlight=False,
         )
+    labels = {
+        "themes": ", ".join(meta.get("themes") or []) or "-",
+        "personal data": "yes" if meta.get("personal_data") else "no",
+        "keywords": ", ".join(meta.get("keywords") or []) or "-",
+        "update frequency": meta.get("update_frequency") or "-",
+    }
+    for key, value in labels.items():
+        out.print(f"{key:>17}  {value}", highlight=False)
 
 
 @dataset_app.command("fetch")
@@ -331,15 +653,28 @@ def dataset_fetch(
     as_json: JsonOpt = False,
 ) -> None:
     """Download under your grant, decrypt, verify the content hash, sign the receipt."""
+    from ledger.dcat import data_package
+
     with client(as_) as c:
-        size = c.dataset(dataset_id).ciphertext_size
+        described = c.dataset(dataset_id)
+        size = described.ciphertext_size
         with _progress(size, "download+decrypt") as bar:
             r = c.fetch(dataset_id, output, progress=lambda n: bar.advance(bar.task_ids[0], n))
+    # The content hash verified against the chain binds the metadata document (through the
+    # same signed registration), so the schema below is the one the owner signed.
+    if described.newer_version is not None:
+        err.print(
+            f"note: dataset #{dataset_id} has a newer version, #{described.newer_version}",
+            highlight=False,
+        )
+    package = output.with_name(output.name + ".datapackage.json")
+    descriptor = data_package(described.model_dump(mode="json"), path=output.name)
+    package.write_text(json.dumps(descriptor, indent=2) + "\n", encoding="utf-8")
     emit(
         r,
         as_json,
         f"wrote {output} — content hash {r.content_hash[:18]}… verified against the chain; "
-        f"receipt signed; {r.uses_left} uses left",
+        f"receipt signed; {r.uses_left} uses left; Data Package descriptor {package.name}",
     )
 
 
@@ -353,12 +688,51 @@ def access_request(
     days: Annotated[int, typer.Option(min=1, max=3650)],
     as_: AsOpt = None,
     uses: Annotated[int, typer.Option(min=1)] = 10,
+    category: Annotated[
+        str,
+        typer.Option(
+            help="Purpose category: public-service, policy-planning, official-statistics, "
+            "research, product-development, service-provision, compliance, security."
+        ),
+    ] = "unspecified",
+    legal_basis: Annotated[
+        str,
+        typer.Option(
+            help="GDPR Art. 6(1) basis: consent, contract, legal-obligation, vital-interests, "
+            "public-task, legitimate-interests."
+        ),
+    ] = "unspecified",
+    retention_days: Annotated[
+        int, typer.Option(help="Days the data may be kept after the grant ends (0: delete).")
+    ] = 0,
+    location: Annotated[
+        str, typer.Option(help="Where it will be processed: ISO 3166-1 alpha-2 code, or EU.")
+    ] = "unspecified",
     as_json: JsonOpt = False,
 ) -> None:
-    """Ask a dataset's owner for access (signed, logged)."""
+    """Ask a dataset's owner for access on the standard request form (signed, logged)."""
+    from ledger.protocol.documents import RequestForm
+    from ledger.protocol.labels import check_request_form
+
+    form = RequestForm(
+        purpose_category=category,
+        legal_basis=legal_basis,
+        retention_days=retention_days,
+        processing_location=location if location == "unspecified" else location.upper(),
+    )
+    check_request_form(form.message())  # before anything is signed
     with client(as_) as c:
-        r = c.request_access(dataset_id, purpose=purpose, days=days, uses=uses)
+        r = c.request_access(dataset_id, purpose=purpose, days=days, uses=uses, form=form)
     emit(r, as_json, f"request [bold]#{r.id}[/] for dataset #{dataset_id}: {r.status}")
+
+
+def _form_line(r: Any) -> str:
+    """A request's standard form in one line (what the owner approves, what regulators see)."""
+    return (
+        f"purpose {r.purpose!r} ({r.purpose_category}); legal basis {r.legal_basis}; "
+        f"kept {r.retention_days} days after the grant; processed in {r.processing_location}; "
+        f"{r.days} days, {r.max_uses} uses"
+    )
 
 
 @access_app.command("list")
@@ -369,7 +743,10 @@ def access_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit({"requests": requests, "grants": grants}, True)
         return
-    table = Table("request", "dataset", "requester", "status", "days", "uses", "purpose", box=None)
+    table = Table(
+        "request", "dataset", "requester", "status", "days", "uses", "category", "basis",
+        "kept", "where", "purpose", box=None,
+    )  # fmt: skip
     for r in requests:
         table.add_row(
             str(r.id),
@@ -378,6 +755,10 @@ def access_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
             r.status,
             str(r.days),
             str(r.max_uses),
+            r.purpose_category,
+            r.legal_basis,
+            str(r.retention_days),
+            r.processing_location,
             r.purpose[:40],
         )
     out.print(table)
@@ -396,16 +777,21 @@ def access_list(as_: AsOpt = None, as_json: JsonOpt = False) -> None:
 
 @access_app.command("approve")
 def access_approve(request_id: int, as_: AsOpt = None, as_json: JsonOpt = False) -> None:
-    """Approve: wrap the data key to the requester and sign the grant (owner)."""
+    """Approve: wrap the data key to the requester and sign the grant (owner).
+
+    The request's standard form is shown with the outcome; the grant's signed terms carry it.
+    """
     with client(as_) as c:
+        r = c.request(request_id)
         a = c.approve(request_id)
+    form = f"the request's form: {_form_line(r)}"
     key = f"wrapped to the key registered on chain, fingerprint {a.grantee_key_fingerprint}"
     if a.grant is None:
         emit(
             a,
             as_json,
             f"request #{request_id} awaits the operator's co-signature (SENSITIVE data to an "
-            f"enterprise): drl admin cosign {request_id}; {key}",
+            f"enterprise): drl admin cosign {request_id}; {key}; {form}",
         )
         return
     g = a.grant
@@ -413,7 +799,7 @@ def access_approve(request_id: int, as_: AsOpt = None, as_json: JsonOpt = False)
         a,
         as_json,
         f"grant [bold]#{g.id}[/] of dataset #{g.dataset_id} to "
-        f"{g.grantee}: {g.max_uses} uses until {g.expires_at} tx {g.granted_tx}; {key}",
+        f"{g.grantee}: {g.max_uses} uses until {g.expires_at} tx {g.granted_tx}; {key}; {form}",
     )
 
 
@@ -439,6 +825,65 @@ def access_revoke(grant_id: int, as_: AsOpt = None, as_json: JsonOpt = False) ->
 
 
 # -- credits, trace, verify -----------------------------------------------------------------
+
+
+issue_app = typer.Typer(
+    help="Quality issues: filed by consumers, answered by owners.", no_args_is_help=True
+)
+
+
+@issue_app.command("report")
+def issue_report(
+    dataset_id: int,
+    problem: Annotated[str, typer.Option(help="What is wrong (10-2000 characters).")],
+    as_: AsOpt = None,
+    fields: Annotated[str, typer.Option(help="Which fields, e.g. 'units,issued_on'.")] = "",
+    rows: Annotated[str, typer.Option(help="Which rows, e.g. '2-14,30'.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """File a signed quality issue about a dataset you received."""
+    with client(as_) as c:
+        i = c.report_issue(dataset_id, problem=problem, fields=fields, rows=rows)
+    emit(i, as_json, f"issue [bold]#{i.id}[/] about dataset #{dataset_id}: {i.status}")
+
+
+@issue_app.command("answer")
+def issue_answer(
+    issue_id: int,
+    verdict: Annotated[str, typer.Option(help="acknowledged, fixed or rejected.")],
+    as_: AsOpt = None,
+    fixed_in: Annotated[int, typer.Option(help="The later version with the fix.")] = 0,
+    reason: Annotated[str, typer.Option(help="Why (needed to reject).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a quality issue about your dataset (owner, signed)."""
+    from ledger.protocol.limits import check_issue_answer
+
+    check_issue_answer({"verdict": verdict, "fixedIn": fixed_in, "reason": reason})
+    with client(as_) as c:
+        i = c.answer_issue(issue_id, verdict, fixed_in=fixed_in, reason=reason)
+    emit(i, as_json, f"issue #{i.id}: {i.status}" + (f" in #{i.fixed_in}" if i.fixed_in else ""))
+
+
+@issue_app.command("list")
+def issue_list(
+    as_: AsOpt = None,
+    dataset: Annotated[int | None, typer.Option(help="Only this dataset's.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issues you filed, issues about your datasets (all for overseers)."""
+    with client(as_) as c:
+        rows = c.issues(dataset)
+    if as_json:
+        emit(rows, True)
+        return
+    table = Table("issue", "dataset", "reporter", "status", "fields", "rows", "problem", box=None)
+    for i in rows:
+        table.add_row(
+            str(i.id), str(i.dataset_id), i.reporter[:10] + "…", i.status, i.fields, i.rows,
+            i.problem[:40],
+        )  # fmt: skip
+    out.print(table)
 
 
 def credits(as_: AsOpt = None, as_json: JsonOpt = False) -> None:

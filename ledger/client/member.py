@@ -29,11 +29,13 @@ from ledger.protocol.actions import (
 )
 from ledger.protocol.documents import (
     METADATA_VERSION,
+    RequestForm,
     key_context,
     metadata_hash,
     purpose_hash,
     terms_hash,
 )
+from ledger.protocol.labels import check_labels
 from ledger.protocol.messages import (
     GrantTerms,
     Registration,
@@ -96,8 +98,15 @@ def prepare_upload(
     schema: dict[str, Any] | None = None,
     quality: dict[str, Any] | None = None,
     media_type: str = "text/csv",
+    labels: dict[str, Any] | None = None,
 ) -> PreparedUpload:
-    """Encrypt ``source`` under a fresh data key and sign its registration."""
+    """Encrypt ``source`` under a fresh data key and sign its registration.
+
+    ``labels`` (themes, personal data, keywords, update frequency, coverage) are checked
+    against the labelling rules before anything is signed.
+    """
+    if labels:
+        check_labels(labels, classification)
     dek = crypto.generate_data_key()
     ciphertext = workdir / f"{source.name}.drl"
     # A scratch file, uploaded and deleted right after: not fsynced (``encrypt_file`` would
@@ -122,6 +131,7 @@ def prepare_upload(
         "ciphertext_size": result.ciphertext_size,
         "chunk_size": result.chunk_size,
         "owner_key_sha256": "0x" + hashlib.sha256(wrapped).hexdigest(),
+        **(labels or {}),
     }
     registration = Registration(
         content_hash=result.content_hash,
@@ -160,9 +170,13 @@ def prepare_grant(
     owner_wrapped_key: bytes,
     chain_nonce: int,
     domains: Domains,
+    form: RequestForm,
     now: int | None = None,
 ) -> tuple[SignedAction, bytes]:
-    """Re-wrap the data key to the requester and sign the grant; returns (signed, wrapped)."""
+    """Re-wrap the data key to the requester and sign the grant; returns (signed, wrapped).
+
+    ``form`` is the request's standard form: the terms the grant signs carry it over.
+    """
     dek = crypto.unwrap_key(
         owner_wrapped_key, keys.hpke.to_bytes(), info=key_context(content_hash, keys.address)
     )
@@ -176,7 +190,7 @@ def prepare_grant(
         purpose_hash=purpose_hash(purpose),
         expires_at=start + days * 86400,
         max_uses=max_uses,
-        terms_hash=terms_hash(request_id, wrapped),
+        terms_hash=terms_hash(request_id, wrapped, form),
     )
     message = grant_message(terms, nonce=chain_nonce, deadline=default_deadline())
     return sign_action(keys.account, "grant", message, domains), wrapped

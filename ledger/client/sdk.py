@@ -64,6 +64,7 @@ from ledger.protocol import http as auth
 from ledger.protocol.actions import ActionName, Domains, SignedAction
 from ledger.protocol.checkpoint import SignedCheckpoint
 from ledger.protocol.codes import ErrorCode, status_for
+from ledger.protocol.documents import RequestForm
 from ledger.protocol.documents import metadata_hash as document_hash
 from ledger.protocol.messages import terms_message, terms_of
 from ledger.protocol.wire import (
@@ -81,6 +82,8 @@ from ledger.protocol.wire import (
     GrantsPublic,
     Health,
     Hex,
+    IssuePublic,
+    IssuesPublic,
     LogHead,
     LogRecordPublic,
     LogRecordsPublic,
@@ -89,6 +92,7 @@ from ledger.protocol.wire import (
     MemberTracePublic,
     Nonces,
     Proof,
+    QualityScorePublic,
     RatingPublic,
     ReassignIn,
     RequestPublic,
@@ -107,11 +111,15 @@ if TYPE_CHECKING:
     from ledger.audit import AuditReport, AuditState
     from ledger.audit import Progress as AuditProgress
     from ledger.chain.client import LedgerChain
+    from ledger.scoring import Score
 
 Progress = Callable[[int], None]
 CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = 120.0
 Model = TypeVar("Model", bound=BaseModel)
+#: The paged list answers (``data`` and ``next``) and the traces (``flows`` and ``next_after``).
+PagedT = TypeVar("PagedT", MembersPublic, DatasetsPublic, RequestsPublic, GrantsPublic)
+TraceT = TypeVar("TraceT", DatasetTracePublic, MemberTracePublic)
 
 
 class BrokerError(LedgerError):
@@ -396,6 +404,17 @@ class BrokerClient:
 
     # -- without a node of one's own: chain facts checked against signed records -------------
 
+    def evidence(self, path: str) -> list[LogRecordPublic]:
+        """Every record of an evidence route, page after page, in log order."""
+        records: list[LogRecordPublic] = []
+        params: dict[str, Any] = {}
+        while True:
+            page = self.call("GET", path, LogRecordsPublic, params=params)
+            records.extend(page.data)
+            if page.next_after is None:
+                return records
+            params["after"] = page.next_after
+
     def attested_key(self, address: str) -> tuple[int, bytes]:
         """A member's encryption key as the signed log attests it: the latest of its Onboard
         (signed by the pinned ADMIN key) and its RotateKey records (signed by the member).
@@ -403,9 +422,8 @@ class BrokerClient:
         Used when the chain is read through the broker's relay: the broker may serve a stale
         record, but cannot sign a key of its own into one.
         """
-        records = self.call("GET", f"/v1/log/evidence/members/{address}", LogRecordsPublic)
         attested: tuple[int, bytes] | None = None
-        for record in records.data:
+        for record in self.evidence(f"/v1/log/evidence/members/{address}"):
             signed = parse_leaf(record.leaf.encode()).signed
             signed.verify(self.domains)
             expected = self.pinned().admin if signed.action == "onboard" else address
@@ -429,8 +447,7 @@ class BrokerClient:
     def attested_content(self, dataset_id: int) -> bytes:
         """A dataset's content hash as its registrant signed it in the Register record (the
         owner may since have changed by an ADMIN reassignment; the content hash cannot)."""
-        records = self.call("GET", f"/v1/log/evidence/datasets/{dataset_id}", LogRecordsPublic)
-        for record in records.data:
+        for record in self.evidence(f"/v1/log/evidence/datasets/{dataset_id}"):
             signed = parse_leaf(record.leaf.encode()).signed
             signed.verify(self.domains)
             if signed.action == "register":
@@ -627,9 +644,22 @@ class BrokerClient:
         self.confirm(signed)
         return member
 
+    def every(
+        self, path: str, model: type[PagedT], params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Every item of a paged list route (``data``), page after page (``next``)."""
+        query = dict(params or {})
+        items: list[Any] = []
+        while True:
+            page = self.call("GET", path, model, params=query)
+            items.extend(page.data)
+            if page.next is None:
+                return items
+            query["offset"] = page.next
+
     def members(self) -> list[MemberPublic]:
         """The member directory."""
-        return self.call("GET", "/v1/members", MembersPublic).data
+        return self.every("/v1/members", MembersPublic)
 
     def member(self, address: str) -> MemberPublic:
         """One member, with its encryption public key."""
@@ -659,8 +689,14 @@ class BrokerClient:
         schema: dict[str, Any] | None = None,
         quality: dict[str, Any] | None = None,
         progress: Progress | None = None,
+        media_type: str = "text/csv",
+        labels: dict[str, Any] | None = None,
     ) -> DatasetPublic:
-        """Encrypt locally, then upload in two steps (signed intent, streamed ciphertext)."""
+        """Encrypt locally, then upload in two steps (signed intent, streamed ciphertext).
+
+        ``labels`` are the labelling members of the metadata document (themes, personal_data,
+        keywords, update_frequency, spatial, temporal: ``ledger.protocol.labels``).
+        """
         keys = self.require_keys()
         with tempfile.TemporaryDirectory(prefix="drl-upload-") as tmp:
             prepared = prepare_upload(
@@ -676,6 +712,8 @@ class BrokerClient:
                 description=description,
                 schema=schema,
                 quality=quality,
+                media_type=media_type,
+                labels=labels,
             )
             intent = self.begin_upload(prepared)
             registered = self.complete_upload(intent.upload_url, prepared, progress=progress)
@@ -738,7 +776,7 @@ class BrokerClient:
     def datasets(self, owner: str | None = None) -> list[DatasetPublic]:
         """The catalog (certificates and metadata, never contents)."""
         params = {"owner": owner} if owner else None
-        return self.call("GET", "/v1/datasets", DatasetsPublic, params=params).data
+        return self.every("/v1/datasets", DatasetsPublic, params)
 
     def dataset(self, dataset_id: int) -> DatasetPublic:
         """One dataset's certificate, metadata and schema."""
@@ -886,12 +924,100 @@ class BrokerClient:
         self.confirm(signed, rating.log_seq)
         return rating
 
+    # -- quality issues -----------------------------------------------------------------------
+
+    def report_issue(
+        self, dataset_id: int, *, problem: str, fields: str = "", rows: str = ""
+    ) -> IssuePublic:
+        """File a signed quality issue about a dataset this member received: which fields or
+        rows (free text, e.g. ``units`` and ``2-14``) and what is wrong."""
+        keys = self.require_keys()
+        signed = self.sign(
+            "issue",
+            {
+                "reporter": keys.address,
+                "datasetId": dataset_id,
+                "fields": fields,
+                "rows": rows,
+                "problem": problem,
+            },
+        )
+        issue = self.call("POST", "/v1/issues", IssuePublic, body=self.signed_body(signed))
+        self.confirm(signed, issue.log_seq)
+        return issue
+
+    def answer_issue(
+        self, issue_id: int, verdict: str, *, fixed_in: int = 0, reason: str = ""
+    ) -> IssuePublic:
+        """Owner: answer an issue — ``acknowledged``, ``fixed`` (in the later version
+        ``fixed_in``) or ``rejected`` (with a reason)."""
+        keys = self.require_keys()
+        signed = self.sign(
+            "answer",
+            {
+                "owner": keys.address,
+                "issueId": issue_id,
+                "verdict": verdict,
+                "fixedIn": fixed_in,
+                "reason": reason,
+            },
+        )
+        issue = self.call(
+            "POST", f"/v1/issues/{issue_id}/answer", IssuePublic, body=self.signed_body(signed)
+        )
+        if issue.answer_log_seq is not None:
+            self.confirm(signed, issue.answer_log_seq)
+        return issue
+
+    def quality(self, dataset_id: int, *, as_of: int | None = None) -> QualityScorePublic:
+        """The broker's quality score of a dataset (recompute it with :meth:`recompute_quality`)."""
+        query = "" if as_of is None else f"?as_of={as_of}"
+        return self.call("GET", f"/v1/datasets/{dataset_id}/quality{query}", QualityScorePublic)
+
+    def recompute_quality(self, dataset_id: int, *, as_of: int) -> Score | None:
+        """The score recomputed from the records this machine verified (run :meth:`audit` first).
+
+        Reads the dataset's own records and the registration of its next version from the local
+        audit state, never from the broker.
+        """
+        from ledger.scoring import score_of
+
+        state = self.audit_state()
+        try:
+            leaves = [row.leaf for row in state.leaf_rows(dataset_id=dataset_id)]
+            for row in state.leaf_rows(actions=["register"]):
+                message = parse_leaf(row.leaf).signed.message
+                if row.dataset_id != dataset_id and message.get("previousVersion") == dataset_id:
+                    leaves.append(row.leaf)
+        finally:
+            if self.trust.directory is not None:
+                state.close()
+        return score_of(leaves, dataset_id, as_of=as_of)
+
+    def issues(
+        self, dataset_id: int | None = None, *, status: str | None = None
+    ) -> list[IssuePublic]:
+        """Quality issues this member may see (filed by it, about its datasets, or all for
+        overseers)."""
+        query = "&".join(
+            f"{k}={v}" for k, v in (("dataset_id", dataset_id), ("status", status)) if v is not None
+        )
+        return self.call("GET", "/v1/issues" + (f"?{query}" if query else ""), IssuesPublic).data
+
     # -- access -------------------------------------------------------------------------------
 
     def request_access(
-        self, dataset_id: int, *, purpose: str, days: int, uses: int
+        self,
+        dataset_id: int,
+        *,
+        purpose: str,
+        days: int,
+        uses: int,
+        form: RequestForm | None = None,
     ) -> RequestPublic:
-        """Ask a dataset's owner for access, with a purpose, a duration and a number of uses."""
+        """Ask a dataset's owner for access on the standard request form: a purpose (free text
+        and a category), a legal basis, a retention period, where the data will be processed,
+        a duration and a number of uses. Without ``form`` the form says ``unspecified``."""
         keys = self.require_keys()
         signed = self.sign(
             "request",
@@ -899,6 +1025,7 @@ class BrokerClient:
                 "requester": keys.address,
                 "datasetId": dataset_id,
                 "purpose": purpose,
+                **(form or RequestForm()).message(),
                 "days": days,
                 "maxUses": uses,
             },
@@ -910,7 +1037,7 @@ class BrokerClient:
     def requests(self, *, status: str | None = None) -> list[RequestPublic]:
         """Requests this member made or received (all of them for overseers)."""
         params = {"status": status} if status else None
-        return self.call("GET", "/v1/requests", RequestsPublic, params=params).data
+        return self.every("/v1/requests", RequestsPublic, params)
 
     def request(self, request_id: int) -> RequestPublic:
         """One access request."""
@@ -960,6 +1087,7 @@ class BrokerClient:
             owner_wrapped_key=bytes.fromhex(own.wrapped_key[2:]),
             chain_nonce=self.nonces().access_ledger,
             domains=self.domains,
+            form=RequestForm.of_request(req.model_dump()),
         )
         body = ApproveIn(
             signed=SignedActionIn.of(signed),
@@ -1020,7 +1148,7 @@ class BrokerClient:
     def grants(self, dataset_id: int | None = None) -> list[GrantPublic]:
         """Grants this member received or gave (all of them for overseers)."""
         params = {"dataset_id": dataset_id} if dataset_id is not None else None
-        return self.call("GET", "/v1/grants", GrantsPublic, params=params).data
+        return self.every("/v1/grants", GrantsPublic, params)
 
     def revoke(self, grant_id: int) -> GrantPublic:
         """Owner: revoke a grant by its id."""
@@ -1041,12 +1169,20 @@ class BrokerClient:
     # -- audit --------------------------------------------------------------------------------
 
     def trace_dataset(self, dataset_id: int) -> DatasetTracePublic:
-        """Lineage and every flow of a dataset (overseers and its owner)."""
-        return self.call("GET", f"/v1/trace/datasets/{dataset_id}", DatasetTracePublic)
+        """Lineage and every flow of a dataset (overseers and its owner), all pages."""
+        return self._whole_trace(f"/v1/trace/datasets/{dataset_id}", DatasetTracePublic)
 
     def trace_member(self, address: str) -> MemberTracePublic:
         """A member's datasets, grants, credits and signed actions (overseers, or itself)."""
-        return self.call("GET", f"/v1/trace/members/{address}", MemberTracePublic)
+        return self._whole_trace(f"/v1/trace/members/{address}", MemberTracePublic)
+
+    def _whole_trace(self, path: str, model: type[TraceT]) -> TraceT:
+        trace = self.call("GET", path, model)
+        while trace.next_after is not None:
+            more = self.call("GET", path, model, params={"after": trace.next_after})
+            trace.flows.extend(more.flows)
+            trace.next_after = more.next_after
+        return trace
 
     def self_check(self) -> VerifyPublic:
         """The broker's own check of itself (overseers): the operator's tool, not evidence."""

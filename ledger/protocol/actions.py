@@ -9,8 +9,8 @@ actions"). Two families share one representation, :class:`SignedAction`:
   the others (``onboard``, ``suspend``, ``reinstate``, ``rotate_key``, ``reassign``,
   ``approval``, ``fetch``, ``receipt``) a random 256-bit nonce the contract consumes, so that
   concurrent fetches and receipts of one member need no ordering.
-- **broker actions** (``request``, ``deny``, ``rate``) use the broker domain and a random nonce
-  recorded by the broker: nothing on chain depends on them.
+- **broker actions** (``request``, ``deny``, ``rate``, ``issue``, ``answer``) use the broker
+  domain and a random nonce recorded by the broker: nothing on chain depends on them.
 
 Actions whose signer is not named in the message (``onboard``, ``suspend``, ``reinstate``,
 ``reassign``, ``approval``) are the operator's: the contract requires the signer to hold ADMIN.
@@ -62,6 +62,8 @@ ActionName = Literal[
     "fetch",
     "receipt",
     "rate",
+    "issue",
+    "answer",
 ]
 ACTION_NAMES: Final[tuple[ActionName, ...]] = get_args(ActionName)
 DomainName = Literal["broker", "MemberRegistry", "DataRegistry", "AccessLedger", "SharingCredits"]
@@ -111,6 +113,8 @@ ACTIONS: Final[dict[str, ActionSpec]] = {
         ActionSpec("fetch", "Fetch", "grantee", "AccessLedger"),
         ActionSpec("receipt", "DeliveryReceipt", "consumer", "SharingCredits"),
         ActionSpec("rate", "Rate", "rater", "broker"),
+        ActionSpec("issue", "QualityIssue", "reporter", "broker"),
+        ActionSpec("answer", "IssueAnswer", "owner", "broker"),
     )
 }
 
@@ -256,10 +260,26 @@ class SignedAction:
             ) from None
 
 
+#: The standard request form a RequestAccess is signed with when the caller names none:
+#: every member ``unspecified`` and no retention beyond the grant (docs/protocol.md).
+UNSPECIFIED_FORM: Final[dict[str, Any]] = {
+    "purposeCategory": "unspecified",
+    "legalBasis": "unspecified",
+    "retentionDays": 0,
+    "processingLocation": "unspecified",
+}
+
+
 def sign_action(
     account: LocalAccount, action: ActionName, message: dict[str, Any], domains: Domains
 ) -> SignedAction:
-    """Sign an action's message (JSON-form values; bytes may be given as bytes)."""
+    """Sign an action's message (JSON-form values; bytes may be given as bytes).
+
+    A ``request`` without the standard form's members is signed with :data:`UNSPECIFIED_FORM`
+    (what the owner and regulators then see); the signature covers whatever is signed.
+    """
+    if action == "request":
+        message = {**UNSPECIFIED_FORM, **message}
     as_json = {k: to_json_value(v) for k, v in message.items()}
     unsigned = SignedAction(action, account.address, as_json, b"")
     signature = sign_typed(account, unsigned.typed(domains))

@@ -98,6 +98,11 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRANSFERS = "too_many_transfers"
     TRANSFERS_BUSY = "transfers_busy"
     RATE_LIMITED = "rate_limited"
+    OWNER_SUSPENDED = "owner_suspended"
+    NO_DEPLOYMENT = "no_deployment"
+    PORT_IN_USE = "port_in_use"
+    BACKUP_REFUSED = "backup_refused"
+    BROKER_RUNNING = "broker_running"
     BLOB_MISSING = "blob_missing"
     BLOB_ALTERED = "blob_altered"
     CONTENT_HASH_MISMATCH = "content_hash_mismatch"
@@ -160,6 +165,16 @@ class ErrorCode(StrEnum):
     DEPLOYMENT_MISMATCH = "deployment_mismatch"
     ANCHOR_LEADER_UNAVAILABLE = "anchor_leader_unavailable"
     BROKER_KEY_UNFUNDED = "broker_key_unfunded"
+    # data quality and the description standards (issue 12)
+    DATA_FORMAT_UNSUPPORTED = "data_format_unsupported"
+    LABEL_UNKNOWN = "label_unknown"
+    LABEL_RULE_BROKEN = "label_rule_broken"
+    REQUEST_FORM_INVALID = "request_form_invalid"
+    ISSUE_NOT_FOUND = "issue_not_found"
+    ISSUE_ANSWERED = "issue_answered"
+    ANSWER_MISMATCH = "answer_mismatch"
+    NOT_A_LATER_VERSION = "not_a_later_version"
+    QUALITY_SCORE_MISMATCH = "quality_score_mismatch"
 
     @property
     def status(self) -> int | None:
@@ -248,6 +263,11 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.TOO_MANY_TRANSFERS: (429, "this member already runs as many transfers as it may at once"),
     E.TRANSFERS_BUSY: (503, "the broker runs as many transfers as it takes at once; try again"),
     E.RATE_LIMITED: (429, "this member signs writes faster than the broker accepts; slow down"),
+    E.OWNER_SUSPENDED: (403, "the dataset's owner is suspended: its datasets are frozen"),
+    E.NO_DEPLOYMENT: (None, "DRL_HOME holds no broker deployment to inspect"),
+    E.PORT_IN_USE: (None, "`drl serve` cannot listen on the address and port given"),
+    E.BACKUP_REFUSED: (None, "a backup or restore that would be wrong: damaged, not empty, ..."),
+    E.BROKER_RUNNING: (None, "the broker is running: stop it before backing up its state"),
     E.BLOB_MISSING: (404, "the broker lost the dataset's ciphertext"),
     E.BLOB_ALTERED: (500, "the stored ciphertext no longer matches its digest"),
     E.CONTENT_HASH_MISMATCH: (422, "the receipt names another content hash"),
@@ -308,6 +328,25 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.DEPLOYMENT_MISMATCH: (None, "a replica's deployment or key differs from the database's"),
     E.ANCHOR_LEADER_UNAVAILABLE: (503, "no anchoring leader answered in time; try again"),
     E.BROKER_KEY_UNFUNDED: (None, "the broker key holds too little ether to deploy"),
+    E.DATA_FORMAT_UNSUPPORTED: (None, "a data file frictionless cannot read as a table here"),
+    E.LABEL_UNKNOWN: (422, "a theme, frequency or label outside the controlled vocabularies"),
+    E.LABEL_RULE_BROKEN: (
+        422,
+        "labels that break a rule: personal data is never PUBLIC; sensitive themes need SENSITIVE",
+    ),
+    E.REQUEST_FORM_INVALID: (
+        422,
+        "a request form field outside its list or limits (category, legal basis, retention, "
+        "location)",
+    ),
+    E.ISSUE_NOT_FOUND: (404, "no such quality issue"),
+    E.ISSUE_ANSWERED: (409, "the owner already answered this quality issue"),
+    E.ANSWER_MISMATCH: (422, "the signed answer names another issue"),
+    E.NOT_A_LATER_VERSION: (422, "fixedIn names no later version of the issue's dataset"),
+    E.QUALITY_SCORE_MISMATCH: (
+        None,
+        "the broker's quality score differs from the one recomputed from the verified log",
+    ),
 }
 
 

@@ -7,7 +7,8 @@ byte for byte alike (docs/protocol.md "Documents and hashes"; the vectors pin ev
   names the ciphertext's SHA-256 and size, so one owner signature binds plaintext content hash
   and ciphertext digest;
 - ``purposeHash`` (in a grant): SHA-256 of the purpose text as requested (UTF-8);
-- ``termsHash`` (in a grant): SHA-256 of the canonical JSON terms document;
+- ``termsHash`` (in a grant): SHA-256 of the canonical JSON terms document, which carries the
+  request's standard form (purpose category, legal basis, retention, processing location);
 - the receipt id (what SharingCredits records as credited): SHA-256 of ``drl-receipt:`` and the
   consumer's 65-byte receipt signature;
 - the HPKE ``info`` of a wrapped data key: ``drl/dek/v1|`` || content hash || recipient address.
@@ -16,12 +17,13 @@ byte for byte alike (docs/protocol.md "Documents and hashes"; the vectors pin ev
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ledger.protocol.canonical import canonical
 
 METADATA_VERSION: Final = 1
-TERMS_VERSION: Final = 1
+TERMS_VERSION: Final = 2
 MAX_METADATA_BYTES: Final = 256 * 1024
 KEY_CONTEXT_PREFIX: Final = b"drl/dek/v1|"
 
@@ -42,19 +44,63 @@ def purpose_hash(purpose: str) -> bytes:
     return hashlib.sha256(purpose.encode("utf-8")).digest()
 
 
-def terms_document(request_id: int, wrapped_key: bytes) -> dict[str, Any]:
-    """The terms a grant's ``termsHash`` commits to: the request, the key handed over, the rules."""
+@dataclass(frozen=True)
+class RequestForm:
+    """The standard request form a grant's terms carry over from the signed RequestAccess."""
+
+    purpose_category: str = "unspecified"
+    legal_basis: str = "unspecified"
+    retention_days: int = 0
+    processing_location: str = "unspecified"
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> RequestForm:
+        """The form of a signed RequestAccess message."""
+        return cls(
+            purpose_category=str(message["purposeCategory"]),
+            legal_basis=str(message["legalBasis"]),
+            retention_days=int(message["retentionDays"]),
+            processing_location=str(message["processingLocation"]),
+        )
+
+    @classmethod
+    def of_request(cls, request: dict[str, Any]) -> RequestForm:
+        """The form of a request as the broker serves it (``RequestPublic`` as JSON)."""
+        return cls(
+            purpose_category=str(request.get("purpose_category", "unspecified")),
+            legal_basis=str(request.get("legal_basis", "unspecified")),
+            retention_days=int(request.get("retention_days", 0)),
+            processing_location=str(request.get("processing_location", "unspecified")),
+        )
+
+    def message(self) -> dict[str, Any]:
+        """The form's members of a RequestAccess message."""
+        return {
+            "purposeCategory": self.purpose_category,
+            "legalBasis": self.legal_basis,
+            "retentionDays": self.retention_days,
+            "processingLocation": self.processing_location,
+        }
+
+
+def terms_document(request_id: int, wrapped_key: bytes, form: RequestForm) -> dict[str, Any]:
+    """The terms a grant's ``termsHash`` commits to: the request and its form, the key handed
+    over, the rules."""
     return {
         "v": TERMS_VERSION,
         "request_id": request_id,
+        "purpose_category": form.purpose_category,
+        "legal_basis": form.legal_basis,
+        "retention_days": form.retention_days,
+        "processing_location": form.processing_location,
         "wrapped_key_sha256": "0x" + hashlib.sha256(wrapped_key).hexdigest(),
         "conditions": STANDARD_CONDITIONS,
     }
 
 
-def terms_hash(request_id: int, wrapped_key: bytes) -> bytes:
+def terms_hash(request_id: int, wrapped_key: bytes, form: RequestForm) -> bytes:
     """A grant's ``termsHash``: SHA-256 of the canonical JSON terms document."""
-    return hashlib.sha256(canonical(terms_document(request_id, wrapped_key))).digest()
+    return hashlib.sha256(canonical(terms_document(request_id, wrapped_key, form))).digest()
 
 
 def key_context(content_hash: bytes, recipient: str) -> bytes:

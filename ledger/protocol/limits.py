@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ledger.errors import ExpiredDeadline, InvalidInput, InvalidSignature
 from ledger.protocol.codes import ErrorCode
+from ledger.protocol.labels import check_request_form
 
 if TYPE_CHECKING:
     from ledger.protocol.actions import SignedAction
@@ -31,6 +32,10 @@ MAX_REASON_CHARS: Final = 2000
 MAX_COMMENT_CHARS: Final = 2000
 MAX_NAME_CHARS: Final = 200
 SCORES: Final = (1, 5)
+ISSUE_PROBLEM_CHARS: Final = (10, 2000)
+MAX_ISSUE_WHERE_CHARS: Final = 500
+#: An owner's answer to a quality issue.
+VERDICTS: Final = ("acknowledged", "fixed", "rejected")
 MAX_PARENTS: Final = 32
 
 
@@ -83,6 +88,7 @@ def check_limits(signed: SignedAction) -> None:
             )
         _within(msg.get("days"), REQUEST_DAYS, "days")
         _within(msg.get("maxUses"), REQUEST_USES, "maxUses")
+        check_request_form(msg)
     elif signed.action == "deny":
         if len(_text(msg, "reason")) > MAX_REASON_CHARS:
             raise InvalidInput(
@@ -95,6 +101,24 @@ def check_limits(signed: SignedAction) -> None:
                 f"comment longer than {MAX_COMMENT_CHARS} characters",
                 code=ErrorCode.INVALID_FIELD,
             )
+    elif signed.action == "issue":
+        problem = _text(msg, "problem").strip()
+        if not ISSUE_PROBLEM_CHARS[0] <= len(problem) <= ISSUE_PROBLEM_CHARS[1]:
+            raise InvalidInput(
+                f"problem must be {ISSUE_PROBLEM_CHARS[0]} to {ISSUE_PROBLEM_CHARS[1]} characters",
+                code=ErrorCode.INVALID_FIELD,
+            )
+        if len(_text(msg, "fields")) > MAX_ISSUE_WHERE_CHARS:
+            raise InvalidInput(
+                f"fields longer than {MAX_ISSUE_WHERE_CHARS} characters",
+                code=ErrorCode.INVALID_FIELD,
+            )
+        if len(_text(msg, "rows")) > MAX_ISSUE_WHERE_CHARS:
+            raise InvalidInput(
+                f"rows longer than {MAX_ISSUE_WHERE_CHARS} characters", code=ErrorCode.INVALID_FIELD
+            )
+    elif signed.action == "answer":
+        check_issue_answer(msg)
     elif signed.action == "onboard":
         if not 1 <= len(_text(msg, "name").strip()) <= MAX_NAME_CHARS:
             raise InvalidInput(
@@ -104,3 +128,31 @@ def check_limits(signed: SignedAction) -> None:
         parents = msg.get("parents")
         if isinstance(parents, list) and len(parents) > MAX_PARENTS:
             raise InvalidInput(f"at most {MAX_PARENTS} parents", code=ErrorCode.INVALID_FIELD)
+
+
+def check_issue_answer(msg: dict[str, Any]) -> None:
+    """An answer's verdict and what it needs: a later version for ``fixed``, a reason for
+    ``rejected`` (``invalid_field``)."""
+    verdict = msg.get("verdict")
+    if verdict not in VERDICTS:
+        raise InvalidInput(
+            f"verdict must be one of {', '.join(VERDICTS)}", code=ErrorCode.INVALID_FIELD
+        )
+    fixed_in = msg.get("fixedIn")
+    if not isinstance(fixed_in, int) or isinstance(fixed_in, bool) or fixed_in < 0:
+        raise InvalidInput("fixedIn must be a dataset id or 0", code=ErrorCode.INVALID_FIELD)
+    if (verdict == "fixed") != (fixed_in > 0):
+        raise InvalidInput(
+            "fixedIn names the version with the fix, for the verdict fixed only",
+            code=ErrorCode.INVALID_FIELD,
+        )
+    reason = _text(msg, "reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidInput(
+            f"reason longer than {MAX_REASON_CHARS} characters", code=ErrorCode.INVALID_FIELD
+        )
+    if verdict == "rejected" and len(reason.strip()) < ISSUE_PROBLEM_CHARS[0]:
+        raise InvalidInput(
+            f"a rejection needs a reason of at least {ISSUE_PROBLEM_CHARS[0]} characters",
+            code=ErrorCode.INVALID_FIELD,
+        )

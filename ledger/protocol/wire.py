@@ -8,13 +8,40 @@ construction and /openapi.json describes exactly these.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
 
 from ledger.protocol.actions import ActionName, SignedAction
 
 Hex = str
+
+#: The longest text value of a signed message: a hybrid post-quantum encryption key in hex
+#: (about 2,400 characters) fits; purposes and reasons have their own, lower limits.
+MAX_MESSAGE_TEXT: Final = 4096
+#: The longest list in a signed message (a registration's parents; the protocol allows 32).
+MAX_MESSAGE_LIST: Final = 64
+MessageText = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_TEXT)]
+MessageScalar = StrictBool | StrictInt | StrictFloat | MessageText | None
+#: Any JSON scalar, a bounded text, or a small list or object of those. A value of the wrong
+#: type for its field is the signed action's own check (400 ``malformed_action``); these
+#: bounds only keep every value small (422 ``invalid_request``).
+MessageValue = (
+    MessageScalar
+    | Annotated[list[MessageScalar], Field(max_length=MAX_MESSAGE_LIST)]
+    | Annotated[
+        dict[Annotated[str, StringConstraints(max_length=32)], MessageScalar],
+        Field(max_length=16),
+    ]
+)
 
 
 def hx(value: bytes) -> Hex:
@@ -122,13 +149,15 @@ class SignedActionIn(BaseModel):
 
     action: ActionName
     actor: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
-    message: dict[str, Any] = Field(max_length=16)
+    message: dict[Annotated[str, StringConstraints(max_length=32)], MessageValue] = Field(
+        max_length=16
+    )
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
 
     @classmethod
     def of(cls, signed: SignedAction) -> SignedActionIn:
-        """The wire form of a signed action."""
-        return cls.model_validate(signed.to_json())
+        """The wire form of a signed action, as signed (the broker checks it, bounds included)."""
+        return cls.model_construct(**signed.to_json())
 
     def parse(self) -> SignedAction:
         return SignedAction.from_json(self.model_dump())
@@ -187,6 +216,8 @@ class MemberPublic(BaseModel):
 class MembersPublic(BaseModel):
     data: list[MemberPublic]
     count: int
+    #: Where the next page starts (pass it as ``offset``); ``None`` on the last page.
+    next: int | None = None
 
 
 class Nonces(BaseModel):
@@ -222,11 +253,15 @@ class DatasetPublic(BaseModel):
     retired: bool
     log_seq: int
     created_at: dt.datetime
+    #: The dataset registered as this one's next version (``previousVersion`` = this id).
+    newer_version: int | None = None
 
 
 class DatasetsPublic(BaseModel):
     data: list[DatasetPublic]
     count: int
+    #: Where the next page starts (pass it as ``offset``); ``None`` on the last page.
+    next: int | None = None
 
 
 class UploadIntentPublic(BaseModel):
@@ -252,6 +287,11 @@ class RequestPublic(BaseModel):
     purpose: str
     days: int
     max_uses: int
+    #: The standard request form (docs/protocol.md, RequestAccess).
+    purpose_category: str = "unspecified"
+    legal_basis: str = "unspecified"
+    retention_days: int = 0
+    processing_location: str = "unspecified"
     status: str
     reason: str | None
     log_seq: int
@@ -264,6 +304,8 @@ class RequestPublic(BaseModel):
 class RequestsPublic(BaseModel):
     data: list[RequestPublic]
     count: int
+    #: Where the next page starts (pass it as ``offset``); ``None`` on the last page.
+    next: int | None = None
 
 
 class GrantPublic(BaseModel):
@@ -293,6 +335,8 @@ class ApproveOut(BaseModel):
 class GrantsPublic(BaseModel):
     data: list[GrantPublic]
     count: int
+    #: Where the next page starts (pass it as ``offset``); ``None`` on the last page.
+    next: int | None = None
 
 
 # -- deliveries and ratings --------------------------------------------------------------------
@@ -319,6 +363,49 @@ class RatingPublic(BaseModel):
     log_seq: int
 
 
+# -- quality issues ----------------------------------------------------------------------------
+
+
+class IssuePublic(BaseModel):
+    """A consumer's signed quality issue and the owner's signed answer (if any)."""
+
+    id: int
+    dataset_id: int
+    reporter: str
+    fields: str
+    rows: str
+    problem: str
+    #: open | acknowledged | fixed | rejected
+    status: str
+    fixed_in: int | None
+    reason: str | None
+    log_seq: int
+    answer_log_seq: int | None
+    created_at: dt.datetime
+    answered_at: dt.datetime | None
+
+
+class QualityScorePublic(BaseModel):
+    """A dataset's quality score as the broker computed it from the log (``ledger.scoring``);
+    members recompute it from the records they verified."""
+
+    dataset_id: int
+    score: int
+    validation: float
+    freshness: float
+    issues: float
+    as_of: int
+    lapsed: bool
+    counts: dict[str, int]
+
+
+class IssuesPublic(BaseModel):
+    data: list[IssuePublic]
+    count: int
+    #: Where the next page starts (pass it as ``offset``); ``None`` on the last page.
+    next: int | None = None
+
+
 # -- audit: trace, verify, the flow log --------------------------------------------------------
 
 
@@ -340,6 +427,8 @@ class DatasetTracePublic(BaseModel):
     descendants: list[int]
     versions: list[int]
     flows: list[FlowPublic]
+    #: More flows follow: ask again with ``after`` set to this sequence number.
+    next_after: int | None = None
 
 
 class MemberTracePublic(BaseModel):
@@ -351,6 +440,8 @@ class MemberTracePublic(BaseModel):
     received: list[int]
     credits: int
     flows: list[FlowPublic]
+    #: More flows follow: ask again with ``after`` set to this sequence number.
+    next_after: int | None = None
 
 
 class ProblemPublic(BaseModel):
@@ -386,6 +477,8 @@ class LogRecordPublic(BaseModel):
 class LogRecordsPublic(BaseModel):
     data: list[LogRecordPublic]
     count: int
+    #: The last sequence number of this page when more follow (pass it as ``after``).
+    next_after: int | None = None
 
 
 class CheckpointPublic(BaseModel):

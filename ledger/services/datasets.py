@@ -24,6 +24,7 @@ from ledger.protocol.actions import SignedAction
 from ledger.protocol.canonical import canonical
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import MAX_METADATA_BYTES, METADATA_VERSION, metadata_hash
+from ledger.protocol.labels import check_labels
 from ledger.protocol.messages import Registration
 from ledger.services import flowlog, policy
 from ledger.services.context import Ledger, check_signed, dataset
@@ -93,6 +94,7 @@ def _prevalidate(
     owner = check_signed(ledger, signed, "register")
     reg = registration_of(signed)
     title, digest, size = check_metadata(metadata)
+    check_labels(metadata, reg.classification)  # 422 label_unknown / label_rule_broken
     if metadata_hash(metadata) != reg.metadata_hash:
         raise InvalidInput(
             "metadata does not hash to the signed metadataHash", code=ErrorCode.METADATA_MISMATCH

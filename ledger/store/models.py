@@ -117,6 +117,11 @@ class AccessRequest(SQLModel, table=True):
     purpose: str = Field(max_length=2000)
     days: int
     max_uses: int
+    # the standard request form (ledger.protocol.labels.check_request_form)
+    purpose_category: str = Field(default="unspecified", max_length=40)
+    legal_basis: str = Field(default="unspecified", max_length=40)
+    retention_days: int = 0
+    processing_location: str = Field(default="unspecified", max_length=11)
     # pending | awaiting_approval | approved | denied
     status: str = Field(default="pending", max_length=24)
     reason: str | None = Field(default=None, max_length=2000)
@@ -194,6 +199,29 @@ class Rating(SQLModel, table=True):
     comment: str = Field(default="", max_length=2000)
     log_seq: int
     created_at: dt.datetime = _ts()
+
+
+class QualityIssue(SQLModel, table=True):
+    """A consumer's signed quality issue about a dataset it received, and the owner's answer."""
+
+    __tablename__ = "quality_issues"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(index=True, foreign_key="datasets.id")
+    reporter: str = Field(index=True, max_length=42)
+    fields: str = Field(default="", max_length=500)
+    rows: str = Field(default="", max_length=500)
+    problem: str = Field(max_length=2000)
+    # open | acknowledged | fixed | rejected
+    status: str = Field(default="open", max_length=16)
+    fixed_in: int | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    log_seq: int
+    answer_log_seq: int | None = None
+    created_at: dt.datetime = _ts()
+    answered_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
 
 
 class LogRecord(SQLModel, table=True):

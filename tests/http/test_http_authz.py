@@ -25,7 +25,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ class Ctx:
     to_cosign: dict[str, Any]  # the enterprise's request on SENSITIVE S, awaiting approval
     fetch_nonce: int  # the grantee's fetch of D that has no receipt yet
     work: Path
+    issue: dict[str, Any] = field(default_factory=dict)  # the grantee's open issue about D
 
     def signer(self, role: Role) -> MemberKeys:
         """The key that signs the role's actions (a stranger's for ``unsigned``)."""
@@ -210,6 +211,9 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
         _approve(ctx, ctx.grantee_request["id"])
         with broker.client("grantee") as grantee:
             grantee.fetch(dataset["id"], work / "delivered.csv")  # a delivery: it may rate
+            ctx.issue = grantee.report_issue(
+                dataset["id"], problem="The roofs column counts buildings, not roofs"
+            ).model_dump(mode="json")  # the owner's answer probe answers it
             with grantee.open_fetch(dataset["id"]) as (fetch, response):  # may sign a receipt
                 response.read()
                 ctx.fetch_nonce = int(fetch.message["nonce"])
@@ -320,6 +324,30 @@ def _rating(ctx: Ctx, role: Role) -> Any:
     return signed(keys, "rate", message, ctx.wire.domains)
 
 
+def _issue(ctx: Ctx, role: Role) -> Any:
+    keys = ctx.signer(role)
+    message = {
+        "reporter": keys.address,
+        "datasetId": ctx.dataset["id"],
+        "fields": "roofs",
+        "rows": "1",
+        "problem": f"Probe issue filed by {role}",
+    }
+    return signed(keys, "issue", message, ctx.wire.domains)
+
+
+def _answer(ctx: Ctx, role: Role) -> Any:
+    keys = ctx.signer(role)
+    message = {
+        "owner": keys.address,
+        "issueId": ctx.issue["id"],
+        "verdict": "acknowledged",
+        "fixedIn": 0,
+        "reason": "",
+    }
+    return signed(keys, "answer", message, ctx.wire.domains)
+
+
 def _rotate_key(ctx: Ctx, role: Role) -> Call:
     """The role's own key rotated to its current one: allowed or not, nothing else changes."""
     keys = ctx.signer(role)
@@ -414,6 +442,7 @@ PROBES: dict[Route, Probe] = {
     ("GET", "/v1/members/{address}/credits"): _get(lambda c: f"/v1/members/{_owner(c)}/credits"),
     ("GET", "/v1/datasets"): _get(lambda c: "/v1/datasets"),
     ("GET", "/v1/datasets/{dataset_id}"): _get(lambda c: f"/v1/datasets/{_d(c)}"),
+    ("GET", "/v1/catalog.jsonld"): _get(lambda c: "/v1/catalog.jsonld"),
     ("POST", "/v1/datasets/uploads"): _post(lambda c: "/v1/datasets/uploads", _upload_body),
     ("PUT", "/v1/datasets/uploads/{upload_id}"): _put_upload,
     ("GET", "/v1/datasets/{dataset_id}/owner-key"): _get(
@@ -441,6 +470,12 @@ PROBES: dict[Route, Probe] = {
     ("POST", "/v1/grants/revoke"): _post(lambda c: "/v1/grants/revoke", _revoke_body),
     ("POST", "/v1/receipts"): _post(lambda c: "/v1/receipts", _receipt),
     ("POST", "/v1/ratings"): _post(lambda c: "/v1/ratings", _rating),
+    ("POST", "/v1/issues"): _post(lambda c: "/v1/issues", _issue),
+    ("GET", "/v1/issues"): _get(lambda c: "/v1/issues"),
+    ("POST", "/v1/issues/{issue_id}/answer"): _post(
+        lambda c: f"/v1/issues/{c.issue['id']}/answer", _answer
+    ),
+    ("GET", "/v1/datasets/{dataset_id}/quality"): _get(lambda c: f"/v1/datasets/{_d(c)}/quality"),
     ("GET", "/v1/trace/datasets/{dataset_id}"): _get(lambda c: f"/v1/trace/datasets/{_d(c)}"),
     ("GET", "/v1/trace/members/{address}"): _get(lambda c: f"/v1/trace/members/{_owner(c)}"),
     ("GET", "/v1/verify"): _get(lambda c: "/v1/verify"),

@@ -857,6 +857,36 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
                 domains,
             ),
         ),
+        ("POST", "/v1/issues"): post(
+            "/v1/issues",
+            signed(
+                auditor,
+                "issue",
+                {
+                    "reporter": auditor.address,
+                    "datasetId": d,
+                    "fields": "roofs",
+                    "rows": "",
+                    "problem": "a regulator may not file issues",
+                },
+                domains,
+            ),
+        ),
+        ("POST", "/v1/issues/{issue_id}/answer"): post(
+            "/v1/issues/1/answer",
+            signed(
+                auditor,
+                "answer",
+                {
+                    "owner": auditor.address,
+                    "issueId": 1,
+                    "verdict": "acknowledged",
+                    "fixedIn": 0,
+                    "reason": "",
+                },
+                domains,
+            ),
+        ),
         ("POST", "/v1/log/anchor"): post("/v1/log/anchor"),
     }
 
@@ -1364,6 +1394,7 @@ def test_evidence_is_the_signed_records_that_set_it(world: World) -> None:
     assert world.wire.get(world.keys["plain"], f"/v1/log/evidence/datasets/{NOWHERE}") == {
         "data": [],
         "count": 0,
+        "next_after": None,
     }
 
 

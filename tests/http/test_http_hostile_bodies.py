@@ -164,9 +164,10 @@ def test_content_length_is_parsed_with_bounds() -> None:
         {"note": "x" * 4097},  # a text value past MAX_MESSAGE_TEXT
         {"parents": list(range(65))},  # a list past MAX_MESSAGE_LIST
         {"k" * 33: 1},  # a key past 32 characters
-        {"nested": {"a": 1}},  # no objects inside a signed message
+        {"nested": {f"k{n}": n for n in range(17)}},  # an object of more than 16 keys
+        {"nested": {"deeper": {"a": 1}}},  # an object inside an object
     ],
-    ids=["long-text", "long-list", "long-key", "object"],
+    ids=["long-text", "long-list", "long-key", "wide-object", "nested-object"],
 )
 def test_a_signed_action_with_an_unbounded_value_is_refused_before_any_check(
     world: World, extra: dict[str, Any]

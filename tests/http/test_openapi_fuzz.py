@@ -79,6 +79,8 @@ ROUTE_ACTION = {
     "POST /v1/grants/revoke": ("revoke", "fz-owner"),
     "POST /v1/receipts": ("receipt", "fz-user"),
     "POST /v1/ratings": ("rate", "fz-user"),
+    "POST /v1/issues": ("issue", "fz-user"),
+    "POST /v1/issues/{issue_id}/answer": ("answer", "fz-owner"),
 }
 SIGNERS = ("operator", "fz-owner", "fz-user", "fz-reg")
 
@@ -261,7 +263,7 @@ def _value(kind: str, name: str, signer: str, fuzz: Fuzz) -> st.SearchStrategy[A
         ids = known["request_id"] if name == "requestId" else known["dataset_id"]
         return _uint(int(kind[4:]), ids)
     if kind == "address":
-        if name in ("requester", "owner", "grantee", "consumer", "rater"):
+        if name in ("requester", "owner", "grantee", "consumer", "rater", "reporter"):
             return st.one_of(st.just(signer), st.just(signer), st.sampled_from(known["address"]))
         random = st.binary(min_size=20, max_size=20).map(lambda b: to_checksum_address(b))
         return st.one_of(st.sampled_from(known["address"]), random)

@@ -155,6 +155,7 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
     ("GET", "/v1/members/{address}/credits"): _members_read(),
     ("GET", "/v1/datasets"): _members_read(),
     ("GET", "/v1/datasets/{dataset_id}"): _members_read(),
+    ("GET", "/v1/catalog.jsonld"): _members_read(),
     ("POST", "/v1/datasets/uploads"): _producers(ok(201)),
     ("PUT", "/v1/datasets/uploads/{upload_id}"): _producers(_NOT_OWNER, owner=ok(201)),
     ("GET", "/v1/datasets/{dataset_id}/owner-key"): _producers(_NOT_OWNER, owner=ok()),
@@ -174,6 +175,10 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
     ("POST", "/v1/grants/revoke"): _producers(_NOT_OWNER, owner=ok()),
     ("POST", "/v1/receipts"): _producers(no(403, "no_grant"), grantee=ok(201)),
     ("POST", "/v1/ratings"): _producers(no(403, "not_a_recipient"), grantee=ok(201)),
+    ("POST", "/v1/issues"): _producers(no(403, "not_a_recipient"), grantee=ok(201)),
+    ("GET", "/v1/issues"): _members_read(),
+    ("POST", "/v1/issues/{issue_id}/answer"): _producers(_NOT_OWNER, owner=ok()),
+    ("GET", "/v1/datasets/{dataset_id}/quality"): _members_read(),
     ("GET", "/v1/trace/datasets/{dataset_id}"): _overseers(
         owner=ok(), **dict.fromkeys(("department", "grantee", "enterprise"), _NOT_VISIBLE)
     ),
@@ -217,6 +222,9 @@ PROBE_TARGETS: Final[dict[Route, str]] = {
     ("POST", "/v1/grants/revoke"): "a grant on the owner's dataset",
     ("POST", "/v1/receipts"): "a delivery of the owner's dataset",
     ("POST", "/v1/ratings"): "the owner's dataset",
+    ("POST", "/v1/issues"): "an issue about the owner's dataset",
+    ("POST", "/v1/issues/{issue_id}/answer"): "the grantee's open issue about the owner's dataset",
+    ("GET", "/v1/datasets/{dataset_id}/quality"): "the owner's dataset",
     ("GET", "/v1/trace/datasets/{dataset_id}"): "the owner's dataset",
     ("GET", "/v1/trace/members/{address}"): "the owner",
     ("GET", "/v1/log/evidence/members/{address}"): "the grantee's Onboard and RotateKey records",

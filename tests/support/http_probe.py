@@ -32,7 +32,7 @@ from ledger.crypto import generate_keypair
 from ledger.protocol import http as auth
 from ledger.protocol import messages as typed_data
 from ledger.protocol.actions import Domains, SignedAction, sign_action
-from ledger.protocol.documents import purpose_hash, terms_hash
+from ledger.protocol.documents import RequestForm, purpose_hash, terms_hash
 from ledger.protocol.messages import GrantTerms
 
 DEADLINE_SECONDS = 15 * 60
@@ -163,7 +163,7 @@ def grant_body(
         purpose_hash=purpose_hash(str(request["purpose"])),
         expires_at=expires_at or int(time.time()) + int(request["days"]) * 86400,
         max_uses=int(request["max_uses"]),
-        terms_hash=terms_hash(int(request["id"]), wrapped),
+        terms_hash=terms_hash(int(request["id"]), wrapped, RequestForm.of_request(request)),
     )
     message = typed_data.grant_message(terms, nonce=chain_nonce, deadline=deadline())
     action = sign_action(keys.account, "grant", message, domains)
@@ -199,6 +199,7 @@ def owner_grant_body(
         owner_wrapped_key=bytes.fromhex(str(own["wrapped_key"])[2:]),
         chain_nonce=int(nonces["access_ledger"]),
         domains=wire.domains,
+        form=RequestForm.of_request(request),
         now=now,
     )
     return {"signed": action.to_json(), "wrapped_key": "0x" + wrapped.hex()}

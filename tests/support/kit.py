@@ -196,6 +196,7 @@ def approve_only(broker: Broker, owner: MemberKeys, req: AccessRequest) -> Grant
         owner_wrapped_key=wrapped_owner,
         chain_nonce=ledger.chain.nonce("AccessLedger", owner.address),
         domains=ledger.domains,
+        form=access.form_of(req),
     )
     return access.approve(ledger, int(req.id or 0), signed, wrapped_key=wrapped)
 

@@ -1042,3 +1042,423 @@ def test_kept_rows_filter_by_dataset_and_several_actions(world: World) -> None:
     assert rows[0].at == "2025-01-01T00:00:02.000000+00:00"
     world.state.nodes.put(9, 9, b"\x01" * 32)
     assert world.state.nodes.get(9, 9) == b"\x01" * 32
+
+
+# -- exact findings and helpers (each pinned to its wording and numbers) -------------------------
+
+
+def test_a_run_of_shifted_records_is_named_once_with_its_first_and_last_position(
+    world: World,
+) -> None:
+    for _ in range(6):
+        world.request()
+    world.log.served = world.log.leaves[:1] + world.log.leaves[2:]
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.RECORD_OUT_OF_ORDER,
+            "log record 1",
+            "positions 1-4 hold records 2-5 (records dropped, inserted or reordered)",
+        ),
+        (
+            ErrorCode.RECORD_MISSING,
+            "log record 5",
+            "the log served 5 of the 6 new records its signed head holds",
+        ),
+    ]
+
+
+def test_records_missing_from_an_incremental_run_are_counted_from_the_kept_head(
+    world: World,
+) -> None:
+    for _ in range(2):
+        world.request()
+    assert world.verify().ok
+    for _ in range(3):
+        world.request()
+    world.log.served = world.log.leaves[:3]
+    seen: list[tuple[str, int, int]] = []
+    report = world.verify(progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.RECORD_MISSING,
+            "log record 3",
+            "the log served 1 of the 3 new records its signed head holds",
+        )
+    ]
+    assert [s for s in seen if s[0] == "records"] == [("records", 1, 3)]
+
+
+def test_a_malformed_record_and_a_replay_are_named_with_their_reason(world: World) -> None:
+    signed = world.request()
+    world.log.leaves.append(b'{"v":1, "seq":1}')
+    world.log.tree.append(world.log.leaves[-1])
+    world.log.append(signed)
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.RECORD_MALFORMED,
+            "log record 1",
+            "a record is canonical JSON (RFC 8785 with exact integers)",
+        ),
+        (
+            ErrorCode.NONCE_REPLAYED,
+            "log record 2",
+            f"the same request by {BOB.address} as log record 0 (a replay)",
+        ),
+    ]
+
+
+def test_a_node_behind_the_last_scanned_block_is_noted(world: World) -> None:
+    world.request()
+    assert world.verify().ok
+    scanned = world.state.last_block
+    world.chain.block = scanned - 3
+    report = world.verify()
+    assert report.problems == []
+    assert [(p.code, p.where, p.what) for p in report.pending] == [
+        (
+            ErrorCode.CHAIN_ERROR,
+            "chain",
+            f"the node is at block {scanned - 3}, behind block {scanned} scanned before",
+        )
+    ]
+    assert world.state.last_block == scanned
+
+
+def test_progress_counts_every_kind_of_event_read(world: World) -> None:
+    busy(world)
+    seen: list[tuple[str, int, int]] = []
+    assert world.verify(progress=lambda *step: seen.append(step)).ok
+    kinds = len(verifier_module.BY_EVENT)
+    assert kinds > 1
+    assert [s for s in seen if s[0] == "events"] == [
+        ("events", done, kinds) for done in range(1, kinds + 1)
+    ]
+    # register, fetch and receipt have chain traces to match; request and rate have none
+    assert [s for s in seen if s[0] == "matching"] == [("matching", 3, 3)]
+
+
+def _record(signed: SignedAction, context: dict[str, Any] | None = None) -> Any:
+    from ledger.audit.records import parse_leaf
+
+    return parse_leaf(leaf_of(0, signed, context))
+
+
+def test_an_anchor_root_reads_from_bytes_or_0x_hex_only() -> None:
+    as_bytes = verifier_module._as_bytes
+    assert as_bytes(b"\x01\x02") == b"\x01\x02"
+    assert as_bytes(bytearray(b"\x03")) == b"\x03"
+    assert as_bytes("0x0aFF") == b"\x0a\xff"
+    assert as_bytes("0x") == b""
+    for unreadable in ("0a0b", "0xzz", "0x0", 12345, None, ["0x00"]):
+        assert as_bytes(unreadable) is None, unreadable
+
+
+def test_a_record_is_filed_under_the_signed_dataset_else_the_brokers_word() -> None:
+    dataset_of = verifier_module._dataset_of
+    fetch = World().sign_fetch(BOB, 7)
+    assert dataset_of(_record(fetch, {"dataset_id": 9})) == (7, "signed")
+    deny = sign_action(
+        ALICE,
+        "deny",
+        {"owner": ALICE.address, "requestId": 3, "reason": "no", "nonce": 2**64, "deadline": 1},
+        DOMAINS,
+    )
+    assert dataset_of(_record(deny, {"dataset_id": 9})) == (9, "context")
+    for context in ({}, {"dataset_id": None}, {"dataset_id": True}, {"dataset_id": "9"}):
+        assert dataset_of(_record(deny, context)) == (None, None), context
+
+
+def test_a_record_names_its_actor_and_every_address_in_its_message() -> None:
+    parties = verifier_module._parties
+    onboard = sign_action(
+        BROKER,
+        "onboard",
+        {
+            "member": ALICE.address,
+            "kind": 1,
+            "name": "Alice",
+            "keySuite": 1,
+            "encryptionKey": b"\x01" * 32,
+            "nonce": 2**64,
+            "deadline": DEADLINE,
+        },
+        DOMAINS,
+    )
+    assert parties(_record(onboard)) == (BROKER.address.lower(), ALICE.address.lower())
+    fetch = World().sign_fetch(BOB, 1)
+    assert parties(_record(fetch)) == (BOB.address.lower(),)
+
+
+def test_a_record_carries_exactly_one_signed_action() -> None:
+    from ledger.audit.records import carries
+
+    fetch = World().sign_fetch(BOB, 1)
+    other = World().sign_fetch(BOB, 1)
+    assert carries(_record(fetch), fetch)
+    assert not carries(_record(fetch), other)
+
+
+def test_a_kept_record_without_a_dataset_reads_back_with_none() -> None:
+    world = World()
+    deny = sign_action(
+        ALICE,
+        "deny",
+        {"owner": ALICE.address, "requestId": 3, "reason": "no", "nonce": 2**64, "deadline": 1},
+        DOMAINS,
+    )
+    world.log.append(deny)
+    assert world.verify().ok
+    (row,) = world.state.leaf_rows()
+    assert (row.seq, row.action, row.dataset_id, row.dataset_from) == (0, "deny", None, None)
+    assert row.actor == ALICE.address
+
+
+def _register_labelled(
+    world: World, metadata: dict[str, Any], classification: int, signed_hash: str
+) -> None:
+    from ledger.protocol.documents import metadata_hash
+
+    message = {
+        "owner": ALICE.address,
+        "contentHash": b"\x07" * 32,
+        "metadataHash": signed_hash or "0x" + metadata_hash(metadata).hex(),
+        "classification": classification,
+        "parents": [],
+        "previousVersion": 0,
+        "nonce": 7,
+        "deadline": DEADLINE,
+    }
+    signed = sign_action(ALICE, "register", message, DOMAINS)
+    tx = world.chain.emit(
+        "DataRegistry",
+        "DatasetRegistered",
+        datasetId=7,
+        owner=ALICE.address,
+        contentHash=message["contentHash"],
+        metadataHash=bytes.fromhex(signed.message["metadataHash"][2:]),
+        classification=classification,
+        parents=(),
+        previousVersion=0,
+    )
+    world.log.append(signed, {"tx": tx.tx_hash, "dataset_id": 7, "metadata": metadata})
+
+
+@pytest.mark.parametrize(
+    ("metadata", "classification", "signed_hash", "finding"),
+    [
+        (
+            {"v": 1, "title": "t", "personal_data": True},
+            0,
+            "",
+            (
+                ErrorCode.LABEL_RULE_BROKEN,
+                "register: personal data cannot be PUBLIC: classify it internal or sensitive",
+            ),
+        ),
+        (
+            {"v": 1, "title": "t", "themes": ["JUST"]},
+            1,
+            "",
+            (
+                ErrorCode.LABEL_RULE_BROKEN,
+                "register: theme JUST needs classification SENSITIVE, not INTERNAL",
+            ),
+        ),
+        (
+            {"v": 1, "title": "t"},
+            1,
+            "0x" + "11" * 32,
+            (
+                ErrorCode.METADATA_MISMATCH,
+                "the registration's metadata document does not hash to the signed metadataHash",
+            ),
+        ),
+    ],
+    ids=["personal-public", "theme-below-sensitive", "unsigned-document"],
+)
+def test_a_registration_breaking_a_labelling_rule_is_named_with_the_rule(
+    metadata: dict[str, Any], classification: int, signed_hash: str, finding: tuple[str, str]
+) -> None:
+    world = World()
+    _register_labelled(world, metadata, classification, signed_hash)
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (*finding[:1], "log record 0", finding[1])
+    ]
+
+
+def test_labels_are_checked_only_against_a_document_the_owner_signed_and_a_known_class() -> None:
+    from ledger.protocol.documents import metadata_hash
+
+    personal = {"v": 1, "title": "t", "personal_data": True}
+    upper = World()  # the signed hash in upper-case hex names the same document
+    _register_labelled(upper, personal, 2, "0x" + metadata_hash(personal).hex().upper())
+    assert upper.verify().ok
+    for classification in (3, 255):  # no such class: the chain refuses it, not the labels
+        world = World()
+        _register_labelled(world, personal, classification, "")
+        assert world.verify().problems == []
+    unlabelled = World()  # a registration that carries no document is not checked here
+    message_only = sign_action(
+        ALICE,
+        "register",
+        {
+            "owner": ALICE.address,
+            "contentHash": b"\x07" * 32,
+            "metadataHash": b"\x11" * 32,
+            "classification": 0,
+            "parents": [],
+            "previousVersion": 0,
+            "nonce": 7,
+            "deadline": DEADLINE,
+        },
+        DOMAINS,
+    )
+    unlabelled.log.append(message_only, {"metadata": "not a document"})
+    assert unlabelled.verify().codes() == [ErrorCode.RECORD_UNCONFIRMED]
+
+
+def test_anchors_and_unexplained_events_are_named_with_sizes_roots_and_arguments(
+    world: World,
+) -> None:
+    for _ in range(4):
+        world.request()
+    world.anchor(2)
+    bad = world.anchor(3, root=b"\x66" * 32)
+    world.log.note = world.log.head(3)  # the broker serves an older head than it anchored
+    beyond = world.anchor(4)
+    fake = world.used(world.sign_fetch(BOB, 1), uses=2)
+    report = world.verify()
+    nonce = str(fake.args["nonce"])
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size 3 (tx {bad.tx_hash})",
+            f"the chain holds root 0x{'66' * 32} for the first 3 records; the log's records "
+            f"make 0x{world.log.tree.root(3).hex()}",
+        ),
+        (
+            ErrorCode.CHAIN_EVENT_UNMATCHED,
+            f"tx {fake.tx_hash}",
+            f"AccessLedger.AccessUsed at block {fake.block_number} (datasetId=1, "
+            f"grantee={BOB.address[:12]}…, uses=2, nonce={nonce[:12]}…) has no signed record "
+            "in the log",
+        ),
+    ]
+    assert [(p.code, p.where, p.what) for p in report.pending] == [
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size 4 (tx {beyond.tx_hash})",
+            "anchored beyond the signed head (3 records): checked next run",
+        )
+    ]
+    assert report.counts["anchors"] == 2
+    assert not report.advanced
+
+
+def test_an_event_mined_after_the_head_was_read_is_pending_by_name(world: World) -> None:
+    late = world.sign_fetch()
+    relayed: list[Event] = []
+    world.log.on_checkpoint = lambda: relayed.append(world.used(late))
+    report = world.verify()
+    (event,) = relayed
+    nonce = str(event.args["nonce"])
+    assert report.problems == []
+    assert [(p.code, p.where, p.what) for p in report.pending] == [
+        (
+            ErrorCode.CHAIN_EVENT_UNMATCHED,
+            f"tx {event.tx_hash}",
+            f"AccessLedger.AccessUsed at block {event.block_number} (datasetId=1, "
+            f"grantee={BOB.address[:12]}…, uses=1, nonce={nonce[:12]}…) has no signed record "
+            "in the log yet (newer than the head)",
+        )
+    ]
+
+
+def test_event_arguments_are_shown_whole_up_to_20_characters() -> None:
+    show = verifier_module._show_args
+    args = {"a": "x" * 20, "b": "y" * 21, "c": 5}
+    assert show(args) == f"a={'x' * 20}, b={'y' * 12}…, c=5"
+    assert show(args, ["c", "a"]) == f"a={'x' * 20}, c=5"
+    assert show({}) == ""
+
+
+def test_checkpoint_findings_name_the_signer_the_sizes_and_the_empty_tree() -> None:
+    stranger = World()
+    stranger.request()
+    stranger.log.signer = MALLORY
+    assert [(p.code, p.where, p.what) for p in stranger.verify().problems] == [
+        (
+            ErrorCode.CHECKPOINT_NOT_BROKER,
+            "checkpoint",
+            f"signed by {MALLORY.address}, which holds no BROKER role on FlowLog",
+        )
+    ]
+    shrunk = World()
+    shrunk.request()
+    shrunk.request()
+    assert shrunk.verify().ok
+    shrunk.log.note = shrunk.log.head(1)
+    assert [(p.code, p.where, p.what) for p in shrunk.verify().problems] == [
+        (ErrorCode.LOG_INCONSISTENT, "checkpoint", "the log shrank from 2 to 1 records")
+    ]
+    forked = World()
+    forked.request()
+    assert forked.verify().ok
+    other = World()
+    for _ in range(3):
+        other.request()
+    forked.log = other.log
+    assert [(p.code, p.where, p.what) for p in forked.verify().problems] == [
+        (
+            ErrorCode.LOG_INCONSISTENT,
+            "checkpoint",
+            "the head of size 3 does not extend the kept head of size 1 (no valid consistency "
+            "proof): history was rewritten or forked",
+        )
+    ]
+    empty = World()
+    empty.log.note = sign_checkpoint(BROKER, Checkpoint(ORIGIN, 0, b"\x05" * 32))
+    assert [(p.code, p.where, p.what) for p in empty.verify().problems] == [
+        (
+            ErrorCode.RECORD_MISMATCH,
+            "checkpoint",
+            "the signed root of 0 records is not the empty tree's",
+        )
+    ]
+
+
+def test_a_state_of_another_log_or_a_damaged_one_is_refused_by_name(world: World) -> None:
+    world.request()
+    assert world.verify().ok
+    other = origin_for(1, DOMAINS.flow_log)
+    with pytest.raises(ConfigurationError) as caught:
+        verify(world.log, world.chain, world.state, domains=DOMAINS, origin=other)
+    assert caught.value.message == f"this audit state is of log {ORIGIN!r}, not of {other!r}"
+
+
+def test_a_kept_checkpoint_that_no_longer_fits_the_state_is_refused_by_name(
+    world: World,
+) -> None:
+    world.request()
+    world.request()
+    assert world.verify().ok
+    with world.state.transaction():
+        world.state.advance(
+            origin=ORIGIN, checkpoint_note=world.log.head(1), last_block=world.state.last_block
+        )
+    with pytest.raises(ConfigurationError) as damaged:
+        world.verify()
+    assert damaged.value.message == "the audit state is damaged: 2 records kept for a head of 1"
+    with world.state.transaction():
+        world.state.advance(
+            origin=ORIGIN, checkpoint_note="garbage", last_block=world.state.last_block
+        )
+    with pytest.raises(ConfigurationError) as unparsable:
+        world.verify()
+    assert unparsable.value.message == (
+        "the kept checkpoint no longer parses: a checkpoint is three body lines, an empty line "
+        "and one signature line"
+    )

@@ -167,3 +167,83 @@ def test_hybrid_keys_follow_the_x_wing_seed_expansion() -> None:
     assert hashlib.sha256(public).hexdigest() == (
         "2e816deebcd76c5c80d0cd2d174478871658e8e2ff42bc9d4a6e486372e856bb"
     )
+
+
+# -- refusals, each with its exact reason ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("envelope", "error", "message"),
+    [
+        (b"", IntegrityError, "wrapped key is truncated"),
+        (b"\x01", IntegrityError, "wrapped key is truncated"),
+        (
+            b"\x01\x01",
+            IntegrityError,
+            "wrapped key does not open: wrong private key, wrong context, or altered envelope",
+        ),
+        (b"\x02\x01", UnsupportedFormat, "unsupported wrapped-key version 2"),
+        (b"\x01\x63", UnsupportedFormat, "unsupported HPKE suite 99"),
+    ],
+)
+def test_short_or_foreign_envelopes_are_refused_by_name(
+    envelope: bytes, error: type[Exception], message: str
+) -> None:
+    private, _ = generate_keypair("x25519")
+    with pytest.raises(error) as caught:
+        unwrap_key(envelope, private.to_bytes(), info=INFO)
+    assert caught.value.message == message  # type: ignore[attr-defined]
+
+
+def test_an_envelope_under_another_key_is_refused_by_name(suite: Suite) -> None:
+    _, public = generate_keypair(suite)
+    other, _ = generate_keypair(suite)
+    wrapped = wrap_key(generate_data_key(), public.to_bytes(), suite=suite, info=INFO)
+    with pytest.raises(IntegrityError) as caught:
+        unwrap_key(wrapped, other.to_bytes(), info=INFO)
+    assert caught.value.message == (
+        "wrapped key does not open: wrong private key, wrong context, or altered envelope"
+    )
+
+
+def test_an_envelope_holding_anything_but_a_256_bit_key_is_refused() -> None:
+    """Sealed by hand (``wrap_key`` refuses short keys): what opens must still be a DEK."""
+    from ledger.crypto import hpke
+
+    private, public = generate_keypair("x25519")
+    header = b"\x01\x01"
+    sealed = hpke._HPKE[1].encrypt(
+        b"k" * 16, hpke._load_public(X25519, public.to_bytes()), info=hpke._info(header, INFO)
+    )
+    with pytest.raises(IntegrityError) as caught:
+        unwrap_key(header + sealed, private.to_bytes(), info=INFO)
+    assert caught.value.message == "wrapped key holds 16 bytes, not a 32-byte DEK"
+
+
+def test_key_and_suite_refusals_name_the_suite_and_the_size() -> None:
+    refusals = [
+        (lambda: get_suite("kyber"), "unsupported HPKE suite 'kyber'"),
+        (lambda: get_suite(3), "unsupported HPKE suite 3"),
+        (lambda: wrap_key(bytes(16), bytes(32), info=INFO), "a data key is 32 bytes, got 16"),
+        (lambda: load_public_key("x25519", bytes(31)), "x25519 public keys are 32 bytes"),
+        (
+            lambda: load_public_key("mlkem768-x25519", bytes(1215)),
+            "mlkem768-x25519 public keys are 1216 bytes",
+        ),
+        (lambda: load_private_key("x25519", bytes(33)), "x25519 private keys are 32 bytes"),
+        (
+            lambda: load_private_key("mlkem768-x25519", bytes(31)),
+            "mlkem768-x25519 private keys are 32 bytes",
+        ),
+    ]
+    for call, message in refusals:
+        with pytest.raises((CryptoError, UnsupportedFormat)) as caught:
+            call()
+        assert caught.value.message == message
+
+
+def test_a_malformed_hybrid_public_key_is_refused_with_the_reason() -> None:
+    with pytest.raises(CryptoError) as caught:
+        load_public_key("mlkem768-x25519", b"\xff" * 1216)
+    assert caught.value.message.startswith("malformed mlkem768-x25519 public key: ")
+    assert len(caught.value.message) > len("malformed mlkem768-x25519 public key: ")

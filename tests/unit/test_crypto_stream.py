@@ -447,3 +447,162 @@ def test_chunks_are_written_in_stream_order_by_one_writer_thread() -> None:
     assert open_sealed(out.getvalue()) == data
     assert len(set(out.threads[1:])) == 1
     assert out.threads[1].startswith("drl-write")
+
+
+# --- what a refusal says ------------------------------------------------------------------------
+
+FAILED = "failed authentication: wrong key, or altered, truncated, reordered or spliced data"
+
+
+def _empty_final_chunk_after_data() -> bytes:
+    header = Header.new(CHUNK)
+    aead = AESGCM(KEY)
+    return (
+        header.pack()
+        + aead.encrypt(header.nonce(0), bytes(CHUNK), header.aad(0, last=False))
+        + aead.encrypt(header.nonce(1), b"", header.aad(1, last=True))
+    )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda h, c: h + c[0][:5], "encrypted dataset is truncated in chunk 0"),
+        (lambda h, c: h + c[0] + c[1][: TAG_SIZE - 1], "encrypted dataset is truncated in chunk 1"),
+        (lambda h, c: h + c[1] + c[0] + b"".join(c[2:]), f"chunk 0 {FAILED}"),
+        (lambda h, c: h + b"".join(c[:-1]), f"chunk 2 {FAILED}"),
+        (
+            lambda h, c: _empty_final_chunk_after_data(),
+            "chunk 1 is an empty final chunk after data",
+        ),
+    ],
+    ids=["short-first", "short-second", "reordered", "last-dropped", "empty-final"],
+)
+def test_each_refusal_names_the_chunk_and_the_reason(
+    tamper: Callable[[bytes, list[bytes]], bytes], message: str
+) -> None:
+    header, chunks = sealed_chunks(BLOB)
+    with pytest.raises(IntegrityError) as caught:
+        decrypt(io.BytesIO(tamper(header, chunks)), io.BytesIO(), KEY)
+    assert caught.value.message == message
+
+
+def test_decrypted_chunks_are_written_by_the_one_writer_thread() -> None:
+    import threading
+
+    class Recording(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads: list[str] = []
+
+        def write(self, data: Any) -> int:
+            self.threads.append(threading.current_thread().name)
+            return super().write(data)
+
+    out = Recording()
+    decrypt(io.BytesIO(BLOB), out, KEY)
+    assert out.getvalue() == BODY
+    assert len(out.threads) == 4
+    assert len(set(out.threads)) == 1
+    assert out.threads[0].startswith("drl-write")
+
+
+def test_a_key_of_the_wrong_length_is_refused_with_its_length() -> None:
+    for call in (
+        lambda: encrypt(io.BytesIO(b"data"), io.BytesIO(), bytes(16)),
+        lambda: decrypt(io.BytesIO(BLOB), io.BytesIO(), bytes(33)),
+    ):
+        with pytest.raises(CryptoError) as caught:
+            call()
+        assert caught.value.message in (
+            "a data key is 32 bytes, got 16",
+            "a data key is 32 bytes, got 33",
+        )
+    with pytest.raises(CryptoError) as short:
+        encrypt(io.BytesIO(b"data"), io.BytesIO(), bytes(31))
+    assert short.value.message == "a data key is 32 bytes, got 31"
+
+
+def test_a_fixed_nonce_prefix_is_the_one_in_the_header() -> None:
+    prefix = bytes(range(10, 18))
+    out = io.BytesIO()
+    result = encrypt(io.BytesIO(BODY), out, KEY, chunk_size=CHUNK, nonce_prefix=prefix)
+    blob = out.getvalue()
+    assert blob[:HEADER_SIZE] == b"DRLE\x01" + CHUNK.to_bytes(4, "big") + prefix
+    assert result.chunk_size == CHUNK
+    assert (result.plaintext_size, result.ciphertext_size) == (len(BODY), len(blob))
+    header = Header(chunk_size=CHUNK, nonce_prefix=prefix)
+    first = AESGCM(KEY).decrypt(
+        header.nonce(0), blob[HEADER_SIZE:][:SEALED_CHUNK], header.aad(0, last=False)
+    )
+    assert first == BODY[:CHUNK]
+    opened = decrypt(io.BytesIO(blob), io.BytesIO(), KEY)
+    assert opened.chunk_size == CHUNK
+    assert opened.plaintext_size == len(BODY)
+
+
+@pytest.mark.parametrize("prefix", [b"", bytes(7), bytes(9)])
+def test_a_nonce_prefix_is_8_bytes(prefix: bytes) -> None:
+    with pytest.raises(CryptoError) as caught:
+        encrypt(io.BytesIO(b"data"), io.BytesIO(), KEY, nonce_prefix=prefix)
+    assert caught.value.message == "a nonce prefix is 8 bytes"
+
+
+_STAGES = ("drl-write", "drl-ciphertext-hash", "drl-content-hash", "drl-crypto")
+
+
+def _stage_threads() -> list[str]:
+    """Live threads of the crypto stages (other parts of the ledger name threads drl-* too)."""
+    import threading
+
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(_STAGES))
+
+
+def test_each_stage_runs_on_its_own_named_thread_and_none_outlives_the_call() -> None:
+    """Writer, ciphertext hash and (for chunks not aligned to 1 MiB) content hash: one named
+    thread each while running, all stopped by the time the call returns, even on failure."""
+
+    class Recording(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[list[str]] = []
+
+        def write(self, data: Any) -> int:
+            self.seen.append(sorted({n.rsplit("_", 1)[0] for n in _stage_threads()}))
+            return super().write(data)
+
+    assert _stage_threads() == []
+    sealed = Recording()
+    encrypt(io.BytesIO(BODY), sealed, KEY, chunk_size=CHUNK)
+    assert sealed.seen[-1] == ["drl-ciphertext-hash", "drl-content-hash", "drl-crypto", "drl-write"]
+    assert _stage_threads() == []
+    opened = Recording()
+    decrypt(io.BytesIO(sealed.getvalue()), opened, KEY)
+    assert opened.getvalue() == BODY
+    assert opened.seen[-1] == ["drl-content-hash", "drl-crypto", "drl-write"]
+    assert _stage_threads() == []
+    header, chunks = sealed_chunks(sealed.getvalue())
+    with pytest.raises(IntegrityError):
+        decrypt(io.BytesIO(header + b"".join(chunks[:-1])), io.BytesIO(), KEY)
+    assert _stage_threads() == []
+
+
+def test_chunks_aligned_to_1_mib_are_hashed_on_the_workers_without_an_ordered_stage() -> None:
+    class Recording(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[list[str]] = []
+
+        def write(self, data: Any) -> int:
+            self.seen.append(sorted({n.rsplit("_", 1)[0] for n in _stage_threads()}))
+            return super().write(data)
+
+    data = os.urandom(2 * PIECE_SIZE + 5)
+    sealed = Recording()
+    result = encrypt(io.BytesIO(data), sealed, KEY, chunk_size=PIECE_SIZE)
+    assert result.content_hash == canonical_hash(data)
+    assert sealed.seen[-1] == ["drl-ciphertext-hash", "drl-crypto", "drl-write"]
+    opened = Recording()
+    assert decrypt(io.BytesIO(sealed.getvalue()), opened, KEY).content_hash == result.content_hash
+    assert opened.seen[-1] == ["drl-crypto", "drl-write"]
+    assert _stage_threads() == []

@@ -36,6 +36,7 @@ from ledger.protocol.actions import ACTION_NAMES, ACTIONS, Domains, SignedAction
 from ledger.protocol.canonical import canonical
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import (
+    RequestForm,
     key_context,
     metadata_hash,
     purpose_hash,
@@ -51,6 +52,7 @@ from ledger.protocol.eip712 import (
     struct_fields,
     type_hash,
 )
+from ledger.protocol.labels import LABEL_MEMBERS
 from ledger.protocol.limits import check_limits, check_timing
 from ledger.protocol.messages import GrantTerms, typed_approval
 
@@ -433,6 +435,7 @@ def test_metadata_document_has_what_prepare_upload_writes(tmp_path: Path) -> Non
         description=doc["description"],
         schema=doc["schema"],
         quality=doc["quality"],
+        labels={k: doc[k] for k in LABEL_MEMBERS if k in doc},
     )
     assert set(prepared.metadata) == set(doc)
     assert prepared.metadata["v"] == doc["v"]
@@ -455,9 +458,10 @@ def test_purpose_terms_reason_and_key_context() -> None:
 
     terms = docs["terms"]
     wrapped = unhex(terms["wrapped_key"])
-    assert terms_document(terms["request_id"], wrapped) == terms["document"]
+    form = RequestForm.of_request(terms["document"])
+    assert terms_document(terms["request_id"], wrapped, form) == terms["document"]
     assert canonical(terms["document"]).decode() == terms["canonical"]
-    assert terms_hash(terms["request_id"], wrapped) == unhex(terms["terms_hash"])
+    assert terms_hash(terms["request_id"], wrapped, form) == unhex(terms["terms_hash"])
     assert ACTION_VECTORS["grant"]["message"]["termsHash"] == terms["terms_hash"]
 
     reason = docs["reassign_reason"]
