@@ -18,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.main import create_app
+from api.transfers import WriteRate
 from ledger.broker import Broker, open_broker
 from ledger.client.member import MemberKeys
 from ledger.client.sdk import BrokerClient
@@ -267,3 +268,41 @@ def test_a_signature_not_written_as_0x_and_130_hex_digits_is_unauthenticated(
     response = app.get(headers)
     assert code(response) == (401, "unauthenticated")
     assert response.json()["message"] == "request signature is malformed"
+
+
+def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limited(
+    app: App,
+) -> None:
+    """Two writes of burst, then 429 ``rate_limited`` until the bucket refills (1 per 10 s)."""
+    app.at(NOW)
+    clock = {"now": 1000.0}
+    state = app.http.app.state  # type: ignore[attr-defined]
+    saved = state.write_rate
+    state.write_rate = WriteRate(per_second=0.1, burst=2, clock=lambda: clock["now"])
+    try:
+
+        def post() -> httpx.Response:
+            body = b"{}"  # refused later as invalid: the rate is checked first
+            headers = auth.sign_request(
+                app.member.account,
+                method="POST",
+                target="/v1/requests",
+                body_sha256=auth.body_sha256(body),
+                chain_id=int(app.config["chain_id"]),
+                deployment=str(app.config["flow_log"]),
+                timestamp=NOW,
+            )
+            headers["content-type"] = "application/json"
+            return app.http.post("/v1/requests", content=body, headers=headers)
+
+        assert [post().status_code for _ in range(2)] == [422, 422]
+        limited = post()
+        assert code(limited) == (429, "rate_limited")
+        assert "retry in 10.00 s" in limited.json()["message"]
+        assert app.get(app.headers()).status_code == 200  # reads are not counted
+        clock["now"] += 9.9
+        assert code(post()) == (429, "rate_limited")
+        clock["now"] += 0.1  # one write's worth has refilled
+        assert post().status_code == 422
+    finally:
+        state.write_rate = saved
