@@ -129,31 +129,28 @@ def test_an_embedded_chain_gets_a_chain_id_of_its_own(world: World) -> None:
     assert chain_id in EMBEDDED_CHAIN_IDS
 
 
-def test_a_request_replayed_after_a_restart_is_refused(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    with running_broker(home) as broker:
-        new_member(broker, "office", "department", "District Planning Office")
-        with broker.client("office") as office:
-            assert office.keys is not None
-            keys = office.keys
-        wire = Wire(broker.url)
-        try:
-            headers = wire.headers(keys, "GET", "/v1/datasets", auth.EMPTY_SHA256)
-            assert wire.http.get("/v1/datasets", headers=headers).status_code == 200
-        finally:
-            wire.close()
-        url = broker.url
-    port = int(url.rsplit(":", 1)[1])
-    process = start_broker(env_for(home, url), port=port, log=tmp_path / "again.log", timeout=60)
+def test_a_request_replayed_after_a_restart_is_refused(world: World) -> None:
+    """Last in the module: it restarts the module's broker on the same home and port."""
+    broker = world.broker
+    wire = Wire(broker.url)
     try:
-        wire = Wire(url)
+        headers = wire.headers(world.office, "GET", "/v1/datasets", auth.EMPTY_SHA256)
+        assert wire.http.get("/v1/datasets", headers=headers).status_code == 200
+    finally:
+        wire.close()
+    stop_broker(broker.process)
+    port = int(broker.url.rsplit(":", 1)[1])
+    log = broker.home.parent / "restarted-serve.log"
+    broker.process = start_broker(env_for(broker.home, broker.url), port=port, log=log)
+    try:
+        wire = Wire(broker.url)
         try:
             replay = wire.http.get("/v1/datasets", headers=headers)
             assert chain_id_unchanged(wire, headers)
         finally:
             wire.close()
     finally:
-        stop_broker(process)
+        stop_broker(broker.process)
     assert (replay.status_code, error_code(replay)) == (401, "request_replayed")
 
 

@@ -1462,3 +1462,263 @@ def test_a_kept_checkpoint_that_no_longer_fits_the_state_is_refused_by_name(
         "the kept checkpoint no longer parses: a checkpoint is three body lines, an empty line "
         "and one signature line"
     )
+
+
+def test_a_record_served_as_anything_but_bytes_counts_as_the_empty_leaf(world: World) -> None:
+    """The tree is over bytes: a record served as text is hashed as b"" (and is malformed)."""
+    world.request()
+    world.log.leaves.append(b"")
+    world.log.tree.append(b"")  # the signed tree holds an empty leaf at position 1
+    world.log.served = [world.log.leaves[0], ""]  # type: ignore[list-item]
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (ErrorCode.RECORD_MALFORMED, "log record 1", "a record is canonical JSON")
+    ]
+
+
+def test_a_checked_anchor_is_not_checked_again_nor_kept_twice(world: World) -> None:
+    world.request()
+    event = world.anchor()
+    first = world.verify()
+    assert (first.ok, first.counts["anchors"]) == (True, 1)
+    again = world.verify()
+    assert (again.ok, again.counts["anchors"]) == (True, 0)
+    assert [(a.tree_size, a.tx_hash, a.status) for a in world.state.anchors()] == [
+        (1, event.tx_hash, "ok")
+    ]
+
+
+def test_each_record_out_of_place_is_named_with_the_record_it_holds(world: World) -> None:
+    for _ in range(6):
+        world.request()
+    served = list(world.log.leaves)
+    served[2], served[3] = served[3], served[2]
+    world.log.served = served
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.RECORD_OUT_OF_ORDER,
+            "log record 2",
+            "position 2 holds record 3 (records dropped, inserted or reordered)",
+        ),
+        (
+            ErrorCode.RECORD_OUT_OF_ORDER,
+            "log record 3",
+            "position 3 holds record 2 (records dropped, inserted or reordered)",
+        ),
+        (
+            ErrorCode.RECORD_MISMATCH,
+            "log record 2",
+            "the records served do not make the signed head of size 6: record 2 is the first "
+            "that differs (rewritten, dropped or reordered)",
+        ),
+    ]
+
+
+def test_an_anchor_beyond_the_records_served_waits_for_them(world: World) -> None:
+    for _ in range(4):
+        world.request()
+    anchor = world.anchor(3)
+    world.log.served = world.log.leaves[:2]
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.RECORD_MISSING,
+            "log record 2",
+            "the log served 2 of the 4 new records its signed head holds",
+        )
+    ]
+    assert [(p.code, p.where, p.what) for p in report.pending] == [
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size 3 (tx {anchor.tx_hash})",
+            "anchored beyond the signed head (4 records): checked next run",
+        )
+    ]
+
+
+def test_every_anchor_is_checked_after_one_that_waits_or_cannot_be_read(world: World) -> None:
+    for _ in range(4):
+        world.request()
+    world.log.note = world.log.head(3)
+    beyond = world.anchor(4)
+    bad = world.anchor(2, root=b"\x01" * 32)
+    unreadable = world.anchor(1, root="zz")  # type: ignore[arg-type]
+    flag = world.chain.emit(
+        "FlowLog",
+        "TreeHeadAnchored",
+        treeSize=True,
+        rootHash=b"\x00" * 32,
+        headIndex=0,
+        anchoredAt=0,
+    )
+    wrong = world.anchor(3, root=b"\x02" * 32)
+    report = world.verify()
+    tree = world.log.tree
+
+    def mismatch(size: int, root: bytes) -> str:
+        return (
+            f"the chain holds root 0x{root.hex()} for the first {size} records; the log's "
+            f"records make 0x{tree.root(size).hex()}"
+        )
+
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size 2 (tx {bad.tx_hash})",
+            mismatch(2, b"\x01" * 32),
+        ),
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size 1 (tx {unreadable.tx_hash})",
+            "an anchor event that cannot be read",
+        ),
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size True (tx {flag.tx_hash})",
+            "an anchor event that cannot be read",
+        ),
+        (
+            ErrorCode.ANCHOR_MISMATCH,
+            f"anchor of size 3 (tx {wrong.tx_hash})",
+            mismatch(3, b"\x02" * 32),
+        ),
+    ]
+    assert [(p.code, p.where) for p in report.pending] == [
+        (ErrorCode.ANCHOR_MISMATCH, f"anchor of size 4 (tx {beyond.tx_hash})")
+    ]
+
+
+def test_open_records_are_matched_in_chunks_until_none_is_left(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verifier_module, "_CHUNK", 2)
+    world.register(ALICE, 1)
+    for _ in range(4):
+        world.fetch(BOB, 1)
+    seen: list[tuple[str, int, int]] = []
+    report = world.verify(progress=lambda *step: seen.append(step))
+    assert report.ok, report.problems
+    assert report.counts["matched"] == 5
+    assert [s for s in seen if s[0] == "matching"] == [
+        ("matching", 2, 2),
+        ("matching", 4, 4),
+        ("matching", 5, 5),
+    ]
+
+
+def test_unexplained_events_are_named_in_block_order_and_again_next_run(world: World) -> None:
+    used = world.used(world.sign_fetch(BOB, 1))
+    registered = world.chain.emit(
+        "DataRegistry",
+        "DatasetRegistered",
+        datasetId=9,
+        owner=ALICE.address,
+        contentHash=b"\x09" * 32,
+        metadataHash=b"\x11" * 32,
+        classification=1,
+        parents=(),
+        previousVersion=0,
+    )
+    used_again = world.used(world.sign_fetch(BOB, 1))
+    expected = [f"tx {e.tx_hash}" for e in (used, registered, used_again)]
+    first = world.verify()
+    assert wheres(first, ErrorCode.CHAIN_EVENT_UNMATCHED) == expected
+    assert first.advanced
+    again = world.verify()
+    assert wheres(again, ErrorCode.CHAIN_EVENT_UNMATCHED) == expected
+
+
+def test_an_anchor_left_pending_is_replaced_once_checked(world: World) -> None:
+    for _ in range(3):
+        world.request()
+    world.log.note = world.log.head(2)
+    anchor = world.anchor(3)
+    assert world.verify().ok
+    assert [(a.tree_size, a.status) for a in world.state.anchors()] == [(3, "pending")]
+    world.log.note = None
+    assert world.verify().ok
+    assert [(a.tree_size, a.tx_hash, a.status) for a in world.state.anchors()] == [
+        (3, anchor.tx_hash, "ok")
+    ]
+
+
+def test_a_parsed_record_keeps_its_leaf_bytes() -> None:
+    from ledger.audit.records import parse_leaf
+
+    leaf = leaf_of(4, World().sign_fetch(BOB, 1), {"k": 1})
+    record = parse_leaf(leaf)
+    assert (record.leaf, record.seq, record.context) == (leaf, 4, {"k": 1})
+
+
+def test_open_records_are_read_1000_at_a_time_by_default() -> None:
+    from ledger.audit.state import LeafRow
+
+    state = AuditState.in_memory()
+    rows = [
+        LeafRow(i, b"\x00" * 32, "fetch", BOB.address, 1, "signed", "t", b"{}", "unmatched")
+        for i in range(1001)
+    ]
+    with state.transaction():
+        state.add_leaves(rows)
+    assert [seq for seq, _ in state.open_records()] == list(range(1000))
+    assert [seq for seq, _ in state.open_records(after=999)] == [1000]
+
+
+def test_a_first_run_refused_at_the_checkpoint_reports_what_was_served(world: World) -> None:
+    world.request()
+    world.log.note = world.log.head().replace("\n\n", "\n")
+    report = world.verify()
+    assert [(p.code, p.where, p.what) for p in report.problems] == [
+        (
+            ErrorCode.CHECKPOINT_MALFORMED,
+            "checkpoint",
+            "a checkpoint is three body lines, an empty line and one signature line",
+        )
+    ]
+    assert (report.origin, report.served_note) == (ORIGIN, world.log.note)
+    assert (report.previous_size, report.tree_size, report.kept_note) == (0, 0, None)
+    assert not report.incremental
+
+
+def test_a_kept_checkpoint_of_another_log_is_refused(world: World) -> None:
+    world.request()
+    assert world.verify().ok
+    foreign = sign_checkpoint(
+        BROKER, Checkpoint(origin_for(5, DOMAINS.flow_log), 1, world.log.tree.root(1))
+    )
+    with world.state.transaction():
+        world.state.advance(origin=ORIGIN, checkpoint_note=foreign, last_block=0)
+    with pytest.raises(ConfigurationError) as caught:
+        world.verify()
+    assert caught.value.message.startswith("the kept checkpoint no longer parses: ")
+
+
+def test_a_state_of_another_schema_is_refused_by_name(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "broker.sqlite"
+    with AuditState.open(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigurationError) as caught:
+        AuditState.open(path)
+    from ledger.audit.state import SCHEMA_VERSION
+
+    assert caught.value.message == (
+        f"the audit state {path} has schema 99, this code reads {SCHEMA_VERSION}"
+    )
+
+
+def test_an_in_memory_state_is_usable_from_another_thread() -> None:
+    import threading
+
+    state = AuditState.in_memory()
+    sizes: list[int] = []
+    worker = threading.Thread(target=lambda: sizes.append(state.size))
+    worker.start()
+    worker.join()
+    assert sizes == [0]
