@@ -503,6 +503,10 @@ def test_a_lower_case_actor_still_verifies() -> None:
 @given(
     dataset_id=st.integers(0, U256),
     purpose=st.text(max_size=300),
+    category=st.text(max_size=40),
+    basis=st.text(max_size=40),
+    retention=st.integers(0, 2**32 - 1),
+    location=st.text(max_size=12),
     days=st.integers(0, 2**32 - 1),
     uses=st.integers(0, 2**32 - 1),
     nonce=st.integers(0, U256),
@@ -510,13 +514,27 @@ def test_a_lower_case_actor_still_verifies() -> None:
     chain_id=st.integers(0, U256),
 )
 def test_random_requests_hash_as_eth_account_does(
-    dataset_id: int, purpose: str, days: int, uses: int, nonce: int, deadline: int, chain_id: int
+    dataset_id: int,
+    purpose: str,
+    category: str,
+    basis: str,
+    retention: int,
+    location: str,
+    days: int,
+    uses: int,
+    nonce: int,
+    deadline: int,
+    chain_id: int,
 ) -> None:
     domains = dataclasses.replace(DOMAINS[0], chain_id=chain_id, access_ledger=OTHER)
     message = {
         "requester": ACCOUNT.address,
         "datasetId": dataset_id,
         "purpose": purpose,
+        "purposeCategory": category,
+        "legalBasis": basis,
+        "retentionDays": retention,
+        "processingLocation": location,
         "days": days,
         "maxUses": uses,
         **nd(nonce, deadline),
@@ -525,12 +543,17 @@ def test_random_requests_hash_as_eth_account_does(
     try:
         expected: bytes | None = reference_digest(unsigned, domains)
     except Exception:
-        expected = None  # e.g. text eth_account cannot encode
+        expected = None  # e.g. text eth_account cannot encode (lone surrogates)
     try:
         got: bytes | None = unsigned.digest(domains)
     except InvalidSignature:
         got = None
     assert got == expected
+    encodable = all(
+        not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+        for text in (purpose, category, basis, location)
+    )
+    assert (got is not None) == encodable  # every well-formed message hashes (not None == None)
 
 
 @settings(max_examples=60, deadline=None)
