@@ -190,6 +190,10 @@ def change_of(diff: str) -> str:
     return " / ".join(removed) + " → " + " / ".join(added)
 
 
+#: The reason a ``--review-stubs`` stub carries until a person writes one (refused if kept).
+UNREVIEWED = "unreviewed: say why no test could notice this change"
+
+
 def load_equivalents() -> list[dict[str, str]]:
     data = tomllib.loads(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
     entries: list[dict[str, str]] = data.get("equivalent", [])
@@ -197,6 +201,8 @@ def load_equivalents() -> list[dict[str, str]]:
         missing = {"target", "mutant", "change", "reason"} - entry.keys()
         if missing:
             sys.exit(f"{EQUIVALENTS}: an entry lacks {sorted(missing)}: {entry}")
+        if not str(entry["reason"]).strip() or entry["reason"] == UNREVIEWED:
+            sys.exit(f"{EQUIVALENTS}: {entry['mutant']} was pasted but never reviewed")
     return entries
 
 
@@ -351,7 +357,7 @@ def print_report(reports: list[Report], *, markdown: bool, stubs: bool) -> None:
                 print(f"target = {toml_value(r.target)}")
                 print(f"mutant = {toml_value(m.name)}")
                 print(f"change = {toml_value(m.change)}")
-                print('reason = "TODO"')
+                print(f"reason = {toml_value(UNREVIEWED)}")
         for review in r.stale:
             print(f"\n## {r.target}: stale review (no such surviving mutant): {review['mutant']}")
             print(f"   change: {review['change']}")

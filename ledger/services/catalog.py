@@ -203,6 +203,36 @@ def _visible(
     return query.where(or_(party == viewer.address, dataset_id.in_(owned or [-1])))
 
 
+def visible_page(
+    ledger: Ledger,
+    viewer: Standing,
+    model: type[Row],
+    *,
+    party: str,
+    dataset_id: int | None,
+    status: str | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Row], int | None]:
+    """A page of ``model``'s rows (by id) that ``viewer`` sees, whose ``party`` column names the
+    member it concerns, optionally for one dataset and one status; and the next page's offset."""
+    table: Any = model
+    with ledger.db.session() as session:
+        query = _visible(
+            session,
+            viewer,
+            select(model).order_by(col(table.id)),
+            party=col(getattr(table, party)),
+            dataset_id=col(table.dataset_id),
+        )
+        if dataset_id is not None:
+            query = query.where(table.dataset_id == dataset_id)
+        if status is not None:
+            query = query.where(table.status == status)
+        found = list(session.exec(query.offset(offset).limit(limit + 1)))
+    return page(found, limit, offset)
+
+
 def requests(
     ledger: Ledger,
     viewer: Standing,
@@ -213,19 +243,16 @@ def requests(
     offset: int = 0,
 ) -> RequestsPublic:
     """The requests ``viewer`` may see: its own, those to its datasets, or all for overseers."""
-    with ledger.db.session() as session:
-        query = _visible(
-            session,
-            viewer,
-            select(AccessRequest).order_by(col(AccessRequest.id)),
-            party=col(AccessRequest.requester),
-            dataset_id=col(AccessRequest.dataset_id),
-        )
-        if dataset_id is not None:
-            query = query.where(AccessRequest.dataset_id == dataset_id)
-        if status is not None:
-            query = query.where(AccessRequest.status == status)
-        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    rows, after = visible_page(
+        ledger,
+        viewer,
+        AccessRequest,
+        party="requester",
+        dataset_id=dataset_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
     return RequestsPublic(data=[request_public(r) for r in rows], count=len(rows), next=after)
 
 
@@ -253,15 +280,7 @@ def grants(
     offset: int = 0,
 ) -> GrantsPublic:
     """The grants ``viewer`` may see: received, given on its datasets, or all for overseers."""
-    with ledger.db.session() as session:
-        query = _visible(
-            session,
-            viewer,
-            select(Grant).order_by(col(Grant.id)),
-            party=col(Grant.grantee),
-            dataset_id=col(Grant.dataset_id),
-        )
-        if dataset_id is not None:
-            query = query.where(Grant.dataset_id == dataset_id)
-        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    rows, after = visible_page(
+        ledger, viewer, Grant, party="grantee", dataset_id=dataset_id, limit=limit, offset=offset
+    )
     return GrantsPublic(data=[grant_public(g) for g in rows], count=len(rows), next=after)

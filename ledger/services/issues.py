@@ -18,7 +18,7 @@ from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import IssuePublic, IssuesPublic, QualityScorePublic
 from ledger.scoring import score_of
 from ledger.services import flowlog, policy
-from ledger.services.catalog import _public, _visible, newer_versions, page
+from ledger.services.catalog import _public, newer_versions, visible_page
 from ledger.services.context import Ledger, check_signed, consume_nonce, dataset
 from ledger.services.policy import Standing
 from ledger.store.models import Dataset, Delivery, QualityIssue
@@ -137,19 +137,16 @@ def issues(
 ) -> IssuesPublic:
     """The issues ``viewer`` may see: those it filed, those about its datasets, or all for
     overseers."""
-    with ledger.db.session() as session:
-        query = _visible(
-            session,
-            viewer,
-            select(QualityIssue).order_by(col(QualityIssue.id)),
-            party=col(QualityIssue.reporter),
-            dataset_id=col(QualityIssue.dataset_id),
-        )
-        if dataset_id is not None:
-            query = query.where(QualityIssue.dataset_id == dataset_id)
-        if status is not None:
-            query = query.where(QualityIssue.status == status)
-        rows, after = page(list(session.exec(query.offset(offset).limit(limit + 1))), limit, offset)
+    rows, after = visible_page(
+        ledger,
+        viewer,
+        QualityIssue,
+        party="reporter",
+        dataset_id=dataset_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
     return IssuesPublic(data=[issue_public(r) for r in rows], count=len(rows), next=after)
 
 

@@ -167,10 +167,7 @@ class FileBlobStore(BlobStore):
         expected_sha256: bytes | None = None,
         max_size: int | None = None,
     ) -> BlobInfo:
-        if expected_sha256 is not None:
-            _checked(expected_sha256)
-        if max_size is not None and max_size < 0:
-            raise ValueError(f"max_size must not be negative, got {max_size}")
+        check_write(expected_sha256, max_size)
         fd, temp = self._new_temp()
         try:
             hasher = hashlib.sha256()
@@ -392,6 +389,14 @@ def open_blob_store(
             f"not a {where.split('://', 1)[0]}:// URL"
         )
     return FileBlobStore(Path(where).expanduser())
+
+
+def check_write(expected_sha256: bytes | None, max_size: int | None) -> None:
+    """The arguments of a ``BlobStore.write``, checked alike by every store."""
+    if expected_sha256 is not None:
+        _checked(expected_sha256)
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size must not be negative, got {max_size}")
 
 
 def checked_digest(sha256: bytes) -> bytes:

@@ -41,6 +41,7 @@ from ledger.store.blobs import (
     BlobStore,
     ByteSource,
     VerifyingStream,
+    check_write,
     checked_digest,
 )
 from ledger.store.errors import BlobDigestMismatch, BlobMissing, BlobTooLarge
@@ -100,10 +101,7 @@ class S3BlobStore(BlobStore):
         expected_sha256: bytes | None = None,
         max_size: int | None = None,
     ) -> BlobInfo:
-        if expected_sha256 is not None:
-            checked_digest(expected_sha256)
-        if max_size is not None and max_size < 0:
-            raise ValueError(f"max_size must not be negative, got {max_size}")
+        check_write(expected_sha256, max_size)
         temp = f"{self.prefix}{_TEMP}{secrets.token_hex(16)}"
         counted = _Counting(src, max_size)
         try:
