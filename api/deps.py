@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
+from eth_utils.address import is_address, to_checksum_address
 from fastapi import Depends, Path, Query, Request, Security
 
 from api.auth import authenticate, signature_scheme
 from api.transfers import Transfers
+from ledger.errors import InvalidInput
+from ledger.protocol.codes import ErrorCode
 from ledger.services.anchoring import Anchorer
 from ledger.services.context import MAX_ROW_ID, Ledger
 from ledger.services.policy import Standing
@@ -55,6 +58,13 @@ async def get_stream_caller(
 ) -> Standing:
     """For streamed uploads: the declared body hash is checked by the blob store instead."""
     return await authenticate(request, ledger, body_sha256=None)
+
+
+def member_address(value: str) -> str:
+    """A path's address, checksummed; anything else is 422 ``bad_address``."""
+    if not is_address(value):
+        raise InvalidInput(f"{value!r} is not an address", code=ErrorCode.BAD_ADDRESS)
+    return str(to_checksum_address(value))
 
 
 #: The largest integer the database holds (a signed 64-bit column); larger ids never exist, and

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from eth_utils.address import is_address, to_checksum_address
 from fastapi import APIRouter, Query
 
-from api.deps import DB_INT_MAX, After, AnchorerDep, CallerDep, LedgerDep, PathId
+from api.deps import DB_INT_MAX, After, AnchorerDep, CallerDep, LedgerDep, PathId, member_address
 from api.errors import error_responses
-from ledger.errors import InvalidInput
-from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     AnchorPublic,
     CheckpointPublic,
@@ -56,9 +53,7 @@ def trace_one_member(
 ) -> MemberTracePublic:
     """A member's datasets, grants, credits and signed actions, a page of actions at a time."""
     caller.require_member()
-    if not is_address(address):
-        raise InvalidInput(f"{address!r} is not an address", code=ErrorCode.BAD_ADDRESS)
-    member = str(to_checksum_address(address))
+    member = member_address(address)
     return audit.member_trace(ledger, caller, member, after=after, limit=limit)
 
 
@@ -115,9 +110,7 @@ def member_evidence(
 ) -> LogRecordsPublic:
     """The signed records that set a member's encryption key (Onboard, RotateKey)."""
     caller.require_member()
-    if not is_address(address):
-        raise InvalidInput(f"{address!r} is not an address", code=ErrorCode.BAD_ADDRESS)
-    member = str(to_checksum_address(address))
+    member = member_address(address)
     return audit.member_evidence(ledger, member, after=after, limit=limit)
 
 

@@ -3,10 +3,9 @@ directory, nonces and credits."""
 
 from __future__ import annotations
 
-from eth_utils.address import is_address, to_checksum_address
 from fastapi import APIRouter, Query, status
 
-from api.deps import CallerDep, LedgerDep, Offset
+from api.deps import CallerDep, LedgerDep, Offset, member_address
 from api.errors import error_responses
 from ledger.errors import InvalidInput
 from ledger.protocol.actions import SignedAction
@@ -15,12 +14,6 @@ from ledger.protocol.wire import Credits, MemberPublic, MembersPublic, Nonces, S
 from ledger.services import catalog, members
 
 router = APIRouter(prefix="/members", tags=["members"])
-
-
-def _address(value: str) -> str:
-    if not is_address(value):
-        raise InvalidInput(f"{value!r} is not an address", code=ErrorCode.BAD_ADDRESS)
-    return str(to_checksum_address(value))
 
 
 @router.post(
@@ -53,7 +46,7 @@ def list_members(
 def get_member(address: str, caller: CallerDep, ledger: LedgerDep) -> MemberPublic:
     """One member, with its encryption public key (owners wrap data keys to it)."""
     caller.require_member()
-    return catalog.member(ledger, _address(address))
+    return catalog.member(ledger, member_address(address))
 
 
 @router.post(
@@ -89,14 +82,14 @@ def rotate_key(
 ) -> MemberPublic:
     """Replace the caller's own encryption key: its signed RotateKey, relayed on chain."""
     signed = caller.own(body.signed)
-    if signed.actor != _address(address):
+    if signed.actor != member_address(address):
         raise InvalidInput("a member rotates only its own key", code=ErrorCode.ADDRESS_MISMATCH)
     return catalog.member_public(members.rotate_key(ledger, signed))
 
 
 def _naming(body: SignedBody, address: str) -> SignedAction:
     signed = body.signed.parse()
-    if str(signed.message.get("member", "")).lower() != _address(address).lower():
+    if str(signed.message.get("member", "")).lower() != member_address(address).lower():
         raise InvalidInput(
             "the signed action names another member", code=ErrorCode.ADDRESS_MISMATCH
         )
@@ -107,11 +100,11 @@ def _naming(body: SignedBody, address: str) -> SignedAction:
 def nonces(address: str, caller: CallerDep, ledger: LedgerDep) -> Nonces:
     """The member's next on-chain EIP-712 nonces (for Register, Grant and Revoke)."""
     caller.require_member()
-    return members.nonces(ledger, _address(address))
+    return members.nonces(ledger, member_address(address))
 
 
 @router.get("/{address}/credits", response_model=Credits, responses=error_responses(401, 403, 422))
 def credits(address: str, caller: CallerDep, ledger: LedgerDep) -> Credits:
     """Sharing credits held on chain."""
     caller.require_member()
-    return members.credits(ledger, _address(address))
+    return members.credits(ledger, member_address(address))

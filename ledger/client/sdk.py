@@ -120,6 +120,8 @@ Model = TypeVar("Model", bound=BaseModel)
 #: The paged list answers (``data`` and ``next``) and the traces (``flows`` and ``next_after``).
 PagedT = TypeVar("PagedT", MembersPublic, DatasetsPublic, RequestsPublic, GrantsPublic)
 TraceT = TypeVar("TraceT", DatasetTracePublic, MemberTracePublic)
+#: Answers to a signed POST that name the action's flow-log record (``log_seq``).
+LoggedT = TypeVar("LoggedT", MemberPublic, DeliveryPublic, RatingPublic, IssuePublic, RequestPublic)
 
 
 class BrokerError(LedgerError):
@@ -589,6 +591,13 @@ class BrokerClient:
         response = self.send(self.json_request(method, path, body, params=params))
         return answer.model_validate(response.json())
 
+    def post_logged(self, path: str, model: type[LoggedT], signed: SignedAction) -> LoggedT:
+        """POST a signed action, then confirm its log record in a checkpoint (``confirm``)
+        before the answer is believed."""
+        answer = self.call("POST", path, model, body=self.signed_body(signed))
+        self.confirm(signed, answer.log_seq)
+        return answer
+
     def signed_body(self, signed: SignedAction) -> SignedBody:
         """The body of the routes that take one signed action: ``{"signed": ...}``."""
         return SignedBody(signed=SignedActionIn.of(signed))
@@ -609,9 +618,7 @@ class BrokerClient:
                 "encryptionKey": encryption_key,
             },
         )
-        member = self.call("POST", "/v1/members", MemberPublic, body=self.signed_body(signed))
-        self.confirm(signed, member.log_seq)
-        return member
+        return self.post_logged("/v1/members", MemberPublic, signed)
 
     def suspend(self, address: str) -> MemberPublic:
         """Operator (ADMIN key): suspend a member."""
@@ -909,9 +916,7 @@ class BrokerClient:
                 "fetchNonce": fetch_nonce,
             },
         )
-        delivery = self.call("POST", "/v1/receipts", DeliveryPublic, body=self.signed_body(signed))
-        self.confirm(signed, delivery.log_seq)
-        return delivery
+        return self.post_logged("/v1/receipts", DeliveryPublic, signed)
 
     def rate(self, dataset_id: int, score: int, comment: str = "") -> RatingPublic:
         """Rate a dataset this member received (1-5)."""
@@ -920,9 +925,7 @@ class BrokerClient:
             "rate",
             {"rater": keys.address, "datasetId": dataset_id, "score": score, "comment": comment},
         )
-        rating = self.call("POST", "/v1/ratings", RatingPublic, body=self.signed_body(signed))
-        self.confirm(signed, rating.log_seq)
-        return rating
+        return self.post_logged("/v1/ratings", RatingPublic, signed)
 
     # -- quality issues -----------------------------------------------------------------------
 
@@ -942,9 +945,7 @@ class BrokerClient:
                 "problem": problem,
             },
         )
-        issue = self.call("POST", "/v1/issues", IssuePublic, body=self.signed_body(signed))
-        self.confirm(signed, issue.log_seq)
-        return issue
+        return self.post_logged("/v1/issues", IssuePublic, signed)
 
     def answer_issue(
         self, issue_id: int, verdict: str, *, fixed_in: int = 0, reason: str = ""
@@ -1030,9 +1031,7 @@ class BrokerClient:
                 "maxUses": uses,
             },
         )
-        request = self.call("POST", "/v1/requests", RequestPublic, body=self.signed_body(signed))
-        self.confirm(signed, request.log_seq)
-        return request
+        return self.post_logged("/v1/requests", RequestPublic, signed)
 
     def requests(self, *, status: str | None = None) -> list[RequestPublic]:
         """Requests this member made or received (all of them for overseers)."""
