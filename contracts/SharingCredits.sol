@@ -18,13 +18,19 @@ import {SeparatedRoles} from "./SeparatedRoles.sol";
 /// signature, for that dataset and its registered content hash; each fetch is credited once;
 /// owners earn nothing from themselves. The amount is set here by ADMIN's rules (not by the
 /// broker or a rating): more for the first delivery to a consumer in an epoch than for repeats,
-/// capped per (owner, consumer) and per owner each epoch, so collusion earns little.
+/// capped per (owner, consumer) and per owner each epoch, so collusion earns little. Each amount
+/// is weighted by the dataset's quality score (0..100) the broker passes with the receipt; the
+/// score is computed from signed, logged records, and every member's verify recomputes it and
+/// compares it with the `quality` in the {CreditsMinted} event.
 contract SharingCredits is SeparatedRoles, EIP712, IERC20Metadata, ISharingCredits {
     bytes32 private constant _RECEIPT_TYPEHASH =
         keccak256(
             "DeliveryReceipt(address consumer,uint256 datasetId,bytes32 contentHash,"
             "uint32 grantGeneration,uint256 fetchNonce,uint256 nonce,uint256 deadline)"
         );
+
+    /// @dev The top quality score: a receipt of a dataset scored 100 earns the whole amount.
+    uint256 private constant MAX_QUALITY = 100;
 
     IAccessLedger private immutable _accessLedger;
     IDataRegistry private immutable _datasets;
@@ -60,7 +66,8 @@ contract SharingCredits is SeparatedRoles, EIP712, IERC20Metadata, ISharingCredi
     /// @dev Requirements: caller has BROKER_ROLE. An entry qualifies when its signature recovers
     /// to the consumer; the AccessLedger recorded the consumer's fetch `fetchNonce` for this
     /// dataset; the content hash is the dataset's; that fetch was not credited before; the
-    /// consumer is not the owner; and the epoch's caps leave room.
+    /// consumer is not the owner; its quality is at most 100 and weighs the amount above zero;
+    /// and the epoch's caps leave room.
     /// Emits {Transfer} and {CreditsMinted}, or {CreditWithheld}, per entry.
     function mintBatch(
         SignedReceipt[] calldata receipts
@@ -82,7 +89,7 @@ contract SharingCredits is SeparatedRoles, EIP712, IERC20Metadata, ISharingCredi
             _balances[owner] += amount;
             minted += amount;
             emit Transfer(address(0), owner, amount);
-            emit CreditsMinted(owner, r.datasetId, r.consumer, receiptId, amount, epoch);
+            emit CreditsMinted(owner, r.datasetId, r.consumer, receiptId, amount, epoch, r.quality);
         }
         _totalSupply += minted;
     }
@@ -215,9 +222,13 @@ contract SharingCredits is SeparatedRoles, EIP712, IERC20Metadata, ISharingCredi
         (owner, contentHash) = _datasets.ownerAndContent(r.datasetId);
         if (contentHash != r.contentHash) return (owner, 0, Withheld.CONTENT_MISMATCH);
         if (owner == r.consumer) return (owner, 0, Withheld.SELF_CONSUMPTION);
+        if (r.quality > MAX_QUALITY) return (owner, 0, Withheld.QUALITY_OUT_OF_RANGE);
         uint256 pairUsed = _pairMinted[owner][r.consumer][epoch];
         amount = pairUsed == 0 ? rules.firstCredit : rules.repeatCredit;
         if (amount == 0) return (owner, 0, Withheld.ZERO_AMOUNT);
+        // Weighted by the dataset's quality score, rounded half up: 100 earns the full amount.
+        amount = (amount * r.quality + MAX_QUALITY / 2) / MAX_QUALITY;
+        if (amount == 0) return (owner, 0, Withheld.LOW_QUALITY);
         uint256 room = _room(pairUsed, rules.pairCap);
         uint256 ownerRoom = _room(_ownerMinted[owner][epoch], rules.ownerCap);
         if (ownerRoom < room) room = ownerRoom;

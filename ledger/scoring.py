@@ -118,3 +118,22 @@ def score_of(leaves: Iterable[bytes], dataset_id: int, *, as_of: int) -> Score |
         lapsed=lapsed,
         counts=counts,
     )
+
+
+#: The weight of a receipt whose dataset has no registration record in the log to score from.
+UNSCORED: Final = 50
+
+
+def credit_quality(leaves: Iterable[bytes], dataset_id: int, *, receipt: bytes) -> int:
+    """The quality (0..100) a delivery receipt's credit is weighted by (``SharingCredits``).
+
+    The dataset's score from the records logged before the receipt, as of the receipt's time:
+    the broker computes it when it mints, every member's verify recomputes it from the same
+    records and compares it with the ``quality`` of the ``CreditsMinted`` event. ``leaves`` are
+    as for :func:`score_of` (later records are ignored here); ``receipt`` is the receipt's leaf.
+    """
+    doc = json.loads(receipt)
+    before, as_of = int(doc["seq"]), int(_when(str(doc["at"])))
+    earlier = [leaf for leaf in leaves if int(json.loads(leaf)["seq"]) < before]
+    computed = score_of(earlier, dataset_id, as_of=as_of)
+    return UNSCORED if computed is None else computed.score

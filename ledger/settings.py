@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     admin_key: Path | None = Field(
         default=None, description="the ADMIN keystore, for `drl admin` (default HOME/admin/)"
     )
+    warning_rules: Path | None = Field(
+        default=None,
+        description="the early-warning rules file for `drl warnings` (default: the packaged rules)",
+    )
 
     # -- several replicas (docs/deploy.md) --------------------------------------------------
     broker_key: Path | None = Field(

@@ -327,6 +327,15 @@ def main() -> None:
         )
     finally:
         stop_broker(broker, timeout=30)
+    demo_only = os.environ["DRL_PASSPHRASE"] == "demo-only-passphrase"  # noqa: S105 (the demo's)
+    unlock = "DRL_PASSPHRASE=demo-only-passphrase " if demo_only else ""
+    drl_path = os.path.relpath(DRL[0], Path.cwd())
+    print(
+        "\n\033[1mSee it in the console:\033[0m with `drl serve` running as above, open the data "
+        "protection authority's console on this state and follow the link it prints:\n"
+        f"   {unlock}DRL_HOME={home} DRL_BROKER_URL=http://127.0.0.1:8686 {drl_path} console "
+        "--as dpa"
+    )
 
 
 if __name__ == "__main__":

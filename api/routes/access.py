@@ -16,6 +16,7 @@ from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import (
     ApproveIn,
     ApproveOut,
+    CarryIn,
     GrantPublic,
     GrantsPublic,
     RequestPublic,
@@ -156,6 +157,22 @@ def list_grants(
     """Grants the caller may see: received, given on its datasets, or all for overseers."""
     caller.require_member()
     return catalog.grants(ledger, caller, dataset_id=dataset_id, limit=limit, offset=offset)
+
+
+@router.post(
+    "/grants/{grant_id}/carry",
+    response_model=GrantPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+def carry_grant(
+    grant_id: PathId, body: CarryIn, caller: CallerDep, ledger: LedgerDep
+) -> GrantPublic:
+    """The owner carries a live grant over to the dataset's next version (same terms, the
+    expiry and uses left the chain holds, a new wrapped key); logged with ``carried_from``."""
+    signed = caller.own(body.signed)
+    grant = access.carry(ledger, grant_id, signed, wrapped_key=bytes.fromhex(body.wrapped_key[2:]))
+    return catalog.grant_public(grant)
 
 
 @router.post(

@@ -16,6 +16,10 @@ interface ISharingCredits {
         uint256 nonce;
         uint256 deadline;
         bytes signature;
+        /// @dev Not signed by the consumer: the dataset's quality score (0..100) when the
+        /// receipt was logged, computed by the broker from signed, logged records and
+        /// recomputed by every member's verify from the same records.
+        uint8 quality;
     }
 
     /// @dev Credit amounts and caps, in one slot. The first credited delivery of an (owner,
@@ -38,7 +42,9 @@ interface ISharingCredits {
         INVALID_SIGNATURE,
         FETCH_NOT_RECORDED,
         FETCH_OF_OTHER_DATASET,
-        CONTENT_MISMATCH
+        CONTENT_MISMATCH,
+        LOW_QUALITY,
+        QUALITY_OUT_OF_RANGE
     }
 
     error SharingCreditsNonTransferable();
@@ -56,7 +62,8 @@ interface ISharingCredits {
         address indexed consumer,
         bytes32 receiptId,
         uint256 amount,
-        uint64 epoch
+        uint64 epoch,
+        uint8 quality
     );
     event CreditWithheld(bytes32 indexed receiptId, uint256 indexed datasetId, Withheld reason);
     event CreditRulesChanged(

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS leaves (
     block_number INTEGER
 );
 CREATE INDEX IF NOT EXISTS leaves_dataset ON leaves (dataset_id, seq);
+CREATE INDEX IF NOT EXISTS leaves_action ON leaves (action, seq);
 CREATE INDEX IF NOT EXISTS leaves_open ON leaves (chain) WHERE chain IN ('unmatched', 'pending');
 CREATE TABLE IF NOT EXISTS parties (
     address TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (address, seq)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ledger.audit.credits import CreditQualities
 from ledger.audit.links import ANCHOR_EVENT, BY_ACTION, BY_EVENT, Link
 from ledger.audit.records import LeafRecord, parse_leaf
 from ledger.audit.sources import PAGE_SIZE, ChainEvent, ChainSource, LogSource
@@ -154,6 +155,7 @@ class _Run:
         self.log_ok = True
         self._shift: tuple[int, int, int] | None = None  # (first position, last, offset)
         self._nonces: dict[tuple[str, str, str], int] = {}
+        self.qualities = CreditQualities(state)
 
     # -- findings -------------------------------------------------------------------------
 
@@ -364,7 +366,7 @@ class _Run:
                 dataset_from=dataset_from,
                 at=record.at,
                 leaf=raw,
-                chain="unmatched" if record.action in BY_ACTION else "none",
+                chain="unmatched" if record.action in BY_ACTION and not refused(record) else "none",
                 parties=_parties(record),
             )
         )
@@ -558,6 +560,8 @@ class _Run:
             )
             if queue:
                 ev = queue.popleft()
+                if ev.name == "CreditsMinted":
+                    _check_quality(self, seq, record, ev)
                 dataset = ev.args.get("datasetId")
                 self.state.set_chain(
                     seq,
@@ -587,6 +591,22 @@ class _Run:
             )
 
 
+def _check_quality(run: _Run, seq: int, record: LeafRecord, ev: StoredEvent) -> None:
+    dataset = record.signed.message.get("datasetId")
+    if not isinstance(dataset, int) or isinstance(dataset, bool):
+        return  # the link's key already pairs the event to this dataset
+    expected = run.qualities.expected(dataset, record.leaf)
+    shown = ev.args.get("quality")
+    if shown != expected:
+        run.fail(
+            ErrorCode.CREDIT_QUALITY_MISMATCH,
+            f"tx {ev.tx_hash}",
+            f"credits for the receipt in log record {seq} (dataset {dataset}) were minted with "
+            f"quality {shown!r}; the signed records before it give {expected}",
+            log_side=False,
+        )
+
+
 def _stored(contract: str, ev: ChainEvent) -> StoredEvent:
     log_index = getattr(ev, "log_index", 0)
     return StoredEvent(
@@ -608,6 +628,17 @@ def _as_bytes(value: Any) -> bytes | None:
         except ValueError:
             return None
     return None
+
+
+def refused(record: LeafRecord) -> bool:
+    """Whether the broker logged this action as refused (context ``refused``: an error code).
+
+    A refused fetch never reached the chain, so no event is expected for it. The mark is the
+    broker's unsigned word, and a lie with it shows: a fetch marked refused whose use is on
+    chain leaves that ``AccessUsed`` unexplained (``chain_event_unmatched``), and an unmarked
+    one that never reached the chain is ``record_unconfirmed``.
+    """
+    return isinstance(record.context.get("refused"), str)
 
 
 def _dataset_of(record: LeafRecord) -> tuple[int | None, str | None]:

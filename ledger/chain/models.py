@@ -214,7 +214,9 @@ class SignedReceipt:
 
     ``fetch_nonce`` is the nonce of the consumer's Fetch (recorded by ``recordUse``) that the
     receipt acknowledges; ``signature`` is the consumer's over the EIP-712 DeliveryReceipt in the
-    SharingCredits domain, whose digest is the receipt id.
+    SharingCredits domain, whose digest is the receipt id. ``quality`` is not the consumer's: the
+    broker sets it to the dataset's score when the receipt was logged
+    (``ledger.scoring.credit_quality``), and the contract weighs the credit by it.
     """
 
     dataset_id: int
@@ -225,8 +227,9 @@ class SignedReceipt:
     nonce: int
     deadline: int
     signature: bytes
+    quality: int = 100
 
-    def as_tuple(self) -> tuple[int, str, bytes, int, int, int, int, bytes]:
+    def as_tuple(self) -> tuple[int, str, bytes, int, int, int, int, bytes, int]:
         """The Solidity ``SignedReceipt`` struct, in field order."""
         return (
             self.dataset_id,
@@ -237,4 +240,5 @@ class SignedReceipt:
             self.nonce,
             self.deadline,
             self.signature,
+            self.quality,
         )

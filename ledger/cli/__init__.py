@@ -12,8 +12,10 @@ import typer
 from typer._click.exceptions import ClickException
 
 from ledger.cli import backup, commands
+from ledger.cli import warnings as warnings_cli
 from ledger.cli.chain import chain_app
 from ledger.cli.common import err
+from ledger.cli.console import console
 from ledger.cli.serve import serve
 from ledger.errors import LedgerError
 
@@ -35,6 +37,8 @@ app.add_typer(commands.issue_app, name="issue")
 app.command("credits")(commands.credits)
 app.command("trace")(commands.trace)
 app.command("verify")(commands.verify)
+app.command("warnings")(warnings_cli.warnings)
+app.command("console")(console)
 app.add_typer(chain_app, name="chain")
 
 

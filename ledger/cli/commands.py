@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,12 +17,12 @@ from rich.table import Table
 from ledger.cli.common import AsOpt, JsonOpt, client, emit, err, out, passphrase, settings
 from ledger.client import keystore
 from ledger.client.audit_sources import plain
-from ledger.errors import InvalidInput, LedgerError
+from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.protocol.codes import ErrorCode
 from ledger.types import Classification, MemberKind
 
 if TYPE_CHECKING:
-    from ledger.audit import DatasetTrace, MemberTrace, Problem
+    from ledger.audit import AuditState, DatasetTrace, MemberTrace, Problem
     from ledger.quality import QualityReport
 
 member_app = typer.Typer(help="Local member identities.", no_args_is_help=True)
@@ -424,6 +425,13 @@ def dataset_register(
     )
 
 
+class GrantPolicy(StrEnum):
+    """What happens to live grants when a dataset gets a new version."""
+
+    carry = "carry"
+    reapprove = "reapprove"
+
+
 @dataset_app.command("update")
 def dataset_update(
     dataset_id: Annotated[int, typer.Argument(help="The version this one supersedes.")],
@@ -440,13 +448,22 @@ def dataset_update(
     temporal_start: Annotated[str | None, typer.Option(help="Period start, YYYY-MM-DD.")] = None,
     temporal_end: Annotated[str | None, typer.Option(help="Period end, YYYY-MM-DD.")] = None,
     accept_errors: AcceptErrorsOpt = False,
+    grants: Annotated[
+        GrantPolicy,
+        typer.Option(
+            help="carry: live grants of the previous version carry over, same terms, expiry "
+            "and uses left; reapprove: grantees request the new version.",
+        ),
+    ] = GrantPolicy.reapprove,
     as_json: JsonOpt = False,
 ) -> None:
     """Register FILE as the next version of DATASET_ID (linked on chain by previousVersion).
 
     The new version keeps the previous one's labels, classification, lineage and schema (FILE
-    must satisfy it unless --schema says otherwise). Grants do not carry over: grantees of
-    the previous version see that a newer one exists and request it (the owner re-approves).
+    must satisfy it unless --schema says otherwise). Your policy decides the grants: with
+    --grants carry each live grant is signed again for the new version (its data key wrapped
+    to the grantee's on-chain key); with reapprove (the default) grantees see that a newer
+    version exists and request it.
     """
     from ledger.protocol.labels import LABEL_MEMBERS
     from ledger.quality import check_file, load_schema
@@ -498,12 +515,23 @@ def dataset_update(
                 labels=labels,
                 progress=lambda n: bar.advance(bar.task_ids[0], n),
             )
-    emit(
-        d,
-        as_json,
+        carried = c.carry_grants(dataset_id, d.id) if grants is GrantPolicy.carry else None
+    if carried is None:
+        outcome = f"grants of #{dataset_id} do not carry over (grantees request #{d.id})"
+    else:
+        outcome = f"carried {_count(len(carried.carried), 'grant')} over" + "".join(
+            f"; grant {gid} to {grantee} not carried [{code}]"
+            for gid, grantee, code in carried.skipped
+        )
+    if as_json:
+        extra = {} if carried is None else {"carried": carried.carried, "skipped": carried.skipped}
+        emit(d.model_dump(mode="json") | extra, True)
+        return
+    out.print(
         f"registered dataset [bold]#{d.id}[/] as the next version of #{dataset_id} "
         f"content {d.content_hash[:18]}… tx {d.registered_tx}; quality {report.rows} rows, "
-        f"{report.error_count} errors; grants of #{dataset_id} do not carry over",
+        f"{report.error_count} errors; {escape(outcome)}",
+        highlight=False,
     )
 
 
@@ -597,19 +625,26 @@ def dataset_show(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """One dataset's certificate and metadata."""
+    """One dataset's certificate and metadata, its versions, quality score and issues.
+
+    The score is the broker's figure (`drl dataset quality ID --verify` recomputes it from the
+    log verified on this machine); the issues are those this member may see.
+    """
     with client(as_) as c:
         d = c.dataset(dataset_id)
         publisher = c.member(d.owner).name if dcat else ""
         base = c.base_url if dcat else ""
+        score = None if dcat else c.quality(dataset_id)
+        issues = [] if dcat else c.issues(dataset_id)
     if dcat:
         from ledger.dcat import dataset_document
 
         doc = dataset_document(d.model_dump(mode="json"), base=base, publisher=publisher)
         out.print_json(json.dumps(doc))
         return
+    assert score is not None
     if as_json:
-        emit(d, True)
+        emit(d.model_dump(mode="json") | {"score": score, "issues": issues}, True)
         return
     for key in (
         "id",
@@ -643,6 +678,17 @@ def dataset_show(
     }
     for key, value in labels.items():
         out.print(f"{key:>17}  {value}", highlight=False)
+    lapsed = "; update promise lapsed" if score.lapsed else ""
+    out.print(
+        f"{'quality score':>17}  {score.score} (validation {score.validation}, freshness "
+        f"{score.freshness}, issues {score.issues}{lapsed})",
+        highlight=False,
+    )
+    by_status: dict[str, int] = {}
+    for i in issues:
+        by_status[i.status] = by_status.get(i.status, 0) + 1
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())) or "none"
+    out.print(f"{'quality issues':>17}  {shown}", highlight=False)
 
 
 @dataset_app.command("fetch")
@@ -906,6 +952,15 @@ def trace(
     dataset_id: Annotated[int | None, typer.Argument(help="Dataset to trace.")] = None,
     member: Annotated[str | None, typer.Option("--member", help="Handle or address.")] = None,
     as_: AsOpt = None,
+    prov: Annotated[
+        Path | None,
+        typer.Option(
+            "--prov",
+            help="Write the dataset's lineage and flows as W3C PROV-JSON to this file.",
+            dir_okay=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --prov: replace the file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Lineage and every flow of a dataset, or everything a member did — from records verified
@@ -914,6 +969,17 @@ def trace(
 
     if (dataset_id is None) == (member is None):
         raise InvalidInput("give a dataset id or --member, not both", code=ErrorCode.BAD_ARGUMENTS)
+    if prov is not None and dataset_id is None:
+        raise InvalidInput(
+            "--prov exports a dataset's trace: give a dataset id, not --member",
+            code=ErrorCode.BAD_ARGUMENTS,
+        )
+    if prov is not None and prov.exists() and not force:
+        raise InvalidInput(f"{prov} exists (--force replaces it)", code=ErrorCode.OUTPUT_EXISTS)
+    if prov is not None and not prov.expanduser().absolute().parent.is_dir():
+        raise InvalidInput(
+            f"no folder {prov.parent} to write {prov.name} in", code=ErrorCode.BAD_ARGUMENTS
+        )
     data: DatasetTrace | MemberTrace
     with client(as_) as c:
         report = c.audit()
@@ -928,6 +994,8 @@ def trace(
                     f"previous version {d.previous_version or '-'}"
                 )
                 entries, data = d.flows, d
+                if prov is not None and report.ok:
+                    _write_prov(state, d, prov, force=force, as_json=as_json)
             else:
                 assert member is not None
                 target = _resolve_member(member)
@@ -937,9 +1005,9 @@ def trace(
                 entries, data = m.entries, m
         finally:
             state.close()
-    if as_json:
+    if prov is None and as_json:
         emit(plain(asdict(data)), True)
-    else:
+    elif prov is None:  # with --prov, the export's summary line stands for the trace
         out.print(
             f"{head}\n  (from {report.tree_size} records verified on this machine)",
             highlight=False,
@@ -953,8 +1021,58 @@ def trace(
                 highlight=False,
             )
     if not report.ok:
+        if prov is not None:
+            err.print(f"nothing written to {prov}: local verification failed", highlight=False)
         _print_problems(report.problems)
         raise typer.Exit(1)
+
+
+def _write_prov(
+    state: AuditState, trace: DatasetTrace, path: Path, *, force: bool, as_json: bool
+) -> None:
+    """``trace`` as PROV-JSON at ``path`` (atomically; an existing file only with ``force``)."""
+    import os
+    import tempfile
+
+    from ledger.client.provenance import dataset_document, summary
+
+    doc = dataset_document(state, trace.dataset_id, trace=trace)
+    text = doc.serialize(format="json", indent=2)
+    assert isinstance(text, str)
+    path = path.expanduser()
+    temp: str | None = None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.absolute().parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.chmod(temp, 0o644)  # an export for other tools, not a secret
+        if force:
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)  # fails if the file appeared meanwhile: never overwritten
+    except FileExistsError:
+        raise InvalidInput(
+            f"{path} exists (--force replaces it)", code=ErrorCode.OUTPUT_EXISTS
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
+    n = summary(doc)
+    emit(
+        {
+            "file": str(path),
+            "format": "PROV-JSON",
+            "dataset_id": trace.dataset_id,
+            "verified_size": trace.verified_size,
+        }
+        | asdict(n),
+        as_json,
+        f"wrote {path}: W3C PROV-JSON of dataset #{trace.dataset_id} — {n.entities} entities, "
+        f"{n.agents} agents, {n.activities} activities, {n.relations} relations "
+        f"(from {trace.verified_size} records verified on this machine)",
+    )
 
 
 def _count(n: int, noun: str) -> str:

@@ -172,10 +172,13 @@ def prepare_grant(
     domains: Domains,
     form: RequestForm,
     now: int | None = None,
+    expires_at: int | None = None,
 ) -> tuple[SignedAction, bytes]:
     """Re-wrap the data key to the requester and sign the grant; returns (signed, wrapped).
 
     ``form`` is the request's standard form: the terms the grant signs carry it over.
+    ``expires_at`` overrides ``now + days`` (a grant carried over to a next version keeps the
+    previous grant's expiry).
     """
     dek = crypto.unwrap_key(
         owner_wrapped_key, keys.hpke.to_bytes(), info=key_context(content_hash, keys.address)
@@ -188,7 +191,7 @@ def prepare_grant(
         dataset_id=dataset_id,
         grantee=to_checksum_address(requester),
         purpose_hash=purpose_hash(purpose),
-        expires_at=start + days * 86400,
+        expires_at=start + days * 86400 if expires_at is None else expires_at,
         max_uses=max_uses,
         terms_hash=terms_hash(request_id, wrapped, form),
     )

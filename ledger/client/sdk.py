@@ -27,6 +27,7 @@ import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -71,6 +72,7 @@ from ledger.protocol.wire import (
     AnchorPublic,
     ApproveIn,
     ApproveOut,
+    CarryIn,
     CheckpointPublic,
     Config,
     Credits,
@@ -111,6 +113,7 @@ if TYPE_CHECKING:
     from ledger.audit import AuditReport, AuditState
     from ledger.audit import Progress as AuditProgress
     from ledger.chain.client import LedgerChain
+    from ledger.chain.models import DatasetInfo, MemberInfo
     from ledger.scoring import Score
 
 Progress = Callable[[int], None]
@@ -195,6 +198,14 @@ class Approved(ApproveOut):
 
     grantee_key_fingerprint: str
     chain_independent: bool
+
+
+@dataclass(frozen=True)
+class Carried:
+    """Grants carried over to a new version, and those skipped: (grant id, grantee, code)."""
+
+    carried: list[GrantPublic]
+    skipped: list[tuple[int, str, str]]
 
 
 def fingerprint(key_suite: int, key: bytes) -> str:
@@ -1053,24 +1064,8 @@ class BrokerClient:
         keys = self.require_keys()
         req = self.request(request_id)
         view = self.chain_view()
-        on_chain = view.chain.member(req.requester)
-        if not on_chain.active:
-            raise Forbidden(
-                f"{req.requester} is not an active member on chain", code=ErrorCode.NOT_ON_CHAIN
-            )
-        if not view.independent:
-            attested = self.attested_key(req.requester)
-            if attested != (on_chain.key_suite, on_chain.encryption_key):
-                raise IntegrityError(
-                    "the chain relay's key for the requester is not the one its signed "
-                    "records attest; refusing to wrap",
-                    code=ErrorCode.CHAIN_DISAGREES,
-                )
-        certificate = view.chain.dataset(req.dataset_id)
-        if certificate.owner.lower() != keys.address.lower():
-            raise Forbidden(
-                f"the chain says dataset {req.dataset_id} is not yours", code=ErrorCode.NOT_OWNER
-            )
+        on_chain = self._recipient(view, req.requester)
+        certificate = self._own_certificate(view, req.dataset_id)
         own = self.owner_key(req.dataset_id)
         signed, wrapped = prepare_grant(
             keys,
@@ -1101,6 +1096,100 @@ class BrokerClient:
             grantee_key_fingerprint=fingerprint(on_chain.key_suite, on_chain.encryption_key),
             chain_independent=view.independent,
         )
+
+    def _recipient(self, view: trust.ChainView, address: str) -> MemberInfo:
+        """A member to wrap a data key to, with its key **as registered on chain**.
+
+        Through the broker's relay (no node of one's own) the key must also be the one the
+        log's signed records attest, or nothing is wrapped.
+        """
+        on_chain = view.chain.member(address)
+        if not on_chain.active:
+            raise Forbidden(
+                f"{address} is not an active member on chain", code=ErrorCode.NOT_ON_CHAIN
+            )
+        if not view.independent:
+            attested = self.attested_key(address)
+            if attested != (on_chain.key_suite, on_chain.encryption_key):
+                raise IntegrityError(
+                    "the chain relay's key for the requester is not the one its signed "
+                    "records attest; refusing to wrap",
+                    code=ErrorCode.CHAIN_DISAGREES,
+                )
+        return on_chain
+
+    def _own_certificate(self, view: trust.ChainView, dataset_id: int) -> DatasetInfo:
+        certificate = view.chain.dataset(dataset_id)
+        if certificate.owner.lower() != self.require_keys().address.lower():
+            raise Forbidden(
+                f"the chain says dataset {dataset_id} is not yours", code=ErrorCode.NOT_OWNER
+            )
+        return certificate
+
+    def carry_body(self, grant: GrantPublic, dataset_id: int) -> CarryIn:
+        """Owner: sign the grant of ``dataset_id`` (the next version of ``grant``'s dataset) on
+        ``grant``'s terms — its purpose and request form, and the expiry and uses left that
+        **the chain** holds — with the new data key wrapped to the grantee's on-chain key."""
+        keys = self.require_keys()
+        if grant.request_id is None:
+            raise InvalidInput(
+                f"grant {grant.id} has no request to carry", code=ErrorCode.GRANT_NOT_LIVE
+            )
+        view = self.chain_view()
+        live = view.chain.grant_of(grant.dataset_id, grant.grantee)
+        on_chain = self._recipient(view, grant.grantee)
+        certificate = self._own_certificate(view, dataset_id)
+        req = self.request(grant.request_id)
+        signed, wrapped = prepare_grant(
+            keys,
+            request_id=grant.request_id,
+            dataset_id=dataset_id,
+            content_hash=certificate.content_hash,
+            requester=grant.grantee,
+            requester_suite=on_chain.key_suite,
+            requester_key=on_chain.encryption_key,
+            purpose=req.purpose,
+            days=req.days,
+            max_uses=max(live.max_uses - live.uses, 0),
+            owner_wrapped_key=bytes.fromhex(self.owner_key(dataset_id).wrapped_key[2:]),
+            chain_nonce=self.nonces().access_ledger,
+            domains=self.domains,
+            form=RequestForm.of_request(req.model_dump()),
+            expires_at=live.expires_at,
+        )
+        return CarryIn(signed=SignedActionIn.of(signed), wrapped_key="0x" + wrapped.hex())
+
+    def carry_grant(self, grant: GrantPublic, dataset_id: int) -> GrantPublic:
+        """Owner: carry one live grant over to the next version ``dataset_id``."""
+        body = self.carry_body(grant, dataset_id)
+        carried = self.call("POST", f"/v1/grants/{grant.id}/carry", GrantPublic, body=body)
+        self.confirm(body.signed.parse(), carried.log_seq)
+        return carried
+
+    def carry_grants(self, previous_id: int, dataset_id: int) -> Carried:
+        """Owner: carry every live grant of ``previous_id`` over to its next version.
+
+        Grants the broker or the chain says cannot be carried (revoked, expired, used up, or
+        SENSITIVE to an enterprise, which needs the operator again) are listed as skipped with
+        the reason's code: those grantees request the new version.
+        """
+        latest: dict[str, GrantPublic] = {}
+        for g in self.grants(previous_id):
+            if g.dataset_id == previous_id and (
+                g.grantee not in latest or g.generation > latest[g.grantee].generation
+            ):
+                latest[g.grantee] = g
+        carried: list[GrantPublic] = []
+        skipped: list[tuple[int, str, str]] = []
+        for g in latest.values():
+            if g.revoked:
+                skipped.append((g.id, g.grantee, ErrorCode.GRANT_REVOKED))
+                continue
+            try:
+                carried.append(self.carry_grant(g, dataset_id))
+            except (Conflict, Forbidden) as exc:
+                skipped.append((g.id, g.grantee, exc.code))
+        return Carried(carried=carried, skipped=skipped)
 
     def cosign(self, request_id: int) -> ApproveOut:
         """Operator (ADMIN key): co-sign a grant awaiting approval, for the exact terms shown.

@@ -113,6 +113,10 @@ class ErrorCode(StrEnum):
     GRANT_NOT_FOUND = "grant_not_found"
     GRANT_REVOKED = "grant_revoked"
     GRANT_MISMATCH = "grant_mismatch"
+    GRANT_NOT_LIVE = "grant_not_live"
+    NOT_NEXT_VERSION = "not_next_version"
+    CARRY_NEEDS_APPROVAL = "carry_needs_approval"
+    ALREADY_GRANTED = "already_granted"
     DENY_MISMATCH = "deny_mismatch"
     FETCH_MISMATCH = "fetch_mismatch"
     UNKNOWN_GENERATION = "unknown_generation"
@@ -143,6 +147,7 @@ class ErrorCode(StrEnum):
     QUALITY_CHECK_FAILED = "quality_check_failed"
     CHAIN_FILE_MISSING = "chain_file_missing"
     RESET_REFUSED = "reset_refused"
+    OUTPUT_EXISTS = "output_exists"
     # member-side audit of the log (ledger.audit; never on the wire)
     CHECKPOINT_MALFORMED = "checkpoint_malformed"
     CHECKPOINT_BAD_SIGNATURE = "checkpoint_bad_signature"
@@ -157,6 +162,7 @@ class ErrorCode(StrEnum):
     ANCHOR_MISMATCH = "anchor_mismatch"
     CHAIN_EVENT_UNMATCHED = "chain_event_unmatched"
     RECORD_UNCONFIRMED = "record_unconfirmed"
+    CREDIT_QUALITY_MISMATCH = "credit_quality_mismatch"
     # running several replicas on shared parts (the scale-out issue)
     DATABASE_DRIVER_MISSING = "database_driver_missing"
     DATABASE_UNAVAILABLE = "database_unavailable"
@@ -175,6 +181,10 @@ class ErrorCode(StrEnum):
     ANSWER_MISMATCH = "answer_mismatch"
     NOT_A_LATER_VERSION = "not_a_later_version"
     QUALITY_SCORE_MISMATCH = "quality_score_mismatch"
+    # the member's web console (issue 11; never on the wire)
+    CONSOLE_ASSETS_MISSING = "console_assets_missing"
+    # early warnings (issue 11; the member's own tools)
+    RULES_INVALID = "rules_invalid"
 
     @property
     def status(self) -> int | None:
@@ -276,6 +286,14 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.REQUEST_DECIDED: (409, "the request was already approved or denied"),
     E.GRANT_NOT_FOUND: (404, "no such grant"),
     E.GRANT_REVOKED: (409, "the grant is revoked"),
+    E.GRANT_NOT_LIVE: (409, "the grant to carry over is revoked, expired or used up on chain"),
+    E.NOT_NEXT_VERSION: (422, "the dataset is not the next version of the grant's dataset"),
+    E.CARRY_NEEDS_APPROVAL: (
+        409,
+        "a grant needing the operator's co-signature is not carried over: the grantee requests "
+        "the new version",
+    ),
+    E.ALREADY_GRANTED: (409, "the grantee already holds a grant of this dataset"),
     E.GRANT_MISMATCH: (422, "the signed grant differs from the request"),
     E.DENY_MISMATCH: (422, "the signed denial names another request"),
     E.FETCH_MISMATCH: (422, "the signed fetch names another dataset"),
@@ -308,6 +326,7 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.QUALITY_CHECK_FAILED: (None, "the file does not satisfy its schema"),
     E.CHAIN_FILE_MISSING: (None, "no chain at the broker's home"),
     E.RESET_REFUSED: (None, "the embedded chain cannot be reset"),
+    E.OUTPUT_EXISTS: (None, "the output file exists (--force replaces it)"),
     E.CHECKPOINT_MALFORMED: (None, "a signed checkpoint that does not parse strictly"),
     E.CHECKPOINT_BAD_SIGNATURE: (None, "the checkpoint's signature is not its key name's"),
     E.CHECKPOINT_WRONG_ORIGIN: (None, "the checkpoint names another log than the one pinned"),
@@ -321,6 +340,10 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.ANCHOR_MISMATCH: (None, "a head anchored on chain differs from the log's root"),
     E.CHAIN_EVENT_UNMATCHED: (None, "a chain event that no signed log record explains"),
     E.RECORD_UNCONFIRMED: (None, "a signed log record whose chain event is missing"),
+    E.CREDIT_QUALITY_MISMATCH: (
+        None,
+        "credits minted with a quality score the log's signed records do not give",
+    ),
     E.DATABASE_DRIVER_MISSING: (None, "the database URL needs a driver that is not installed"),
     E.DATABASE_UNAVAILABLE: (503, "the broker's database is not reachable"),
     E.BLOB_STORE_UNAVAILABLE: (503, "the broker's ciphertext store is not reachable"),
@@ -346,6 +369,15 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.QUALITY_SCORE_MISMATCH: (
         None,
         "the broker's quality score differs from the one recomputed from the verified log",
+    ),
+    E.CONSOLE_ASSETS_MISSING: (
+        None,
+        "the console's bundled cytoscape.js is missing (scripts/bootstrap copies it from npm)",
+    ),
+    E.RULES_INVALID: (
+        None,
+        "an early-warning rules file that cannot be used (unknown rule or key, wrong type, "
+        "negative threshold)",
     ),
 }
 

@@ -198,6 +198,15 @@ class ApproveIn(BaseModel):
     admin_approval: SignedActionIn | None = None
 
 
+class CarryIn(BaseModel):
+    """The owner's signed Grant of a dataset's next version, on the terms of a live grant of
+    the previous one, plus the new data key wrapped to the grantee."""
+
+    model_config = ConfigDict(extra="forbid")
+    signed: SignedActionIn
+    wrapped_key: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")
+
+
 # -- members -----------------------------------------------------------------------------------
 
 

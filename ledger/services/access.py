@@ -281,7 +281,18 @@ def deny(ledger: Ledger, signed: SignedAction) -> AccessRequest:
         )
         policy.standing(session, owner, operator=ledger.operator).require_member(label="owner")
         consume_nonce(session, signed)
-        seq = flowlog.append(session, signed, dataset_id=request.dataset_id)
+        # The Deny names a request id only: the context says which signed request that is
+        # (member-side warnings attribute the refusal to its requester through it).
+        seq = flowlog.append(
+            session,
+            signed,
+            dataset_id=request.dataset_id,
+            context={
+                "dataset_id": request.dataset_id,
+                "request_id": request_id,
+                "request_seq": request.log_seq,
+            },
+        )
         request.status = "denied"
         request.reason = str(signed.message["reason"])  # within MAX_REASON_CHARS (check_limits)
         request.decided_log_seq = seq
@@ -339,6 +350,158 @@ def revoke(ledger: Ledger, signed: SignedAction) -> Grant:
         )
         grant.revoked = True
         session.add(grant)
+        session.flush()
+        session.refresh(grant)
+        session.expunge(grant)
+    return grant
+
+
+def carry(ledger: Ledger, grant_id: int, signed: SignedAction, *, wrapped_key: bytes) -> Grant:
+    """Relay the owner's grant of a dataset's next version to a live grantee of the previous one.
+
+    The owner's policy on a new version: live grants carry over (this) or the grantees request
+    again. A carried grant keeps the old one's terms exactly — same grantee, purpose and request
+    form, the expiry and the uses left **as the chain holds them** — and commits to the new
+    wrapped key; a grant that needed the operator's co-signature is not carried (the grantee
+    requests the new version). Logged as a ``grant`` whose context names ``carried_from``.
+    """
+    owner = check_signed(ledger, signed, "grant")
+    if not 0 < len(wrapped_key) <= 4096:
+        raise InvalidInput("wrapped_key must be 1 to 4096 bytes")
+    terms = terms_of(signed.message)
+    with ledger.db.session() as session:
+        old = session.get(Grant, grant_id) if 0 < grant_id <= MAX_ROW_ID else None
+        if old is None:
+            raise NotFound(f"no grant {grant_id}", code=ErrorCode.GRANT_NOT_FOUND)
+        previous = dataset(session, old.dataset_id)
+        target = dataset(session, terms.dataset_id)
+        policy.require_owner(owner, previous.owner, "only the dataset's owner carries its grants")
+        if target.previous_version != old.dataset_id or target.owner != previous.owner:
+            raise InvalidInput(
+                f"dataset {terms.dataset_id} is not the next version of dataset {old.dataset_id}",
+                code=ErrorCode.NOT_NEXT_VERSION,
+            )
+        policy.standing(session, owner, operator=ledger.operator).require_member(label="owner")
+        policy.standing(session, old.grantee, operator=ledger.operator).require_member(
+            label="grantee"
+        )
+        if current_grant(session, target.id or 0, old.grantee) is not None:
+            raise Conflict(
+                f"{old.grantee} already holds a grant of dataset {target.id}",
+                code=ErrorCode.ALREADY_GRANTED,
+            )
+        if needs_cosignature(session, target.id or 0, old.grantee):
+            raise Conflict(
+                f"a grant of SENSITIVE dataset {target.id} to {old.grantee} needs the operator's "
+                "co-signature: the grantee requests the new version",
+                code=ErrorCode.CARRY_NEEDS_APPROVAL,
+            )
+        request = session.get(AccessRequest, old.request_id) if old.request_id else None
+        if request is None:
+            raise Conflict(
+                f"grant {grant_id} has no request to carry the terms of",
+                code=ErrorCode.GRANT_NOT_LIVE,
+            )
+        session.expunge(request)
+    live = ledger.chain.grant_of(old.dataset_id, old.grantee)
+    if (
+        live.revoked
+        or live.generation != old.generation
+        or live.expires_at <= ledger.now()
+        or live.uses >= live.max_uses
+    ):
+        raise Conflict(
+            f"grant {grant_id} is revoked, expired or used up on chain",
+            code=ErrorCode.GRANT_NOT_LIVE,
+        )
+    _check_carried_terms(
+        old, live.expires_at, live.max_uses - live.uses, request, terms, wrapped_key
+    )
+    _check_owner_nonce(ledger, signed, owner)
+    return _relay_carried(ledger, old, request, signed, terms, wrapped_key)
+
+
+def _check_carried_terms(
+    old: Grant,
+    expires_at: int,
+    uses_left: int,
+    request: AccessRequest,
+    terms: GrantTerms,
+    wrapped_key: bytes,
+) -> None:
+    problems = []
+    if terms.grantee != old.grantee:
+        problems.append("grantee is not the previous grant's")
+    if terms.purpose_hash != old.purpose_hash:
+        problems.append("purposeHash is not the previous grant's")
+    if terms.expires_at != expires_at:
+        problems.append(f"expiresAt is not the previous grant's ({expires_at})")
+    if terms.max_uses != uses_left:
+        problems.append(f"maxUses is not the uses left ({uses_left})")
+    if terms.terms_hash != terms_hash(int(request.id or 0), wrapped_key, form_of(request)):
+        problems.append("termsHash does not commit to the original request and this wrapped key")
+    if problems:
+        raise InvalidInput(
+            "the carried grant does not keep the previous terms: " + "; ".join(problems),
+            code=ErrorCode.GRANT_MISMATCH,
+        )
+
+
+def _relay_carried(
+    ledger: Ledger,
+    old: Grant,
+    request: AccessRequest,
+    signed: SignedAction,
+    terms: GrantTerms,
+    wrapped_key: bytes,
+) -> Grant:
+    msg = signed.message
+    with ledger.db.transaction() as session:
+        if current_grant(session, terms.dataset_id, terms.grantee) is not None:
+            raise Conflict(
+                f"{terms.grantee} already holds a grant of dataset {terms.dataset_id}",
+                code=ErrorCode.ALREADY_GRANTED,
+            )
+        tx = ledger.chain.grant_for(
+            terms,
+            nonce=int(msg["nonce"]),
+            deadline=int(msg["deadline"]),
+            signature=signed.signature,
+        )
+        generation = int(tx.event("AccessGranted").args["generation"])
+        seq = flowlog.append(
+            session,
+            signed,
+            dataset_id=terms.dataset_id,
+            context={
+                "tx": tx.tx_hash,
+                "request_id": request.id,
+                "generation": generation,
+                "carried_from": old.id,
+                "terms": terms_document(int(request.id or 0), wrapped_key, form_of(request)),
+            },
+        )
+        grant = Grant(
+            dataset_id=terms.dataset_id,
+            grantee=terms.grantee,
+            generation=generation,
+            request_id=request.id,
+            purpose_hash=terms.purpose_hash,
+            terms_hash=terms.terms_hash,
+            expires_at=terms.expires_at,
+            max_uses=terms.max_uses,
+            granted_tx=tx.tx_hash,
+            log_seq=seq,
+        )
+        session.add(grant)
+        session.add(
+            WrappedKey(
+                dataset_id=terms.dataset_id,
+                recipient=terms.grantee,
+                generation=generation,
+                wrapped=wrapped_key,
+            )
+        )
         session.flush()
         session.refresh(grant)
         session.expunge(grant)

@@ -9,9 +9,11 @@ One pass (:meth:`Anchorer.run_once`):
 3. mints, in one ``mintBatch``, the credits of every delivery receipt inside the anchored tree
    not yet credited. Each entry is the consumer's signed receipt: SharingCredits checks the
    signature, that the fetch it names was recorded on chain, and computes the amount from its
-   own rules (the broker sends no amount). The contract credits a receipt id once and
-   withholds repeats, so a crash between minting and marking never pays twice; the pass reads
-   back what the chain did.
+   own rules (the broker sends no amount), weighted by the dataset's quality score when the
+   receipt was logged (``ledger.scoring.credit_quality``, from signed records that every
+   member's verify reads too: a made-up score is caught there). The contract credits a receipt
+   id once and withholds repeats, so a crash between minting and marking never pays twice; the
+   pass reads back what the chain did.
 
 Exactly once across restarts therefore rests on the chain's own rules (sizes strictly grow,
 receipts credited once), not on local bookkeeping surviving.
@@ -44,6 +46,7 @@ from ledger.errors import IntegrityAlarm, LedgerError
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.services import flowlog
+from ledger.services.issues import receipt_quality
 from ledger.store.db import Database
 from ledger.store.models import Anchor, Delivery
 from ledger.store.replicas import LeaseKeeper
@@ -241,7 +244,8 @@ class Anchorer:
             )
         if not pending:
             return 0, 0
-        receipts = [_signed_receipt(d) for d in pending]
+        with self.db.session() as session:
+            receipts = [_signed_receipt(d, receipt_quality(session, d)) for d in pending]
         self._fence()
         tx = self.chain.mint_batch(receipts)
         minted = {
@@ -290,8 +294,9 @@ def _anchored_size(session: Session) -> int:
     return latest.tree_size if latest else 0
 
 
-def _signed_receipt(d: Delivery) -> SignedReceipt:
-    """The consumer's signed receipt as SharingCredits checks it (again) before minting."""
+def _signed_receipt(d: Delivery, quality: int) -> SignedReceipt:
+    """The consumer's signed receipt as SharingCredits checks it (again) before minting, with
+    the dataset's quality score when the receipt was logged, which weighs the credit."""
     signed = SignedAction.from_json(json.loads(d.signed_json))
     msg = signed.message
     return SignedReceipt(
@@ -303,4 +308,5 @@ def _signed_receipt(d: Delivery) -> SignedReceipt:
         nonce=int(msg["nonce"]),
         deadline=int(msg["deadline"]),
         signature=signed.signature,
+        quality=quality,
     )

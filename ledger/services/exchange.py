@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ledger.errors import Conflict, ContractRevert, Forbidden, InvalidInput, NotFound
+from ledger.errors import (
+    Conflict,
+    ContractRevert,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ReplayedNonce,
+)
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.services import flowlog, policy
@@ -31,6 +39,24 @@ class Fetched:
     log_seq: int
 
 
+#: Refusals of a member's signed fetch that the log keeps (docs/protocol.md §11.12): the grant,
+#: or the standing of the grantee or the owner, says no. Whatever else refuses a fetch (a bad
+#: signature or deadline, a replay, a non-member, an unknown dataset) writes nothing.
+LOGGED_REFUSALS: Final = frozenset(
+    {
+        ErrorCode.NO_GRANT,
+        ErrorCode.OWNER_SUSPENDED,
+        ErrorCode.MEMBER_SUSPENDED,
+        # AccessLedger.recordUse's refusals of a validly signed fetch (contract error codes)
+        "access_ledger_no_grant",
+        "access_ledger_grant_revoked",
+        "access_ledger_grant_expired",
+        "access_ledger_uses_exhausted",
+        "access_ledger_inactive_member",
+    }
+)
+
+
 def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
     """Check the grant on chain and record one use, atomically; then the ciphertext may flow.
 
@@ -38,26 +64,54 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
     contract checks that signature, consumes its nonce and refuses a revoked, expired or
     exhausted grant, so concurrent fetches never exceed ``maxUses`` and the broker's key alone
     cannot make up a use.
+
+    A department's or enterprise's validly signed fetch refused for one of
+    :data:`LOGGED_REFUSALS` is still logged, with context ``{"refused": code}``, and its nonce
+    consumed, so the log shows attempts after a revocation, expiry or suspension and the same
+    signed fetch can never be used later; the caller gets the refusal all the same.
     """
     grantee = check_signed(ledger, signed, "fetch")
     dataset_id = int(signed.message["datasetId"])
     with ledger.db.session() as session:
-        policy.standing(session, grantee, operator=ledger.operator).require_writer()
+        standing = policy.standing(session, grantee, operator=ledger.operator)
+        refusal = standing.writer_refusal()
+        if refusal is not None:
+            # A member, suspended (the fetch route refuses one before this; in process it
+            # gets here, and its attempt is logged like any other standing refusal).
+            if standing.role in ("department", "enterprise"):
+                try:
+                    owner = dataset(session, dataset_id).owner
+                except NotFound:
+                    raise refusal from None
+                if owner != grantee:
+                    raise _logged(ledger, signed, dataset_id, refusal)
+            raise refusal
         target = dataset(session, dataset_id)
         if target.owner == grantee:
             raise InvalidInput(
                 "owners hold their own key; fetch is for grantees", code=ErrorCode.OWN_DATASET
             )
         if current_grant(session, dataset_id, grantee) is None:
-            raise Forbidden(
+            refusal = Forbidden(
                 f"no grant of dataset {dataset_id} to {grantee}", code=ErrorCode.NO_GRANT
             )
+            raise _logged(ledger, signed, dataset_id, refusal)
         if not policy.standing(session, target.owner, operator=ledger.operator).active:
-            raise owner_suspended(dataset_id, target.owner)
+            raise _logged(ledger, signed, dataset_id, owner_suspended(dataset_id, target.owner))
     if not ledger.blobs.exists(target.ciphertext_sha256):
         raise NotFound(
             f"ciphertext of dataset {dataset_id} is missing", code=ErrorCode.BLOB_MISSING
         )
+    outcome = _use(ledger, signed, dataset_id, grantee)
+    if isinstance(outcome, Forbidden):
+        raise outcome
+    return outcome
+
+
+def _use(
+    ledger: Ledger, signed: SignedAction, dataset_id: int, grantee: str
+) -> Fetched | Forbidden:
+    """Record the use on chain and log the fetch; a logged refusal commits and is returned."""
     with ledger.db.transaction() as session:
         consume_nonce(session, signed)
         try:
@@ -69,7 +123,11 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
                 signature=signed.signature,
             )
         except ContractRevert as exc:
-            raise Forbidden(f"grant not usable: {exc.message}", code=exc.code) from None
+            refusal = Forbidden(f"grant not usable: {exc.message}", code=exc.code)
+            if exc.code not in LOGGED_REFUSALS:
+                raise refusal from None
+            flowlog.append(session, signed, dataset_id=dataset_id, context={"refused": exc.code})
+            return refusal
         uses = int(tx.event("AccessUsed").args["uses"])
         grant = current_grant(session, dataset_id, grantee)
         assert grant is not None
@@ -96,6 +154,26 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
         )
         session.expunge(fetched.dataset)
     return fetched
+
+
+def _logged(ledger: Ledger, signed: SignedAction, dataset_id: int, refusal: Forbidden) -> Forbidden:
+    """Log a refused fetch and consume its nonce; returns ``refusal`` for the caller to raise.
+
+    A fetch whose nonce was already used (this very refusal, sent again) is not logged twice:
+    the refusal stands and nothing is written.
+    """
+    try:
+        with ledger.db.transaction() as session:
+            consume_nonce(session, signed)
+            flowlog.append(
+                session,
+                signed,
+                dataset_id=dataset_id,
+                context={"refused": refusal.code},
+            )
+    except ReplayedNonce:
+        pass
+    return refusal
 
 
 def _raise_uses(session: Session, grant: Grant, uses: int) -> None:

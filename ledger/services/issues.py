@@ -12,16 +12,16 @@ import datetime as dt
 
 from sqlmodel import Session, col, select
 
-from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ledger.errors import Conflict, Forbidden, IntegrityAlarm, InvalidInput, NotFound
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import IssuePublic, IssuesPublic, QualityScorePublic
-from ledger.scoring import score_of
+from ledger.scoring import credit_quality, score_of
 from ledger.services import flowlog, policy
 from ledger.services.catalog import _public, newer_versions, visible_page
 from ledger.services.context import Ledger, check_signed, consume_nonce, dataset
 from ledger.services.policy import Standing
-from ledger.store.models import Dataset, Delivery, QualityIssue
+from ledger.store.models import Dataset, Delivery, LogRecord, QualityIssue
 
 
 def issue_public(row: QualityIssue) -> IssuePublic:
@@ -155,13 +155,28 @@ def quality(ledger: Ledger, dataset_id: int, *, as_of: int | None = None) -> Qua
     when = ledger.now() if as_of is None else as_of
     with ledger.db.session() as session:
         dataset(session, dataset_id)
-        leaves = [r.leaf for r in flowlog.records(session, dataset_id=dataset_id)]
-        newer = newer_versions(session, [dataset_id]).get(dataset_id)
-        if newer is not None:
-            leaves += [
-                r.leaf for r in flowlog.records(session, dataset_id=newer) if r.action == "register"
-            ]
+        leaves = scoring_leaves(session, dataset_id)
     computed = score_of(leaves, dataset_id, as_of=when)
     if computed is None:  # an index row without its registration record: an alarm elsewhere
         raise NotFound(f"no registration record of dataset {dataset_id}")
     return QualityScorePublic(**computed.to_json())
+
+
+def scoring_leaves(session: Session, dataset_id: int) -> list[bytes]:
+    """The records the score reads: the dataset's own and its next version's registration."""
+    leaves = [r.leaf for r in flowlog.records(session, dataset_id=dataset_id)]
+    newer = newer_versions(session, [dataset_id]).get(dataset_id)
+    if newer is not None:
+        leaves += [
+            r.leaf for r in flowlog.records(session, dataset_id=newer) if r.action == "register"
+        ]
+    return leaves
+
+
+def receipt_quality(session: Session, delivery: Delivery) -> int:
+    """The quality a delivery's credit is weighted by (``ledger.scoring.credit_quality``)."""
+    receipt = session.get(LogRecord, delivery.log_seq)
+    if receipt is None:
+        raise IntegrityAlarm(f"delivery {delivery.id} names log record {delivery.log_seq}, missing")
+    leaves = scoring_leaves(session, delivery.dataset_id)
+    return credit_quality(leaves, delivery.dataset_id, receipt=receipt.leaf)

@@ -228,12 +228,16 @@ class LogRecord(SQLModel, table=True):
     """One signed action in the flow log; ``leaf`` is exactly what the Merkle tree hashed."""
 
     __tablename__ = "log_records"
-    __table_args__ = (Index("ix_log_records_actor", "actor"),)
+    # A trace page is a range of one dataset's (or one actor's) records in sequence order.
+    __table_args__ = (
+        Index("ix_log_records_dataset_seq", "dataset_id", "seq"),
+        Index("ix_log_records_actor_seq", "actor", "seq"),
+    )
 
     seq: int = Field(primary_key=True)
     action: str = Field(max_length=32)
     actor: str = Field(max_length=42)
-    dataset_id: int | None = Field(default=None, index=True)
+    dataset_id: int | None = Field(default=None)
     leaf: bytes = _blob()
     created_at: dt.datetime = _ts()
 

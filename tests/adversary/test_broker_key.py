@@ -232,7 +232,9 @@ def test_credit_farming_earns_at_most_the_pair_cap(
     assert all(total <= PAIR_CAP for total in per_epoch.values()), per_epoch
     assert len(minted) + len(withheld) == 30
     if len(per_epoch) == 1:  # (a run straddling two epochs earns the cap in each)
-        assert [e.args["amount"] for e in minted] == [6, 2, 2, 2]
+        # Weighted by quality 50 (these registrations carry no quality summary): 3, then 1s.
+        assert {e.args["quality"] for e in minted} == {50}
+        assert [e.args["amount"] for e in minted] == [3] + [1] * 9
         assert {e.args["reason"] for e in withheld} == {CAP_REACHED}
 
 

@@ -29,6 +29,8 @@ WITHHELD = {
     "FETCH_NOT_RECORDED": 5,
     "FETCH_OF_OTHER_DATASET": 6,
     "CONTENT_MISMATCH": 7,
+    "LOW_QUALITY": 8,
+    "QUALITY_OUT_OF_RANGE": 9,
 }
 
 
@@ -162,6 +164,7 @@ def test_broker_mints_for_a_consumer_signed_receipt_of_a_recorded_fetch(env):
         "receiptId": receipt_id,
         "amount": 6,
         "epoch": epoch,
+        "quality": 100,
     }
     assert env.chain.credits_of(owner.address) == 6
     assert env.chain.credits_total() == total + 6
@@ -170,6 +173,39 @@ def test_broker_mints_for_a_consumer_signed_receipt_of_a_recorded_fetch(env):
     assert env.chain.minted_for_pair(owner.address, consumer.address, epoch) == 6
     assert env.chain.minted_for_owner(owner.address, epoch) == 6
     assert env.chain.credits_of(consumer.address) == 0
+
+
+def test_credits_are_weighted_by_the_quality_score_rounded_half_up(env, time_travel):
+    """First credit 6 and repeat 2, each scaled by quality/100: the event shows the score used."""
+    _fresh_epoch(env, time_travel)
+    weights = [(100, 6), (75, 5), (50, 3), (9, 1)]
+    owners = _members(env, len(weights))
+    for owner, (quality, amount) in zip(owners, weights, strict=True):
+        consumer = env.new_member(funded=False)
+        _, (first, repeat) = _delivered(env, owner, consumer, fetches=2)
+        result = env.broker_chain.mint_batch(
+            [replace(first, quality=quality), replace(repeat, quality=quality)]
+        )
+        minted = _minted(result)
+        # A repeat at quality 9 rounds to nothing: withheld, not minted as zero.
+        expected = [(a, quality) for a in (amount, (2 * quality + 50) // 100) if a]
+        assert [(m["amount"], m["quality"]) for m in minted] == expected
+        assert len(_withheld(result)) == 2 - len(expected)
+        assert env.chain.credits_of(owner.address) == sum(m["amount"] for m in minted)
+
+
+def test_a_receipt_weighted_to_nothing_or_out_of_range_earns_nothing(env):
+    owner, consumer = _members(env, 2)
+    _, (low, wild) = _delivered(env, owner, consumer, fetches=2)
+    _assert_withheld(
+        env,
+        [replace(low, quality=8), replace(wild, quality=101)],
+        ["LOW_QUALITY", "QUALITY_OUT_OF_RANGE"],
+        [owner.address],
+    )
+    # Withheld, not credited: the same receipts at a real score still earn once.
+    result = env.broker_chain.mint_batch([replace(low, quality=100)])
+    assert [m["amount"] for m in _minted(result)] == [6]
 
 
 def test_credits_cannot_be_transferred_or_approved(env, reverts):

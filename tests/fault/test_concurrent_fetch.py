@@ -130,13 +130,18 @@ def test_chain_and_index_both_count_exactly_max_uses(race: dict[str, object]) ->
     assert [row.uses for row in rows] == [USES]
 
 
-def test_flow_log_holds_one_fetch_record_per_use_and_verify_passes(
+def test_flow_log_holds_one_fetch_record_per_use_one_per_refusal_and_verify_passes(
     race: dict[str, object],
 ) -> None:
     broker = race["broker"]
     assert isinstance(broker, kit.Broker)
     with broker.ledger.db.session() as session:
-        fetches = list(session.exec(select(LogRecord).where(LogRecord.action == "fetch")))
+        records = list(session.exec(select(LogRecord).where(LogRecord.action == "fetch")))
+    # Each refused fetch is logged as refused (it shows an attempt; its nonce is spent).
+    contexts = [(r, json.loads(r.leaf)["context"]) for r in records]
+    refusals = [context for _, context in contexts if "refused" in context]
+    assert refusals == [{"refused": EXHAUSTED}] * (FETCHES - USES)
+    fetches = [r for r, context in contexts if "refused" not in context]
     assert len(fetches) == USES
     counted = sorted(json.loads(r.leaf)["context"]["uses"] for r in fetches)
     assert counted == list(range(1, USES + 1))

@@ -4,7 +4,9 @@ One real broker (``drl serve`` in a subprocess) serves the whole module. Each ca
 :func:`tests.support.http_probe.snapshot` before and after the refused request -- chain head block,
 flow-log size and anchored head, every grant's uses, the rows of every database table and the
 set of ciphertext blobs -- and requires them to be identical: no row, no log record, no blob,
-no transaction, no used nonce, no use recorded on a grant.
+no transaction, no used nonce, no use recorded on a grant. The one exception: a member's validly
+signed fetch that its grant or a standing refuses is logged as refused (one record, its nonce
+used), so the log shows attempts after a revocation, an expiry or a suspension.
 
 Requests are built byte by byte (``tests.support.http_probe.Wire``) so they can be malformed,
 mis-signed, stale or replayed; signed actions are built from the SDK's pieces so they can be
@@ -38,6 +40,7 @@ from tests.support.http_probe import (
     action_json,
     error_code,
     grant_body,
+    one_logged_refusal,
     owner_grant_body,
     revoke_body,
     signed,
@@ -87,6 +90,23 @@ class World:
         response = call()
         assert (response.status_code, error_code(response)) == (status, code), response.text
         assert before.changes(self.snapshot()) == []
+        return response
+
+    def refused_and_logged(
+        self, call: Callable[[], httpx.Response], status: int, code: str
+    ) -> httpx.Response:
+        """Run a member's validly signed fetch that the grant or a standing refuses: it must
+        answer ``status`` with ``code`` and write exactly one record, the refused Fetch with
+        context ``{"refused": code}``, and consume its nonce (docs/protocol.md §11.12)."""
+        before = self.snapshot()
+        response = call()
+        assert (response.status_code, error_code(response)) == (status, code), response.text
+        after = self.snapshot()
+        assert one_logged_refusal(before, after), before.changes(after)
+        record = self.wire.get(self.operator, f"/v1/log/records/{before.log_size}")
+        leaf = json.loads(record["leaf"])
+        assert leaf["signed"]["action"] == "fetch"
+        assert leaf["context"] == {"refused": code}
         return response
 
     def refused_with(self, call: Callable[[], httpx.Response], status: int) -> httpx.Response:
@@ -664,27 +684,34 @@ def _fetch(world: World, who: str) -> Callable[[], httpx.Response]:
     return lambda: world.post(who, target, world.fetch_body(who))
 
 
-def test_download_without_a_grant_is_refused(world: World) -> None:
-    world.refused(_fetch(world, "plain"), 403, "no_grant")
+def test_download_without_a_grant_is_refused_and_logged(world: World) -> None:
+    world.refused_and_logged(_fetch(world, "plain"), 403, "no_grant")
 
 
 def test_download_of_ones_own_dataset_is_refused(world: World) -> None:
     world.refused(_fetch(world, "office"), 422, "own_dataset")
 
 
-def test_download_after_expiry_is_refused(world: World) -> None:
+def test_download_after_expiry_is_refused_and_logged(world: World) -> None:
     wait = world.expires_at + 1 - time.time()
     if wait > 0:
         time.sleep(wait)
-    world.refused(_fetch(world, "expiree"), 403, "access_ledger_grant_expired")
+    world.refused_and_logged(_fetch(world, "expiree"), 403, "access_ledger_grant_expired")
 
 
-def test_download_after_revoke_is_refused(world: World) -> None:
-    world.refused(_fetch(world, "revokee"), 403, "access_ledger_grant_revoked")
+def test_download_after_revoke_is_refused_and_logged(world: World) -> None:
+    world.refused_and_logged(_fetch(world, "revokee"), 403, "access_ledger_grant_revoked")
 
 
-def test_download_after_the_uses_are_spent_is_refused(world: World) -> None:
-    world.refused(_fetch(world, "spender"), 403, "access_ledger_uses_exhausted")
+def test_download_after_the_uses_are_spent_is_refused_and_logged(world: World) -> None:
+    world.refused_and_logged(_fetch(world, "spender"), 403, "access_ledger_uses_exhausted")
+
+
+def test_a_refused_fetch_sent_again_is_refused_the_same_and_logged_once(world: World) -> None:
+    body = world.fetch_body("plain")
+    target = f"/v1/datasets/{world.dataset['id']}/fetch"
+    world.refused_and_logged(lambda: world.post("plain", target, body), 403, "no_grant")
+    world.refused(lambda: world.post("plain", target, body), 403, "no_grant")
 
 
 def test_download_by_a_suspended_member_is_refused(world: World) -> None:
@@ -832,6 +859,10 @@ def _regulator_writes(world: World) -> dict[tuple[str, str], Callable[[], httpx.
             revoke_body(
                 auditor, domains, dataset_id=d, grantee=world.keys["coop"].address, chain_nonce=0
             ),
+        ),
+        ("POST", "/v1/grants/{grant_id}/carry"): post(
+            "/v1/grants/1/carry",
+            grant_body(auditor, domains, request=world.pending, chain_nonce=0),
         ),
         ("POST", "/v1/receipts"): post(
             "/v1/receipts",

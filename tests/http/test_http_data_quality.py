@@ -499,3 +499,130 @@ def test_versions_issues_answers_freshness_and_the_score(world: World) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "score 95" in done.stdout
     assert "recomputed from the log verified on this machine: same" in done.stdout
+    # `drl dataset show` puts versions, the score and the issues on the dataset's page.
+    done = world.drl("dataset", "show", str(first.id), "--as", "coop", "--json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert (shown["newer_version"], shown["score"]["score"]) == (second["id"], 95)
+    assert [(i["id"], i["status"]) for i in shown["issues"]] == [(issue["id"], "fixed")]
+    done = world.drl("dataset", "show", str(first.id), "--as", "coop")
+    assert f"newer version  #{second['id']}" in done.stdout
+    assert "quality score  95 (validation 1.0, freshness 1.0, issues 0.95)" in done.stdout
+    assert "quality issues  1 fixed" in done.stdout
+
+
+# -- a new version: the owner's grant policy ---------------------------------------------------
+
+
+def test_live_grants_carry_over_to_a_new_version_when_the_owner_says_so(world: World) -> None:
+    source = world.work / "counts.csv"
+    source.write_text("ward,vehicles\nharbour,1200\nquay,310\n")
+    with world.broker.client("office") as office:
+        first = office.register(source, title="Traffic counts", labels={"themes": ["TRAN"]})
+    with world.broker.client("coop") as coop:
+        request = coop.request_access(first.id, purpose="Charging-point siting", days=5, uses=3)
+    with world.broker.client("office") as office:
+        office.approve(request.id)
+    with world.broker.client("coop") as coop:
+        coop.fetch(first.id, world.work / "counts-v1.csv")  # one use of three
+        live = coop.chain_view().chain.grant_of(first.id, world.keys["coop"].address)
+
+    # The owner's policy: carry. The grant is signed again for the new version, on the terms the
+    # chain holds: same purpose and form, the same expiry, the two uses left.
+    source.write_text("ward,vehicles\nharbour,1250\nquay,305\n")
+    done = world.drl(
+        "dataset", "update", str(first.id), str(source), "--as", "office", "--grants", "carry",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    second = json.loads(done.stdout)
+    (carried,) = second["carried"]
+    assert second["skipped"] == []
+    assert (carried["dataset_id"], carried["grantee"]) == (second["id"], world.keys["coop"].address)
+    assert (carried["expires_at"], carried["max_uses"], carried["request_id"]) == (
+        live.expires_at,
+        2,
+        request.id,
+    )
+    with world.broker.client("coop") as coop:
+        got = coop.fetch(second["id"], world.work / "counts-v2.csv")
+        assert (world.work / "counts-v2.csv").read_text() == source.read_text()
+        assert got.uses_left == 1
+    record = world.wire.get(world.keys["auditor"], f"/v1/log/records/{carried['log_seq']}")
+    leaf = json.loads(record["leaf"])
+    assert (record["action"], leaf["context"]["carried_from"]) == (
+        "grant",
+        _grants(world, first.id)[0].id,
+    )
+
+    # Refusals write nothing: carrying twice, carrying to a dataset that is not the next version.
+    before = world.snapshot()
+    with world.broker.client("office") as office:
+        (old,) = [g for g in office.grants(first.id) if g.dataset_id == first.id]
+        for target, expected in (
+            (second["id"], (409, "already_granted")),
+            (int(world.dataset["id"]), (422, "not_next_version")),
+        ):
+            body = office.carry_body(old, target).model_dump(mode="json")
+            response = world.wire.send(
+                world.keys["office"], "POST", f"/v1/grants/{old.id}/carry", json_body=body
+            )
+            assert (response.status_code, error_code(response)) == expected, response.text
+    assert before.changes(world.snapshot()) == []
+
+    # A revoked grant is not carried: the next update says so and carries nothing.
+    assert world.drl("access", "revoke", str(carried["id"]), "--as", "office").returncode == 0
+    source.write_text("ward,vehicles\nharbour,1300\nquay,300\n")
+    done = world.drl(
+        "dataset", "update", str(second["id"]), str(source), "--as", "office", "--grants",
+        "carry", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    third = json.loads(done.stdout)
+    assert third["carried"] == []
+    assert third["skipped"] == [[carried["id"], world.keys["coop"].address, "grant_revoked"]]
+
+
+def _grants(world: World, dataset_id: int) -> list[Any]:
+    with world.broker.client("office") as office:
+        return [g for g in office.grants(dataset_id) if g.dataset_id == dataset_id]
+
+
+def test_credits_are_weighted_by_the_quality_score_and_verify_recomputes_it(world: World) -> None:
+    """One row in four breaks the schema: validation 0.75, so the score is 75 and the first
+    credit (6 by the chain's rules) is weighted to 5; the regulator's verify agrees."""
+    source = world.work / "bins.csv"
+    source.write_text("ward,bins\nharbour,40\nquay,-3\npier,12\nmarsh,9\n")
+    schema = {
+        "fields": [
+            {"name": "ward"},
+            {"name": "bins", "type": "integer", "constraints": {"minimum": 0}},
+        ]
+    }
+    report = validate_file(source, schema)
+    assert (report.rows, report.error_count) == (4, 1)
+    with world.broker.client("office") as office:
+        dataset = office.register(
+            source, title="Litter bins", schema=schema, quality=report.summary()
+        )
+    with world.broker.client("coop") as coop:
+        request = coop.request_access(dataset.id, purpose="Route planning", days=5, uses=1)
+    with world.broker.client("office") as office:
+        office.approve(request.id)
+    with world.broker.client("coop") as coop:
+        coop.fetch(dataset.id, world.work / "bins-fetched.csv")
+        assert coop.quality(dataset.id).score == 75
+    with world.broker.client("operator") as op:
+        op.anchor()
+    with world.broker.client("auditor") as auditor:
+        chain = auditor.chain_view().chain
+        (minted,) = [
+            e.args
+            for e in chain.events("SharingCredits", "CreditsMinted")
+            if e.args["datasetId"] == dataset.id
+        ]
+        rules = chain.credit_rules()
+    assert minted["quality"] == 75
+    assert minted["amount"] == (rules.first_credit * 75 + 50) // 100
+    done = world.drl("verify", "--as", "auditor")
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import prov
 import pytest
+from prov.model import ProvActivity, ProvAgent, ProvDerivation, ProvEntity
 
+from ledger.quality import validate_file
 from tests.support.http_kit import RunningBroker, new_member, running_broker
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "building_permits.csv"
@@ -26,8 +30,12 @@ def test_sdk_walks_the_whole_exchange(broker: RunningBroker, tmp_path: Path) -> 
     coop = new_member(broker, "sdk-coop", "enterprise", "Harbour Solar Cooperative", pq=True)
     new_member(broker, "sdk-dpa", "regulator", "Data Protection Authority")
     with broker.client("sdk-office") as owner, broker.client("sdk-coop") as consumer:
+        schema = json.loads(SCHEMA.read_text())
         dataset = owner.register(
-            SAMPLE, title="Permits 2025 (SDK)", schema=json.loads(SCHEMA.read_text())
+            SAMPLE,
+            title="Permits 2025 (SDK)",
+            schema=schema,
+            quality=validate_file(SAMPLE, schema).summary(),  # a clean report: the score is 100
         )
         assert dataset.owner == office.address
         request = consumer.request_access(
@@ -50,7 +58,8 @@ def test_sdk_walks_the_whole_exchange(broker: RunningBroker, tmp_path: Path) -> 
     with broker.client("operator") as operator:
         anchored = operator.anchor()
         assert anchored.anchored
-        assert anchored.minted == 6  # the first credited delivery to a consumer (CreditRules)
+        # The first credited delivery to a consumer (CreditRules), weighted by quality 100.
+        assert anchored.minted == 6
         assert operator.credits(office.address).balance == 6
     with broker.client("sdk-dpa") as regulator:
         trace = regulator.trace_dataset(dataset.id)
@@ -156,3 +165,53 @@ def test_restarted_broker_reopens_the_same_chain_and_database(tmp_path: Path) ->
         with second.client("operator") as op:
             assert op.self_check().ok
             assert op.audit().ok
+
+
+def test_trace_exports_the_lineage_and_flows_as_w3c_prov(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    """`drl trace ID --prov FILE`: PROV-JSON that the `prov` package reads back, never written
+    over an existing file without --force, and only for a dataset."""
+    office = new_member(broker, "prov-office", "department", "Statistics Office")
+    ent = new_member(broker, "prov-ent", "enterprise", "Harbour Analytics")
+    new_member(broker, "prov-dpa", "regulator", "Audit Office")
+    source = tmp_path / "counts.csv"
+    source.write_text("ward,count\n" + "".join(f"W{i},{i * 7}\n" for i in range(50)))
+    extract = tmp_path / "extract.csv"
+    extract.write_text("ward,count\n" + "".join(f"W{i},{i * 7}\n" for i in range(10)))
+    with broker.client("prov-office") as owner, broker.client("prov-ent") as consumer:
+        parent = owner.register(source, title="Ward counts")
+        child = owner.register(extract, title="Ward counts, first ten", parents=(parent.id,))
+        request = consumer.request_access(parent.id, purpose="housing study", days=7, uses=1)
+        owner.approve(request.id)
+        consumer.fetch(parent.id, tmp_path / "received.csv")
+    out = tmp_path / "trail.prov.json"
+    out.write_text("an older export\n")
+
+    kept = broker.drl("trace", str(parent.id), "--as", "prov-dpa", "--prov", str(out))
+    assert kept.returncode == 1
+    assert kept.stderr.startswith("error [output_exists]"), kept.stderr
+    assert out.read_text() == "an older export\n"
+    member = broker.drl("trace", "--member", "prov-ent", "--as", "prov-dpa", "--prov", str(out))
+    assert member.returncode == 1
+    assert member.stderr.startswith("error [bad_arguments]"), member.stderr
+
+    done = broker.drl("trace", str(parent.id), "--as", "prov-dpa", "--prov", str(out), "--force")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}: W3C PROV-JSON of dataset #{parent.id}" in done.stdout
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    doc = prov.read(str(out), format="json")
+    assert doc is not None
+
+    def ids(kind: type) -> set[str]:
+        return {str(r.identifier.localpart) for r in doc.get_records(kind)}
+
+    assert {str(parent.id), str(child.id)} <= ids(ProvEntity)
+    assert ids(ProvAgent) == {office.address, ent.address}
+    label = prov.model.PROV["label"]
+    actions = sorted(str(dict(r.attributes)[label]) for r in doc.get_records(ProvActivity))
+    assert actions == ["fetch", "grant", "receipt", "register", "register", "request"]
+    (derived,) = doc.get_records(ProvDerivation)
+    pair = dict(derived.attributes)
+    assert str(pair[prov.model.PROV["generatedEntity"]].localpart) == str(child.id)
+    assert str(pair[prov.model.PROV["usedEntity"]].localpart) == str(parent.id)

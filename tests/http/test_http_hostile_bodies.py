@@ -202,8 +202,9 @@ def test_a_suspended_owners_datasets_are_frozen_until_it_is_reinstated(
 ) -> None:
     """Suspension is the bureau's brake: nothing flows out of a suspended member's datasets.
 
-    Fetches and new requests are refused (403 ``owner_suspended``) with nothing written and no
-    use recorded; the grants stay on chain and work again once the owner is reinstated.
+    Fetches and new requests are refused (403 ``owner_suspended``) with no use recorded and
+    nothing written but the refused fetch's record (the log keeps fetch attempts during a
+    suspension); the grants stay on chain and work again once the owner is reinstated.
     """
     operator = operator_keys(world)
     with world.broker.client("operator") as op, world.broker.client("coop") as coop:
@@ -213,10 +214,13 @@ def test_a_suspended_owners_datasets_are_frozen_until_it_is_reinstated(
             with pytest.raises(Forbidden) as fetch:
                 coop.fetch(world.dataset_id, tmp_path / "frozen.csv")
             assert fetch.value.code == "owner_suspended"
+            logged = snapshot(world.wire, operator, world.broker.home)
+            assert logged.log_size == before.log_size + 1
+            assert (logged.block, logged.grants) == (before.block, before.grants)
             with pytest.raises(Forbidden) as request:
                 coop.request_access(world.dataset_id, purpose=PURPOSE, days=5, uses=1)
             assert request.value.code == "owner_suspended"
-            assert before.changes(snapshot(world.wire, operator, world.broker.home)) == []
+            assert logged.changes(snapshot(world.wire, operator, world.broker.home)) == []
             assert not (tmp_path / "frozen.csv").exists()
         finally:
             op.reinstate(world.office.address)

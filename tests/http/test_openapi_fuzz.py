@@ -77,6 +77,7 @@ ROUTE_ACTION = {
     "POST /v1/requests/{request_id}/cosign": ("approval", "operator"),
     "POST /v1/requests/{request_id}/deny": ("deny", "fz-owner"),
     "POST /v1/grants/revoke": ("revoke", "fz-owner"),
+    "POST /v1/grants/{grant_id}/carry": ("grant", "fz-owner"),
     "POST /v1/receipts": ("receipt", "fz-user"),
     "POST /v1/ratings": ("rate", "fz-user"),
     "POST /v1/issues": ("issue", "fz-user"),
@@ -179,6 +180,7 @@ def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
         )
         intent = own.begin_upload(prepared)
         head = own.log_head()
+        grant_ids = [g.id for g in own.grants()]
     with broker.client("operator") as op:
         operator = op.require_keys().address
         op.suspend(gone.address)
@@ -194,6 +196,7 @@ def _seed(broker: RunningBroker, work: Path) -> dict[str, list[Any]]:
             gone.address,
         ],
         "upload_id": [intent.upload_id],
+        "grant_id": grant_ids,
         "content_hash": [dataset.content_hash, sensitive.content_hash],
         "seq": list(range(head.size)),
     }

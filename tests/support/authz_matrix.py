@@ -173,6 +173,7 @@ MATRIX: Final[dict[Route, dict[Role, Cell]]] = {
     ("POST", "/v1/requests/{request_id}/deny"): _producers(_NOT_OWNER, owner=ok()),
     ("GET", "/v1/grants"): _members_read(),
     ("POST", "/v1/grants/revoke"): _producers(_NOT_OWNER, owner=ok()),
+    ("POST", "/v1/grants/{grant_id}/carry"): _producers(_NOT_OWNER, owner=ok(201)),
     ("POST", "/v1/receipts"): _producers(no(403, "no_grant"), grantee=ok(201)),
     ("POST", "/v1/ratings"): _producers(no(403, "not_a_recipient"), grantee=ok(201)),
     ("POST", "/v1/issues"): _producers(no(403, "not_a_recipient"), grantee=ok(201)),
@@ -220,6 +221,9 @@ PROBE_TARGETS: Final[dict[Route, str]] = {
     ),
     ("POST", "/v1/requests/{request_id}/deny"): "a pending request to the owner",
     ("POST", "/v1/grants/revoke"): "a grant on the owner's dataset",
+    ("POST", "/v1/grants/{grant_id}/carry"): (
+        "the grantee's live grant, over to the next version of the owner's dataset"
+    ),
     ("POST", "/v1/receipts"): "a delivery of the owner's dataset",
     ("POST", "/v1/ratings"): "the owner's dataset",
     ("POST", "/v1/issues"): "an issue about the owner's dataset",

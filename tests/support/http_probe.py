@@ -19,7 +19,7 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,19 @@ class Snapshot:
                 was = before.get(name, (0, ""))[0]
                 out.append(f"table {name}: {was} -> {rows} rows (or rows changed)")
         return out
+
+
+#: What a refused fetch that the broker logs (docs/protocol.md §11.12) writes: its record and
+#: tree nodes, the log's size and the fetch's used nonce.
+LOGGED_REFUSAL_TABLES = frozenset({"log_records", "tree_nodes", "log_state", "used_nonces"})
+
+
+def one_logged_refusal(before: Snapshot, after: Snapshot) -> bool:
+    """Whether ``after`` is ``before`` plus one logged refusal, and nothing else."""
+    if after.log_size != before.log_size + 1:
+        return False
+    changes = before.changes(replace(after, log_size=before.log_size))
+    return all(c.split(":")[0] in {f"table {t}" for t in LOGGED_REFUSAL_TABLES} for c in changes)
 
 
 #: Not state: every authenticated request records its nonce, the snapshot's own signed reads

@@ -22,6 +22,7 @@ from ledger.chain.embedded import EmbeddedChain
 from ledger.chain.models import CreditRules
 from ledger.client.member import MemberKeys, open_delivery, prepare_grant, prepare_upload, sign
 from ledger.protocol.actions import SignedAction
+from ledger.quality import check_file
 from ledger.services import access, datasets, exchange, members, requests
 from ledger.services.context import Ledger
 from ledger.store.blobs import FileBlobStore
@@ -111,6 +112,9 @@ def register(
     parents: tuple[int, ...] = (),
 ) -> Dataset:
     ledger = broker.ledger
+    # As `drl dataset register` does: the owner's frictionless report goes into the signed
+    # metadata, and the quality score (which weighs credits) starts from it.
+    schema, report = check_file(source)
     prepared = prepare_upload(
         owner,
         source,
@@ -120,6 +124,8 @@ def register(
         chain_nonce=ledger.chain.nonce("DataRegistry", owner.address),
         classification=classification,
         parents=parents,
+        schema=schema,
+        quality=report.summary(),
     )
     with prepared.ciphertext_path.open("rb") as fh:
         return datasets.register(

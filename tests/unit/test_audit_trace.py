@@ -97,3 +97,12 @@ def test_unknown_dataset() -> None:
     assert empty.entries == ()
     assert empty.verified_size == 0
     assert empty.checkpoint is None
+
+
+def test_a_derivative_verified_later_joins_the_lineage(traced: World) -> None:
+    assert dataset_trace(traced.state, 1).derived == (2,)  # computed once for this checkpoint
+    traced.register(ALICE, 3, parents=(1,))
+    assert dataset_trace(traced.state, 1).derived == (2,)  # not verified yet
+    assert traced.verify().ok
+    assert dataset_trace(traced.state, 1).derived == (2, 3)
+    assert dataset_trace(traced.state, 2).derived == ()

@@ -283,7 +283,8 @@ class World:
         self.log.append(signed)
         return signed
 
-    def mint(self, receipt: SignedAction, owner: LocalAccount = ALICE) -> Event:
+    def mint(self, receipt: SignedAction, owner: LocalAccount = ALICE, quality: int = 50) -> Event:
+        """Credits for ``receipt``; a registration without a quality summary scores 50."""
         m = receipt.message
         return self.chain.emit(
             "SharingCredits",
@@ -292,8 +293,9 @@ class World:
             datasetId=m["datasetId"],
             consumer=m["consumer"],
             receiptId=receipt.digest(DOMAINS),
-            amount=6,
+            amount=3,
             epoch=0,
+            quality=quality,
         )
 
     def anchor(self, size: int | None = None, root: bytes | None = None) -> Event:
@@ -1722,3 +1724,69 @@ def test_an_in_memory_state_is_usable_from_another_thread() -> None:
     worker.start()
     worker.join()
     assert sizes == [0]
+
+
+# -- refused fetches: logged by the broker, never on chain ----------------------------------------
+
+
+def refused_fetch(world: World, code: str = "access_ledger_grant_revoked") -> SignedAction:
+    """A grantee's signed fetch the broker refused and logged (context ``refused``)."""
+    signed = world.sign_fetch(BOB, 1)
+    world.log.append(signed, {"refused": code})
+    return signed
+
+
+def test_a_refused_fetch_expects_no_chain_event(world: World) -> None:
+    world.register(ALICE, 1)
+    refused_fetch(world)
+    report = world.verify()
+    assert report.ok, report.problems
+    assert report.pending == []
+    (row,) = world.state.leaf_rows(actions=["fetch"])
+    assert (row.seq, row.chain) == (1, "none")
+    assert world.state.open_records() == []
+
+
+def test_a_served_fetch_next_to_a_refused_one_still_needs_its_use_on_chain(world: World) -> None:
+    world.register(ALICE, 1)
+    refused_fetch(world)
+    world.fetch(BOB, 1)  # served: AccessUsed, then the record
+    world.fetch(BOB, 1, on_chain=False)  # logged as served, never on chain
+    report = world.verify()
+    assert report.codes() == [ErrorCode.RECORD_UNCONFIRMED]
+    assert wheres(report, ErrorCode.RECORD_UNCONFIRMED) == ["log record 3"]
+    chains = [row.chain for row in world.state.leaf_rows(actions=["fetch"])]
+    assert chains == ["none", "matched", "unmatched"]
+
+
+def test_a_refused_mark_that_is_not_an_error_code_is_not_a_refusal(world: World) -> None:
+    world.register(ALICE, 1)
+    for context in ({"refused": True}, {"refused": None}, {"refusal": "no_grant"}):
+        world.log.append(world.sign_fetch(BOB, 1), context)
+    report = world.verify()
+    assert wheres(report, ErrorCode.RECORD_UNCONFIRMED) == [
+        "log record 1",
+        "log record 2",
+        "log record 3",
+    ]
+
+
+def test_a_refused_fetch_whose_use_later_shows_up_on_chain_is_flagged(world: World) -> None:
+    world.register(ALICE, 1)
+    signed = refused_fetch(world, "no_grant")
+    assert world.verify().ok
+    relayed = world.used(signed)  # the broker relays the refused signature after all
+    report = world.verify()
+    assert report.codes() == [ErrorCode.CHAIN_EVENT_UNMATCHED]
+    assert wheres(report, ErrorCode.CHAIN_EVENT_UNMATCHED) == [f"tx {relayed.tx_hash}"]
+    (row,) = world.state.leaf_rows(actions=["fetch"])
+    assert row.chain == "none"  # the refusal explains no use
+
+
+def test_a_refused_fetch_logged_again_as_served_is_a_replay(world: World) -> None:
+    world.register(ALICE, 1)
+    signed = refused_fetch(world)
+    world.used(signed)
+    world.log.append(signed)  # the same signed fetch, now as a use
+    report = world.verify()
+    assert wheres(report, ErrorCode.NONCE_REPLAYED) == ["log record 2"]

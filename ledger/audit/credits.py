@@ -1,0 +1,39 @@
+"""The quality a minted credit must carry, recomputed from the records verified here.
+
+``SharingCredits`` weighs each credit by the quality score the broker passes with the receipt,
+and its ``CreditsMinted`` event shows that score. The score is a function of signed, logged
+records only (``ledger.scoring.credit_quality``: the dataset's records before the receipt and
+its next version's registration, as of the receipt's time), so the verifier recomputes it
+from its own state and a broker that inflates (or deflates) an owner's credits is caught.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.audit.records import parse_leaf
+from ledger.audit.state import AuditState
+from ledger.scoring import credit_quality
+
+
+class CreditQualities:
+    """Expected qualities for one run; the next-version index is built once, on first use."""
+
+    def __init__(self, state: AuditState) -> None:
+        self.state = state
+        self._newer: dict[int, list[bytes]] | None = None
+
+    def expected(self, dataset_id: int, receipt: bytes) -> int:
+        """The score the receipt's credit must carry (``receipt`` is its leaf)."""
+        leaves = [row.leaf for row in self.state.leaf_rows(dataset_id=dataset_id)]
+        leaves += self._next_versions().get(dataset_id, [])
+        return credit_quality(leaves, dataset_id, receipt=receipt)
+
+    def _next_versions(self) -> dict[int, list[bytes]]:
+        if self._newer is None:
+            self._newer = {}
+            for row in self.state.leaf_rows(actions=["register"]):
+                previous: Any = parse_leaf(row.leaf).signed.message.get("previousVersion")
+                if isinstance(previous, int) and previous and previous != row.dataset_id:
+                    self._newer.setdefault(previous, []).append(row.leaf)
+        return self._newer
