@@ -605,11 +605,13 @@ def test_credits_are_weighted_by_the_quality_score_and_verify_recomputes_it(worl
         dataset = office.register(
             source, title="Litter bins", schema=schema, quality=report.summary()
         )
-    with world.broker.client("coop") as coop:
+    # A consumer new to this owner: its first delivery in the epoch earns the first credit.
+    new_member(world.broker, "sweep", "enterprise", "Harbour Sweepers Ltd")
+    with world.broker.client("sweep") as coop:
         request = coop.request_access(dataset.id, purpose="Route planning", days=5, uses=1)
     with world.broker.client("office") as office:
         office.approve(request.id)
-    with world.broker.client("coop") as coop:
+    with world.broker.client("sweep") as coop:
         coop.fetch(dataset.id, world.work / "bins-fetched.csv")
         assert coop.quality(dataset.id).score == 75
     with world.broker.client("operator") as op:

@@ -1,0 +1,121 @@
+"""Keep py_ecc's BLS12-381 code from loading at start-up: nothing here uses BLS.
+
+eth-keyfile (which eth-account needs for every key file) imports ``py_ecc.bls`` and
+``py_ecc.bls12_381`` at module level for EIP-2335 BLS keystores. Importing them computes field
+tables in pure Python: about 0.85 s of CPU, three quarters of every ``drl`` command's start and
+of every broker start. This project's keys are secp256k1 only.
+
+:func:`install` puts two stand-in modules in ``sys.modules`` before eth-keyfile is imported:
+``py_ecc.bls`` whose ciphersuites are proxies and ``py_ecc.bls12_381`` with the one constant
+eth-keyfile reads at import (``curve_order``, checked against the real module in the tests).
+The first use of anything else — a BLS keystore, a precompile — loads the real modules and
+hands over to them, so behaviour is unchanged; only the cost moves to where it is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+import types
+from typing import Any, Final
+
+#: BLS12-381's group order r, as ``py_ecc.bls12_381.curve_order`` defines it.
+CURVE_ORDER: Final = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
+STUBBED: Final = ("py_ecc.bls", "py_ecc.bls12_381")
+_CIPHERSUITES: Final = ("G2Basic", "G2MessageAugmentation", "G2ProofOfPossession")
+_lock = threading.RLock()
+_real: dict[str, types.ModuleType] = {}
+_loading = False
+
+
+def _load() -> dict[str, types.ModuleType]:
+    """Replace the stand-ins with the real modules (once) and return those."""
+    global _loading
+    with _lock:
+        if not _real and not _loading:
+            _loading = True
+            try:
+                stubs = {name: sys.modules.pop(name, None) for name in STUBBED}
+                _real.update({name: importlib.import_module(name) for name in STUBBED})
+            finally:
+                _loading = False
+            for name, stub in stubs.items():
+                if stub is not None and stub is not _real[name]:
+                    stub.__dict__.update(
+                        {k: v for k, v in vars(_real[name]).items() if not k.startswith("__")}
+                    )
+        return _real
+
+
+class _Suite:
+    """A ciphersuite that loads ``py_ecc.bls`` on first use and answers as the real one."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(getattr(_load()["py_ecc.bls"], self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<deferred py_ecc.bls.{self._name}>"
+
+
+class _Existing(importlib.abc.Loader):
+    """Hands the import system a module :func:`_load` already loaded."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """A submodule of a stood-in package (``py_ecc.bls.hash_to_curve``, which py-evm's BLS
+    precompiles import) loads the real packages first; the submodule is then theirs."""
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if _real or _loading or not fullname.startswith(tuple(f"{name}." for name in STUBBED)):
+            return None  # not ours, done, or the real packages importing their own submodules
+        _load()
+        if fullname in sys.modules:
+            return importlib.util.spec_from_loader(fullname, _Existing())
+        return None
+
+
+def _module(name: str, eager: dict[str, Any]) -> types.ModuleType:
+    stub = types.ModuleType(name, f"Stand-in for {name} until first use (ledger._deferred_bls).")
+    stub.__dict__.update(eager)
+    # A package, so that its submodules can be imported (through _Finder).
+    spec = importlib.util.find_spec(name)
+    stub.__path__ = list(spec.submodule_search_locations or []) if spec else []
+
+    def __getattr__(attr: str) -> Any:  # PEP 562: anything not stood in loads the real module
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(_load()[name], attr)
+
+    stub.__dict__["__getattr__"] = __getattr__
+    return stub
+
+
+def install() -> None:
+    """Stand in for the BLS modules unless they (or eth-keyfile) are already loaded."""
+    if any(name in sys.modules for name in (*STUBBED, "eth_keyfile.keyfile")):
+        return
+    sys.modules["py_ecc.bls"] = _module(
+        "py_ecc.bls", {name: _Suite(name) for name in _CIPHERSUITES}
+    )
+    sys.modules["py_ecc.bls12_381"] = _module("py_ecc.bls12_381", {"curve_order": CURVE_ORDER})
+    sys.meta_path.insert(0, _Finder())
+
+
+def loaded() -> bool:
+    """Whether the real BLS modules have been loaded."""
+    return bool(_real)
