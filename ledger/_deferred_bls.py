@@ -3,11 +3,13 @@
 eth-keyfile (which eth-account needs for every key file) imports ``py_ecc.bls`` and
 ``py_ecc.bls12_381`` at module level for EIP-2335 BLS keystores. Importing them computes field
 tables in pure Python: about 0.85 s of CPU, three quarters of every ``drl`` command's start and
-of every broker start. This project's keys are secp256k1 only.
+of every broker start. This project's keys are secp256k1 only. py-evm imports the same tables
+for the BLS12-381 precompiles of Prague (EIP-2537), which no contract of ours calls.
 
 :func:`install` puts two stand-in modules in ``sys.modules`` before eth-keyfile is imported:
-``py_ecc.bls`` whose ciphersuites are proxies and ``py_ecc.bls12_381`` with the one constant
-eth-keyfile reads at import (``curve_order``, checked against the real module in the tests).
+``py_ecc.bls`` whose ciphersuites are proxies, ``py_ecc.bls12_381`` with the one constant
+eth-keyfile reads at import (``curve_order``, checked against the real module in the tests),
+and ``eth.precompiles.bls12_381`` whose seven precompiles load the real one when called.
 The first use of anything else — a BLS keystore, a precompile — loads the real modules and
 hands over to them, so behaviour is unchanged; only the cost moves to where it is needed.
 """
@@ -18,6 +20,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import threading
 import types
@@ -25,8 +28,18 @@ from typing import Any, Final
 
 #: BLS12-381's group order r, as ``py_ecc.bls12_381.curve_order`` defines it.
 CURVE_ORDER: Final = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
-STUBBED: Final = ("py_ecc.bls", "py_ecc.bls12_381")
+STUBBED: Final = ("py_ecc.bls", "py_ecc.bls12_381", "eth.precompiles.bls12_381")
 _CIPHERSUITES: Final = ("G2Basic", "G2MessageAugmentation", "G2ProofOfPossession")
+#: py-evm's BLS12-381 precompiles (EIP-2537, Prague): called by address, from the fork's table.
+_PRECOMPILES: Final = (
+    "bls12_g1_add",
+    "bls12_g1_msm",
+    "bls12_map_fp_to_g1",
+    "bls12_g2_add",
+    "bls12_g2_msm",
+    "bls12_map_fp2_to_g2",
+    "bls12_pairing_check",
+)
 _lock = threading.RLock()
 _real: dict[str, types.ModuleType] = {}
 _loading = False
@@ -64,6 +77,16 @@ class _Suite:
         return f"<deferred py_ecc.bls.{self._name}>"
 
 
+def _precompile(name: str) -> Any:
+    """A precompile that loads py-evm's BLS12-381 module when first called, then calls it."""
+
+    def call(computation: Any) -> Any:
+        return getattr(_load()["eth.precompiles.bls12_381"], name)(computation)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 class _Existing(importlib.abc.Loader):
     """Hands the import system a module :func:`_load` already loaded."""
 
@@ -92,9 +115,9 @@ class _Finder(importlib.abc.MetaPathFinder):
 def _module(name: str, eager: dict[str, Any]) -> types.ModuleType:
     stub = types.ModuleType(name, f"Stand-in for {name} until first use (ledger._deferred_bls).")
     stub.__dict__.update(eager)
-    # A package, so that its submodules can be imported (through _Finder).
-    spec = importlib.util.find_spec(name)
-    stub.__path__ = list(spec.submodule_search_locations or []) if spec else []
+    # A package, so that its submodules can be imported (through _Finder); the path is found
+    # without importing the parent package (eth.precompiles would import the stand-in itself).
+    stub.__path__ = _package_path(name)
 
     def __getattr__(attr: str) -> Any:  # PEP 562: anything not stood in loads the real module
         if attr.startswith("__"):
@@ -105,14 +128,29 @@ def _module(name: str, eager: dict[str, Any]) -> types.ModuleType:
     return stub
 
 
+def _package_path(name: str) -> list[str]:
+    top, _, rest = name.partition(".")
+    spec = importlib.util.find_spec(top)
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        folder = os.path.join(root, *rest.split("."))
+        if os.path.isdir(folder):
+            return [folder]
+    return []
+
+
 def install() -> None:
-    """Stand in for the BLS modules unless they (or eth-keyfile) are already loaded."""
-    if any(name in sys.modules for name in (*STUBBED, "eth_keyfile.keyfile")):
+    """Stand in for the BLS modules unless they (or their users) are already loaded."""
+    users = ("eth_keyfile.keyfile", "eth.precompiles")
+    if any(name in sys.modules for name in (*STUBBED, *users)):
         return
     sys.modules["py_ecc.bls"] = _module(
         "py_ecc.bls", {name: _Suite(name) for name in _CIPHERSUITES}
     )
     sys.modules["py_ecc.bls12_381"] = _module("py_ecc.bls12_381", {"curve_order": CURVE_ORDER})
+    if importlib.util.find_spec("eth") is not None:  # py-evm: the broker's embedded chain
+        sys.modules["eth.precompiles.bls12_381"] = _module(
+            "eth.precompiles.bls12_381", {name: _precompile(name) for name in _PRECOMPILES}
+        )
     sys.meta_path.insert(0, _Finder())
 
 
