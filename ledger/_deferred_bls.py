@@ -28,7 +28,10 @@ from typing import Any, Final
 
 #: BLS12-381's group order r, as ``py_ecc.bls12_381.curve_order`` defines it.
 CURVE_ORDER: Final = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
-STUBBED: Final = ("py_ecc.bls", "py_ecc.bls12_381", "eth.precompiles.bls12_381")
+PRECOMPILES: Final = "eth.precompiles.bls12_381"
+STUBBED: Final = ("py_ecc.bls", "py_ecc.bls12_381", PRECOMPILES)
+#: Stood in at install; the precompiles' stand-in is made when py-evm imports them.
+_EAGER_STUBS: Final = ("py_ecc.bls", "py_ecc.bls12_381")
 _CIPHERSUITES: Final = ("G2Basic", "G2MessageAugmentation", "G2ProofOfPossession")
 #: py-evm's BLS12-381 precompiles (EIP-2537, Prague): called by address, from the fork's table.
 _PRECOMPILES: Final = (
@@ -53,7 +56,9 @@ def _load() -> dict[str, types.ModuleType]:
             _loading = True
             try:
                 stubs = {name: sys.modules.pop(name, None) for name in STUBBED}
-                _real.update({name: importlib.import_module(name) for name in STUBBED})
+                # py-evm's precompiles only where py-evm was imported (their stand-in exists).
+                wanted = [n for n in STUBBED if stubs[n] is not None or n in _EAGER_STUBS]
+                _real.update({name: importlib.import_module(name) for name in wanted})
             finally:
                 _loading = False
             for name, stub in stubs.items():
@@ -97,6 +102,16 @@ class _Existing(importlib.abc.Loader):
         return None
 
 
+class _Precompiles(importlib.abc.Loader):
+    """Creates the stand-in for py-evm's BLS12-381 precompiles when py-evm imports them."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return _module(PRECOMPILES, {name: _precompile(name) for name in _PRECOMPILES})
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     """A submodule of a stood-in package (``py_ecc.bls.hash_to_curve``, which py-evm's BLS
     precompiles import) loads the real packages first; the submodule is then theirs."""
@@ -104,6 +119,9 @@ class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Any = None, target: Any = None
     ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == PRECOMPILES and not _real and not _loading:
+            # Stood in only when py-evm imports it, so no "eth." module shows up elsewhere.
+            return importlib.util.spec_from_loader(fullname, _Precompiles(), is_package=True)
         if _real or _loading or not fullname.startswith(tuple(f"{name}." for name in STUBBED)):
             return None  # not ours, done, or the real packages importing their own submodules
         _load()
@@ -147,10 +165,6 @@ def install() -> None:
         "py_ecc.bls", {name: _Suite(name) for name in _CIPHERSUITES}
     )
     sys.modules["py_ecc.bls12_381"] = _module("py_ecc.bls12_381", {"curve_order": CURVE_ORDER})
-    if importlib.util.find_spec("eth") is not None:  # py-evm: the broker's embedded chain
-        sys.modules["eth.precompiles.bls12_381"] = _module(
-            "eth.precompiles.bls12_381", {name: _precompile(name) for name in _PRECOMPILES}
-        )
     sys.meta_path.insert(0, _Finder())
 
 
