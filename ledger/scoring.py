@@ -57,11 +57,14 @@ def _when(at: str) -> float:
     return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
 
 
-def score_of(leaves: Iterable[bytes], dataset_id: int, *, as_of: int) -> Score | None:
+def score_of(
+    leaves: Iterable[bytes], dataset_id: int, *, as_of: int, before: int | None = None
+) -> Score | None:
     """The score of ``dataset_id`` from raw log records (canonical JSON leaves).
 
     ``leaves`` must hold the dataset's own records and the ``register`` record of its next
-    version if any; other records are ignored. ``None`` if its registration is not among them.
+    version if any; other records, and those at or after sequence number ``before``, are
+    ignored. ``None`` if its registration is not among them.
     """
     registered: float | None = None
     metadata: dict[str, Any] = {}
@@ -70,6 +73,8 @@ def score_of(leaves: Iterable[bytes], dataset_id: int, *, as_of: int) -> Score |
     answered: dict[int, str] = {}  # issue id -> verdict
     for leaf in leaves:
         doc = json.loads(leaf)
+        if before is not None and int(doc["seq"]) >= before:
+            continue
         signed, context, at = doc["signed"], doc.get("context") or {}, str(doc["at"])
         action, msg = signed["action"], signed["message"]
         if action == "register":
@@ -133,7 +138,6 @@ def credit_quality(leaves: Iterable[bytes], dataset_id: int, *, receipt: bytes) 
     as for :func:`score_of` (later records are ignored here); ``receipt`` is the receipt's leaf.
     """
     doc = json.loads(receipt)
-    before, as_of = int(doc["seq"]), int(_when(str(doc["at"])))
-    earlier = [leaf for leaf in leaves if int(json.loads(leaf)["seq"]) < before]
-    computed = score_of(earlier, dataset_id, as_of=as_of)
+    as_of = int(_when(str(doc["at"])))
+    computed = score_of(leaves, dataset_id, as_of=as_of, before=int(doc["seq"]))
     return UNSCORED if computed is None else computed.score

@@ -22,12 +22,14 @@ class CreditQualities:
     def __init__(self, state: AuditState) -> None:
         self.state = state
         self._newer: dict[int, list[bytes]] | None = None
+        self._leaves: dict[int, list[bytes]] = {}  # by dataset: read once per run
 
     def expected(self, dataset_id: int, receipt: bytes) -> int:
         """The score the receipt's credit must carry (``receipt`` is its leaf)."""
-        leaves = [row.leaf for row in self.state.leaf_rows(dataset_id=dataset_id)]
-        leaves += self._next_versions().get(dataset_id, [])
-        return credit_quality(leaves, dataset_id, receipt=receipt)
+        if dataset_id not in self._leaves:
+            own = [row.leaf for row in self.state.leaf_rows(dataset_id=dataset_id)]
+            self._leaves[dataset_id] = own + self._next_versions().get(dataset_id, [])
+        return credit_quality(self._leaves[dataset_id], dataset_id, receipt=receipt)
 
     def _next_versions(self) -> dict[int, list[bytes]]:
         if self._newer is None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 from eth_utils.address import to_checksum_address
 from sqlmodel import Session, col, select
 
 from ledger.chain.client import encode_approval
+from ledger.chain.models import TxResult
 from ledger.errors import (
     Conflict,
     InvalidInput,
@@ -181,7 +183,6 @@ def _relay_grant(
                 approval.signature,
             ),
         )
-        generation = int(tx.event("AccessGranted").args["generation"])
         if approval is not None:
             flowlog.append(
                 session,
@@ -189,47 +190,62 @@ def _relay_grant(
                 dataset_id=terms.dataset_id,
                 context={"tx": tx.tx_hash, "request_id": request_id},
             )
-        seq = flowlog.append(
-            session,
-            signed,
-            dataset_id=terms.dataset_id,
-            context={
-                "tx": tx.tx_hash,
-                "request_id": request_id,
-                "generation": generation,
-                "terms": terms_document(request_id, wrapped_key, form_of(request)),
-            },
-        )
-        grant = Grant(
-            dataset_id=terms.dataset_id,
-            grantee=terms.grantee,
-            generation=generation,
-            request_id=request_id,
-            purpose_hash=terms.purpose_hash,
-            terms_hash=terms.terms_hash,
-            expires_at=terms.expires_at,
-            max_uses=terms.max_uses,
-            granted_tx=tx.tx_hash,
-            log_seq=seq,
-        )
-        session.add(grant)
-        session.add(
-            WrappedKey(
-                dataset_id=terms.dataset_id,
-                recipient=terms.grantee,
-                generation=generation,
-                wrapped=wrapped_key,
-            )
-        )
+        grant = _record_grant(session, signed, terms, tx, wrapped_key, request)
         request.status = "approved"
         request.pending_grant_json = None
         request.pending_wrapped_key = None
-        request.decided_log_seq = seq
+        request.decided_log_seq = grant.log_seq
         request.decided_at = dt.datetime.now(dt.UTC)
         session.add(request)
         session.flush()
         session.refresh(grant)
         session.expunge(grant)
+    return grant
+
+
+def _record_grant(
+    session: Session,
+    signed: SignedAction,
+    terms: GrantTerms,
+    tx: TxResult,
+    wrapped_key: bytes,
+    request: AccessRequest,
+    *,
+    carried_from: int | None = None,
+) -> Grant:
+    """Log a relayed grant and keep its row and wrapped key (an approval's or a carried one's)."""
+    request_id = int(request.id or 0)
+    generation = int(tx.event("AccessGranted").args["generation"])
+    context: dict[str, Any] = {
+        "tx": tx.tx_hash,
+        "request_id": request_id,
+        "generation": generation,
+        "terms": terms_document(request_id, wrapped_key, form_of(request)),
+    }
+    if carried_from is not None:
+        context["carried_from"] = carried_from
+    seq = flowlog.append(session, signed, dataset_id=terms.dataset_id, context=context)
+    grant = Grant(
+        dataset_id=terms.dataset_id,
+        grantee=terms.grantee,
+        generation=generation,
+        request_id=request_id,
+        purpose_hash=terms.purpose_hash,
+        terms_hash=terms.terms_hash,
+        expires_at=terms.expires_at,
+        max_uses=terms.max_uses,
+        granted_tx=tx.tx_hash,
+        log_seq=seq,
+    )
+    session.add(grant)
+    session.add(
+        WrappedKey(
+            dataset_id=terms.dataset_id,
+            recipient=terms.grantee,
+            generation=generation,
+            wrapped=wrapped_key,
+        )
+    )
     return grant
 
 
@@ -468,40 +484,7 @@ def _relay_carried(
             deadline=int(msg["deadline"]),
             signature=signed.signature,
         )
-        generation = int(tx.event("AccessGranted").args["generation"])
-        seq = flowlog.append(
-            session,
-            signed,
-            dataset_id=terms.dataset_id,
-            context={
-                "tx": tx.tx_hash,
-                "request_id": request.id,
-                "generation": generation,
-                "carried_from": old.id,
-                "terms": terms_document(int(request.id or 0), wrapped_key, form_of(request)),
-            },
-        )
-        grant = Grant(
-            dataset_id=terms.dataset_id,
-            grantee=terms.grantee,
-            generation=generation,
-            request_id=request.id,
-            purpose_hash=terms.purpose_hash,
-            terms_hash=terms.terms_hash,
-            expires_at=terms.expires_at,
-            max_uses=terms.max_uses,
-            granted_tx=tx.tx_hash,
-            log_seq=seq,
-        )
-        session.add(grant)
-        session.add(
-            WrappedKey(
-                dataset_id=terms.dataset_id,
-                recipient=terms.grantee,
-                generation=generation,
-                wrapped=wrapped_key,
-            )
-        )
+        grant = _record_grant(session, signed, terms, tx, wrapped_key, request, carried_from=old.id)
         session.flush()
         session.refresh(grant)
         session.expunge(grant)

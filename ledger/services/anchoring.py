@@ -46,7 +46,7 @@ from ledger.errors import IntegrityAlarm, LedgerError
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.services import flowlog
-from ledger.services.issues import receipt_quality
+from ledger.services.issues import receipt_qualities
 from ledger.store.db import Database
 from ledger.store.models import Anchor, Delivery
 from ledger.store.replicas import LeaseKeeper
@@ -245,7 +245,8 @@ class Anchorer:
         if not pending:
             return 0, 0
         with self.db.session() as session:
-            receipts = [_signed_receipt(d, receipt_quality(session, d)) for d in pending]
+            quality = receipt_qualities(session, pending)
+        receipts = [_signed_receipt(d, quality[int(d.id or 0)]) for d in pending]
         self._fence()
         tx = self.chain.mint_batch(receipts)
         minted = {

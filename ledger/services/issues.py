@@ -173,10 +173,18 @@ def scoring_leaves(session: Session, dataset_id: int) -> list[bytes]:
     return leaves
 
 
-def receipt_quality(session: Session, delivery: Delivery) -> int:
-    """The quality a delivery's credit is weighted by (``ledger.scoring.credit_quality``)."""
-    receipt = session.get(LogRecord, delivery.log_seq)
-    if receipt is None:
-        raise IntegrityAlarm(f"delivery {delivery.id} names log record {delivery.log_seq}, missing")
-    leaves = scoring_leaves(session, delivery.dataset_id)
-    return credit_quality(leaves, delivery.dataset_id, receipt=receipt.leaf)
+def receipt_qualities(session: Session, deliveries: list[Delivery]) -> dict[int, int]:
+    """The quality each delivery's credit is weighted by (``ledger.scoring.credit_quality``),
+    by delivery id; each dataset's records are read once for the whole batch."""
+    leaves: dict[int, list[bytes]] = {}
+    out: dict[int, int] = {}
+    for d in deliveries:
+        receipt = session.get(LogRecord, d.log_seq)
+        if receipt is None:
+            raise IntegrityAlarm(f"delivery {d.id} names log record {d.log_seq}, missing")
+        if d.dataset_id not in leaves:
+            leaves[d.dataset_id] = scoring_leaves(session, d.dataset_id)
+        out[int(d.id or 0)] = credit_quality(
+            leaves[d.dataset_id], d.dataset_id, receipt=receipt.leaf
+        )
+    return out
