@@ -20,7 +20,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -36,20 +36,12 @@ from ledger.errors import LedgerError
 from ledger.quality import validate_file
 from tests.support.broker import DRL
 from tests.support.http_kit import PASSPHRASE, RunningBroker, new_member, running_broker
+from tests.support.offline_browser import CHROMIUM, CHROMIUM_ARGS, Traffic
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "building_permits.csv"
 SCHEMA = SAMPLE.with_name("building_permits.schema.json")
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "build" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_MS = 20_000
 
 pytestmark = pytest.mark.skipif(
@@ -88,25 +80,6 @@ class Console:
         with httpx.Client(base_url=self.origin, timeout=30) as c:
             assert c.get(f"/?token={self.token}").status_code == 303
             yield c
-
-
-@dataclass
-class Traffic:
-    """Every request the browser made, and the ones that left the console's origin."""
-
-    origin: str
-    seen: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def is_local(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob", "about"):
-            return True
-        return f"{parts.scheme}://{parts.netloc}" == self.origin
-
-    @property
-    def foreign(self) -> list[str]:
-        return [url for url in self.seen if not self.is_local(url)]
 
 
 # -- one broker, one demo state, one console, one browser --------------------------------------

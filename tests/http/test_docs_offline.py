@@ -12,7 +12,6 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,17 +22,13 @@ from playwright.sync_api import Browser, Locator, Page, Route, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support.http_kit import RunningBroker, running_broker
+from tests.support.offline_browser import CHROMIUM, Traffic
+from tests.support.offline_browser import CHROMIUM_ARGS as BASE_ARGS
 
-CHROMIUM = Path("/usr/bin/chromium")
 #: The name the browser uses for the broker; chromium resolves it to 127.0.0.1 itself.
 DOCS_HOST = "ledger-broker.example.gov"
 CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+    *BASE_ARGS,
     f"--host-resolver-rules=MAP {DOCS_HOST} 127.0.0.1",
     # Keep plain http:// as typed: no https:// upgrade attempt to the broker's name.
     "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
@@ -69,25 +64,6 @@ def browser() -> Iterator[Browser]:
 def openapi(broker: RunningBroker) -> dict[str, Any]:
     document: dict[str, Any] = httpx.get(f"{broker.url}/openapi.json", timeout=10).json()
     return document
-
-
-@dataclass
-class Traffic:
-    """Every request the page made, and the ones that left the broker's origin."""
-
-    origin: str
-    seen: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def is_local(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob", "about"):
-            return True
-        return f"{parts.scheme}://{parts.netloc}" == self.origin
-
-    @property
-    def foreign(self) -> list[str]:
-        return [url for url in self.seen if not self.is_local(url)]
 
 
 @contextmanager
