@@ -782,6 +782,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="queries per kind")
     parser.add_argument("--rebuild", action="store_true", help="ignore a cached log")
     parser.add_argument("--skip-verify", action="store_true", help="only the trace latencies")
+    parser.add_argument(
+        "--reuse-verified",
+        action="store_true",
+        help="time the member side and the console on the audit state a full run kept, "
+        "without verifying again",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.members < 5 or args.datasets < 1 or args.queries < 1:
@@ -805,8 +811,16 @@ def main() -> None:
             _say("timing the broker's traces over HTTP ...")
             timings = over_http(url, home, built, args.queries, rng)
         runs: list[VerifyRun] = []
+        kept = cache_dir(args) / "trust-verified"
+        if args.reuse_verified and not kept.exists():
+            parser.error(f"no verified state kept at {kept}: run once without --reuse-verified")
         if not args.skip_verify:
-            runs, trust = verification(built, work)
+            if args.reuse_verified:
+                trust = kept
+            else:
+                runs, trust = verification(built, work)
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(trust, kept)
             _say("timing the member-side traces ...")
             timings += member_side(built, trust, args.queries, rng)
             result["query_plans"] = query_plans(trust)

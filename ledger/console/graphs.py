@@ -21,7 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.console.records import Entry, Organisation, Records, Registration, Scope, Tally
+from ledger.console.records import (
+    GROUPED,
+    Entry,
+    Organisation,
+    Records,
+    Registration,
+    Scope,
+    Tally,
+)
 
 Element = dict[str, Any]
 
@@ -83,6 +91,7 @@ def flow_graph(
     unix = now.timestamp()
     for f in flows.values():
         f.status = _status(f, unix)
+        f.records.sort()
     nodes: dict[str, Element] = {}
     for address in {*focus, *(a for f in flows.values() for a in (f.source, f.target))}:
         nodes[address] = _org_node(address, orgs, focused=address in focus)
@@ -93,12 +102,7 @@ def flow_graph(
 def _apply(e: Entry, flow: Any) -> None:
     if e.dataset_id is None:
         return
-    if e.action == "request":
-        f = flow(e.dataset_id, e.actor)
-        f.purpose = str(e.message.get("purpose", ""))
-        f.category = str(e.message.get("purposeCategory", ""))
-        f.requested_at = f.requested_at or e.at
-    elif e.action in ("grant", "approval", "revoke") and (grantee := e.names("grantee")):
+    if e.action in ("grant", "approval", "revoke") and (grantee := e.names("grantee")):
         f = flow(e.dataset_id, grantee, e.actor if e.action == "grant" else None)
         if e.action == "grant":
             f.source = e.actor
@@ -117,7 +121,14 @@ def _apply(e: Entry, flow: Any) -> None:
 
 
 def _count(t: Tally, f: _Flow, records: Records) -> None:
-    if t.action == "fetch":
+    if t.action == GROUPED:  # the consumer's requests: the latest names the purpose
+        if t.latest is not None:
+            f.purpose = str(t.latest.message.get("purpose", ""))
+            f.category = str(t.latest.message.get("purposeCategory", ""))
+            f.verified = f.verified and t.latest.verified
+        f.requested_at = min(f.requested_at or t.first_at, t.first_at)
+        f.records.extend(t.seqs)
+    elif t.action == "fetch":
         f.fetches += t.count
         # Uses count against the latest grant only (a new grant starts again from zero).
         f.uses = (

@@ -10,13 +10,17 @@ Two sources answer the same questions (:class:`Records`):
   broker's trace and catalog routes show this member, marked unverified; the member's own
   signed actions are still checked one by one (``ledger.console.session``).
 
-Bulk actions (fetches, receipts) are counted in SQL rather than parsed, so a flow graph over a
-million records reads the few grants and requests it draws and only counts the rest.
+Bulk actions (fetches, receipts) are counted in SQL rather than parsed, and a consumer's
+requests for one dataset are grouped (only the latest is read, for its purpose), so a flow graph
+over a million records reads one request per edge and the few grants it draws. Records come
+from the state as ``drl verify`` kept them, each checked (canonical form, signature) when it
+was added, so reading one is a JSON parse, not a second verification.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,13 +29,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from ledger.audit.records import parse_leaf
 from ledger.errors import InvalidInput, StorageError
 from ledger.protocol.codes import ErrorCode
 from ledger.types import CLASSIFICATIONS
 
-#: Actions drawn one by one on a flow edge; the rest of a flow is counted (:data:`COUNTED`).
-DRAWN: Final = ("request", "grant", "approval", "revoke", "deny")
+#: Actions drawn one by one on a flow edge; the rest of a flow is grouped (:data:`GROUPED`) or
+#: counted (:data:`COUNTED`).
+DRAWN: Final = ("grant", "approval", "revoke", "deny")
+#: A consumer's requests for a dataset, one group per (dataset, actor): the latest is read (its
+#: purpose and form label the edge), the others are listed by sequence number.
+GROUPED: Final = "request"
 #: Actions whose actor is the consumer and which can be many: counted per (dataset, actor).
 #: Refused fetches are counted apart, as ``refused``.
 COUNTED: Final = ("fetch", "receipt")
@@ -83,6 +90,9 @@ class Tally:
     first_at: str
     last_at: str
     last_seq: int
+    #: For a :data:`GROUPED` action: every record's sequence number, and the latest record.
+    seqs: tuple[int, ...] = ()
+    latest: Entry | None = None
 
 
 @dataclass(frozen=True)
@@ -369,13 +379,25 @@ class VerifiedLog:
             ).fetchall()
             tallies = db.execute(
                 f"SELECT dataset_id, lower(actor), {_TALLIED}, COUNT(*), MIN(at), MAX(at), "  # noqa: S608
-                f"MAX(seq) FROM leaves WHERE {base} AND {action} IN ({counted}) "
+                f"MAX(seq), group_concat(CASE WHEN action = '{GROUPED}' THEN seq END) "
+                f"FROM leaves WHERE {base} AND {action} IN ({counted}, '{GROUPED}') "
                 f"AND dataset_id IS NOT NULL GROUP BY dataset_id, lower(actor), {_TALLIED}",
                 params,
             ).fetchall()
+            latest = _entries(db, [int(t[6]) for t in tallies if t[2] == GROUPED])
         return [_entry(r) for r in rows], [
-            Tally(int(d), str(a), str(act), int(n), str(first), str(last), int(seq))
-            for d, a, act, n, first, last, seq in tallies
+            Tally(
+                int(d),
+                str(a),
+                str(act),
+                int(n),
+                str(first),
+                str(last),
+                int(seq),
+                seqs=tuple(sorted(int(x) for x in str(seqs).split(","))) if seqs else (),
+                latest=latest.get(int(seq)) if act == GROUPED else None,
+            )
+            for d, a, act, n, first, last, seq, seqs in tallies
         ]
 
     def count_after(self, *, dataset_id: int, actor: str, action: str, after: int) -> int:
@@ -423,17 +445,40 @@ def _action(scope: Scope, *, by_dataset: bool = False) -> str:
     return "+action" if any(v is not None for v in narrow) else "action"
 
 
+#: Sequence numbers per ``IN (...)`` list (well under SQLite's limit on parameters).
+_CHUNK: Final = 500
+
+
+def _entries(db: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, Entry]:
+    """The records with these sequence numbers, by sequence number."""
+    found: dict[int, Entry] = {}
+    for i in range(0, len(seqs), _CHUNK):
+        part = seqs[i : i + _CHUNK]
+        marks = ", ".join("?" for _ in part)
+        for row in db.execute(f"SELECT {_COLUMNS} FROM leaves WHERE seq IN ({marks})", part):  # noqa: S608
+            e = _entry(row)
+            found[e.seq] = e
+    return found
+
+
 def _entry(row: Sequence[Any]) -> Entry:
+    """A kept record as the console shows it. The state holds only records the verifier
+    checked when it added them (``parse_leaf``: canonical JSON, the signature), so this reads
+    the JSON and checks nothing twice."""
     seq, at, action, actor, dataset_id, leaf, chain, tx_hash = row
-    record = parse_leaf(bytes(leaf))
+    try:
+        doc = json.loads(bytes(leaf))
+        message, context = doc["signed"]["message"], doc["context"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"record {seq} in the audit state is not a record: {exc}") from None
     return Entry(
         seq=int(seq),
         at=str(at),
         action=str(action),
         actor=str(actor).lower(),
         dataset_id=None if dataset_id is None else int(dataset_id),
-        message=dict(record.signed.message),
-        context=dict(record.context),
+        message=dict(message),
+        context=dict(context),
         chain=str(chain),
         tx_hash=None if tx_hash is None else str(tx_hash),
         verified=True,

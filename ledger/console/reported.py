@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ledger.console.records import (
     COUNTED,
     DRAWN,
+    GROUPED,
     Entry,
     Organisation,
     Registration,
@@ -108,10 +109,22 @@ class BrokerView:
         entries = self._scoped(scope)
         groups: dict[tuple[int, str, str], list[Entry]] = {}
         for e in entries:
-            if e.action in COUNTED and e.dataset_id is not None:
+            if e.action in (*COUNTED, GROUPED) and e.dataset_id is not None:
                 groups.setdefault((e.dataset_id, e.actor, _tallied(e)), []).append(e)
         tallies = [
             Tally(d, a, act, len(g), g[0].at, g[-1].at, g[-1].seq)
+            if act != GROUPED
+            else Tally(
+                d,
+                a,
+                act,
+                len(g),
+                g[0].at,
+                g[-1].at,
+                g[-1].seq,
+                seqs=tuple(e.seq for e in g),
+                latest=g[-1],
+            )
             for (d, a, act), g in groups.items()
         ]
         return [e for e in entries if e.action in DRAWN], tallies

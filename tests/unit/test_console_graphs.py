@@ -8,13 +8,16 @@ and tallying), fed with entries instead of the broker's answers.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ledger.audit.state import AuditState, LeafRow
 from ledger.console.graphs import flow_graph, lineage_graph
 from ledger.console.present import named
-from ledger.console.records import Entry, Organisation, Registration, Scope, moment
+from ledger.console.records import Entry, Organisation, Registration, Scope, VerifiedLog, moment
 from ledger.console.reported import BrokerView
 from ledger.console.security import Gate
 from ledger.errors import InvalidInput
@@ -125,6 +128,96 @@ def test_a_new_grant_counts_uses_again_and_refused_fetches_are_no_uses() -> None
     assert edge["data"]["uses_text"] == "1/2"  # since the second grant
     assert edge["data"]["fetches"] == 3
     assert edge["data"]["refused"] == 1
+
+
+def test_a_consumers_repeated_requests_are_one_edge_named_by_the_latest() -> None:
+    edge = only_edge(
+        [
+            entry(1, "request", CONSUMER, purpose="first study", purposeCategory="research"),
+            entry(2, "request", CONSUMER, purpose="second study", purposeCategory="statistics"),
+            grant(3),
+            entry(4, "request", CONSUMER, purpose="renewal", purposeCategory="planning"),
+        ]
+    )
+    assert (edge["data"]["purpose"], edge["data"]["category"]) == ("renewal", "planning")
+    assert edge["data"]["requested_at"] == entry(1, "request", CONSUMER).at
+    assert edge["data"]["records"] == [1, 2, 3, 4]
+    assert edge["classes"] == "active"
+
+
+FLOWS = [
+    entry(1, "request", CONSUMER, purpose="old purpose", purposeCategory="research"),
+    entry(2, "request", CONSUMER, purpose="new purpose", purposeCategory="planning"),
+    grant(3),
+    entry(4, "fetch", CONSUMER),
+    entry(5, "receipt", CONSUMER),
+    entry(6, "revoke", OWNER, grantee=CONSUMER),
+    entry(7, "fetch", CONSUMER, refused="access_ledger_grant_revoked"),
+    grant(8, uses=1),
+    entry(9, "fetch", CONSUMER),
+    entry(10, "request", OWNER, purpose="own copy"),
+]
+
+
+def kept(path: Path, entries: list[Entry]) -> VerifiedLog:
+    """An audit state holding ``entries`` as verified records, with the dataset's registration."""
+    register = Entry(
+        seq=0,
+        at="2025-04-01T00:00:00.000000+00:00",
+        action="register",
+        actor=OWNER,
+        dataset_id=1,
+        message={"datasetId": 1, "owner": OWNER, "classification": 1, "parents": []},
+        context={"metadata": {"title": "set 1"}},
+        chain="matched",
+        tx_hash=None,
+        verified=True,
+    )
+    rows = []
+    for e in [register, *entries]:
+        leaf = {"v": 1, "seq": e.seq, "at": e.at, "signed": {"message": e.message}}
+        rows.append(
+            LeafRow(
+                seq=e.seq,
+                leaf_hash=bytes(32),
+                action=e.action,
+                actor=e.actor,
+                dataset_id=e.dataset_id,
+                dataset_from="signed",
+                at=e.at,
+                leaf=json.dumps({**leaf, "context": e.context}).encode(),
+                chain="none" if e.context.get("refused") else "matched",
+                parties=(e.actor, *([e.message["grantee"]] if "grantee" in e.message else [])),
+            )
+        )
+    with AuditState.open(path) as state, state.transaction():
+        state.add_leaves(rows)
+    log = VerifiedLog(path)
+    log.prepare()
+    return log
+
+
+@pytest.mark.parametrize(
+    "scope", [Scope(), Scope(dataset=1), Scope(member=CONSUMER), Scope(member=OWNER, owned=(1,))]
+)
+def test_the_verified_state_draws_what_the_in_memory_view_draws(
+    tmp_path: Path, scope: Scope
+) -> None:
+    """The SQL path (grouped requests, counted fetches) against the plain one, field by field."""
+    shown = (
+        *("source", "target", "purpose", "category", "status", "uses_text", "fetches"),
+        *("refused", "receipts", "requested_at", "granted_at", "revoked_at", "records"),
+    )
+    sql = flow_graph(kept(tmp_path / "audit.sqlite", FLOWS), scope, now=NOW)["edges"]
+    plain = flow_graph(Recorded(FLOWS, {1: reg(1)}), scope, now=NOW)["edges"]
+    assert [{k: e["data"][k] for k in shown} for e in sql] == [
+        {k: e["data"][k] for k in shown} for e in plain
+    ]
+    assert len(sql) == (1 if scope.member == CONSUMER else 2)
+    mine = next(e for e in sql if e["data"]["target"] == CONSUMER)
+    assert mine["data"]["purpose"] == "new purpose"
+    assert mine["data"]["records"] == [1, 2, 3, 6, 8]
+    assert (mine["data"]["uses_text"], mine["classes"]) == ("1/1", "exhausted attempted")
 
 
 def test_a_time_window_keeps_only_its_records() -> None:
