@@ -64,14 +64,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Final, cast
 
-from eth.abc import VirtualMachineAPI
+from eth.abc import ComputationAPI, SignedTransactionAPI, StateAPI, VirtualMachineAPI
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
-from eth.exceptions import PyEVMError, Revert, VMError
+from eth.exceptions import HeaderNotFound, PyEVMError, Revert, VMError
 from eth.exceptions import TransactionNotFound as EVMTransactionNotFound
 from eth.vm.forks.prague import PragueVM
 from eth.vm.spoof import SpoofTransaction
@@ -95,9 +96,11 @@ from eth_tester.exceptions import (
     TransactionNotFound,
 )
 from eth_tester.exceptions import ValidationError as TesterValidationError
+from eth_tester.utils.filters import Filter, check_if_log_matches
 from eth_typing import BlockNumber
 from eth_utils.address import is_address, to_canonical_address, to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
+from eth_utils.functional import to_tuple
 from rlp.exceptions import RLPException
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
@@ -148,6 +151,9 @@ _CACHE_ENTRIES: Final = 16_384
 _ZERO_ADDRESS: Final = b"\x00" * 20
 _FEE_FIELDS: Final = ("gas_price", "max_fee_per_gas", "max_priority_fee_per_gas")
 _ERROR_STRING_SELECTOR: Final = bytes.fromhex("08c379a0")
+#: Log entries :class:`_IndexedTester` keeps (a few hundred bytes each); blocks past it are read
+#: from their receipts on every query, as stock eth-tester reads all of them.
+_INDEXED_LOGS: Final = 200_000
 
 
 class EmbeddedChain(ChainBackend):
@@ -195,7 +201,7 @@ class EmbeddedChain(ChainBackend):
         self._backend = _LedgerBackend(
             chain, time_offset=offset, on_commit=self._commit, on_failure=self._reload
         )
-        self._tester = EthereumTester(backend=self._backend)
+        self._tester = _IndexedTester(backend=self._backend)
         provider = _EmbeddedProvider(
             self._tester, chain_id=self._chain_id, lock=self._lock, check_open=self._check_open
         )
@@ -489,6 +495,50 @@ def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: "0x" + v.hex() if isinstance(v, bytes) else v for k, v in params.items()}
 
 
+#: geth's gas estimate: within 1.5% of the least gas that succeeds (``estimateGasErrorRatio``).
+_ESTIMATE_ERROR_RATIO: Final = 0.015
+_CALL_STIPEND: Final = 2300
+
+
+def _estimate_gas(state: StateAPI, transaction: SignedTransactionAPI) -> int:
+    """The gas ``transaction`` needs, found as geth finds it rather than by py-evm's bisection
+    from the intrinsic cost to the block gas limit (about 13 full executions each time).
+
+    One run at the block limit gives the gas used (or the error, raised as py-evm raises it);
+    that much usually suffices, which a second run confirms. Otherwise geth's first guess
+    (used + refund + call stipend, times 64/63 for the gas a CALL holds back) and a bisection
+    between the used gas and a limit known to succeed, down to 1.5%. The answer is always a
+    limit that ran without error (or the block limit).
+    """
+
+    def run(gas: int) -> ComputationAPI:
+        snapshot = state.snapshot()
+        try:
+            spoofed = SpoofTransaction(transaction, gas=gas)
+            return state.apply_transaction(cast(SignedTransactionAPI, spoofed))
+        finally:
+            state.revert(snapshot)
+
+    cap = int(state.gas_limit)
+    top = run(cap)
+    if top.is_error:
+        raise top.error
+    used = int(transaction.intrinsic_gas) + int(top.get_gas_used())
+    if used >= cap or not run(used).is_error:
+        return min(used, cap)
+    low, high = used, cap
+    guess = (used + int(top.get_gas_refund()) + _CALL_STIPEND) * 64 // 63
+    if guess < cap and not run(guess).is_error:
+        high = guess
+    while high - low > 1 and (high - low) / high > _ESTIMATE_ERROR_RATIO:
+        middle = (low + high) // 2
+        if run(middle).is_error:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
 def _chain_class(chain_id: int, fork: str) -> Any:
     vm_class = _FORKS[fork]
 
@@ -498,6 +548,7 @@ def _chain_class(chain_id: int, fork: str) -> Any:
         vm_configuration: tuple[tuple[BlockNumber, type[VirtualMachineAPI]], ...] = (
             (BlockNumber(0), vm_class),
         )
+        gas_estimator = staticmethod(_estimate_gas)
 
         def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
             header_params["gas_limit"] = parent_header.gas_limit  # constant, as eth-tester
@@ -734,6 +785,69 @@ def relay_embedded(
         answer["result"] = hex(quantity)  # a quantity, as a node sends it
     relayed: dict[str, Any] = json.loads(Web3.to_json(answer))
     return relayed
+
+
+class _IndexedTester(EthereumTester):  # type: ignore[misc]
+    """eth-tester whose ``eth_getLogs`` keeps each mined block's logs.
+
+    Stock ``get_logs`` rebuilds every block and every receipt in the range on each call (about
+    0.3 s over a few hundred blocks), and verification and recovery ask for events many times
+    over the whole chain. A mined block's logs never change; they are kept by block hash, so a
+    reverted snapshot (a new canonical block at that height) is read afresh. The filtering is
+    eth-tester's own, on the same normalized entries it would have built.
+    """
+
+    def __init__(self, backend: PyEVMBackend) -> None:
+        super().__init__(backend=backend)
+        self._block_logs: dict[bytes, tuple[Any, ...]] = {}
+        self._indexed = 0
+
+    @to_tuple
+    def get_logs(
+        self, from_block: Any = None, to_block: Any = None, address: Any = None, topics: Any = None
+    ) -> Iterator[Any]:
+        self.validator.validate_inbound_filter_params(
+            from_block=from_block, to_block=to_block, address=address, topics=topics
+        )
+        raw_from, raw_to, raw_address, raw_topics = self.normalizer.normalize_inbound_filter_params(
+            from_block=from_block, to_block=to_block, address=address, topics=topics
+        )
+        params = {
+            "from_block": raw_from,
+            "to_block": raw_to,
+            "addresses": raw_address,
+            "topics": raw_topics,
+        }
+        matching = Filter(filter_params=params, filter_fn=partial(check_if_log_matches, **params))
+        lower = raw_from if isinstance(raw_from, int) else self._number(raw_from)
+        upper = raw_to if isinstance(raw_to, int) else self._number(raw_to)
+        for number in range(lower, upper + 1):
+            for entry in self._logs_of(number):
+                matching.add(entry)
+        for item in matching.get_all():
+            yield self.normalizer.normalize_outbound_log_entry(item)
+
+    def _number(self, tag: Any) -> int:
+        return int(self.get_block_by_number("latest" if tag is None else tag)["number"])
+
+    def _logs_of(self, number: int) -> tuple[Any, ...]:
+        try:
+            block_hash = self.backend.chain.chaindb.get_canonical_block_hash(BlockNumber(number))
+        except HeaderNotFound:
+            raise BlockNotFound(f"no block number {number}") from None
+        kept = self._block_logs.get(block_hash)
+        if kept is not None:
+            return kept
+        block = self.get_block_by_number(number)
+        entries = tuple(
+            self.normalizer.normalize_inbound_log_entry(log)
+            for transaction_hash in block["transactions"]
+            for log in self.get_transaction_receipt(transaction_hash)["logs"]
+        )
+        if self._indexed + len(entries) <= _INDEXED_LOGS:
+            self._block_logs[block_hash] = entries
+            self._indexed += len(entries)
+        return entries
 
 
 class _EmbeddedProvider(EthereumTesterProvider):

@@ -64,6 +64,8 @@ ECHO_RUNTIME = bytes.fromhex(
     "00"  # STOP
 )
 CLOCK_RUNTIME = bytes.fromhex("4260005260206000f3")  # MSTORE(0, TIMESTAMP) RETURN(0, 32)
+#: LOG1(data = calldata, topic = its first 32 bytes).
+LOGGER_RUNTIME = bytes.fromhex("366000600037600035366000a100")
 
 CUSTOM_ERROR = bytes.fromhex("deadbeef") + encode(["uint256", "address"], [42, SINK])
 ERROR_STRING = bytes.fromhex("08c379a0") + encode(["string"], ["not allowed"])
@@ -286,6 +288,29 @@ def test_mined_revert_gives_status_zero_and_replays_with_its_data(
     assert raised.value.data == "0x" + CUSTOM_ERROR.hex()
 
 
+def _forwarder(target: str) -> bytes:
+    """CALL ``target`` with all gas left (the 63/64 rule holds some back); revert if it fails."""
+    call = "6000" * 5 + "73" + target[2:].lower() + "5af1"  # CALL(GAS, target, 0, 0, 0, 0, 0)
+    return bytes.fromhex(call + "602957" + "60006000fd" + "5b00")  # JUMPI ok; REVERT; ok: STOP
+
+
+@pytest.mark.parametrize("through", ["direct", "forwarded"])
+def test_gas_estimates_are_enough_and_within_geths_margin(
+    embedded: EmbeddedChain, operator: LocalAccount, through: str
+) -> None:
+    """The embedded estimator (geth's method, not py-evm's 13-run bisection) gives a limit that
+    succeeds and is at most 1.5% above the least that does, also when a CALL holds gas back."""
+    echo = _deploy(embedded, operator, ECHO_RUNTIME)
+    to = echo if through == "direct" else _deploy(embedded, operator, _forwarder(echo))
+    w3 = embedded.w3
+    estimate = w3.eth.estimate_gas({"from": operator.address, "to": to})
+    snapshot = embedded._tester.take_snapshot()  # both sends from the same state
+    assert _send(embedded, operator, to=to, gas=estimate)["status"] == 1
+    embedded._tester.revert_to_snapshot(snapshot)
+    short = int(estimate * (1 - 0.015)) - 1
+    assert _send(embedded, operator, to=to, gas=short)["status"] == 0
+
+
 def test_unfunded_sender_can_call_and_estimate(
     backend: ChainBackend, operator: LocalAccount
 ) -> None:
@@ -371,6 +396,41 @@ def test_reopened_chain_keeps_growing_from_the_stored_head(
         assert w3.eth.get_block(second["blockNumber"])["parentHash"] == first["blockHash"]
         assert w3.eth.get_transaction_receipt(first["transactionHash"])["status"] == 1
         assert w3.eth.get_balance(SINK) == 2
+
+
+def test_event_queries_answer_as_stock_eth_tester_and_follow_new_and_reverted_blocks(
+    embedded: EmbeddedChain, operator: LocalAccount
+) -> None:
+    """The embedded chain keeps each mined block's logs (``_IndexedTester``); what it answers
+    must be what eth-tester's own scan of every receipt answers, whatever the filter."""
+    from eth_tester import EthereumTester
+
+    tester = embedded._tester  # the stock scan is called on the same chain, as the reference
+    one, two = (_deploy(embedded, operator, LOGGER_RUNTIME) for _ in range(2))
+    topic = {n: "0x" + f"{n:02x}" * 32 for n in (1, 2)}
+    for to, n in ((one, 1), (two, 2), (one, 2), (two, 1)):
+        _send(embedded, operator, to=to, data=bytes.fromhex(topic[n][2:]) + b"more" * n)
+    head = embedded.w3.eth.block_number
+    queries: list[dict[str, Any]] = [
+        {"from_block": 0, "to_block": "latest"},
+        {"from_block": 0, "to_block": head, "address": one},
+        {"from_block": 0, "to_block": "latest", "topics": [topic[1]]},
+        {"from_block": head - 1, "to_block": head, "address": [one, two], "topics": [topic[2]]},
+        {"from_block": head, "to_block": head - 1},
+    ]
+    for query in queries:
+        assert tester.get_logs(**query) == EthereumTester.get_logs(tester, **query), query
+    assert len(tester.get_logs(from_block=0, to_block="latest")) == 4
+    assert len(embedded.w3.eth.get_logs({"fromBlock": 0, "address": one})) == 2
+
+    snapshot = tester.take_snapshot()
+    _send(embedded, operator, to=one, data=bytes.fromhex(topic[2][2:]))
+    assert len(embedded.w3.eth.get_logs({"fromBlock": 0, "address": one})) == 3  # a new block
+    tester.revert_to_snapshot(snapshot)
+    _send(embedded, operator, to=two, data=bytes.fromhex(topic[1][2:]))  # same height, new hash
+    for query in queries[:3]:
+        assert tester.get_logs(**query) == EthereumTester.get_logs(tester, **query), query
+    assert len(embedded.w3.eth.get_logs({"fromBlock": 0, "address": one})) == 2
 
 
 def test_open_chain_file_is_locked_against_other_processes(
