@@ -404,6 +404,16 @@ def cached_or_built(args: argparse.Namespace) -> tuple[Built, bool]:
 # -- measuring --------------------------------------------------------------------------------
 
 
+def drop_page_cache() -> None:
+    """Write back and drop the OS page cache (Linux, root), or stop saying why not."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        raise SystemExit(f"--cold: cannot drop the page cache ({exc}); run as root") from None
+    _say("  page cache dropped: the broker reads its database from disk")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -783,6 +793,12 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="ignore a cached log")
     parser.add_argument("--skip-verify", action="store_true", help="only the trace latencies")
     parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the OS page cache before the broker is timed (root only), so every trace "
+        "reads the database from disk as after a restart",
+    )
+    parser.add_argument(
         "--reuse-verified",
         action="store_true",
         help="time the member side and the console on the audit state a full run kept, "
@@ -808,6 +824,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="drl-trace-") as tmp:
         work = Path(tmp)
         with serving(home, free_port(), work / "serve.log") as url:
+            if args.cold:
+                drop_page_cache()
             _say("timing the broker's traces over HTTP ...")
             timings = over_http(url, home, built, args.queries, rng)
         runs: list[VerifyRun] = []

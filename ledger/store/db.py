@@ -46,7 +46,7 @@ import importlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -290,6 +290,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def declared_for(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """An Alembic ``include_object`` hook: whether the models declare an object for
+    ``dialect``. An index made for one dialect only (``Index(...).ddl_if(dialect=...)``, as
+    the flow log's trace indexes) is left out of comparisons with another's database."""
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+        condition = getattr(obj, "_ddl_if", None)
+        wanted = getattr(condition, "dialect", None)
+        return reflected or wanted is None or wanted == dialect
+
+    return include
 
 
 # -- internals -----------------------------------------------------------------------------

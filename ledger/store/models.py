@@ -228,9 +228,14 @@ class LogRecord(SQLModel, table=True):
     """One signed action in the flow log; ``leaf`` is exactly what the Merkle tree hashed."""
 
     __tablename__ = "log_records"
-    # A trace page is a range of one dataset's (or one actor's) records in sequence order.
+    # A trace page is a range of one dataset's (or one actor's) records in sequence order. On
+    # SQLite a dataset's range holds the leaves too, so it is read from adjacent pages
+    # (migration 0009); PostgreSQL caps index entries below a leaf's size.
     __table_args__ = (
-        Index("ix_log_records_dataset_seq", "dataset_id", "seq"),
+        Index("ix_log_records_dataset_seq", "dataset_id", "seq").ddl_if(dialect="postgresql"),
+        Index(
+            "ix_log_records_dataset_trace", "dataset_id", "seq", "action", "actor", "leaf"
+        ).ddl_if(dialect="sqlite"),
         Index("ix_log_records_actor_seq", "actor", "seq"),
     )
 

@@ -22,7 +22,13 @@ from sqlmodel import Session, SQLModel, func, select
 
 import ledger.store
 from ledger.errors import ConfigurationError
-from ledger.store.db import Database, alembic_config, locked_log_size, set_log_size
+from ledger.store.db import (
+    Database,
+    alembic_config,
+    declared_for,
+    locked_log_size,
+    set_log_size,
+)
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import Dataset, LogRecord, LogState, Member, UsedNonce, WrappedKey
 from tests.support import pg
@@ -33,7 +39,9 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 def schema_differences(database: Database) -> list[object]:
     with database.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        include = declared_for(connection.dialect.name)
+        opts = {"compare_type": True, "include_object": include}
+        context = MigrationContext.configure(connection, opts=opts)
         return list(compare_metadata(context, SQLModel.metadata))
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, create_engine, pool
 from sqlmodel import SQLModel
 
 import ledger.store.models  # noqa: F401 - registers every table on SQLModel.metadata
+from ledger.store.db import declared_for
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -36,6 +37,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=declared_for(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
