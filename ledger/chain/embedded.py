@@ -845,11 +845,19 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
         kept = self._block_logs.get(block_hash)
         if kept is not None:
             return kept
-        block = self.get_block_by_number(number)
+        # The backend's receipts, serialized as eth-tester serializes them: their logs are
+        # already the raw entries its filters take (what normalizing them out and back in
+        # gives), without looking each transaction up again by hash.
+        chain = self.backend.chain
+        block = chain.get_block_by_hash(block_hash)
+        receipts = block.get_receipts(chain.chaindb)
+        vm = chain.get_vm()
         entries = tuple(
-            self.normalizer.normalize_inbound_log_entry(log)
-            for transaction_hash in block["transactions"]
-            for log in self.get_transaction_receipt(transaction_hash)["logs"]
+            log
+            for index, transaction in enumerate(block.transactions)
+            for log in serialize_transaction_receipt(
+                block, receipts, transaction, index, False, vm
+            )["logs"]
         )
         if self._indexed + len(entries) <= _INDEXED_LOGS:
             self._block_logs[block_hash] = entries
