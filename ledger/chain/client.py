@@ -34,7 +34,7 @@ from ledger.chain.models import (
     TreeHead,
     TxResult,
 )
-from ledger.chain.tx import Transactor, plain
+from ledger.chain.tx import TooManyLogs, Transactor, plain
 from ledger.errors import ConfigurationError, DeploymentError
 from ledger.protocol.messages import GrantTerms, Registration
 from ledger.types import (
@@ -54,6 +54,9 @@ ADMIN_ROLE: Final = b"\x00" * 32
 #: Contracts where the broker key holds BROKER_ROLE (it relays, anchors, records, mints).
 BROKER_CONTRACTS: Final = ("AccessLedger", "FlowLog", "SharingCredits")
 DEFAULT_CREDIT_RULES: Final = CreditRules()
+#: Blocks per ``eth_getLogs``: within what node providers answer, and what the broker's relay
+#: answers (``api.routes.chain.MAX_LOG_BLOCKS``).
+LOG_WINDOW: Final = 5_000
 
 
 def encode_approval(generation: int, nonce: int, deadline: int, signature: bytes) -> bytes:
@@ -644,12 +647,26 @@ class LedgerChain:
         to_block: int | str = "latest",
         filters: dict[str, Any] | None = None,
     ) -> list[Event]:
-        """Decoded events of one kind, oldest first (from the deployment block by default)."""
+        """Decoded events of one kind, oldest first (from the deployment block by default).
+
+        Asked :data:`LOG_WINDOW` blocks at a time, as nodes (and the broker's relay) answer
+        ``eth_getLogs``; a window they refuse as too large (JSON-RPC -32005) is halved.
+        """
         ev = getattr(self._c[contract].events, event)
-        start = self.deployment.block_number if from_block is None else from_block
-        logs = self.tx.call(
-            lambda: ev.get_logs(from_block=start, to_block=to_block, argument_filters=filters)
-        )
+        first = self.deployment.block_number if from_block is None else from_block
+        last = self.latest_block() if to_block == "latest" else int(to_block)
+        logs: list[Any] = []
+        window = LOG_WINDOW
+        while first <= last:
+            end = min(last, first + window - 1)
+            try:
+                logs.extend(self.tx.logs(ev, first, end, filters))
+            except TooManyLogs:
+                if first == end:
+                    raise
+                window = max(1, (end - first + 1) // 2)
+                continue
+            first = end + 1
         return [
             Event(
                 contract=contract,

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -83,6 +83,17 @@ def translated_errors() -> Iterator[None]:
         ) from None
 
 
+#: The JSON-RPC error code nodes (and the broker's relay) answer for a log query over too many
+#: blocks or with too many results (EIP-1474 "limit exceeded").
+LIMIT_EXCEEDED: Final = -32005
+
+
+class TooManyLogs(ChainError):
+    """The node refused an ``eth_getLogs`` as too wide: ask for fewer blocks."""
+
+    code = ErrorCode.CHAIN_REFUSED
+
+
 def _kind(exc: BaseException) -> str:
     if isinstance(exc, requests.Timeout | TimeoutError):
         return "timed out"
@@ -144,6 +155,20 @@ class Transactor:
         """Run a read-only call with errors translated."""
         with translated_errors():
             return fn()
+
+    def logs(self, event: Any, first: int, last: int, filters: dict[str, Any] | None) -> list[Any]:
+        """``event``'s logs in blocks ``first``..``last``, decoded; :class:`TooManyLogs` when
+        the node refuses the range as too wide."""
+        with translated_errors():
+            try:
+                found = event.get_logs(from_block=first, to_block=last, argument_filters=filters)
+            except Web3RPCError as exc:
+                answer = getattr(exc, "rpc_response", None) or {}
+                error = answer.get("error") if isinstance(answer, Mapping) else None
+                if isinstance(error, Mapping) and error.get("code") == LIMIT_EXCEEDED:
+                    raise TooManyLogs(f"the node refused blocks {first}-{last}") from None
+                raise
+            return list(found)
 
     def send(self, fn: ContractFunction, account: LocalAccount) -> TxResult:
         """Estimate, sign, send and wait for one transaction; raise ContractRevert on revert."""

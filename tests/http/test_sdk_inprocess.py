@@ -8,6 +8,7 @@ must be one of the protocol's wire models, and every error answer the exception 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,6 +270,39 @@ def test_only_the_member_rotates_its_key_and_the_operator_reinstates(world: InPr
         assert refused.value.code == ErrorCode.WRONG_ROLE
         assert op.suspend(world.consumer.address).status == "suspended"
         assert op.reinstate(world.consumer.address).status == "active"
+
+
+def test_log_queries_through_the_relay_are_bounded_and_the_client_pages_them(
+    world: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay answers eth_getLogs over at most MAX_LOG_BLOCKS blocks (-32005 beyond, as a
+    node provider would); the member's chain client asks in windows and halves a refused one,
+    so it still reads every event. Here the relay allows 2 blocks and the client asks 4."""
+    import api.routes.chain as relay
+    import ledger.chain.client as chain_client
+
+    for keys, kind, name in (
+        (world.owner, "department", "District Planning Office"),
+        (world.consumer, "enterprise", "Harbour Solar Cooperative"),
+    ):
+        with contextlib.suppress(Conflict):  # the tests share one broker, in any order
+            onboard(world, keys, kind, name)
+    with world.client(world.consumer) as consumer:
+        chain = consumer.chain_view().chain
+        head = chain.latest_block()
+        expected = chain.events("MemberRegistry", "MemberOnboarded")  # one window: no limit hit
+        assert len(expected) >= 2
+        assert head - chain.deployment.block_number > 4
+        monkeypatch.setattr(relay, "MAX_LOG_BLOCKS", 2)
+        monkeypatch.setattr(chain_client, "LOG_WINDOW", 4)
+        wide = consumer.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": hex(2)}])
+        assert wide["error"]["code"] == relay.LIMIT_EXCEEDED, wide
+        assert "result" in consumer.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x1"}])
+        assert chain.events("MemberRegistry", "MemberOnboarded") == expected
+        monkeypatch.setattr(relay, "MAX_LOG_RESULTS", 0)  # every block holds too many now
+        with pytest.raises(ChainError) as refused:
+            chain.events("MemberRegistry", "MemberOnboarded")
+        assert refused.value.code == ErrorCode.CHAIN_REFUSED
 
 
 def test_a_request_signed_with_another_key_is_unauthenticated(world: InProcess) -> None:
