@@ -200,9 +200,15 @@ def fetch(
     """Download under a usable grant: one use is recorded on chain before any byte flows.
 
     The download takes one of the member's transfer slots before the use is recorded, and a
-    client that stops reading is cut off (see ``api.transfers``).
+    client that stops reading is cut off (see ``api.transfers``). A suspended member's fetch
+    goes on to the service, which logs the attempt as refused (docs/protocol.md §11.12): the
+    log, and the early warnings read from it, show fetches tried during a suspension.
     """
-    caller.require_writer()
+    refusal = caller.writer_refusal()
+    if refusal is not None and not (
+        refusal.code == ErrorCode.MEMBER_SUSPENDED and caller.role in ("department", "enterprise")
+    ):
+        raise refusal
     signed = body.signed.parse()
     if signed.actor != caller.address or message_int(signed, "datasetId") != dataset_id:
         raise InvalidInput(

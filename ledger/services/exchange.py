@@ -76,8 +76,8 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
         standing = policy.standing(session, grantee, operator=ledger.operator)
         refusal = standing.writer_refusal()
         if refusal is not None:
-            # A member, suspended (the fetch route refuses one before this; in process it
-            # gets here, and its attempt is logged like any other standing refusal).
+            # A member, suspended (the fetch route lets its signed fetch through to here): its
+            # attempt is logged like any other standing refusal.
             if standing.role in ("department", "enterprise"):
                 try:
                     owner = dataset(session, dataset_id).owner

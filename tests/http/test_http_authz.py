@@ -53,9 +53,12 @@ from tests.support.http_probe import (
 ROOT = Path(__file__).resolve().parents[2]
 PURPOSE = "Planning of rooftop solar installations in the harbour ward"
 #: Refusals that are logged by design (docs/protocol.md §11.12): a member's signed fetch without
-#: a grant is one refused-fetch record (and its nonce spent), nothing else.
+#: a grant, or by a suspended member, is one refused-fetch record (and its nonce spent).
 LOGGED_REFUSALS: frozenset[tuple[tuple[str, str], str]] = frozenset(
-    {(("POST", "/v1/datasets/{dataset_id}/fetch"), "no_grant")}
+    {
+        (("POST", "/v1/datasets/{dataset_id}/fetch"), "no_grant"),
+        (("POST", "/v1/datasets/{dataset_id}/fetch"), "member_suspended"),
+    }
 )
 MEMBER_ROLES: dict[str, tuple[str, str]] = {
     "owner": ("department", "District Planning Office"),

@@ -714,8 +714,8 @@ def test_a_refused_fetch_sent_again_is_refused_the_same_and_logged_once(world: W
     world.refused(lambda: world.post("plain", target, body), 403, "no_grant")
 
 
-def test_download_by_a_suspended_member_is_refused(world: World) -> None:
-    world.refused(_fetch(world, "suspendee"), 403, "member_suspended")
+def test_download_by_a_suspended_member_is_refused_and_logged(world: World) -> None:
+    world.refused_and_logged(_fetch(world, "suspendee"), 403, "member_suspended")
 
 
 def test_a_fetch_signed_by_another_member_is_refused(world: World) -> None:

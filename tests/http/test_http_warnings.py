@@ -2,10 +2,12 @@
 
 One `drl serve` for the module. The office grants the enterprise access, the enterprise fetches
 once, the office revokes the grant; the enterprise's next fetch is refused (403) and the broker
-logs it as refused. The regulator's `drl warnings` (the installed executable, in a subprocess)
-verifies the log on its own machine and lists the fetch-after-revocation warning citing that
-record. Refused fetches also spend the member's write rate: a member without a grant sends
-signed fetches until the broker answers 429, and each refusal before it is one log record.
+logs it as refused. A second enterprise, suspended by the operator while its grant is live,
+tries a fetch too: refused and logged the same way. The regulator's `drl warnings` (the
+installed executable, in a subprocess) verifies the log on its own machine and lists a
+fetch-after-revocation warning citing each record. Refused fetches also spend the member's
+write rate: a member without a grant sends signed fetches until the broker answers 429, and each
+refusal before it is one log record.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Scene:
     dataset_id: int
     revoke_seq: int
     refused_seq: int
+    suspend_seq: int
+    suspended_seq: int
     #: What a member without a grant got for BURST + 5 signed fetches, in order (error codes).
     answers: list[str]
     #: Records the log gained during those fetches.
@@ -84,6 +88,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         new_member(b, "ent", "enterprise", "Harbour Analytics")
         new_member(b, "dpa", "regulator", "Data Protection Authority")
         new_member(b, "prober", "enterprise", "Persistent Prober Ltd")
+        held = new_member(b, "held", "enterprise", "Quay Surveys")
         source = root / "d.csv"
         source.write_text("ward,roofs\nharbour,412\nquay,97\n")
         with b.client("office") as office, b.client("ent") as ent:
@@ -103,9 +108,37 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
                 403,
             )
         refused_seq = log_size(b) - 1
+        with b.client("office") as office, b.client("held") as held_client:
+            asked = held_client.request_access(dataset.id, purpose="Quay survey", days=60, uses=5)
+            assert office.approve(asked.id).grant is not None
+            with b.client("operator") as operator:
+                operator.suspend(held.address)
+            suspend_seq = log_size(b) - 1
+            keys = held_client.require_keys()
+        # Signed as the SDK signs (which, suspended, may no longer read the chain relay).
+        wire = Wire(b.url)
+        try:
+            body = signed(
+                keys, "fetch", {"grantee": keys.address, "datasetId": dataset.id}, wire.domains
+            )
+            answer = wire.send(keys, "POST", f"/v1/datasets/{dataset.id}/fetch", json_body=body)
+        finally:
+            wire.close()
+        assert (answer.status_code, error_code(answer)) == (403, "member_suspended")
+        suspended_seq = log_size(b) - 1
+        assert suspended_seq == suspend_seq + 1  # the refused fetch is the one record it wrote
         before = log_size(b)
         answers = hammer(b, dataset.id, BURST + 5)
-        yield Scene(b, dataset.id, revoke_seq, refused_seq, answers, log_size(b) - before)
+        yield Scene(
+            b,
+            dataset.id,
+            revoke_seq,
+            refused_seq,
+            suspend_seq,
+            suspended_seq,
+            answers,
+            log_size(b) - before,
+        )
 
 
 def test_a_fetch_after_revocation_is_refused_logged_and_listed_with_its_record(
@@ -116,16 +149,31 @@ def test_a_fetch_after_revocation_is_refused_logged_and_listed_with_its_record(
     report: dict[str, Any] = json.loads(done.stdout)
     assert report["verified"]["ok"] is True
     assert report["rules"] == "packaged defaults"
-    by_rule = {w["rule"]: w for w in report["warnings"]}
-    # Nothing else: the request, grant and fetch match; the log is fresh.
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for found in report["warnings"]:
+        by_rule.setdefault(found["rule"], []).append(found)
+    # Nothing else: the requests, grants and fetch match; the log is fresh.
     assert set(by_rule) == {"fetch-after-revocation", "repeated-refusals"}
-    warning = by_rule["fetch-after-revocation"]
+    assert len(by_rule["fetch-after-revocation"]) == 2  # the revoked grant, the suspension
+    (warning,) = (w for w in by_rule["fetch-after-revocation"] if scene.refused_seq in w["records"])
     assert warning["severity"] == "warning"
     assert warning["subject"].startswith(f"grant {scene.dataset_id}→0x")
     assert scene.refused_seq in warning["records"]
     assert scene.revoke_seq in warning["records"]
     assert "after the grant was revoked" in warning["message"]
     assert warning["first_seen"].endswith("+00:00")
+
+
+def test_a_fetch_by_a_suspended_member_is_refused_logged_and_warned_of(scene: Scene) -> None:
+    done = drl(scene.broker, "warnings", "--json", "--as", "dpa")
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    (warning,) = (
+        w for w in report["warnings"] if scene.suspended_seq in w["records"]
+    )  # exactly one warning cites the suspended member's fetch
+    assert warning["rule"] == "fetch-after-revocation"
+    assert scene.suspend_seq in warning["records"]
+    assert "while the grantee was suspended" in warning["message"]
 
 
 def test_fail_on_exits_non_zero_at_or_above_the_severity_named(scene: Scene) -> None:
