@@ -120,6 +120,11 @@ TARGETS: dict[str, Target] = {
         files=("api/auth.py", "ledger/protocol/http.py"),
         tests=("tests/http/test_request_auth.py",),
     ),
+    "credits": Target(
+        title="credit quality the verifier expects (ledger/audit/credits.py, ledger/scoring.py)",
+        files=("ledger/audit/credits.py", "ledger/scoring.py"),
+        tests=("tests/unit/test_audit_credit_quality.py", "tests/unit/test_quality_labels.py"),
+    ),
 }
 
 KILLED = {"killed", "timeout", "caught by type check"}

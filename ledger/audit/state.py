@@ -234,6 +234,12 @@ class AuditState:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The state file's connection, for modules that keep tables of their own in the same
+        file (``ledger.audit.warnings.store``), so that they commit with :meth:`transaction`."""
+        return self._db
+
     def __enter__(self) -> AuditState:
         return self
 

@@ -26,7 +26,7 @@ _SCHEMA: Final = (
 
 def _db(state: AuditState) -> sqlite3.Connection:
     """The state's own connection: its tables and these commit together, in one file."""
-    return state._db  # AuditState offers no other handle on its file
+    return state.connection
 
 
 def _ensure(db: sqlite3.Connection) -> None:
