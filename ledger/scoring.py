@@ -54,7 +54,7 @@ class Score:
 
 
 def _when(at: str) -> float:
-    return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    return dt.datetime.fromisoformat(at).timestamp()  # Python 3.11 reads a trailing "Z" too
 
 
 def score_of(

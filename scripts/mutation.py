@@ -123,7 +123,11 @@ TARGETS: dict[str, Target] = {
     "credits": Target(
         title="credit quality the verifier expects (ledger/audit/credits.py, ledger/scoring.py)",
         files=("ledger/audit/credits.py", "ledger/scoring.py"),
-        tests=("tests/unit/test_audit_credit_quality.py", "tests/unit/test_quality_labels.py"),
+        tests=(
+            "tests/unit/test_audit_credit_quality.py",
+            "tests/unit/test_quality_labels.py",
+            "tests/unit/test_scoring.py",
+        ),
     ),
 }
 
