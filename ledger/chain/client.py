@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
@@ -644,13 +644,14 @@ class LedgerChain:
         event: str,
         *,
         from_block: int | None = None,
-        to_block: int | str = "latest",
+        to_block: int | Literal["latest"] = "latest",
         filters: dict[str, Any] | None = None,
     ) -> list[Event]:
         """Decoded events of one kind, oldest first (from the deployment block by default).
 
         Asked :data:`LOG_WINDOW` blocks at a time, as nodes (and the broker's relay) answer
-        ``eth_getLogs``; a window they refuse as too large (JSON-RPC -32005) is halved.
+        ``eth_getLogs``; a window they refuse as too large (JSON-RPC -32005) is halved, and
+        grows back after each answer.
         """
         ev = getattr(self._c[contract].events, event)
         first = self.deployment.block_number if from_block is None else from_block
@@ -667,6 +668,7 @@ class LedgerChain:
                 window = max(1, (end - first + 1) // 2)
                 continue
             first = end + 1
+            window = min(LOG_WINDOW, window * 2)
         return [
             Event(
                 contract=contract,

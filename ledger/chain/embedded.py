@@ -69,6 +69,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -158,9 +159,15 @@ _CACHE_ENTRIES: Final = 16_384
 _ZERO_ADDRESS: Final = b"\x00" * 20
 _FEE_FIELDS: Final = ("gas_price", "max_fee_per_gas", "max_priority_fee_per_gas")
 _ERROR_STRING_SELECTOR: Final = bytes.fromhex("08c379a0")
-#: Log entries :class:`_IndexedTester` keeps (a few hundred bytes each); blocks past it are read
-#: from their receipts on every query, as stock eth-tester reads all of them.
-_INDEXED_LOGS: Final = 200_000
+#: What :class:`_IndexedTester` keeps: about this many log entries (some 1.5 kB each with three
+#: topics), a block without logs counting as one; the least recently read blocks go first.
+_INDEXED_LOGS: Final = 50_000
+#: ``eth_getLogs`` answers at most this many blocks and this many logs; beyond, JSON-RPC -32005
+#: ("limit exceeded", EIP-1474), as node providers answer. The chain client asks in windows
+#: (``ledger.chain.client.LOG_WINDOW``) and halves one that is refused.
+MAX_LOG_BLOCKS: Final = 5_000
+MAX_LOG_RESULTS: Final = 10_000
+LIMIT_EXCEEDED: Final = -32005
 
 
 class EmbeddedChain(ChainBackend):
@@ -518,16 +525,16 @@ def _estimate_gas(state: StateAPI, transaction: SignedTransactionAPI) -> int:
     limit that ran without error (or the block limit).
     """
 
-    def run(gas: int) -> ComputationAPI:
+    def run(gas: int, **price: int) -> ComputationAPI:
         snapshot = state.snapshot()
         try:
-            spoofed = SpoofTransaction(transaction, gas=gas)
+            spoofed = SpoofTransaction(transaction, gas=gas, **price)
             return state.apply_transaction(cast(SignedTransactionAPI, spoofed))
         finally:
             state.revert(snapshot)
 
     cap = int(state.gas_limit)
-    top = run(cap)
+    top = run(cap, gas_price=0)  # free, as py-evm's own first run: the sender need not afford it
     if top.is_error:
         raise top.error
     used = int(transaction.intrinsic_gas) + int(top.get_gas_used())
@@ -801,12 +808,15 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
     0.3 s over a few hundred blocks), and verification and recovery ask for events many times
     over the whole chain. A mined block's logs never change; they are kept by block hash, so a
     reverted snapshot (a new canonical block at that height) is read afresh. The filtering is
-    eth-tester's own, on the same normalized entries it would have built.
+    eth-tester's own, on the same normalized entries it would have built. Blocks above the
+    canonical head are refused as eth-tester refuses them (py-evm keeps the numbers of blocks a
+    snapshot revert dropped). Like a node, it answers a bounded range (:data:`MAX_LOG_BLOCKS`,
+    :data:`MAX_LOG_RESULTS`), so one query cannot hold the chain's lock for the whole chain.
     """
 
     def __init__(self, backend: PyEVMBackend) -> None:
         super().__init__(backend=backend)
-        self._block_logs: dict[bytes, tuple[Any, ...]] = {}
+        self._block_logs: OrderedDict[bytes, tuple[Any, ...]] = OrderedDict()
         self._indexed = 0
 
     @to_tuple
@@ -828,9 +838,20 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
         matching = Filter(filter_params=params, filter_fn=partial(check_if_log_matches, **params))
         lower = raw_from if isinstance(raw_from, int) else self._number(raw_from)
         upper = raw_to if isinstance(raw_to, int) else self._number(raw_to)
+        if upper - lower + 1 > MAX_LOG_BLOCKS:
+            raise _RpcError(
+                LIMIT_EXCEEDED, f"block range too large: at most {MAX_LOG_BLOCKS} blocks per query"
+            )
+        found = 0
         for number in range(lower, upper + 1):
             for entry in self._logs_of(number):
-                matching.add(entry)
+                if matching.filter_fn(entry):
+                    found += 1
+                    if found > MAX_LOG_RESULTS:
+                        raise _RpcError(
+                            LIMIT_EXCEEDED, f"query returned more than {MAX_LOG_RESULTS} results"
+                        )
+                    matching.add(entry)
         for item in matching.get_all():
             yield self.normalizer.normalize_outbound_log_entry(item)
 
@@ -838,17 +859,20 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
         return int(self.get_block_by_number("latest" if tag is None else tag)["number"])
 
     def _logs_of(self, number: int) -> tuple[Any, ...]:
+        chain = self.backend.chain
+        if not 0 <= number <= chain.get_canonical_head().block_number:
+            raise BlockNotFound(f"no block number {number}")
         try:
-            block_hash = self.backend.chain.chaindb.get_canonical_block_hash(BlockNumber(number))
+            block_hash = chain.chaindb.get_canonical_block_hash(BlockNumber(number))
         except HeaderNotFound:
             raise BlockNotFound(f"no block number {number}") from None
         kept = self._block_logs.get(block_hash)
         if kept is not None:
+            self._block_logs.move_to_end(block_hash)
             return kept
         # The backend's receipts, serialized as eth-tester serializes them: their logs are
         # already the raw entries its filters take (what normalizing them out and back in
         # gives), without looking each transaction up again by hash.
-        chain = self.backend.chain
         block = chain.get_block_by_hash(block_hash)
         receipts = block.get_receipts(chain.chaindb)
         vm = chain.get_vm()
@@ -859,9 +883,11 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
                 block, receipts, transaction, index, False, vm
             )["logs"]
         )
-        if self._indexed + len(entries) <= _INDEXED_LOGS:
-            self._block_logs[block_hash] = entries
-            self._indexed += len(entries)
+        self._block_logs[block_hash] = entries
+        self._indexed += max(1, len(entries))
+        while self._indexed > _INDEXED_LOGS and len(self._block_logs) > 1:
+            _, dropped = self._block_logs.popitem(last=False)
+            self._indexed -= max(1, len(dropped))
         return entries
 
 

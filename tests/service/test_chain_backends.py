@@ -404,6 +404,7 @@ def test_event_queries_answer_as_stock_eth_tester_and_follow_new_and_reverted_bl
     """The embedded chain keeps each mined block's logs (``_IndexedTester``); what it answers
     must be what eth-tester's own scan of every receipt answers, whatever the filter."""
     from eth_tester import EthereumTester
+    from eth_tester.exceptions import BlockNotFound
 
     tester = embedded._tester  # the stock scan is called on the same chain, as the reference
     one, two = (_deploy(embedded, operator, LOGGER_RUNTIME) for _ in range(2))
@@ -427,6 +428,8 @@ def test_event_queries_answer_as_stock_eth_tester_and_follow_new_and_reverted_bl
     _send(embedded, operator, to=one, data=bytes.fromhex(topic[2][2:]))
     assert len(embedded.w3.eth.get_logs({"fromBlock": 0, "address": one})) == 3  # a new block
     tester.revert_to_snapshot(snapshot)
+    with pytest.raises(BlockNotFound):  # the reverted block is gone, as stock eth-tester says
+        tester.get_logs(from_block=0, to_block=head + 1)
     _send(embedded, operator, to=two, data=bytes.fromhex(topic[1][2:]))  # same height, new hash
     for query in queries[:3]:
         assert tester.get_logs(**query) == EthereumTester.get_logs(tester, **query), query
