@@ -843,8 +843,9 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
                 LIMIT_EXCEEDED, f"block range too large: at most {MAX_LOG_BLOCKS} blocks per query"
             )
         found = 0
+        head = int(self.backend.chain.get_canonical_head().block_number)
         for number in range(lower, upper + 1):
-            for entry in self._logs_of(number):
+            for entry in self._logs_of(number, head):
                 if matching.filter_fn(entry):
                     found += 1
                     if found > MAX_LOG_RESULTS:
@@ -858,9 +859,9 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
     def _number(self, tag: Any) -> int:
         return int(self.get_block_by_number("latest" if tag is None else tag)["number"])
 
-    def _logs_of(self, number: int) -> tuple[Any, ...]:
+    def _logs_of(self, number: int, head: int) -> tuple[Any, ...]:
         chain = self.backend.chain
-        if not 0 <= number <= chain.get_canonical_head().block_number:
+        if not 0 <= number <= head:
             raise BlockNotFound(f"no block number {number}")
         try:
             block_hash = chain.chaindb.get_canonical_block_hash(BlockNumber(number))
