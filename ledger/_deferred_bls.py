@@ -29,9 +29,9 @@ from typing import Any, Final
 #: BLS12-381's group order r, as ``py_ecc.bls12_381.curve_order`` defines it.
 CURVE_ORDER: Final = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 PRECOMPILES: Final = "eth.precompiles.bls12_381"
-STUBBED: Final = ("py_ecc.bls", "py_ecc.bls12_381", PRECOMPILES)
+STOOD_IN: Final = ("py_ecc.bls", "py_ecc.bls12_381", PRECOMPILES)
 #: Stood in at install; the precompiles' stand-in is made when py-evm imports them.
-_EAGER_STUBS: Final = ("py_ecc.bls", "py_ecc.bls12_381")
+_EAGER_STAND_INS: Final = ("py_ecc.bls", "py_ecc.bls12_381")
 _CIPHERSUITES: Final = ("G2Basic", "G2MessageAugmentation", "G2ProofOfPossession")
 #: py-evm's BLS12-381 precompiles (EIP-2537, Prague): called by address, from the fork's table.
 _PRECOMPILES: Final = (
@@ -55,15 +55,15 @@ def _load() -> dict[str, types.ModuleType]:
         if not _real and not _loading:
             _loading = True
             try:
-                stubs = {name: sys.modules.pop(name, None) for name in STUBBED}
+                stand_ins = {name: sys.modules.pop(name, None) for name in STOOD_IN}
                 # py-evm's precompiles only where py-evm was imported (their stand-in exists).
-                wanted = [n for n in STUBBED if stubs[n] is not None or n in _EAGER_STUBS]
+                wanted = [n for n in STOOD_IN if stand_ins[n] is not None or n in _EAGER_STAND_INS]
                 _real.update({name: importlib.import_module(name) for name in wanted})
             finally:
                 _loading = False
-            for name, stub in stubs.items():
-                if stub is not None and stub is not _real[name]:
-                    stub.__dict__.update(
+            for name, stand_in in stand_ins.items():
+                if stand_in is not None and stand_in is not _real[name]:
+                    stand_in.__dict__.update(
                         {k: v for k, v in vars(_real[name]).items() if not k.startswith("__")}
                     )
         return _real
@@ -122,7 +122,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         if fullname == PRECOMPILES and not _real and not _loading:
             # Stood in only when py-evm imports it, so no "eth." module shows up elsewhere.
             return importlib.util.spec_from_loader(fullname, _Precompiles(), is_package=True)
-        if _real or _loading or not fullname.startswith(tuple(f"{name}." for name in STUBBED)):
+        if _real or _loading or not fullname.startswith(tuple(f"{name}." for name in STOOD_IN)):
             return None  # not ours, done, or the real packages importing their own submodules
         _load()
         if fullname in sys.modules:
@@ -131,19 +131,21 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def _module(name: str, eager: dict[str, Any]) -> types.ModuleType:
-    stub = types.ModuleType(name, f"Stand-in for {name} until first use (ledger._deferred_bls).")
-    stub.__dict__.update(eager)
+    stand_in = types.ModuleType(
+        name, f"Stand-in for {name} until first use (ledger._deferred_bls)."
+    )
+    stand_in.__dict__.update(eager)
     # A package, so that its submodules can be imported (through _Finder); the path is found
     # without importing the parent package (eth.precompiles would import the stand-in itself).
-    stub.__path__ = _package_path(name)
+    stand_in.__path__ = _package_path(name)
 
     def __getattr__(attr: str) -> Any:  # PEP 562: anything not stood in loads the real module
         if attr.startswith("__"):
             raise AttributeError(attr)
         return getattr(_load()[name], attr)
 
-    stub.__dict__["__getattr__"] = __getattr__
-    return stub
+    stand_in.__dict__["__getattr__"] = __getattr__
+    return stand_in
 
 
 def _package_path(name: str) -> list[str]:
@@ -159,7 +161,7 @@ def _package_path(name: str) -> list[str]:
 def install() -> None:
     """Stand in for the BLS modules unless they (or their users) are already loaded."""
     users = ("eth_keyfile.keyfile", "eth.precompiles")
-    if any(name in sys.modules for name in (*STUBBED, *users)):
+    if any(name in sys.modules for name in (*STOOD_IN, *users)):
         return
     sys.modules["py_ecc.bls"] = _module(
         "py_ecc.bls", {name: _Suite(name) for name in _CIPHERSUITES}
