@@ -29,6 +29,9 @@ from typing import Any, Final
 
 from ledger.protocol.labels import frequency_days
 
+#: The actions the score reads; a dataset's other records (fetches, receipts, grants) do not
+#: count, so callers need not load them.
+SCORED_ACTIONS: Final = ("register", "issue", "answer")
 GRACE: Final = 1.1
 LAPSED: Final = 0.5
 NO_SUMMARY: Final = 0.5

@@ -13,7 +13,7 @@ from typing import Any
 
 from ledger.audit.records import parse_leaf
 from ledger.audit.state import AuditState
-from ledger.scoring import credit_quality
+from ledger.scoring import SCORED_ACTIONS, credit_quality
 
 
 class CreditQualities:
@@ -26,10 +26,16 @@ class CreditQualities:
 
     def expected(self, dataset_id: int, receipt: bytes) -> int:
         """The score the receipt's credit must carry (``receipt`` is its leaf)."""
+        return credit_quality(self.leaves(dataset_id), dataset_id, receipt=receipt)
+
+    def leaves(self, dataset_id: int) -> list[bytes]:
+        """The verified records ``dataset_id``'s score reads (``ledger.scoring.score_of``): its
+        own scored ones and its next version's registration."""
         if dataset_id not in self._leaves:
-            own = [row.leaf for row in self.state.leaf_rows(dataset_id=dataset_id)]
+            rows = self.state.leaf_rows(dataset_id=dataset_id, actions=SCORED_ACTIONS)
+            own = [row.leaf for row in rows]
             self._leaves[dataset_id] = own + self._next_versions().get(dataset_id, [])
-        return credit_quality(self._leaves[dataset_id], dataset_id, receipt=receipt)
+        return self._leaves[dataset_id]
 
     def _next_versions(self) -> dict[int, list[bytes]]:
         if self._newer is None:

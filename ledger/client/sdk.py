@@ -992,15 +992,12 @@ class BrokerClient:
         Reads the dataset's own records and the registration of its next version from the local
         audit state, never from the broker.
         """
+        from ledger.audit.credits import CreditQualities
         from ledger.scoring import score_of
 
         state = self.audit_state()
         try:
-            leaves = [row.leaf for row in state.leaf_rows(dataset_id=dataset_id)]
-            for row in state.leaf_rows(actions=["register"]):
-                message = parse_leaf(row.leaf).signed.message
-                if row.dataset_id != dataset_id and message.get("previousVersion") == dataset_id:
-                    leaves.append(row.leaf)
+            leaves = CreditQualities(state).leaves(dataset_id)
         finally:
             if self.trust.directory is not None:
                 state.close()

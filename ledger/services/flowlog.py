@@ -222,6 +222,7 @@ def records(
     *,
     dataset_id: int | None = None,
     actor: str | None = None,
+    actions: Sequence[str] | None = None,
     after: int = -1,
     limit: int | None = None,
 ) -> list[LogRecord]:
@@ -231,6 +232,8 @@ def records(
         query = query.where(LogRecord.dataset_id == dataset_id)
     if actor is not None:
         query = query.where(LogRecord.actor == actor)
+    if actions is not None:
+        query = query.where(col(LogRecord.action).in_(actions))
     if limit is not None:
         query = query.limit(limit)
     return list(session.exec(query))

@@ -16,7 +16,7 @@ from ledger.errors import Conflict, Forbidden, IntegrityAlarm, InvalidInput, Not
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import IssuePublic, IssuesPublic, QualityScorePublic
-from ledger.scoring import credit_quality, score_of
+from ledger.scoring import SCORED_ACTIONS, credit_quality, score_of
 from ledger.services import flowlog, policy
 from ledger.services.catalog import _public, newer_versions, visible_page
 from ledger.services.context import Ledger, check_signed, consume_nonce, dataset
@@ -164,12 +164,12 @@ def quality(ledger: Ledger, dataset_id: int, *, as_of: int | None = None) -> Qua
 
 def scoring_leaves(session: Session, dataset_id: int) -> list[bytes]:
     """The records the score reads: the dataset's own and its next version's registration."""
-    leaves = [r.leaf for r in flowlog.records(session, dataset_id=dataset_id)]
+    own = flowlog.records(session, dataset_id=dataset_id, actions=SCORED_ACTIONS)
+    leaves = [r.leaf for r in own]
     newer = newer_versions(session, [dataset_id]).get(dataset_id)
     if newer is not None:
-        leaves += [
-            r.leaf for r in flowlog.records(session, dataset_id=newer) if r.action == "register"
-        ]
+        later = flowlog.records(session, dataset_id=newer, actions=["register"])
+        leaves += [r.leaf for r in later]
     return leaves
 
 
