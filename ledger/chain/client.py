@@ -54,8 +54,8 @@ ADMIN_ROLE: Final = b"\x00" * 32
 #: Contracts where the broker key holds BROKER_ROLE (it relays, anchors, records, mints).
 BROKER_CONTRACTS: Final = ("AccessLedger", "FlowLog", "SharingCredits")
 DEFAULT_CREDIT_RULES: Final = CreditRules()
-#: Blocks per ``eth_getLogs``: within what node providers answer, and what the broker's relay
-#: answers (``api.routes.chain.MAX_LOG_BLOCKS``).
+#: Blocks per ``eth_getLogs``: within what node providers answer, and what the embedded chain
+#: answers (``ledger.chain.embedded.MAX_LOG_BLOCKS``), also through the broker's relay.
 LOG_WINDOW: Final = 5_000
 
 

@@ -104,7 +104,7 @@ from eth_tester.exceptions import (
     TransactionNotFound,
 )
 from eth_tester.exceptions import ValidationError as TesterValidationError
-from eth_tester.utils.filters import Filter, check_if_log_matches
+from eth_tester.utils.filters import check_if_log_matches
 from eth_typing import BlockNumber
 from eth_utils.address import is_address, to_canonical_address, to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
@@ -118,6 +118,7 @@ from web3.providers.eth_tester.middleware import result_formatters as tester_res
 from web3.types import RPCEndpoint, RPCResponse
 
 from ledger.chain.backend import ChainBackend
+from ledger.chain.tx import LIMIT_EXCEEDED
 from ledger.errors import ChainError, ChainUnavailable, ConfigurationError
 from ledger.private import private_sqlite
 from ledger.protocol.codes import ErrorCode
@@ -167,7 +168,6 @@ _INDEXED_LOGS: Final = 50_000
 #: (``ledger.chain.client.LOG_WINDOW``) and halves one that is refused.
 MAX_LOG_BLOCKS: Final = 5_000
 MAX_LOG_RESULTS: Final = 10_000
-LIMIT_EXCEEDED: Final = -32005
 
 
 class EmbeddedChain(ChainBackend):
@@ -808,7 +808,7 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
     0.3 s over a few hundred blocks), and verification and recovery ask for events many times
     over the whole chain. A mined block's logs never change; they are kept by block hash, so a
     reverted snapshot (a new canonical block at that height) is read afresh. The filtering is
-    eth-tester's own, on the same normalized entries it would have built. Blocks above the
+    eth-tester's own predicate, on the same normalized entries it would have built. Blocks above the
     canonical head are refused as eth-tester refuses them (py-evm keeps the numbers of blocks a
     snapshot revert dropped). Like a node, it answers a bounded range (:data:`MAX_LOG_BLOCKS`,
     :data:`MAX_LOG_RESULTS`), so one query cannot hold the chain's lock for the whole chain.
@@ -835,25 +835,22 @@ class _IndexedTester(EthereumTester):  # type: ignore[misc]
             "addresses": raw_address,
             "topics": raw_topics,
         }
-        matching = Filter(filter_params=params, filter_fn=partial(check_if_log_matches, **params))
+        matches = partial(check_if_log_matches, **params)
         lower = raw_from if isinstance(raw_from, int) else self._number(raw_from)
         upper = raw_to if isinstance(raw_to, int) else self._number(raw_to)
         if upper - lower + 1 > MAX_LOG_BLOCKS:
             raise _RpcError(
                 LIMIT_EXCEEDED, f"block range too large: at most {MAX_LOG_BLOCKS} blocks per query"
             )
-        found = 0
+        found: list[Any] = []
         head = int(self.backend.chain.get_canonical_head().block_number)
         for number in range(lower, upper + 1):
-            for entry in self._logs_of(number, head):
-                if matching.filter_fn(entry):
-                    found += 1
-                    if found > MAX_LOG_RESULTS:
-                        raise _RpcError(
-                            LIMIT_EXCEEDED, f"query returned more than {MAX_LOG_RESULTS} results"
-                        )
-                    matching.add(entry)
-        for item in matching.get_all():
+            found.extend(entry for entry in self._logs_of(number, head) if matches(entry))
+            if len(found) > MAX_LOG_RESULTS:
+                raise _RpcError(
+                    LIMIT_EXCEEDED, f"query returned more than {MAX_LOG_RESULTS} results"
+                )
+        for item in found:
             yield self.normalizer.normalize_outbound_log_entry(item)
 
     def _number(self, tag: Any) -> int:

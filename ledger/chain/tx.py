@@ -102,13 +102,19 @@ def _kind(exc: BaseException) -> str:
     return "connection failed"
 
 
-def _rpc_message(exc: Web3RPCError) -> str:
-    """The node's own error message (``{'code': -32003, 'message': 'nonce too low'}``)."""
+def _rpc_error(exc: Web3RPCError) -> Mapping[str, Any] | None:
+    """The node's JSON-RPC error object (``{'code': -32003, 'message': 'nonce too low'}``)."""
     answer = getattr(exc, "rpc_response", None)
-    if isinstance(answer, Mapping) and isinstance(answer.get("error"), Mapping):
-        error = answer["error"]
-        return f"{error.get('message', '')} (code {error.get('code', '?')})"
-    return str(exc)
+    error = answer.get("error") if isinstance(answer, Mapping) else None
+    return error if isinstance(error, Mapping) else None
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    """The node's own error message and code."""
+    error = _rpc_error(exc)
+    if error is None:
+        return str(exc)
+    return f"{error.get('message', '')} (code {error.get('code', '?')})"
 
 
 class NonceSource(Protocol):
@@ -163,9 +169,7 @@ class Transactor:
             try:
                 found = event.get_logs(from_block=first, to_block=last, argument_filters=filters)
             except Web3RPCError as exc:
-                answer = getattr(exc, "rpc_response", None) or {}
-                error = answer.get("error") if isinstance(answer, Mapping) else None
-                if isinstance(error, Mapping) and error.get("code") == LIMIT_EXCEEDED:
+                if (_rpc_error(exc) or {}).get("code") == LIMIT_EXCEEDED:
                     raise TooManyLogs(f"the node refused blocks {first}-{last}") from None
                 raise
             return list(found)
