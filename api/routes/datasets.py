@@ -204,11 +204,7 @@ def fetch(
     goes on to the service, which logs the attempt as refused (docs/protocol.md §11.12): the
     log, and the early warnings read from it, show fetches tried during a suspension.
     """
-    refusal = caller.writer_refusal()
-    if refusal is not None and not (
-        refusal.code == ErrorCode.MEMBER_SUSPENDED and caller.role in ("department", "enterprise")
-    ):
-        raise refusal
+    caller.require_fetcher()
     signed = body.signed.parse()
     if signed.actor != caller.address or message_int(signed, "datasetId") != dataset_id:
         raise InvalidInput(

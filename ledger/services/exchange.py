@@ -78,7 +78,7 @@ def fetch(ledger: Ledger, signed: SignedAction) -> Fetched:
         if refusal is not None:
             # A member, suspended (the fetch route lets its signed fetch through to here): its
             # attempt is logged like any other standing refusal.
-            if standing.role in ("department", "enterprise"):
+            if standing.role in policy.WRITERS:
                 try:
                     owner = dataset(session, dataset_id).owner
                 except NotFound:

@@ -51,6 +51,8 @@ Role = Literal["operator", "department", "enterprise", "regulator"]
 
 #: Roles that see everything (metadata, never contents).
 OVERSEERS: Final[frozenset[Role]] = frozenset({"operator", "regulator"})
+#: Who owns and consumes data (signs writes), when active.
+WRITERS: Final[frozenset[Role]] = frozenset({"department", "enterprise"})
 
 _MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
 # Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
@@ -134,6 +136,14 @@ class Standing:
         self.require_member()
         if self.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}", code=ErrorCode.WRONG_ROLE)
+        return self
+
+    def require_fetcher(self) -> Self:
+        """As :meth:`require_writer`, except that a suspended department or enterprise goes on:
+        its signed fetch reaches the service, which logs the attempt as refused (so the log and
+        the early warnings show fetches tried during a suspension)."""
+        if not (self.role in WRITERS and not self.active):
+            self.require_writer()
         return self
 
     def require_writer(self, *, label: str = "member") -> Self:
