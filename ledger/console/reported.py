@@ -111,22 +111,12 @@ class BrokerView:
         for e in entries:
             if e.action in (*COUNTED, GROUPED) and e.dataset_id is not None:
                 groups.setdefault((e.dataset_id, e.actor, _tallied(e)), []).append(e)
-        tallies = [
-            Tally(d, a, act, len(g), g[0].at, g[-1].at, g[-1].seq)
-            if act != GROUPED
-            else Tally(
-                d,
-                a,
-                act,
-                len(g),
-                g[0].at,
-                g[-1].at,
-                g[-1].seq,
-                seqs=tuple(e.seq for e in g),
-                latest=g[-1],
-            )
-            for (d, a, act), g in groups.items()
-        ]
+        tallies = []
+        for (d, a, act), g in groups.items():
+            grouped = act == GROUPED  # requests also carry their records and the latest one
+            seqs = tuple(e.seq for e in g) if grouped else ()
+            latest = g[-1] if grouped else None
+            tallies.append(Tally(d, a, act, len(g), g[0].at, g[-1].at, g[-1].seq, seqs, latest))
         return [e for e in entries if e.action in DRAWN], tallies
 
     def count_after(self, *, dataset_id: int, actor: str, action: str, after: int) -> int:
