@@ -800,7 +800,8 @@ def main() -> None:
         "--verify-up-to",
         type=int,
         metavar="N",
-        help="verify only the sizes up to N records (the traces are then timed on no state)",
+        help="verify only the sizes up to N records (the member side and the console are "
+        "then not timed)",
     )
     parser.add_argument(
         "--cold",
