@@ -17,6 +17,9 @@ refusal has one wording, status and code (tests/support/authz_matrix.py lists th
 ``require_writer``
     ... and owns or consumes data: a department or an enterprise. Regulators read everything
     and write nothing (``regulator_read_only``); the operator holds no data (``wrong_role``).
+``require_fetcher``
+    as ``require_writer``, but a suspended department or enterprise passes: the fetch service
+    refuses it and logs the attempt.
 ``oversees``
     the operator and regulators see every dataset, request, grant and trace (never contents).
 ``require_party``
