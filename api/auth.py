@@ -36,7 +36,7 @@ _READS: Final = frozenset({"GET", "HEAD"})
 
 def admission_queue(ledger: Ledger) -> Coalescer[Claim, Standing | None]:
     """Concurrent requests are admitted together: one transaction records all their nonces."""
-    return Coalescer(Admission(ledger).admit)
+    return Coalescer(Admission(ledger).admit, name="drl-admission")
 
 
 async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:

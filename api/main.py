@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -171,6 +173,14 @@ async def _refuse(send: Send, status: int, code: ErrorCode, message: str) -> Non
     await send({"type": "http.response.body", "body": raw})
 
 
+@asynccontextmanager
+async def _closing_batches(app: FastAPI) -> AsyncIterator[None]:
+    """At shutdown, the batching threads finish what they hold and stop."""
+    yield
+    app.state.admission.close()
+    app.state.requests.close()
+
+
 def create_app(
     broker: Broker,
     *,
@@ -180,10 +190,14 @@ def create_app(
     """The app around an opened broker core (also lowers the recursion limit: see above)."""
     restore_recursion_limit()
     app = FastAPI(
+        lifespan=_closing_batches,
         title="Data Rights Ledger broker",
         docs_url=None,  # served offline by api.docs
         redoc_url=None,
         version="1",
+        # FastAPI's OpenTelemetry hooks look for providers on every request; the broker
+        # configures none, so they are off rather than asked each time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         description=(
             "A blind broker for end-to-end encrypted data exchange between departments and "
             "enterprises. Every request is signed by the member's key (see the security "

@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import uvloop  # noqa: E402
 from eth_account.signers.local import LocalAccount  # noqa: E402
 
 from ledger.client import keystore  # noqa: E402
@@ -363,6 +365,44 @@ def two_replicas(work: Path) -> Iterator[Target]:
         )
 
 
+@contextmanager
+def profiled(target: Target, folder: Path | None, phase: str, seconds: float) -> Iterator[None]:
+    """With ``--profile``: py-spy samples each broker process for the phase (where CPU goes)."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    duration = str(max(1, int(seconds)))
+    samplers = [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                duration,
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(folder / f"{phase}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in target.pids
+    ]
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.wait(timeout=seconds + 30)
+
+
 def operator_keys(admin: LocalAccount) -> MemberKeys:
     """The ADMIN key as a client identity (its HPKE key is never used: it reads no data)."""
     return MemberKeys(account=admin, hpke=generate_keypair()[0])
@@ -372,9 +412,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[20, 100])
-    parser.add_argument("--write-clients", type=int, nargs="+", default=[20])
+    parser.add_argument("--write-clients", type=int, nargs="*", default=[20])
     parser.add_argument("--cluster", action="store_true", help="two replicas on PostgreSQL")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each broker with py-spy during each phase (raw stacks, one file per phase)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("DRL_KDF_FAST", "1")
     with tempfile.TemporaryDirectory(prefix="drl-load-") as tmp:
@@ -392,9 +438,10 @@ def main() -> None:
                     if name == "read":
                         per_client = int(args.seconds * TARGET_READS_PER_S * 2 / clients) + 10
                         reads = presign_reads(load, per_client, clients)
-                    phase = asyncio.run(
-                        run_phase(load, name, clients, args.seconds, signed_reads=reads)
-                    )
+                    with profiled(target, args.profile, f"{name}-{clients}", args.seconds):
+                        phase = uvloop.run(
+                            run_phase(load, name, clients, args.seconds, signed_reads=reads)
+                        )
                     phases.append(phase)
                     print(f"  {name} x{clients}: {phase.rate:,.0f}/s", file=sys.stderr)
             before = log_size(load.clients[0])
@@ -403,9 +450,10 @@ def main() -> None:
                 per_client = int(args.seconds * TARGET_WRITES_PER_S * 3 / clients) + 10
                 print(f"  signing {per_client * clients} requests ahead ...", file=sys.stderr)
                 actions = presign(load, per_client, clients)
-                phase = asyncio.run(
-                    run_phase(load, "write", clients, args.seconds, actions=actions)
-                )
+                with profiled(target, args.profile, f"write-{clients}", args.seconds):
+                    phase = uvloop.run(
+                        run_phase(load, "write", clients, args.seconds, actions=actions)
+                    )
                 phases.append(phase)
                 accepted += phase.statuses.get("201", 0)
                 print(f"  write x{clients}: {phase.rate:,.0f}/s", file=sys.stderr)

@@ -58,7 +58,7 @@ def request_coalescer(ledger: Ledger) -> Coalescer[SignedAction, RequestPublic |
             for answer in requests.request_access_each(ledger, signed)
         ]
 
-    return Coalescer(record)
+    return Coalescer(record, name="drl-requests")
 
 
 @router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403, 422))

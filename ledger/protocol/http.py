@@ -19,6 +19,7 @@ checks the bytes against it as they arrive).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -169,4 +170,10 @@ def recover_request(message: bytes, signature_hex: str) -> str:
     if not SIGNATURE_PATTERN.fullmatch(signature_hex):
         raise ValueError("a request signature is 0x and 130 hex digits")
     raw = bytes.fromhex(signature_hex[2:])
-    return str(to_checksum_address(recover_address(eip191_digest(message), raw)))
+    return checksummed(recover_address(eip191_digest(message), raw))
+
+
+@functools.lru_cache(maxsize=65536)
+def checksummed(address: bytes) -> str:
+    """EIP-55 form of a 20-byte address; members sign again and again, so it is remembered."""
+    return str(to_checksum_address(address))

@@ -10,10 +10,12 @@ see everything; the lists apply the same rule in SQL.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import threading
+from collections import OrderedDict
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam, func
 from sqlalchemy import Row as CoreRow
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, or_, select
@@ -142,20 +144,104 @@ def member(ledger: Ledger, address: str) -> MemberPublic:
 # -- datasets -----------------------------------------------------------------------------------
 
 
+#: Each dataset with the id of its next version (the dataset whose ``previous_version`` it is),
+#: in one query: ``ix_datasets_previous_version`` answers the subquery.
+_NEXT = _DATASETS.alias("later")
+_CATALOG = core_select(
+    _DATASETS,
+    core_select(func.max(_NEXT.c.id))
+    .where(_NEXT.c.previous_version == _DATASETS.c.id)
+    .scalar_subquery()
+    .label("newer_version"),
+).order_by(_DATASETS.c.id)
+# Built once, with the page as parameters: SQLAlchemy keys its compiled-SQL cache on a
+# statement's structure, which it computes once per statement object, not once per request.
+_PAGED = _CATALOG.limit(bindparam("limit")).offset(bindparam("offset"))
+_PAGED_OWNED = (
+    _CATALOG.where(_DATASETS.c.owner == bindparam("owner"))
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+
+
+def _catalog_page(
+    ledger: Ledger, owner: str | None, limit: int, offset: int
+) -> tuple[list[CoreRow[Any]], int | None]:
+    query, values = (_PAGED_OWNED, {"owner": owner}) if owner else (_PAGED, {})
+    with ledger.db.reading() as connection:
+        found = list(connection.execute(query, {**values, "limit": limit + 1, "offset": offset}))
+    return page(found, limit, offset)
+
+
 def datasets(
     ledger: Ledger, *, owner: str | None = None, limit: int = 100, offset: int = 0
 ) -> DatasetsPublic:
     """The catalog: registered datasets' certificates and metadata, by id (never contents)."""
-    query = core_select(_DATASETS).order_by(_DATASETS.c.id)
-    if owner:
-        query = query.where(_DATASETS.c.owner == owner)
-    with ledger.db.reading() as connection:
-        found = list(connection.execute(query.offset(offset).limit(limit + 1)))
-        rows, after = page(found, limit, offset)
-        newer = newer_versions(connection, [int(d.id) for d in rows])
+    rows, after = _catalog_page(ledger, owner, limit, offset)
     return DatasetsPublic(
-        data=[dataset_public(d, newer.get(int(d.id))) for d in rows], count=len(rows), next=after
+        data=[dataset_public(d, d.newer_version) for d in rows], count=len(rows), next=after
     )
+
+
+def datasets_json(
+    ledger: Ledger, *, owner: str | None = None, limit: int = 100, offset: int = 0
+) -> bytes:
+    """:func:`datasets` as its wire JSON, each row rendered once per version of the row.
+
+    The busiest read of the API lists mostly the same rows again and again; building each
+    row's wire model and dumping it cost more than the query. The bytes are exactly what
+    ``DatasetsPublic.model_dump_json()`` gives for the same page.
+    """
+    rows, after = _catalog_page(ledger, owner, limit, offset)
+    data = b",".join(_RENDERED.json(row) for row in rows)
+    tail = b"null" if after is None else str(after).encode()
+    return b'{"data":[%b],"count":%d,"next":%b}' % (data, len(rows), tail)
+
+
+class Renderings:
+    """Rows' wire JSON by the row's values, least recently used out past ``max_bytes``.
+
+    The key is every column but the metadata: that is written once, with the row, and its
+    hash is a column, so a key names one rendering; an owner reassigned, a dataset retired or a
+    newer version registered is a new key. Keyed by value, the cache cannot go stale, and
+    replicas and several brokers in one process may share it.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Bytes held."""
+        return self._bytes
+
+    @property
+    def entries(self) -> int:
+        return len(self._entries)
+
+    def json(self, row: CoreRow[Any]) -> bytes:
+        key = tuple(v for name, v in row._mapping.items() if name != "metadata_json")
+        with self._lock:
+            rendered = self._entries.get(key)
+            if rendered is not None:
+                self._entries.move_to_end(key)
+                return rendered
+        rendered = dataset_public(row, row.newer_version).model_dump_json().encode()
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = rendered
+                self._bytes += len(rendered)
+                while self._bytes > self._max_bytes and len(self._entries) > 1:
+                    self._bytes -= len(self._entries.popitem(last=False)[1])
+        return rendered
+
+
+#: About the catalog's first few thousand datasets with typical metadata.
+RENDERED_BYTES: Final = 32 * 1024 * 1024
+_RENDERED = Renderings(RENDERED_BYTES)
 
 
 def dataset_detail(ledger: Ledger, dataset_id: int) -> DatasetPublic:

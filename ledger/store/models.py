@@ -85,7 +85,7 @@ class Dataset(SQLModel, table=True):
     ciphertext_sha256: bytes = _blob()
     ciphertext_size: int = _big()
     parents: str = Field(default="[]")  # JSON list of dataset ids
-    previous_version: int = 0
+    previous_version: int = Field(default=0, index=True)  # the newer version's lookup
     registered_tx: str = Field(max_length=66)
     retired: bool = False
     log_seq: int

@@ -1,0 +1,152 @@
+"""Group commit for concurrent requests (``api.coalesce.Coalescer``).
+
+Each request gets its own item's answer; requests that arrive together share one batch; a
+failed batch fails exactly its own requests; and the next batch never waits for the event loop
+(under load the loop is busy with other requests, and a batch that waited for it took ten to
+forty times as long as its work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from api.coalesce import Coalescer
+
+
+def times_ten(items: Sequence[int]) -> list[int]:
+    return [i * 10 for i in items]
+
+
+def test_each_request_gets_its_own_answer_and_concurrent_ones_share_a_batch() -> None:
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def work(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        gate.wait(5)
+        return times_ten(items)
+
+    async def scenario() -> list[int]:
+        coalescer = Coalescer(work, linger=0)
+        first = asyncio.ensure_future(coalescer.submit(1))
+        await asyncio.sleep(0.05)  # the first batch is running
+        rest = [asyncio.ensure_future(coalescer.submit(i)) for i in (2, 3, 4)]
+        await asyncio.sleep(0.05)  # all three wait behind it
+        gate.set()
+        answers = await asyncio.gather(first, *rest)
+        coalescer.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [10, 20, 30, 40]
+    assert batches == [[1], [2, 3, 4]]
+
+
+def test_a_lone_request_is_a_batch_of_one() -> None:
+    batches: list[list[int]] = []
+
+    def work(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return times_ten(items)
+
+    async def scenario() -> list[int]:
+        coalescer = Coalescer(work)
+        answers = [await coalescer.submit(i) for i in (5, 6)]
+        coalescer.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [50, 60]
+    assert batches == [[5], [6]]
+
+
+def test_the_next_batch_starts_while_the_event_loop_is_busy() -> None:
+    started: list[tuple[list[int], float]] = []
+    gate = threading.Event()
+
+    def work(items: Sequence[int]) -> list[int]:
+        started.append((list(items), time.monotonic()))
+        if items == [0]:
+            gate.wait(5)
+        return times_ten(items)
+
+    async def scenario() -> tuple[float, float]:
+        coalescer = Coalescer(work, linger=0)
+        first = asyncio.ensure_future(coalescer.submit(0))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(coalescer.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        busy_from = time.monotonic()
+        time.sleep(0.3)  # a long request holds the event loop
+        busy_to = time.monotonic()
+        assert await first == 0
+        assert await asyncio.gather(*rest) == [10, 20]
+        coalescer.close()
+        return busy_from, busy_to
+
+    busy_from, busy_to = asyncio.run(scenario())
+    assert [batch for batch, _ in started] == [[0], [1, 2]]
+    assert busy_from <= started[1][1] < busy_to
+
+
+def test_a_failed_batch_fails_its_own_requests_only() -> None:
+    def work(items: Sequence[int]) -> list[int]:
+        if 13 in items:
+            raise OSError("disk full")
+        return times_ten(items)
+
+    async def scenario() -> tuple[BaseException | int, int]:
+        coalescer = Coalescer(work)
+        failed = await asyncio.gather(coalescer.submit(13), return_exceptions=True)
+        after = await coalescer.submit(7)
+        coalescer.close()
+        return failed[0], after
+
+    failed, after = asyncio.run(scenario())
+    assert isinstance(failed, OSError)
+    assert after == 70
+
+
+def test_a_wrong_number_of_answers_is_an_error_not_a_misdelivery() -> None:
+    async def scenario() -> None:
+        coalescer = Coalescer(lambda items: [1, 2], linger=0)
+        try:
+            await coalescer.submit(1)
+        finally:
+            coalescer.close()
+
+    with pytest.raises(RuntimeError, match="2 answers for 1"):
+        asyncio.run(scenario())
+
+
+def test_close_stops_the_thread_and_later_requests_are_refused() -> None:
+    async def scenario() -> Coalescer[int, int]:
+        coalescer = Coalescer(times_ten, name="drl-test-batches")
+        assert await coalescer.submit(1) == 10
+        coalescer.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await coalescer.submit(2)
+        return coalescer
+
+    asyncio.run(scenario())
+    assert not [t for t in threading.enumerate() if t.name == "drl-test-batches"]
+
+
+def test_requests_from_several_event_loops_are_answered_on_their_own_loop() -> None:
+    coalescer = Coalescer(times_ten)
+    answers: dict[int, int] = {}
+
+    def client(n: int) -> None:
+        answers[n] = asyncio.run(coalescer.submit(n))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(1, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    coalescer.close()
+    assert answers == {n: n * 10 for n in range(1, 6)}
