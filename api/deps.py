@@ -17,7 +17,9 @@ from ledger.services.context import MAX_ROW_ID, Ledger
 from ledger.services.policy import Standing
 
 
-def get_ledger(request: Request) -> Ledger:
+# The getters are ``async``: FastAPI runs a plain ``def`` dependency on the thread pool, a hop
+# to a worker thread and back for every request just to read an attribute.
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 
@@ -25,7 +27,7 @@ def get_ledger(request: Request) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
-def get_anchorer(request: Request) -> Anchorer:
+async def get_anchorer(request: Request) -> Anchorer:
     anchorer: Anchorer = request.app.state.anchorer
     return anchorer
 
@@ -33,7 +35,7 @@ def get_anchorer(request: Request) -> Anchorer:
 AnchorerDep = Annotated[Anchorer, Depends(get_anchorer)]
 
 
-def get_transfers(request: Request) -> Transfers:
+async def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
 
