@@ -401,6 +401,47 @@ def profiled(target: Target, folder: Path | None, phase: str, seconds: float) ->
     finally:
         for sampler in samplers:
             sampler.wait(timeout=seconds + 30)
+    shares = hardening_shares(sorted(folder.glob(f"{phase}-*.txt")))
+    if shares:
+        parts = ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+        print(f"  {phase}: hardening's share of the broker's CPU samples: {parts}", file=sys.stderr)
+
+
+#: The hardening of issue 9 on the request path, by the frames that do it: a sample counts
+#: if any frame of its stack is one of these (the body checks only when they are the frame
+#: running, since the rest of the app runs inside them).
+HARDENING = {
+    "single-use nonces and standing (admission)": ("Admission.admit",),
+    "write rate": ("WriteRate.take",),
+    "transfer limits": ("Transfers.", "PacedDownload.", "Pace."),
+    "body size and depth": ("too_deep", "_read_body", "_replay"),
+}
+_BODY_LIMIT_SELF = "BodyLimit.__call__"
+
+
+def hardening_shares(files: list[Path]) -> dict[str, float]:
+    """Each hardening step's share of the samples py-spy took of the broker (and their total)."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for file in files:
+        for line in file.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not stack or not n.isdigit():
+                continue
+            total += int(n)
+            frames = stack.split(";")
+            for name, marks in HARDENING.items():
+                if any(mark in frame for frame in frames for mark in marks):
+                    counts[name] += int(n)
+                    break
+            else:
+                if _BODY_LIMIT_SELF in frames[-1]:
+                    counts["body size and depth"] += int(n)
+    if not total:
+        return {}
+    shares = {name: counts[name] / total for name in HARDENING}
+    shares["total"] = sum(counts.values()) / total
+    return shares
 
 
 def operator_keys(admin: LocalAccount) -> MemberKeys:
