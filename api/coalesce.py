@@ -36,7 +36,11 @@ Waiter = tuple[T, asyncio.AbstractEventLoop, "asyncio.Future[R]"]
 
 
 class Coalescer(Generic[T, R]):
-    """Runs ``work(items) -> answers`` (one answer per item, in order) over batched items."""
+    """Runs ``work(items) -> answers`` (one answer per item, in order) over batched items.
+
+    :meth:`close` stops the thread once what was queued before it is answered; a request
+    submitted later starts a new one (an app's lifespan may run more than once in tests).
+    """
 
     def __init__(
         self,
@@ -50,41 +54,44 @@ class Coalescer(Generic[T, R]):
         self._batch = batch
         self._linger = linger
         self._name = name
+        self._lock = threading.Lock()
+        # Each thread drains a queue of its own: what was queued before ``close`` is answered
+        # by the old thread, what comes after by a new one; none is left behind the stop mark.
         self._queue: queue.SimpleQueue[Waiter[T, R]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-        self._closed = False
 
     async def submit(self, item: T) -> R:
         """``item``'s answer once its batch is done (``work``'s error if the batch failed)."""
-        if self._closed:
-            raise RuntimeError("the coalescer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._ensure_thread()
-        self._queue.put((item, loop, future))
+        with self._lock:
+            self._queue.put((item, loop, future))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._queue,), name=self._name, daemon=True
+                )
+                self._thread.start()
         return await future
 
-    def close(self) -> None:
-        """Stop the thread once the batches queued so far are done (the broker is stopping)."""
-        self._closed = True
-        thread = self._thread
-        if thread is not None:
-            self._queue.put(_STOP)  # type: ignore[arg-type]
-            thread.join(timeout=10)
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop the thread once what is queued is answered; False if it did not stop in time."""
+        with self._lock:
+            thread, drained = self._thread, self._queue
+            self._thread, self._queue = None, queue.SimpleQueue()
+        if thread is None:
+            return True
+        drained.put(_STOP)  # type: ignore[arg-type]
+        thread.join(timeout)
+        return not thread.is_alive()
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
+    def _run(self, waiting_room: queue.SimpleQueue[Waiter[T, R]]) -> None:
         busy = False  # the last batch had company: requests are arriving together
         while True:
-            first = self._queue.get()
+            try:
+                first = waiting_room.get_nowait()
+            except queue.Empty:
+                busy = False  # idle: the next lone request must not wait for company
+                first = waiting_room.get()
             if first is _STOP:
                 return
             waiting = [first]
@@ -93,7 +100,7 @@ class Coalescer(Generic[T, R]):
             while len(waiting) < self._batch:
                 try:
                     left = until - time.monotonic()
-                    more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                    more = waiting_room.get(timeout=left) if left > 0 else waiting_room.get_nowait()
                 except queue.Empty:
                     break
                 if more is _STOP:
@@ -106,12 +113,16 @@ class Coalescer(Generic[T, R]):
                 return
 
     def _answer(self, waiting: list[Waiter[T, R]]) -> None:
+        """Run one batch and hand each request its answer; nothing here may end the thread."""
+        answers: Sequence[R] | BaseException
         try:
-            answers: Sequence[R] | BaseException = self._work([item for item, _, _ in waiting])
-        except Exception as exc:  # e.g. DatabaseBusy: each request answers with it
-            answers = exc
-        if not isinstance(answers, BaseException) and len(answers) != len(waiting):
-            answers = RuntimeError(f"{self._name}: {len(answers)} answers for {len(waiting)}")
+            done = self._work([item for item, _, _ in waiting])
+            count = len(done)
+            answers = done
+            if count != len(waiting):
+                answers = RuntimeError(f"{self._name}: {count} answers for {len(waiting)}")
+        except BaseException as exc:  # e.g. DatabaseBusy: each request of the batch gets it
+            answers = exc if isinstance(exc, Exception) else RuntimeError(f"{self._name}: {exc!r}")
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[R], R | None]]] = {}
         for index, (_, loop, future) in enumerate(waiting):
             answer = None if isinstance(answers, BaseException) else answers[index]
@@ -131,7 +142,10 @@ def _settle(settled: list[tuple[asyncio.Future[R], R | None]], error: BaseExcept
     for future, answer in settled:
         if future.done():  # the request was cancelled (its client went away)
             continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(answer)  # type: ignore[arg-type]
+        try:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(answer)  # type: ignore[arg-type]
+        except Exception as exc:  # an error no future accepts (StopIteration): still answer
+            future.set_exception(RuntimeError(f"batch failed: {exc!r}"))

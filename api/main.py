@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +33,8 @@ from ledger.errors import PayloadTooLarge
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
 from ledger.services.system import JSON_BODY_LIMIT
+
+log = logging.getLogger("drl.broker")
 
 #: JSON bodies may nest arrays and objects this deep (the deepest the API takes is about 5).
 JSON_DEPTH_LIMIT: Final = 64
@@ -175,10 +179,12 @@ async def _refuse(send: Send, status: int, code: ErrorCode, message: str) -> Non
 
 @asynccontextmanager
 async def _closing_batches(app: FastAPI) -> AsyncIterator[None]:
-    """At shutdown, the batching threads finish what they hold and stop."""
+    """At shutdown, the batching threads finish what they hold and stop (waited for off the
+    event loop, which keeps serving the requests those batches answer)."""
     yield
-    app.state.admission.close()
-    app.state.requests.close()
+    for coalescer in (app.state.admission, app.state.requests):
+        if not await anyio.to_thread.run_sync(coalescer.close):
+            log.warning("a batch was still running at shutdown; its requests may fail")
 
 
 def create_app(

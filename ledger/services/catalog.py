@@ -78,8 +78,10 @@ def newer_versions(reader: Session | Connection, ids: list[int]) -> dict[int, in
     """``id -> the id of the version registered after it`` for those of ``ids`` that have one."""
     if not ids:
         return {}
-    query = core_select(_DATASETS.c.previous_version, _DATASETS.c.id).where(
-        _DATASETS.c.previous_version.in_(ids)
+    query = (
+        core_select(_DATASETS.c.previous_version, _DATASETS.c.id)
+        .where(_DATASETS.c.previous_version.in_(ids))
+        .order_by(_DATASETS.c.id)  # the latest of several wins, as in the catalog's max(id)
     )
     return {int(previous): int(later) for previous, later in reader.execute(query)}
 
@@ -210,7 +212,7 @@ class Renderings:
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._entries: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[bytes, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -225,17 +227,19 @@ class Renderings:
     def json(self, row: CoreRow[Any]) -> bytes:
         key = tuple(v for name, v in row._mapping.items() if name != "metadata_json")
         with self._lock:
-            rendered = self._entries.get(key)
-            if rendered is not None:
+            held = self._entries.get(key)
+            if held is not None:
                 self._entries.move_to_end(key)
-                return rendered
+                return held[0]
         rendered = dataset_public(row, row.newer_version).model_dump_json().encode()
+        # The key is held too: its strings (title, hashes, owner) count towards the bound.
+        size = len(rendered) + sum(len(v) if isinstance(v, str | bytes) else 8 for v in key)
         with self._lock:
             if key not in self._entries:
-                self._entries[key] = rendered
-                self._bytes += len(rendered)
+                self._entries[key] = (rendered, size)
+                self._bytes += size
                 while self._bytes > self._max_bytes and len(self._entries) > 1:
-                    self._bytes -= len(self._entries.popitem(last=False)[1])
+                    self._bytes -= self._entries.popitem(last=False)[1][1]
         return rendered
 
 

@@ -96,14 +96,16 @@ def test_a_changed_row_is_rendered_again(world: tuple[Broker, MemberKeys]) -> No
     assert rows[1]["retired"] is False
 
 
-def test_renderings_are_bounded_in_bytes(world: tuple[Broker, MemberKeys]) -> None:
+def test_renderings_are_bounded_in_bytes_keys_included(world: tuple[Broker, MemberKeys]) -> None:
     broker, _ = world
     page = json.loads(catalog.datasets_json(broker.ledger))
-    largest = max(len(json.dumps(d, separators=(",", ":"))) for d in page["data"])
-    small = Renderings(max_bytes=largest + 10)
     with broker.ledger.db.reading() as connection:
         rows = list(connection.execute(catalog._PAGED, {"limit": 10, "offset": 0}))
-    rendered = [small.json(row) for row in rows]
+    roomy = Renderings(max_bytes=10**6)
+    rendered = [roomy.json(row) for row in rows]
     assert [json.loads(r)["id"] for r in rendered] == [d["id"] for d in page["data"]]
-    assert small.size <= largest + 10
-    assert small.entries == 1
+    assert roomy.entries == 3
+    assert roomy.size > sum(len(r) for r in rendered) + sum(len(d["title"]) for d in page["data"])
+    tight = Renderings(max_bytes=1)  # room for none: only the latest is kept
+    assert [tight.json(row) for row in rows] == rendered
+    assert tight.entries == 1

@@ -123,17 +123,65 @@ def test_a_wrong_number_of_answers_is_an_error_not_a_misdelivery() -> None:
         asyncio.run(scenario())
 
 
-def test_close_stops_the_thread_and_later_requests_are_refused() -> None:
-    async def scenario() -> Coalescer[int, int]:
+def test_close_answers_what_was_queued_and_a_later_request_starts_a_new_thread() -> None:
+    def alive() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "drl-test-batches"]
+
+    async def scenario() -> None:
         coalescer = Coalescer(times_ten, name="drl-test-batches")
         assert await coalescer.submit(1) == 10
-        coalescer.close()
-        with pytest.raises(RuntimeError, match="closed"):
-            await coalescer.submit(2)
-        return coalescer
+        assert await asyncio.to_thread(coalescer.close)
+        assert not alive()
+        assert await coalescer.submit(2) == 20  # e.g. a second lifespan of the same app
+        assert len(alive()) == 1
+        assert coalescer.close()
 
     asyncio.run(scenario())
-    assert not [t for t in threading.enumerate() if t.name == "drl-test-batches"]
+    assert not alive()
+
+
+def test_an_error_no_future_takes_still_answers_and_the_thread_lives_on() -> None:
+    def work(items: Sequence[int]) -> list[int]:
+        if 1 in items:
+            raise StopIteration  # a Future refuses this one as an exception
+        if 2 in items:
+            raise KeyboardInterrupt  # not an Exception
+        if 3 in items:
+            return 42  # type: ignore[return-value]  # no answers at all
+        return times_ten(items)
+
+    async def scenario() -> list[object]:
+        coalescer = Coalescer(work, linger=0)
+        outcomes = []
+        for item in (1, 2, 3, 4):
+            try:
+                outcomes.append(await asyncio.wait_for(coalescer.submit(item), 5))
+            except Exception as exc:  # what the route would turn into a 500
+                outcomes.append(type(exc))
+        coalescer.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [RuntimeError, RuntimeError, TypeError, 40]
+
+
+def test_a_lone_request_after_a_busy_spell_does_not_linger() -> None:
+    batches: list[list[int]] = []
+
+    def work(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return times_ten(items)
+
+    async def scenario() -> float:
+        coalescer = Coalescer(work, linger=1.0)  # a linger no test would sit through
+        await asyncio.gather(*(coalescer.submit(i) for i in range(8)))
+        await asyncio.sleep(0.1)  # the thread goes idle
+        started = time.monotonic()
+        assert await coalescer.submit(99) == 990
+        coalescer.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 0.5
+    assert batches[-1] == [99]
 
 
 def test_requests_from_several_event_loops_are_answered_on_their_own_loop() -> None:
