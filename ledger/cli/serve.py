@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -29,6 +31,10 @@ def _check_can_listen(host: str, port: int) -> None:
             raise ConfigurationError(
                 f"cannot listen on {host}:{port}: {exc.strerror}", code=ErrorCode.PORT_IN_USE
             ) from None
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def serve(
@@ -63,6 +69,10 @@ def serve(
             highlight=False,
         )
         broker.start_anchoring(poll=anchor_poll)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with the
+        # default handler that killed the process before the ``finally`` below closed the
+        # broker (anchoring stopped, database closed). This handler ends it through the finally.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(
             create_app(
                 broker,

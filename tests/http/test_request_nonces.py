@@ -139,6 +139,10 @@ def test_a_request_replayed_after_a_restart_is_refused(world: World) -> None:
     finally:
         wire.close()
     stop_broker(broker.process)
+    # A clean stop: the batching threads were drained and joined in the shutdown (no SIGKILL).
+    assert broker.process.returncode == 0
+    served = broker.home.parent / f"{broker.home.name}-serve.log"
+    assert "still running at shutdown" not in served.read_text()
     port = int(broker.url.rsplit(":", 1)[1])
     log = broker.home.parent / "restarted-serve.log"
     broker.process = start_broker(env_for(broker.home, broker.url), port=port, log=log)
