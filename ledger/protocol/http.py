@@ -19,7 +19,6 @@ checks the bytes against it as they arrive).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import secrets
@@ -29,9 +28,8 @@ from typing import Final
 from coincurve import PrivateKey
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
 
-from ledger.protocol.eip712 import recover_address
+from ledger.protocol.eip712 import checksum, recover_address
 
 SCHEME: Final = "DRL-HTTP-2"
 #: A request's timestamp may differ from the broker's clock by at most this many seconds.
@@ -170,10 +168,4 @@ def recover_request(message: bytes, signature_hex: str) -> str:
     if not SIGNATURE_PATTERN.fullmatch(signature_hex):
         raise ValueError("a request signature is 0x and 130 hex digits")
     raw = bytes.fromhex(signature_hex[2:])
-    return checksummed(recover_address(eip191_digest(message), raw))
-
-
-@functools.lru_cache(maxsize=65536)
-def checksummed(address: bytes) -> str:
-    """EIP-55 form of a 20-byte address; members sign again and again, so it is remembered."""
-    return str(to_checksum_address(address))
+    return checksum(recover_address(eip191_digest(message), raw))
