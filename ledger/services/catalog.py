@@ -78,10 +78,10 @@ def newer_versions(reader: Session | Connection, ids: list[int]) -> dict[int, in
     """``id -> the id of the version registered after it`` for those of ``ids`` that have one."""
     if not ids:
         return {}
-    query = (
-        core_select(_DATASETS.c.previous_version, _DATASETS.c.id)
+    query = (  # the latest of several, as the catalog's subquery (``_CATALOG``) takes it
+        core_select(_DATASETS.c.previous_version, func.max(_DATASETS.c.id))
         .where(_DATASETS.c.previous_version.in_(ids))
-        .order_by(_DATASETS.c.id)  # the latest of several wins, as in the catalog's max(id)
+        .group_by(_DATASETS.c.previous_version)
     )
     return {int(previous): int(later) for previous, later in reader.execute(query)}
 
