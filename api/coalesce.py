@@ -114,20 +114,20 @@ class Coalescer(Generic[T, R]):
 
     def _answer(self, waiting: list[Waiter[T, R]]) -> None:
         """Run one batch and hand each request its answer; nothing here may end the thread."""
-        answers: Sequence[R] | BaseException
+        answers: Sequence[R] = ()
+        error: BaseException | None = None
         try:
-            done = self._work([item for item, _, _ in waiting])
-            count = len(done)
-            answers = done
-            if count != len(waiting):
-                answers = RuntimeError(f"{self._name}: {count} answers for {len(waiting)}")
-        except BaseException as exc:  # e.g. DatabaseBusy: each request of the batch gets it
-            answers = exc if isinstance(exc, Exception) else RuntimeError(f"{self._name}: {exc!r}")
+            answers = self._work([item for item, _, _ in waiting])
+            if len(answers) != len(waiting):
+                error = RuntimeError(f"{self._name}: {len(answers)} answers for {len(waiting)}")
+        except Exception as exc:  # e.g. DatabaseBusy: each request of the batch gets it
+            error = exc
+        except BaseException as exc:  # not one a request should re-raise
+            error = RuntimeError(f"{self._name}: {exc!r}")
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[R], R | None]]] = {}
         for index, (_, loop, future) in enumerate(waiting):
-            answer = None if isinstance(answers, BaseException) else answers[index]
+            answer = None if error is not None else answers[index]
             by_loop.setdefault(loop, []).append((future, answer))
-        error = answers if isinstance(answers, BaseException) else None
         for loop, settled in by_loop.items():
             # One wake-up per loop and batch, not one per request; a loop that has closed has
             # nobody waiting for these answers.
