@@ -22,8 +22,8 @@ machine's cores with the broker):
   work, on their own machines — the HTTP request signatures at send time.
 
 Reported per phase and client count: requests/s, p50/p95/p99 latency, errors (anything but the
-expected status), the broker's CPU (cores busy) and its peak resident set. After the write
-phases the flow log must have grown by exactly one record per accepted write (nothing lost,
+expected status), the broker's CPU (cores busy, all its processes), the load generator's, and
+the broker's peak resident set. After the write phases the flow log must have grown by exactly one record per accepted write (nothing lost,
 nothing duplicated), and a regulator's member-side audit (``BrokerClient.audit``: every record,
 signature, anchor and chain event) must be clean.
 """
@@ -83,6 +83,7 @@ class Phase:
     p95_ms: float
     p99_ms: float
     broker_cpu: float  # cores busy on average
+    client_cpu: float  # the load generator's cores busy on average
     broker_peak_mib: float | None
     statuses: dict[str, int]
     ratio_to_baseline: float | None = None
@@ -208,10 +209,12 @@ async def run_phase(
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        own_before = time.process_time()
         began = time.monotonic()
         await asyncio.gather(*(worker(i, session) for i in range(clients)))
         wall = time.monotonic() - began
         cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / wall
+        own = (time.process_time() - own_before) / wall
     done = sum(statuses.values())
     ok = statuses.get(str(expected), 0)
     return Phase(
@@ -225,6 +228,7 @@ async def run_phase(
         p95_ms=percentile(latencies, 0.95) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         broker_cpu=cpu,
+        client_cpu=own,
         broker_peak_mib=max((peak_mib(pid) or 0.0 for pid in pids), default=None),
         statuses=dict(statuses),
     )
@@ -313,31 +317,46 @@ def setup(target: Target, work: Path, members: int) -> tuple[Load, BrokerClient]
 def table(phases: list[Phase]) -> str:
     lines = [
         "| phase | clients | req/s | vs config | p50 ms | p95 ms | p99 ms | errors |"
-        " broker CPU | broker peak MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " broker CPU | client CPU | broker peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in phases:
         ratio = "" if p.ratio_to_baseline is None else f"{p.ratio_to_baseline:.2f}"
         peak = "" if p.broker_peak_mib is None else f"{p.broker_peak_mib:.0f}"
         lines.append(
             f"| {p.name} | {p.clients} | {p.rate:,.0f} | {ratio} | {p.p50_ms:.1f} | "
-            f"{p.p95_ms:.1f} | {p.p99_ms:.1f} | {p.errors} | {p.broker_cpu:.2f} | {peak} |"
+            f"{p.p95_ms:.1f} | {p.p99_ms:.1f} | {p.errors} | {p.broker_cpu:.2f} | "
+            f"{p.client_cpu:.2f} | {peak} |"
         )
     return "\n".join(lines)
 
 
 @contextmanager
-def single_broker(work: Path) -> Iterator[Target]:
-    """One ``drl serve`` on the embedded defaults, as ``./scripts/demo`` runs it."""
+def single_broker(work: Path, workers: int) -> Iterator[Target]:
+    """One ``drl serve [--workers N]`` on the embedded defaults, as ``./scripts/demo`` runs it."""
     home = work / "home"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start_broker(env_for(home, url), port=port, log=work / "serve.log")
+    process = start_broker(
+        env_for(home, url), port=port, log=work / "serve.log", args=("--workers", str(workers))
+    )
     try:
         admin = load_account(home / "admin" / "admin.key.json", PASSPHRASE)
-        yield Target([url], [process.pid], work / "members", operator_keys(admin))
+        pids = [process.pid, *children(process.pid)]
+        yield Target([url], pids, work / "members", operator_keys(admin))
     finally:
         stop_broker(process)
+
+
+def children(pid: int) -> list[int]:
+    """The worker processes of ``drl serve --workers`` (their CPU counts as the broker's)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():  # a child belongs to its thread
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
 
 
 @contextmanager
@@ -461,6 +480,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--write-clients", type=int, nargs="*", default=[20])
     parser.add_argument("--cluster", action="store_true", help="two replicas on PostgreSQL")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="`drl serve --workers N` for the single broker (default: one per core)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--profile",
@@ -472,8 +497,10 @@ def main() -> None:
     os.environ.setdefault("DRL_KDF_FAST", "1")
     with tempfile.TemporaryDirectory(prefix="drl-load-") as tmp:
         work = Path(tmp)
-        deployment = two_replicas if args.cluster else single_broker
-        with deployment(work) as target:
+        deployment = (
+            two_replicas(work) if args.cluster else single_broker(work, workers=args.workers)
+        )
+        with deployment as target:
             members = max([*args.clients, *args.write_clients])
             print(f"setting up {members} members and 3 datasets ...", file=sys.stderr)
             load, regulator = setup(target, work, members)
@@ -516,7 +543,11 @@ def main() -> None:
             with regulator:
                 report = regulator.audit()
             result: dict[str, Any] = {
-                "deployment": "two replicas" if args.cluster else "single broker",
+                "deployment": (
+                    "two replicas"
+                    if args.cluster
+                    else f"single broker, drl serve --workers {args.workers}"
+                ),
                 "phases": [asdict(p) for p in phases],
                 "accepted_writes": accepted,
                 "log_records_added": grown,

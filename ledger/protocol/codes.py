@@ -101,6 +101,7 @@ class ErrorCode(StrEnum):
     OWNER_SUSPENDED = "owner_suspended"
     NO_DEPLOYMENT = "no_deployment"
     PORT_IN_USE = "port_in_use"
+    WORKER_FAILED = "worker_failed"
     BACKUP_REFUSED = "backup_refused"
     BROKER_RUNNING = "broker_running"
     BLOB_MISSING = "blob_missing"
@@ -276,6 +277,7 @@ ERRORS: Final[dict[ErrorCode, tuple[int | None, str]]] = {
     E.OWNER_SUSPENDED: (403, "the dataset's owner is suspended: its datasets are frozen"),
     E.NO_DEPLOYMENT: (None, "DRL_HOME holds no broker deployment to inspect"),
     E.PORT_IN_USE: (None, "`drl serve` cannot listen on the address and port given"),
+    E.WORKER_FAILED: (None, "a process of `drl serve --workers` could not start"),
     E.BACKUP_REFUSED: (None, "a backup or restore that would be wrong: damaged, not empty, ..."),
     E.BROKER_RUNNING: (None, "the broker is running: stop it before backing up its state"),
     E.BLOB_MISSING: (404, "the broker lost the dataset's ciphertext"),

@@ -42,7 +42,9 @@ replica at start-up: on PostgreSQL an advisory lock serialises concurrent upgrad
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import os
 import sqlite3
 import threading
 import time
@@ -127,6 +129,9 @@ class Database:
         # ... and those of :meth:`reading` with none (an empty statement: the hook emits nothing).
         self._read_engine = self._engine.execution_options(**{_BEGIN: ""})
         self._write_lock = threading.Lock() if self._dialect == "sqlite" else None
+        self._writers_file = (
+            _WritersFile(Path(f"{parsed.database}-writers")) if self._dialect == "sqlite" else None
+        )
         self._busy_timeout = busy_timeout_ms / 1000
         self._local = threading.local()  # .writing: this thread is inside transaction()
 
@@ -228,8 +233,10 @@ class Database:
     # -- lifetime ------------------------------------------------------------------------------
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the writers' lock file)."""
         self._engine.dispose()
+        if self._writers_file is not None:
+            self._writers_file.close()
 
     def __enter__(self) -> Database:
         return self
@@ -250,12 +257,66 @@ class Database:
         if self._write_lock is None:
             yield
             return
+        deadline = time.monotonic() + self._busy_timeout
         if not self._write_lock.acquire(timeout=self._busy_timeout):
             raise DatabaseBusy(self._busy_timeout)
         try:
-            yield
+            if self._writers_file is not None:
+                with self._writers_file.held(deadline, self._busy_timeout):
+                    yield
+            else:
+                yield
         finally:
             self._write_lock.release()
+
+
+class _WritersFile:
+    """Writers of one SQLite file in other processes (``drl serve --workers``), queued on an
+    exclusive ``flock`` of a file beside it before they ask SQLite.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer that
+    found another process's transaction open waited on average far longer than that
+    transaction lasted (a group commit takes a few milliseconds). Here a waiter tries again
+    within a millisecond. The kernel drops the lock of a process that dies; a process that
+    does not take it (an old broker, ``sqlite3``) is still waited for by ``busy_timeout``.
+    """
+
+    #: The longest pause between two tries.
+    MAX_PAUSE = 0.001
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self, deadline: float, timeout: float) -> Iterator[None]:
+        fd = self._open()
+        pause = 0.00005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DatabaseBusy(timeout) from None
+                time.sleep(pause)
+                pause = min(pause * 2, self.MAX_PAUSE)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _open(self) -> int:
+        # Opened on first use (only writers need it), 0600 like the database beside it; held
+        # open for the process's life: the lock belongs to this open file description.
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
 
 
 def locked_log_size(session: Session) -> int:

@@ -22,12 +22,19 @@ class BrokerDidNotStart(RuntimeError):
 
 
 def start_broker(
-    env: dict[str, str], *, port: int, log: Path, timeout: float = 120.0, cwd: Path | None = None
+    env: dict[str, str],
+    *,
+    port: int,
+    log: Path,
+    timeout: float = 120.0,
+    cwd: Path | None = None,
+    args: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """Run ``drl serve --port PORT`` (output appended to ``log``) until /v1/health answers."""
+    """Run ``drl serve --port PORT [ARGS]`` (output appended to ``log``) until /v1/health
+    answers."""
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [DRL, "serve", "--port", str(port)],
+            [DRL, "serve", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -65,13 +65,13 @@ class RunningBroker:
 
 @contextmanager
 def running_broker(
-    home: Path, *, extra_env: dict[str, str] | None = None
+    home: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> Iterator[RunningBroker]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = env_for(home, url) | (extra_env or {})
     log = home.parent / f"{home.name}-serve.log"
-    process = start_broker(env, port=port, log=log, timeout=60)
+    process = start_broker(env, port=port, log=log, timeout=60, args=args)
     try:
         yield RunningBroker(home=home, url=url, process=process)
     finally:

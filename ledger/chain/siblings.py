@@ -1,0 +1,188 @@
+"""What a broker's worker processes share with its first process: the chain and the BROKER nonce.
+
+``drl serve --workers N`` runs N processes on one port. The embedded chain's file is locked to
+the process that opened it (``locking_mode=EXCLUSIVE``, like a node's data directory), so the
+first process serves it to its siblings as a node serves its IPC socket:
+
+- :class:`ChainSocket` -- JSON-RPC over a Unix socket in a private folder of its own (0700,
+  the socket 0600: only the broker's user can connect; a temporary folder because a socket's
+  path must be short, 107 bytes on Linux, which a broker home need not be), answered by the
+  embedded chain with a node's answers (``EmbeddedChain.relay``). The siblings reach it with ``DRL_CHAIN_URL=file:///…``
+  (:class:`ledger.chain.rpc.RpcChain`), so they run exactly the code a replica on a node runs.
+  Only the methods a broker's chain client sends are answered: no ``evm_*`` time travel, no
+  snapshots, no account management.
+- :class:`FileNonces` -- the BROKER key's nonce taken under an exclusive ``flock`` on a file
+  next to the chain, so processes sending from the one key never sign the same nonce. The lock
+  is held from reading the node's pending count until the node accepted the transaction; the
+  kernel drops it when a process dies, so a crash never leaves it held.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import socketserver
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from ledger.chain.backend import ChainBackend
+
+#: The methods a broker's chain client sends (``ledger.chain.tx``, ``ledger.chain.client``).
+SERVED: Final = frozenset(
+    {
+        "eth_chainId",
+        "net_version",
+        "eth_blockNumber",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        "eth_getBalance",
+        "eth_getCode",
+        "eth_getLogs",
+        "eth_getTransactionCount",
+        "eth_getTransactionByHash",
+        "eth_getTransactionReceipt",
+        "eth_sendRawTransaction",
+    }
+)
+#: One request's bytes at most (a raw deployment transaction is well under 1 MiB).
+MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
+#: JSON-RPC error codes (JSON-RPC 2.0 section 5.1).
+_PARSE_ERROR: Final = -32700
+_INVALID_REQUEST: Final = -32600
+_METHOD_NOT_FOUND: Final = -32601
+_INVALID_PARAMS: Final = -32602
+
+
+class ChainSocket:
+    """``backend``'s JSON-RPC served on a new private Unix socket until :meth:`close`."""
+
+    def __init__(self, backend: ChainBackend) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="drl-chain-"))  # 0700
+        self.path = self._folder / "chain.ipc"
+        self._backend = backend
+        previous = os.umask(0o177)  # the socket file is created 0600
+        try:
+            self._server = _Server(str(self.path), _Connection)
+        except BaseException:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        finally:
+            os.umask(previous)
+        self._server.answer = self.answer
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="drl-chain-socket", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The URL siblings set as ``DRL_CHAIN_URL``."""
+        return self.path.as_uri()
+
+    def answer(self, request: Any) -> dict[str, Any] | list[dict[str, Any]]:
+        """One JSON-RPC request (or a batch) answered as a node answers it."""
+        if isinstance(request, list):
+            if not request:
+                return _error(None, _INVALID_REQUEST, "empty batch")
+            return [self._one(item) for item in request]
+        return self._one(request)
+
+    def _one(self, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            return _error(None, _INVALID_REQUEST, "a request is a JSON object")
+        request_id = request.get("id")
+        method, params = request.get("method"), request.get("params", [])
+        if not isinstance(method, str) or not isinstance(params, list):
+            return _error(request_id, _INVALID_REQUEST, "method and params are required")
+        if method not in SERVED:
+            return _error(request_id, _METHOD_NOT_FOUND, f"{method[:64]} is not served here")
+        try:
+            answer = self._backend.relay(method, params)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError):
+            # the chain's request formatting refuses parameters of the wrong shape
+            return _error(request_id, _INVALID_PARAMS, "invalid params")
+        return {"jsonrpc": "2.0", "id": request_id, **answer}
+
+    def close(self) -> None:
+        """Stop answering; connections still open end with their next request."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    answer: Callable[[Any], Any]
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    """One sibling's connection: JSON values one after another, each answered in turn."""
+
+    server: _Server
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        decoder = json.JSONDecoder()
+        buffer = ""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buffer += chunk.decode("utf-8", errors="replace")
+            while True:
+                buffer = buffer.lstrip()
+                if not buffer:
+                    break
+                try:
+                    request, end = decoder.raw_decode(buffer)
+                except json.JSONDecodeError:
+                    if len(buffer) > MAX_REQUEST_BYTES:
+                        sock.sendall(_encode(_error(None, _PARSE_ERROR, "request too large")))
+                        return
+                    break  # wait for the rest of the value
+                buffer = buffer[end:]
+                sock.sendall(_encode(self.server.answer(request)))
+
+
+def _encode(answer: Any) -> bytes:
+    return json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+
+
+def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+class FileNonces:
+    """A sender's nonces handed out under an exclusive lock on ``path`` (one machine).
+
+    Implements ``ledger.chain.tx.NonceSource``: the nonce is the node's pending count, read
+    with the lock held, and the lock is kept until the transaction reached the node.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._threads = threading.Lock()  # flock does not exclude threads of one process
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+
+    @contextmanager
+    def reserve(self, sender: str, pending: Callable[[], int]) -> Iterator[int]:
+        with self._threads, self.path.open("r+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield pending()
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
