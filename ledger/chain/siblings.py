@@ -19,6 +19,8 @@ first process serves it to its siblings as a node serves its IPC socket:
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import fcntl
 import json
 import os
@@ -72,14 +74,14 @@ class ChainSocket:
         self._folder = Path(tempfile.mkdtemp(prefix="drl-chain-"))  # 0700
         self.path = self._folder / "chain.ipc"
         self._backend = backend
-        previous = os.umask(0o177)  # the socket file is created 0600
         try:
             self._server = _Server(str(self.path), _Connection)
+            # Tightened after the bind rather than by umask, which is the whole process's: the
+            # folder is 0700 already, so nobody else could reach the socket meanwhile.
+            os.chmod(self.path, 0o600)
         except BaseException:
             shutil.rmtree(self._folder, ignore_errors=True)
             raise
-        finally:
-            os.umask(previous)
         self._server.answer = self.answer
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="drl-chain-socket", daemon=True
@@ -113,12 +115,14 @@ class ChainSocket:
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError):
             # the chain's request formatting refuses parameters of the wrong shape
             return _error(request_id, _INVALID_PARAMS, "invalid params")
-        return {"jsonrpc": "2.0", "id": request_id, **answer}
+        # the backend's answer carries its own request counter as "id": the caller's wins
+        return {**answer, "jsonrpc": "2.0", "id": request_id}
 
     def close(self) -> None:
-        """Stop answering; connections still open end with their next request."""
+        """Stop answering; connections still open end once their current answer is sent."""
         self._server.shutdown()
         self._server.server_close()
+        self._server.end_connections()
         self._thread.join(timeout=5)
         shutil.rmtree(self._folder, ignore_errors=True)
 
@@ -127,28 +131,72 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     answer: Callable[[Any], Any]
 
+    def __init__(self, path: str, handler: type[socketserver.BaseRequestHandler]) -> None:
+        super().__init__(path, handler)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        self._ended = False
+
+    def track(self, sock: socket.socket) -> bool:
+        """Note an open connection; ``False`` once the server is closed."""
+        with self._open_lock:
+            if not self._ended:
+                self._open.add(sock)
+            return not self._ended
+
+    def untrack(self, sock: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(sock)
+
+    def end_connections(self) -> None:
+        """Wake every connection's reader with end-of-file (a daemon thread would otherwise
+        keep answering from a backend its owner is about to close)."""
+        with self._open_lock:
+            self._ended = True
+            for sock in self._open:
+                with contextlib.suppress(OSError):  # already gone
+                    sock.shutdown(socket.SHUT_RD)
+
 
 class _Connection(socketserver.BaseRequestHandler):
-    """One sibling's connection: JSON values one after another, each answered in turn."""
+    """One sibling's connection: JSON values one after another, each answered in turn (a
+    line that is not JSON with a parse error, and the connection answers on)."""
 
     server: _Server
 
     def handle(self) -> None:
         sock: socket.socket = self.request
+        if not self.server.track(sock):
+            return
+        try:
+            self._serve(sock)
+        finally:
+            self.server.untrack(sock)
+
+    def _serve(self, sock: socket.socket) -> None:
         decoder = json.JSONDecoder()
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks split characters
         buffer = ""
         while True:
             chunk = sock.recv(65536)
             if not chunk:
                 return
-            buffer += chunk.decode("utf-8", errors="replace")
+            buffer += text.decode(chunk)
             while True:
                 buffer = buffer.lstrip()
                 if not buffer:
                     break
                 try:
                     request, end = decoder.raw_decode(buffer)
-                except json.JSONDecodeError:
+                except json.JSONDecodeError as exc:
+                    line_end = buffer.find("\n", exc.pos)
+                    if line_end != -1:
+                        # A value merely cut short fails at the end of the input (or in a
+                        # string, which holds no raw line break): this one is broken. Answer
+                        # and drop through that line, as web3 ends each request with "\n".
+                        sock.sendall(_encode(_error(None, _PARSE_ERROR, "parse error")))
+                        buffer = buffer[line_end + 1 :]
+                        continue
                     if len(buffer) > MAX_REQUEST_BYTES:
                         sock.sendall(_encode(_error(None, _PARSE_ERROR, "request too large")))
                         return

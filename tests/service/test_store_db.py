@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -413,3 +414,141 @@ def test_plain_postgresql_urls_use_psycopg() -> None:
     assert db.dialect == "postgresql"
     assert db.url.drivername == "postgresql+psycopg"
     assert "secret" not in repr(db)
+
+
+# -- writers in other processes (SQLite) -----------------------------------------------------
+
+#: Holds a write transaction in another process from each "hold" line on stdin to the next
+#: line; prints when it holds and the monotonic time (system-wide on Linux) it let go.
+HOLDER = """
+import sys, time
+from ledger.store.db import Database
+from ledger.store.models import UsedNonce
+
+db = Database(sys.argv[1])
+for turn, _command in enumerate(sys.stdin):
+    with db.transaction() as session:
+        session.add(UsedNonce(signer="0x" + "ee" * 20, nonce=f"other {turn}"))
+        session.flush()
+        print("holding", flush=True)
+        sys.stdin.readline()
+    print(time.monotonic(), flush=True)
+db.dispose()
+"""
+
+
+class OtherWriter:
+    """A writer in another process that opens a transaction when told and keeps it open."""
+
+    def __init__(self, url: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, url],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def _say(self, line: str) -> str:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(line)
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        assert answer, self.process.stderr.read() if self.process.stderr else "it exited"
+        return answer.strip()
+
+    def hold(self) -> None:
+        assert self._say("hold\n") == "holding"
+
+    def release(self) -> float:
+        """Commit; returns when the other process had let go of the lock."""
+        return float(self._say("go\n"))
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        assert self.process.wait(timeout=30) == 0, (
+            self.process.stderr.read() if self.process.stderr else ""
+        )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'broker.db'}"
+    with Database(url) as db:
+        db.upgrade()
+    return url
+
+
+def test_the_writers_lock_file_beside_a_sqlite_database_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "broker.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        db.upgrade()
+        with db.transaction() as session:
+            session.add(member("0x" + "77" * 20))
+    finally:
+        db.dispose()
+
+    assert (tmp_path / "broker.db-writers").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_writer_queued_behind_another_process_starts_within_milliseconds_of_its_commit(
+    sqlite_url: str,
+) -> None:
+    """SQLite's busy handler alone retries 228 ms, 328 ms, 428 ms ... after the first try, so a
+    writer let go at 350 ms would start some 80 ms late; the flock is polled every 1 ms."""
+    db = Database(sqlite_url)
+    run_in_transaction(db, lambda session: session.connection())  # its connection is pooled
+    other = OtherWriter(sqlite_url)
+    delays: list[float] = []
+
+    def write(turn: int, started: list[float]) -> None:
+        with db.transaction() as session:
+            session.connection()  # BEGIN IMMEDIATE: SQLite's write lock is ours
+            started.append(time.monotonic())
+            session.add(UsedNonce(signer="0x" + "ff" * 20, nonce=str(turn)))
+
+    try:
+        for turn in range(3):
+            other.hold()
+            started: list[float] = []
+            writer = threading.Thread(target=write, args=(turn, started))
+            writer.start()
+            writer.join(timeout=0.35)
+            assert writer.is_alive(), "our writer did not wait for the other process"
+            released = other.release()
+            writer.join(timeout=10)
+            assert started, "our writer never started"
+            delays.append(started[0] - released)
+    finally:
+        other.stop()
+        db.dispose()
+
+    assert max(delays) < 0.05, delays
+    with Database(sqlite_url) as check, check.session() as session:
+        nonces = session.exec(select(UsedNonce.nonce)).all()
+    assert sorted(nonces) == ["0", "1", "2", "other 0", "other 1", "other 2"]
+
+
+def test_a_writer_held_up_by_another_process_past_the_busy_timeout_writes_nothing(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url, busy_timeout_ms=300)
+    other = OtherWriter(sqlite_url)
+    try:
+        other.hold()
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusy):
+            run_in_transaction(db, lambda session: session.add(member("0x" + "88" * 20)))
+        waited = time.monotonic() - started
+        other.release()
+    finally:
+        other.stop()
+
+    assert 0.25 < waited < 1.0  # the timeout once, not once for the lock and again in SQLite
+    with db.session() as session:
+        assert session.get(Member, "0x" + "88" * 20) is None
+    db.dispose()
