@@ -23,9 +23,12 @@ machine's cores with the broker):
 
 Reported per phase and client count: requests/s, p50/p95/p99 latency, errors (anything but the
 expected status), the broker's CPU (cores busy, all its processes), the load generator's, and
-the broker's peak resident set. After the write phases the flow log must have grown by exactly one record per accepted write (nothing lost,
-nothing duplicated), and a regulator's member-side audit (``BrokerClient.audit``: every record,
-signature, anchor and chain event) must be clean.
+the broker's peak resident set. After the write phases the flow log must have grown by exactly
+one record per accepted write (nothing lost, nothing duplicated), and a regulator's member-side
+audit (``BrokerClient.audit``: every record, signature, anchor and chain event) must be clean.
+
+``--workers N`` (default: one per core) runs the single broker as ``drl serve --workers N``; its
+CPU and peak are those of all its processes (CPU summed, peak the largest).
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 import signal
 import socket
 from types import FrameType
@@ -137,9 +136,6 @@ def run_app(app: Any, sock: socket.socket) -> None:
     # walking it (about 0.1 s each time, a pause every request in flight waited for).
     gc.collect()
     gc.freeze()
-    import os as _os
-    if _os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(_os.environ["BENCH_SWITCH"]))
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
 

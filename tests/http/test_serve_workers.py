@@ -178,7 +178,8 @@ def test_a_port_taken_is_refused_before_any_sibling_starts(tmp_path: Path) -> No
         ],
         stdout=subprocess.PIPE,
     ) as holder:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == b"up"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"up"
         try:
             result = drl(
                 env_for(tmp_path / "home", ""), "serve", "--port", str(port), "--workers", "2"
