@@ -20,6 +20,7 @@ from eth_utils.address import is_address, to_checksum_address
 
 from ledger.chain.home import DEPLOYMENT_FILE, OpenedChain, open_chain
 from ledger.chain.models import CreditRules
+from ledger.chain.siblings import FileNonces
 from ledger.errors import ConfigurationError
 from ledger.keys import keystore_address, save_account
 from ledger.protocol.codes import ErrorCode
@@ -150,9 +151,13 @@ def open_broker(settings: Settings, passphrase: str) -> Broker:
             ),
         )
         replicas.check_deployment(db, replicas.DeploymentFacts.of(opened.chain.deployment))
+        # Replicas (and the processes of ``drl serve --workers``) share the BROKER key: its
+        # nonces are taken under a row lock, or on SQLite (one machine) a lock on a file beside
+        # the database. Before ``recover`` below, which may already send.
         if db.dialect == "postgresql":
-            # Replicas share the BROKER key: its nonces are taken under a row lock.
             opened.chain.tx.share_nonces(replicas.SharedNonces(db))
+        else:
+            opened.chain.tx.share_nonces(FileNonces(db.sqlite_sibling("sender")))
         ledger = Ledger(
             chain=opened.chain,
             db=db,

@@ -124,6 +124,14 @@ class Target:
     operator: MemberKeys
     #: PostgreSQL's libpq conninfo (cluster only): connection churn is read from it.
     postgres: str | None = None
+    #: ``drl serve --workers``: the first process, whose siblings are counted at each phase.
+    parent: int | None = None
+
+    def processes(self) -> list[int]:
+        """The broker processes now (a sibling restarted since the start is counted too)."""
+        if self.parent is None:
+            return list(self.pids)
+        return [self.parent, *children(self.parent)]
 
 
 def sessions_opened(conninfo: str) -> int:
@@ -171,7 +179,7 @@ async def run_phase(
     actions: list[list[SignedAction]] | None = None,
     signed_reads: list[list[dict[str, str]]] | None = None,
 ) -> Phase:
-    pids = load.target.pids
+    pids = load.target.processes()
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     expected = 201 if name == "write" else 200
@@ -345,8 +353,9 @@ def single_broker(work: Path, workers: int) -> Iterator[Target]:
     )
     try:
         admin = load_account(home / "admin" / "admin.key.json", PASSPHRASE)
-        pids = [process.pid, *children(process.pid)]
-        yield Target([url], pids, work / "members", operator_keys(admin))
+        yield Target(
+            [url], [process.pid], work / "members", operator_keys(admin), parent=process.pid
+        )
     finally:
         stop_broker(process)
 
@@ -422,7 +431,7 @@ def profiled(target: Target, folder: Path | None, phase: str, seconds: float) ->
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for pid in target.pids
+        for pid in target.processes()
     ]
     try:
         yield

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ledger.chain.backend import ChainBackend
+from ledger.errors import ConfigurationError
 
 #: The methods a broker's chain client sends (``ledger.chain.tx``, ``ledger.chain.client``).
 SERVED: Final = frozenset(
@@ -65,13 +66,15 @@ _PARSE_ERROR: Final = -32700
 _INVALID_REQUEST: Final = -32600
 _METHOD_NOT_FOUND: Final = -32601
 _INVALID_PARAMS: Final = -32602
+_INTERNAL_ERROR: Final = -32603
 
 
 class ChainSocket:
     """``backend``'s JSON-RPC served on a new private Unix socket until :meth:`close`."""
 
     def __init__(self, backend: ChainBackend) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="drl-chain-"))  # 0700
+        _remove_stale_folders()
+        self._folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-"))  # 0700
         self.path = self._folder / "chain.ipc"
         self._backend = backend
         try:
@@ -79,6 +82,12 @@ class ChainSocket:
             # Tightened after the bind rather than by umask, which is the whole process's: the
             # folder is 0700 already, so nobody else could reach the socket meanwhile.
             os.chmod(self.path, 0o600)
+        except OSError as exc:  # e.g. a TMPDIR so long the socket's path does not fit
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise ConfigurationError(
+                f"cannot serve the chain to the worker processes at {self.path}: "
+                f"{exc.strerror or exc}"
+            ) from None
         except BaseException:
             shutil.rmtree(self._folder, ignore_errors=True)
             raise
@@ -115,6 +124,8 @@ class ChainSocket:
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError):
             # the chain's request formatting refuses parameters of the wrong shape
             return _error(request_id, _INVALID_PARAMS, "invalid params")
+        except Exception as exc:  # the chain closed, or failed: an answer, not a traceback
+            return _error(request_id, _INTERNAL_ERROR, type(exc).__name__)
         # the backend's answer carries its own request counter as "id": the caller's wins
         return {**answer, "jsonrpc": "2.0", "id": request_id}
 
@@ -125,6 +136,23 @@ class ChainSocket:
         self._server.end_connections()
         self._thread.join(timeout=5)
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_FOLDER_PREFIX: Final = "drl-chain-"
+
+
+def _remove_stale_folders() -> None:
+    """Remove the socket folders of our processes that were killed before they could."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_FOLDER_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_FOLDER_PREFIX).split("-", 1)[0]
+        try:
+            if folder.stat().st_uid != os.getuid() or not pid.isdigit():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # alive under another user, or gone meanwhile
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -170,6 +198,8 @@ class _Connection(socketserver.BaseRequestHandler):
             return
         try:
             self._serve(sock)
+        except OSError:
+            pass  # the sibling went away mid-answer (killed, restarted): nothing to answer
         finally:
             self.server.untrack(sock)
 
@@ -213,24 +243,51 @@ def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
+#: How far the file may be ahead of a node's pending count and still be believed.
+MAX_PENDING_LAG: Final = 64
+
+
 class FileNonces:
     """A sender's nonces handed out under an exclusive lock on ``path`` (one machine).
 
-    Implements ``ledger.chain.tx.NonceSource``: the nonce is the node's pending count, read
-    with the lock held, and the lock is kept until the transaction reached the node.
+    Implements ``ledger.chain.tx.NonceSource`` as ``SharedNonces`` does with a row: the nonce
+    is the larger of the node's pending count and the next nonce recorded in the file (a node
+    that is slow to count an accepted transaction as pending cannot hand one out twice; a file
+    more than :data:`MAX_PENDING_LAG` ahead names another chain and is ignored), read
+    with the lock held; the lock is kept until the transaction reached the node, and the next
+    nonce is recorded only then. The file holds one JSON object: sender -> next nonce.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._threads = threading.Lock()  # flock does not exclude threads of one process
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
 
     @contextmanager
     def reserve(self, sender: str, pending: Callable[[], int]) -> Iterator[int]:
-        with self._threads, self.path.open("r+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        with self._threads:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                yield pending()
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+                recorded = _read_nonces(fd)
+                counted, noted = pending(), int(recorded.get(sender, 0))
+                # Far ahead of the node means the node's chain is not the one noted (a node
+                # reset, a restored backup): the node's count is the truth then.
+                nonce = noted if counted < noted <= counted + MAX_PENDING_LAG else counted
+                yield nonce
+                recorded[sender] = nonce + 1
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(recorded).encode())
             finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def _read_nonces(fd: int) -> dict[str, int]:
+    raw = b""
+    while chunk := os.read(fd, 65536):
+        raw += chunk
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}  # torn by a crash mid-write: the node's pending count still holds
+    return value if isinstance(value, dict) else {}

@@ -19,7 +19,9 @@ rolls back when it raises, so nothing is ever half-written. On SQLite it starts 
 ``BEGIN IMMEDIATE``: the write lock is taken before the first read, so two writers never both
 read a snapshot and then deadlock upgrading to a write (SQLite would answer "database is
 locked" at once, without waiting). Writers from other processes wait up to ``busy_timeout``;
-writers in this process queue on a lock first, so they do not spin in SQLite's busy handler.
+writers in this process queue on a lock first, so they do not spin in SQLite's busy handler,
+and writers in this process and others (``drl serve --workers``) on a ``flock`` of
+``<database>-writers``, tried again within a millisecond (SQLite's handler sleeps 1-100 ms).
 A writer that cannot start within the timeout gets ``DatabaseBusy``. A ``transaction()`` inside
 another in the same thread raises ``RuntimeError`` (on SQLite it would wait for itself); nest
 with ``session.begin_nested()``.
@@ -130,7 +132,7 @@ class Database:
         self._read_engine = self._engine.execution_options(**{_BEGIN: ""})
         self._write_lock = threading.Lock() if self._dialect == "sqlite" else None
         self._writers_file = (
-            _WritersFile(Path(f"{parsed.database}-writers")) if self._dialect == "sqlite" else None
+            _WritersFile(self.sqlite_sibling("writers")) if self._dialect == "sqlite" else None
         )
         self._busy_timeout = busy_timeout_ms / 1000
         self._local = threading.local()  # .writing: this thread is inside transaction()
@@ -139,6 +141,12 @@ class Database:
     def url(self) -> URL:
         """The database URL (password hidden when rendered with ``str``)."""
         return self._url
+
+    def sqlite_sibling(self, name: str) -> Path:
+        """``<database file>-<name>``: a lock file of this SQLite database's processes."""
+        if self._dialect != "sqlite" or not self._url.database:
+            raise ValueError("only a SQLite database file has lock files beside it")
+        return Path(f"{self._url.database}-{name}")
 
     @property
     def dialect(self) -> Dialect:
@@ -235,8 +243,9 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (and the writers' lock file)."""
         self._engine.dispose()
-        if self._writers_file is not None:
-            self._writers_file.close()
+        if self._writers_file is not None and self._write_lock is not None:
+            with self._write_lock:  # not while a writer of this process holds the file
+                self._writers_file.close()
 
     def __enter__(self) -> Database:
         return self

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -128,8 +129,9 @@ def test_a_sibling_that_dies_is_replaced(broker: RunningBroker) -> None:
         "no replacement started"
     )
     assert wait_until(lambda: len(replicas_answering(broker.url, tries=20)) == 2)
-    served = broker.home.parent / f"{broker.home.name}-serve.log"
-    assert f"worker {worker} exited (-9); starting another" in served.read_text()
+    served = (broker.home.parent / f"{broker.home.name}-serve.log").read_text()
+    assert f"worker {worker} exited (-9); starting another" in served
+    assert "Traceback" not in served  # the chain socket lost a connection mid-answer quietly
 
 
 def test_stopping_the_broker_stops_its_siblings_cleanly(tmp_path: Path) -> None:
@@ -158,6 +160,30 @@ def test_stopping_the_broker_stops_its_siblings_cleanly(tmp_path: Path) -> None:
     assert process.returncode == 0, log.read_text()
 
 
+def test_ctrl_c_stops_the_siblings_without_restarting_them(tmp_path: Path) -> None:
+    """Ctrl-C reaches the first process only (the siblings have a session of their own): it
+    drains its requests, then stops them; none is restarted, none prints a traceback."""
+    home = tmp_path / "home"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    env = env_for(home, url) | {"DRL_REPLICA_ID": "district-broker"}
+    process = start_broker(env, port=port, log=log, args=("--workers", "3"))
+    assert wait_until(lambda: len(children(process.pid)) == 2)
+    siblings = children(process.pid)
+    # Each process holds the anchoring lease under a name of its own, so one of them leads.
+    names = replicas_answering(url, tries=60)
+    assert len(names) == 3, names
+    assert all(name.startswith("district-broker") for name in names)
+
+    os.kill(process.pid, signal.SIGINT)  # the terminal's group holds the first process only
+    process.wait(timeout=30)
+    assert wait_until(lambda: not any(alive(pid) for pid in siblings), timeout=15)
+    served = log.read_text()
+    assert "starting another" not in served
+    assert "Traceback" not in served
+
+
 @pytest.mark.parametrize("count", ["0", "33", "two"])
 def test_a_worker_count_out_of_range_is_a_usage_error(tmp_path: Path, count: str) -> None:
     result = drl(env_for(tmp_path / "home", ""), "serve", "--workers", count)
@@ -167,11 +193,11 @@ def test_a_worker_count_out_of_range_is_a_usage_error(tmp_path: Path, count: str
     assert not (tmp_path / "home" / "broker").exists()
 
 
-def test_a_port_taken_is_refused_before_any_sibling_starts(tmp_path: Path) -> None:
+def test_a_port_taken_is_refused_before_anything_is_created(tmp_path: Path) -> None:
     port = free_port()
     with subprocess.Popen(
         [
-            "python3",
+            sys.executable,
             "-c",
             f"import socket,time;s=socket.create_server(('127.0.0.1',{port}));"
             "print('up',flush=True);time.sleep(60)",
@@ -187,3 +213,4 @@ def test_a_port_taken_is_refused_before_any_sibling_starts(tmp_path: Path) -> No
         finally:
             holder.kill()
     one_line_error(result, ErrorCode.PORT_IN_USE)
+    assert not (tmp_path / "home" / "broker").exists()  # no key, no chain, no sibling

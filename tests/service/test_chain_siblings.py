@@ -199,8 +199,11 @@ def test_primary_and_sibling_sending_from_one_key_never_collide(
     sibling: RpcChain,
     broker_key: LocalAccount,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each side has its own lock file handle, as two processes would."""
+    """Each side has its own lock file handle, as two processes would. Without the resync a
+    send does after a nonce error, so a collision fails instead of being retried away."""
+    monkeypatch.setattr(Transactor, "_send", Transactor._send_once)
     senders = [Transactor(primary.w3), Transactor(sibling.w3)]
     for sender in senders:
         sender.share_nonces(FileNonces(tmp_path / "nonce.lock"))
@@ -260,6 +263,35 @@ def test_file_nonces_exclude_a_second_holder_until_the_first_is_done(tmp_path: P
         thread.join(5)
     assert order == ["first 7", "first done", "second 8"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_file_nonces_do_not_hand_out_twice_what_a_lagging_node_has_not_counted(
+    tmp_path: Path,
+) -> None:
+    nonces = FileNonces(tmp_path / "nonce.lock")
+    for expected in (5, 6, 7):  # the node still says 5: it has not counted the last ones
+        with nonces.reserve("0xbroker", lambda: 5) as nonce:
+            assert nonce == expected
+    with nonces.reserve("0xother", lambda: 0) as nonce:
+        assert nonce == 0  # per sender
+    with nonces.reserve("0xbroker", lambda: 9) as nonce:
+        assert nonce == 9  # the node ahead of the file wins
+
+
+def test_file_nonces_believe_the_node_when_the_file_names_another_chain(tmp_path: Path) -> None:
+    nonces = FileNonces(tmp_path / "nonce.lock")
+    with nonces.reserve("0xbroker", lambda: 500) as nonce:
+        assert nonce == 500
+    with nonces.reserve("0xbroker", lambda: 3) as nonce:  # a reset node, a restored backup
+        assert nonce == 3
+
+
+def test_a_send_that_fails_records_no_nonce(tmp_path: Path) -> None:
+    nonces = FileNonces(tmp_path / "nonce.lock")
+    with pytest.raises(RuntimeError), nonces.reserve("0xbroker", lambda: 4):
+        raise RuntimeError("the node refused it")
+    with nonces.reserve("0xbroker", lambda: 4) as nonce:
+        assert nonce == 4
 
 
 # -- what the socket answers ------------------------------------------------------------------

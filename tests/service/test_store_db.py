@@ -527,7 +527,7 @@ def test_a_writer_queued_behind_another_process_starts_within_milliseconds_of_it
         other.stop()
         db.dispose()
 
-    assert max(delays) < 0.05, delays
+    assert max(delays) < 0.09, delays  # SQLite's own handler: 100 ms steps by then
     with Database(sqlite_url) as check, check.session() as session:
         nonces = session.exec(select(UsedNonce.nonce)).all()
     assert sorted(nonces) == ["0", "1", "2", "other 0", "other 1", "other 2"]
