@@ -73,14 +73,18 @@ def replicas_answering(url: str, tries: int = 40) -> set[str]:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     root = tmp_path_factory.mktemp("workers")
-    with running_broker(root / "home", args=("--workers", "2")) as running:
-        assert wait_until(lambda: len(children(running.process.pid)) == 1)
+    replica = {"DRL_REPLICA_ID": "district-broker"}
+    with running_broker(root / "home", extra_env=replica, args=("--workers", "3")) as running:
+        assert wait_until(lambda: len(children(running.process.pid)) == 2)
         yield running
 
 
-def test_two_processes_answer_the_port(broker: RunningBroker) -> None:
-    assert len(replicas_answering(broker.url)) == 2
-    (worker,) = children(broker.process.pid)
+def test_every_process_answers_the_port_under_a_name_of_its_own(broker: RunningBroker) -> None:
+    # Each holds the anchoring lease under its own name, so exactly one of them anchors.
+    names = replicas_answering(broker.url, tries=60)
+    assert len(names) == 3, names
+    assert all(name.startswith("district-broker") for name in names)
+    worker = children(broker.process.pid)[0]
     assert "ledger.cli.workers" in Path(f"/proc/{worker}/cmdline").read_text()
     # The passphrase reached the sibling on its stdin, never in its environment or arguments.
     environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
@@ -123,32 +127,40 @@ def test_concurrent_chain_writes_through_both_processes_share_one_key_and_one_lo
 
 
 def test_a_sibling_that_dies_is_replaced(broker: RunningBroker) -> None:
-    (worker,) = children(broker.process.pid)
+    worker, other = children(broker.process.pid)
     os.kill(worker, signal.SIGKILL)
-    assert wait_until(lambda: [p for p in children(broker.process.pid) if p != worker]), (
-        "no replacement started"
-    )
-    assert wait_until(lambda: len(replicas_answering(broker.url, tries=20)) == 2)
+    assert wait_until(lambda: len([p for p in children(broker.process.pid) if p != worker]) == 2)
+    assert other in children(broker.process.pid)
+    assert wait_until(lambda: len(replicas_answering(broker.url, tries=30)) == 3)
     served = (broker.home.parent / f"{broker.home.name}-serve.log").read_text()
     assert f"worker {worker} exited (-9); starting another" in served
     assert "Traceback" not in served  # the chain socket lost a connection mid-answer quietly
 
 
-def test_stopping_the_broker_stops_its_siblings_cleanly(tmp_path: Path) -> None:
+def test_a_service_manager_stopping_every_process_at_once_restarts_none(
+    broker: RunningBroker,
+) -> None:
+    """Last of the module's broker: SIGTERM to every process together, as systemd stops a
+    service's cgroup. The siblings finish and exit; none is taken for a crash and restarted,
+    and the first process exits 0 after closing the broker."""
+    siblings = children(broker.process.pid)
+    for pid in [*siblings, broker.process.pid]:
+        os.kill(pid, signal.SIGTERM)
+    assert broker.process.wait(timeout=30) == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in siblings), timeout=15)
+    served = (broker.home.parent / f"{broker.home.name}-serve.log").read_text()
+    # Only the sibling SIGKILLed above was restarted.
+    assert served.count("starting another") == served.count("(-9); starting another")
+    assert "Traceback" not in served
+
+
+def test_a_killed_first_process_takes_its_siblings_along(tmp_path: Path) -> None:
+    """Killed with no chance to stop them, the first process still ends its siblings (their
+    lifeline pipe closes), and the home opens again at once: no process holds the chain."""
     home = tmp_path / "home"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    process = start_broker(env_for(home, url), port=port, log=log, args=("--workers", "2"))
-    assert wait_until(lambda: len(children(process.pid)) == 1)
-    (worker,) = children(process.pid)
-    stop_broker(process)
-    assert process.returncode == 0, log.read_text()
-    assert not alive(worker)
-    assert "Traceback" not in log.read_text()
-
-    # Killed without a chance to stop them, the first process still takes its siblings along
-    # (the kernel signals them), and the home opens again at once: no process holds the chain.
     process = start_broker(env_for(home, url), port=port, log=log, args=("--workers", "2"))
     assert wait_until(lambda: len(children(process.pid)) == 1)
     (worker,) = children(process.pid)
@@ -158,30 +170,7 @@ def test_stopping_the_broker_stops_its_siblings_cleanly(tmp_path: Path) -> None:
     process = start_broker(env_for(home, url), port=port, log=log)
     stop_broker(process)
     assert process.returncode == 0, log.read_text()
-
-
-def test_ctrl_c_stops_the_siblings_without_restarting_them(tmp_path: Path) -> None:
-    """Ctrl-C reaches the first process only (the siblings have a session of their own): it
-    drains its requests, then stops them; none is restarted, none prints a traceback."""
-    home = tmp_path / "home"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
-    env = env_for(home, url) | {"DRL_REPLICA_ID": "district-broker"}
-    process = start_broker(env, port=port, log=log, args=("--workers", "3"))
-    assert wait_until(lambda: len(children(process.pid)) == 2)
-    siblings = children(process.pid)
-    # Each process holds the anchoring lease under a name of its own, so one of them leads.
-    names = replicas_answering(url, tries=60)
-    assert len(names) == 3, names
-    assert all(name.startswith("district-broker") for name in names)
-
-    os.kill(process.pid, signal.SIGINT)  # the terminal's group holds the first process only
-    process.wait(timeout=30)
-    assert wait_until(lambda: not any(alive(pid) for pid in siblings), timeout=15)
-    served = log.read_text()
-    assert "starting another" not in served
-    assert "Traceback" not in served
+    assert "Traceback" not in log.read_text()
 
 
 @pytest.mark.parametrize("count", ["0", "33", "two"])
