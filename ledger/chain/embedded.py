@@ -782,22 +782,38 @@ _SENDERLESS: Final = frozenset({"eth_call", "eth_estimateGas", "eth_createAccess
 _ZERO_ADDRESS_HEX: Final = "0x" + "00" * 20
 
 
+#: What the request formatting (and eth-tester behind it) raises for parameters of the wrong
+#: shape: a node answers those with JSON-RPC's "invalid params".
+_MALFORMED_PARAMS: Final = (
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+)
+
+
 def relay_embedded(
     provider: EthereumTesterProvider, method: str, params: list[Any]
 ) -> dict[str, Any]:
     """A call to eth-tester with web3's own request and result formatting, so that its answer
-    has the shape a node's has (camelCase, hex quantities) for a remote web3 to decode."""
+    has the shape a node's has (camelCase, hex quantities) for a remote web3 to decode;
+    parameters of the wrong shape are answered as a node answers them (-32602)."""
     endpoint = RPCEndpoint(method)
-    request = tester_request_formatters.get(endpoint)
-    formatted = request(params) if request is not None else params
-    answer = dict(provider.make_request(endpoint, formatted))
-    result = (tester_result_formatters or {}).get(endpoint)
-    if "result" in answer and result is not None:
-        answer["result"] = result(answer["result"])
-    quantity = answer.get("result")
-    if isinstance(quantity, int) and not isinstance(quantity, bool):
-        answer["result"] = hex(quantity)  # a quantity, as a node sends it
-    relayed: dict[str, Any] = json.loads(Web3.to_json(answer))
+    try:
+        request = tester_request_formatters.get(endpoint)
+        formatted = request(params) if request is not None else params
+        answer = dict(provider.make_request(endpoint, formatted))
+        result = (tester_result_formatters or {}).get(endpoint)
+        if "result" in answer and result is not None:
+            answer["result"] = result(answer["result"])
+        quantity = answer.get("result")
+        if isinstance(quantity, int) and not isinstance(quantity, bool):
+            answer["result"] = hex(quantity)  # a quantity, as a node sends it
+        relayed: dict[str, Any] = json.loads(Web3.to_json(answer))
+    except _MALFORMED_PARAMS as exc:
+        return {"error": {"code": -32602, "message": f"invalid params ({type(exc).__name__})"}}
     return relayed
 
 

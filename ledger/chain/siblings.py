@@ -65,7 +65,6 @@ MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
 _PARSE_ERROR: Final = -32700
 _INVALID_REQUEST: Final = -32600
 _METHOD_NOT_FOUND: Final = -32601
-_INVALID_PARAMS: Final = -32602
 _INTERNAL_ERROR: Final = -32603
 
 
@@ -120,10 +119,7 @@ class ChainSocket:
         if method not in SERVED:
             return _error(request_id, _METHOD_NOT_FOUND, f"{method[:64]} is not served here")
         try:
-            answer = self._backend.relay(method, params)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError):
-            # the chain's request formatting refuses parameters of the wrong shape
-            return _error(request_id, _INVALID_PARAMS, "invalid params")
+            answer = self._backend.relay(method, params)  # wrong-shaped params: -32602
         except Exception as exc:  # the chain closed, or failed: an answer, not a traceback
             return _error(request_id, _INTERNAL_ERROR, type(exc).__name__)
         # the backend's answer carries its own request counter as "id": the caller's wins
