@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from ledger.chain.backend import ChainBackend
 from ledger.errors import ConfigurationError
+from ledger.private import private_file
 
 #: The methods a broker's chain client sends (``ledger.chain.tx``, ``ledger.chain.client``).
 SERVED: Final = frozenset(
@@ -255,27 +256,27 @@ class FileNonces:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._threads = threading.Lock()  # flock does not exclude threads of one process
+        self.path = private_file(path)
 
     @contextmanager
     def reserve(self, sender: str, pending: Callable[[], int]) -> Iterator[int]:
-        with self._threads:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
-                recorded = _read_nonces(fd)
-                counted, noted = pending(), int(recorded.get(sender, 0))
-                # Far ahead of the node means the node's chain is not the one noted (a node
-                # reset, a restored backup): the node's count is the truth then.
-                nonce = noted if counted < noted <= counted + MAX_PENDING_LAG else counted
-                yield nonce
-                recorded[sender] = nonce + 1
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.ftruncate(fd, 0)
-                os.write(fd, json.dumps(recorded).encode())
-            finally:
-                os.close(fd)
+        # Each reserve opens the file anew: a flock belongs to an open file, so this excludes
+        # the other threads of this process as well as other processes.
+        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+            recorded = _read_nonces(fd)
+            counted, noted = pending(), int(recorded.get(sender, 0))
+            # Far ahead of the node means the node's chain is not the one noted (a node reset,
+            # a restored backup): the node's count is the truth then.
+            nonce = noted if counted < noted <= counted + MAX_PENDING_LAG else counted
+            yield nonce
+            recorded[sender] = nonce + 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(recorded).encode())
+        finally:
+            os.close(fd)
 
 
 def _read_nonces(fd: int) -> dict[str, int]:

@@ -66,7 +66,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from ledger.errors import ConfigurationError
-from ledger.private import private_sqlite
+from ledger.private import private_file, private_sqlite
 from ledger.protocol.codes import ErrorCode
 from ledger.redact import mask_url, scrub
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
@@ -324,7 +324,7 @@ class _WritersFile:
         # Opened on first use (only writers need it), 0600 like the database beside it; held
         # open for the process's life: the lock belongs to this open file description.
         if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(private_file(self._path), os.O_RDWR | os.O_CLOEXEC)
         return self._fd
 
 
