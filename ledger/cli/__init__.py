@@ -14,7 +14,7 @@ from typer._click.exceptions import ClickException
 from ledger.cli import backup, commands
 from ledger.cli import warnings as warnings_cli
 from ledger.cli.chain import chain_app
-from ledger.cli.common import err
+from ledger.cli.common import err, report
 from ledger.cli.console import console
 from ledger.cli.serve import serve
 from ledger.errors import LedgerError
@@ -50,7 +50,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except LedgerError as exc:
-        err.print(f"error [{exc.code}]: {exc.message}", markup=False, highlight=False)
+        report(exc)
         sys.exit(1)
     except ClickException as exc:
         exc.show()

@@ -34,6 +34,11 @@ AsOpt = Annotated[
 DEFAULT_BROKER_URL = "http://127.0.0.1:8686"
 
 
+def report(exc: LedgerError) -> None:
+    """A library error as the CLI's one line: ``error [code]: message``."""
+    err.print(f"error [{exc.code}]: {exc.message}", markup=False, highlight=False)
+
+
 def settings() -> Settings:
     return Settings()
 

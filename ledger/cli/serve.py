@@ -15,6 +15,9 @@ from ledger.cli.common import err, passphrase, settings
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from ledger.broker import Broker
+    from ledger.settings import Settings
+
 #: ``--workers`` at most (each process holds its own connections, caches and threads).
 MAX_WORKERS: Final = 32
 
@@ -33,8 +36,6 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the broker: deploys and creates its keys on first start, reopens after."""
-    from api.main import create_app
-    from api.transfers import TransferLimits, WriteRate
     from ledger.broker import open_broker
     from ledger.chain.siblings import ChainSocket
     from ledger.cli.workers import Workers, WorkerSpec, bound_socket, exit_cleanly
@@ -78,14 +79,19 @@ def serve(
         )
         broker.start_anchoring(poll=anchor_poll)
         signal.signal(signal.SIGTERM, exit_cleanly)
-        run_app(
-            create_app(
-                broker,
-                transfers=TransferLimits.from_settings(cfg),
-                write_rate=WriteRate.from_settings(cfg),
-            ),
-            sock,
-        )
+        run_app(broker_app(broker, cfg), sock)
+
+
+def broker_app(broker: Broker, cfg: Settings) -> ASGIApp:
+    """The HTTP app over an opened broker, with the limits of the settings (every process)."""
+    from api.main import create_app
+    from api.transfers import TransferLimits, WriteRate
+
+    return create_app(
+        broker,
+        transfers=TransferLimits.from_settings(cfg),
+        write_rate=WriteRate.from_settings(cfg),
+    )
 
 
 def run_app(app: ASGIApp, sock: socket.socket) -> None:

@@ -34,9 +34,9 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 from ledger.errors import ConfigurationError
 from ledger.protocol.codes import ErrorCode
@@ -162,12 +162,7 @@ class Workers:
             os.close(signal_ready)
         try:
             assert process.stdin is not None
-            spec = {
-                "host": self._spec.host,
-                "port": self._spec.port,
-                "anchor_poll": self._spec.anchor_poll,
-                "passphrase": self._spec.passphrase,
-            }
+            spec = asdict(replace(self._spec, chain_url=None))  # the URL goes in its env
             try:
                 process.stdin.write(json.dumps(spec).encode() + b"\n")
                 process.stdin.close()
@@ -261,42 +256,33 @@ def worker_main() -> None:
     signal.signal(signal.SIGINT, exit_cleanly)
     _follow_lifeline(int(os.environ.pop("DRL_WORKER_LIFELINE_FD")))
     ready = int(os.environ.pop("DRL_WORKER_READY_FD"))
-    spec = json.loads(sys.stdin.readline())
-    from ledger.cli import common
+    spec = WorkerSpec(**json.loads(sys.stdin.readline()))
+    from ledger.cli.common import report
     from ledger.errors import LedgerError
 
     try:
         serve_worker(ready, spec)
     except LedgerError as exc:
-        common.err.print(f"error [{exc.code}]: {exc.message}", markup=False, highlight=False)
+        report(exc)
         sys.exit(1)
 
 
-def serve_worker(ready: int, spec: dict[str, Any]) -> None:
-    from api.main import create_app
-    from api.transfers import TransferLimits, WriteRate
+def serve_worker(ready: int, spec: WorkerSpec) -> None:
     from ledger.broker import open_broker
     from ledger.cli.common import settings
-    from ledger.cli.serve import run_app
+    from ledger.cli.serve import broker_app, run_app
 
     cfg = settings()
-    sock = bound_socket(str(spec["host"]), int(spec["port"]), shared=True)
-    try:
-        broker = open_broker(cfg, str(spec["passphrase"]))
-        try:
-            broker.start_anchoring(poll=float(spec["anchor_poll"]))
-            app = create_app(
-                broker,
-                transfers=TransferLimits.from_settings(cfg),
-                write_rate=WriteRate.from_settings(cfg),
-            )
-            os.write(ready, b"1")
-            os.close(ready)
-            run_app(app, sock)
-        finally:
-            broker.close()
-    finally:
-        sock.close()
+    with contextlib.ExitStack() as closing:
+        sock = bound_socket(spec.host, spec.port, shared=True)
+        closing.callback(sock.close)
+        broker = open_broker(cfg, spec.passphrase)
+        closing.callback(broker.close)
+        broker.start_anchoring(poll=spec.anchor_poll)
+        app = broker_app(broker, cfg)
+        os.write(ready, b"1")
+        os.close(ready)
+        run_app(app, sock)
 
 
 if __name__ == "__main__":
