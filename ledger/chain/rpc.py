@@ -97,11 +97,8 @@ class RpcChain(ChainBackend):
         if self._ipc_path is not None:
             # One connection, requests one at a time under the provider's lock.
             return IPCProvider(self._ipc_path, timeout=timeout)  # type: ignore[arg-type]
-        if retries:
-            return HTTPProvider(self._url, request_kwargs={"timeout": timeout})
-        return HTTPProvider(
-            self._url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-        )
+        once: dict[str, Any] = {} if retries else {"exception_retry_configuration": None}
+        return HTTPProvider(self._url, request_kwargs={"timeout": timeout}, **once)
 
     def _probe(self, timeout: float) -> tuple[int, dict[str, Any]]:
         provider = self._provider(timeout, retries=False)
