@@ -66,6 +66,7 @@ from ledger.protocol.actions import SignedAction  # noqa: E402
 from tests.support.broker import start_broker, stop_broker  # noqa: E402
 from tests.support.http_kit import PASSPHRASE, env_for  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
+from tests.support.processes import children  # noqa: E402
 
 #: Targets on a 2-core machine, load generator included (issue 9).
 TARGET_READS_PER_S = 1000.0
@@ -358,17 +359,6 @@ def single_broker(work: Path, workers: int) -> Iterator[Target]:
         )
     finally:
         stop_broker(process)
-
-
-def children(pid: int) -> list[int]:
-    """The worker processes of ``drl serve --workers`` (their CPU counts as the broker's)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():  # a child belongs to its thread
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-    return found
 
 
 @contextmanager

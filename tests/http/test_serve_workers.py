@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,20 +25,10 @@ from tests.http.test_cli_exit_codes import drl, no_traceback, one_line_error
 from tests.support.broker import start_broker, stop_broker
 from tests.support.http_kit import RunningBroker, env_for, new_member, running_broker
 from tests.support.net import free_port
+from tests.support.processes import children, wait_until
 
 PURPOSE = "Planning of rooftop solar installations in the harbour ward"
 DEPARTMENTS = 4
-
-
-def children(pid: int) -> list[int]:
-    """``pid``'s child processes (a child belongs to the thread that started it)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except FileNotFoundError:  # the thread ended
-            continue
-    return sorted(found)
 
 
 def alive(pid: int) -> bool:
@@ -48,15 +37,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
-
-
-def wait_until(condition: object, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def replicas_answering(url: str, tries: int = 40) -> set[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ledger.store.replicas import (
     SharedNonces,
     check_deployment,
 )
+from tests.support.processes import wait_until
 
 FACTS = DeploymentFacts(
     chain_id=31337,
@@ -118,15 +118,6 @@ def test_a_replica_without_the_deployment_file_is_refused_before_it_makes_keys(
 # -- the anchoring lease ----------------------------------------------------------------------
 
 
-def _until(condition: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_one_replica_holds_the_lease_and_another_takes_it_once_it_lapses(
     db: Database,
 ) -> None:
@@ -136,7 +127,8 @@ def test_one_replica_holds_the_lease_and_another_takes_it_once_it_lapses(
     assert not b.hold()
     assert a.hold()  # renewing
     assert b.state().holder == "a"
-    assert _until(b.hold, 5)  # a stopped renewing (killed): b takes over within the lease
+    # a stopped renewing (killed): b takes over within the lease
+    assert wait_until(b.hold, 5, every=0.02)
     assert not a.hold()
     b.release()  # a clean stop hands over at once
     assert a.hold()
