@@ -194,9 +194,9 @@ class _Connection(socketserver.BaseRequestHandler):
         if not self.server.track(sock):
             return
         try:
-            self._serve(sock)
-        except OSError:
-            pass  # the sibling went away mid-answer (killed, restarted): nothing to answer
+            # A sibling that went away mid-answer (killed, restarted) needs no answer.
+            with contextlib.suppress(OSError):
+                self._serve(sock)
         finally:
             self.server.untrack(sock)
 

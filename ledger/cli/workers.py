@@ -163,11 +163,9 @@ class Workers:
         try:
             assert process.stdin is not None
             spec = asdict(replace(self._spec, chain_url=None))  # the URL goes in its env
-            try:
+            with contextlib.suppress(BrokenPipeError):  # it ended at once: reported below
                 process.stdin.write(json.dumps(spec).encode() + b"\n")
                 process.stdin.close()
-            except BrokenPipeError:
-                pass  # it ended at once; _await_ready reports its exit code
             self._await_ready(process, ready)
         except BaseException:
             if process.poll() is None:
