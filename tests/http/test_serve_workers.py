@@ -56,6 +56,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     replica = {"DRL_REPLICA_ID": "district-broker"}
     with running_broker(root / "home", extra_env=replica, args=("--workers", "3")) as running:
         assert wait_until(lambda: len(children(running.process.pid)) == 2)
+        # The siblings listen before the first process does (it starts them, then listens).
+        assert wait_until(lambda: len(replicas_answering(running.url, tries=20)) == 3)
         yield running
 
 
