@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from fastapi import Request
@@ -9,10 +10,10 @@ from fastapi.security import APIKeyHeader
 
 from api.coalesce import Coalescer
 from api.transfers import WriteRate
-from ledger.errors import Unauthenticated
+from ledger.errors import LedgerError, Unauthenticated
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
-from ledger.services.admission import Admission, Claim
+from ledger.services.admission import REPLAYED_MESSAGE, Admission, Claim
 from ledger.services.context import Ledger
 from ledger.services.policy import Standing
 
@@ -34,16 +35,26 @@ signature_scheme = APIKeyHeader(
 _READS: Final = frozenset({"GET", "HEAD"})
 
 
-def admission_queue(ledger: Ledger) -> Coalescer[Claim, Standing | None]:
-    """Concurrent requests are admitted together: one transaction records all their nonces."""
-    return Coalescer(Admission(ledger).admit, name="drl-admission")
+def admission_queues(
+    admission: Admission,
+) -> tuple[Coalescer[Claim, Standing | None], Coalescer[str, Standing]]:
+    """Concurrent requests are admitted together: one transaction records all their nonces.
+
+    The second queue only looks callers up, for writes that admit their request nonce in the
+    transaction of the write itself (``Carried``).
+    """
+    return (
+        Coalescer(admission.admit, name="drl-admission"),
+        Coalescer(admission.look_up, name="drl-standings"),
+    )
 
 
-async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:
-    """The caller's standing, once its request signature checks out.
+def verified_claim(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Claim:
+    """The request's claim (signer, nonce, timestamp), once its signature checks out.
 
     ``body_sha256=None`` trusts the declared body hash (the blob store checks it instead).
-    What the caller may then do is ``ledger.services.policy``'s to say.
+    Nothing is recorded yet: :func:`authenticate` admits the nonce at once, a carried write in
+    its own transaction.
     """
     h = request.headers
     address, ts, nonce = h.get(auth.H_ADDRESS), h.get(auth.H_TIMESTAMP), h.get(auth.H_NONCE)
@@ -78,11 +89,67 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
         raise Unauthenticated("request signature is malformed") from None
     if signer.lower() != address.lower():
         raise Unauthenticated("request signature does not match X-DRL-Address")
+    return Claim(signer, nonce, timestamp)
+
+
+def replayed() -> Unauthenticated:
+    return Unauthenticated(REPLAYED_MESSAGE, code=ErrorCode.REQUEST_REPLAYED)
+
+
+async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:
+    """The caller's standing, once its request signature checks out and its nonce is used.
+
+    What the caller may then do is ``ledger.services.policy``'s to say.
+    """
+    claim = verified_claim(request, ledger, body_sha256=body_sha256)
     admission: Coalescer[Claim, Standing | None] = request.app.state.admission
-    standing = await admission.submit(Claim(signer, nonce, timestamp))
+    standing = await admission.submit(claim)
     if standing is None:
-        raise Unauthenticated("request nonce was already used", code=ErrorCode.REQUEST_REPLAYED)
-    if request.method not in _READS and standing.role is not None:
-        writes: WriteRate = request.app.state.write_rate
-        writes.take(signer)
+        raise replayed()
+    if request.method not in _READS:
+        take_write(request, standing)
     return standing
+
+
+def take_write(request: Request, standing: Standing) -> None:
+    """Spend one of a member's signed writes (``rate_limited`` when none is left)."""
+    if standing.role is not None:
+        writes: WriteRate = request.app.state.write_rate
+        writes.take(standing.address)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A caller whose request nonce is admitted in the transaction of the write it carries.
+
+    The route sends ``claim`` along with the write; if it refuses the write before that, it
+    answers with :func:`refusal_of`, which uses the nonce as :func:`authenticate` would have.
+    """
+
+    standing: Standing
+    claim: Claim
+
+
+async def authenticate_carried(request: Request, ledger: Ledger, *, body_sha256: str) -> Carried:
+    """The caller's standing, its nonce left for the write's own transaction.
+
+    A write over the caller's rate is refused here, before the body is even looked at.
+    """
+    claim = verified_claim(request, ledger, body_sha256=body_sha256)
+    look_up: Coalescer[str, Standing] = request.app.state.standings
+    carried = Carried(await look_up.submit(claim.signer), claim)
+    try:
+        take_write(request, carried.standing)
+    except LedgerError as refusal:
+        raise await refusal_of(request, carried, refusal) from None
+    return carried
+
+
+async def refusal_of(request: Request, carried: Carried, refusal: LedgerError) -> LedgerError:
+    """The answer to a carried write refused before its transaction: its nonce is used all the
+    same, so a replay is refused as a replay (401, as it would have been first) and a refused
+    request can never be replayed into an accepted one."""
+    admission: Coalescer[Claim, Standing | None] = request.app.state.admission
+    if await admission.submit(carried.claim) is None:
+        return replayed()
+    return refusal

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs, errors
-from api.auth import admission_queue
+from api.auth import admission_queues
 from api.routes import (
     access,
     audit,
@@ -32,6 +32,7 @@ from ledger.broker import Broker
 from ledger.errors import PayloadTooLarge
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
+from ledger.services.admission import Admission
 from ledger.services.system import JSON_BODY_LIMIT
 
 log = logging.getLogger("drl.broker")
@@ -182,7 +183,7 @@ async def _closing_batches(app: FastAPI) -> AsyncIterator[None]:
     """At shutdown, the batching threads finish what they hold and stop (waited for off the
     event loop, which keeps serving the requests those batches answer)."""
     yield
-    for coalescer in (app.state.admission, app.state.requests):
+    for coalescer in (app.state.admission, app.state.standings, app.state.requests):
         if not await anyio.to_thread.run_sync(coalescer.close):
             log.warning("a batch was still running at shutdown; its requests may fail")
 
@@ -213,8 +214,9 @@ def create_app(
     )
     app.state.ledger = broker.ledger
     app.state.anchorer = broker.anchorer
-    app.state.admission = admission_queue(broker.ledger)
-    app.state.requests = access.request_coalescer(broker.ledger)
+    admission = Admission(broker.ledger)  # one pruning clock for both queues that record nonces
+    app.state.admission, app.state.standings = admission_queues(admission)
+    app.state.requests = access.request_coalescer(broker.ledger, admission)
     app.state.transfers = Transfers(transfers or TransferLimits())
     app.state.write_rate = write_rate or WriteRate()
     errors.install(app)

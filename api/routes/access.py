@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Query, Request, status
 
+from api.auth import refusal_of
 from api.coalesce import Coalescer
-from api.deps import CallerDep, LedgerDep, Offset, PathId, QueryId
+from api.deps import CallerDep, CarriedCallerDep, LedgerDep, Offset, PathId, QueryId
 from api.errors import error_responses
 from api.schemas import message_int
 from ledger.errors import InvalidInput, LedgerError
@@ -24,6 +25,7 @@ from ledger.protocol.wire import (
     SignedBody,
 )
 from ledger.services import access, catalog, requests
+from ledger.services.admission import Admission, Claim
 from ledger.services.context import Ledger
 
 router = APIRouter(tags=["access"])
@@ -35,27 +37,41 @@ router = APIRouter(tags=["access"])
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
-async def create_request(body: SignedBody, request: Request, caller: CallerDep) -> RequestPublic:
+async def create_request(
+    body: SignedBody, request: Request, caller: CarriedCallerDep
+) -> RequestPublic:
     """Request access with a purpose, a duration and a number of uses (standard form).
 
     Concurrent requests are recorded together (one transaction, one durable commit), each
-    with exactly the checks of a lone one.
+    with exactly the checks of a lone one; the transaction also uses each one's request nonce.
     """
-    signed = caller.own(body.signed)
-    batcher: Coalescer[SignedAction, RequestPublic | LedgerError] = request.app.state.requests
-    answer = await batcher.submit(signed)
+    try:
+        signed = caller.standing.own(body.signed)
+    except LedgerError as refusal:
+        raise await refusal_of(request, caller, refusal) from None
+    batcher: Coalescer[Carrying, RequestPublic | LedgerError] = request.app.state.requests
+    answer = await batcher.submit((caller.claim, signed))
     if isinstance(answer, LedgerError):
         raise answer
     return answer
 
 
-def request_coalescer(ledger: Ledger) -> Coalescer[SignedAction, RequestPublic | LedgerError]:
+#: One access request for the batch: the claim of the HTTP request that carries it, the action.
+Carrying = tuple[Claim, SignedAction]
+
+
+def request_coalescer(
+    ledger: Ledger, admission: Admission
+) -> Coalescer[Carrying, RequestPublic | LedgerError]:
     """What ``create_request`` submits to: many signed requests, one transaction."""
 
-    def record(signed: Sequence[SignedAction]) -> list[RequestPublic | LedgerError]:
+    def record(items: Sequence[Carrying]) -> list[RequestPublic | LedgerError]:
+        carriers = requests.Carriers(admission, [claim for claim, _ in items])
         return [
             answer if isinstance(answer, LedgerError) else catalog.request_public(answer)
-            for answer in requests.request_access_each(ledger, signed)
+            for answer in requests.request_access_each(
+                ledger, [signed for _, signed in items], carriers
+            )
         ]
 
     return Coalescer(record, name="drl-requests")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import Table, bindparam, delete
+from sqlmodel import Session
 
 from ledger.protocol.http import MAX_SKEW_SECONDS
 from ledger.services import policy
@@ -46,6 +47,7 @@ class Claim:
 
 #: The answer for a claim whose nonce was used before (here or on another replica).
 REPLAYED: Final = None
+REPLAYED_MESSAGE: Final = "request nonce was already used"
 
 
 class Admission:
@@ -61,33 +63,32 @@ class Admission:
         Within one batch the first of two equal ``(signer, nonce)`` pairs wins. Callers nobody
         onboarded get their (empty) standing and nothing is recorded for them.
         """
-        ledger = self._ledger
-        now = ledger.now()
-        with ledger.db.transaction() as session:
-            if now - self._pruned_at >= PRUNE_EVERY_SECONDS:
-                horizon = now - CLOCK_MARGIN_SECONDS  # expires_at already holds the skew
-                session.connection().execute(_PRUNE, {"horizon": horizon})
-                self._pruned_at = now
-            found = policy.standings(
-                session, sorted({c.signer for c in claims}), operator=ledger.operator
-            )
-            rows: dict[tuple[str, str], int] = {}
-            for claim in claims:
-                if found[claim.signer].role is not None:
-                    key = (claim.signer, claim.nonce)
-                    rows.setdefault(key, claim.timestamp + MAX_SKEW_SECONDS)
-            inserted: set[tuple[str, str]] = set()
-            if rows:
-                statement = insert_ignoring(
-                    session, _NONCES, ("signer", "nonce"), ("signer", "nonce")
-                )
-                values = [
-                    {"signer": signer, "nonce": nonce, "expires_at": expires}
-                    for (signer, nonce), expires in rows.items()
-                ]
-                inserted = {
-                    (str(a), str(b)) for a, b in session.connection().execute(statement, values)
-                }
+        with self._ledger.db.transaction() as session:
+            return self.admit_in(session, claims)
+
+    def admit_in(self, session: Session, claims: Sequence[Claim]) -> list[Standing | None]:
+        """:meth:`admit` inside the caller's write transaction: a write recorded in it commits
+        its request nonces with it (one transaction, one durable commit)."""
+        now = self._ledger.now()
+        if now - self._pruned_at >= PRUNE_EVERY_SECONDS:
+            horizon = now - CLOCK_MARGIN_SECONDS  # expires_at already holds the skew
+            session.connection().execute(_PRUNE, {"horizon": horizon})
+            self._pruned_at = now
+        found = self.standings(session, [c.signer for c in claims])
+        rows: dict[tuple[str, str], int] = {}
+        for claim in claims:
+            if found[claim.signer].role is not None:
+                rows.setdefault((claim.signer, claim.nonce), claim.timestamp + MAX_SKEW_SECONDS)
+        inserted: set[tuple[str, str]] = set()
+        if rows:
+            statement = insert_ignoring(session, _NONCES, ("signer", "nonce"), ("signer", "nonce"))
+            values = [
+                {"signer": signer, "nonce": nonce, "expires_at": expires}
+                for (signer, nonce), expires in rows.items()
+            ]
+            inserted = {
+                (str(a), str(b)) for a, b in session.connection().execute(statement, values)
+            }
         answers: list[Standing | None] = []
         for claim in claims:
             standing = found[claim.signer]
@@ -100,3 +101,16 @@ class Admission:
             else:
                 answers.append(REPLAYED)
         return answers
+
+    def look_up(self, signers: Sequence[str]) -> list[Standing]:
+        """Each signer's standing, read without recording anything (one query for them all).
+
+        For a write that admits its request nonce in its own transaction (``admit_in``): its
+        route still checks the caller's role before it parses the body.
+        """
+        with self._ledger.db.session() as session:
+            found = self.standings(session, signers)
+        return [found[signer] for signer in signers]
+
+    def standings(self, session: Session, signers: Sequence[str]) -> dict[str, Standing]:
+        return policy.standings(session, sorted(set(signers)), operator=self._ledger.operator)

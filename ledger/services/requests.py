@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy import select as core_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from ledger.errors import (
     Conflict,
@@ -29,6 +29,7 @@ from ledger.protocol.actions import Domains, SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import RequestForm
 from ledger.services import flowlog, policy
+from ledger.services.admission import REPLAYED, REPLAYED_MESSAGE, Admission, Claim
 from ledger.services.context import (
     MAX_ROW_ID,
     Ledger,
@@ -54,9 +55,9 @@ _TARGET = (
     .select_from(_OWNED)
     .where(_DATASETS.c.id == bindparam("id"))
 )
-_INSERT_REQUESTS = _REQUESTS.insert().returning(
-    _REQUESTS.c.id, _REQUESTS.c.log_seq, sort_by_parameter_order=True
-)
+# Rows come back in no particular order (each is matched by its log_seq): with
+# ``sort_by_parameter_order`` SQLAlchemy would insert them one statement per row on SQLite.
+_INSERT_REQUESTS = _REQUESTS.insert().returning(_REQUESTS.c.id, _REQUESTS.c.log_seq)
 
 #: Most signed requests one ``request_access_batch`` call takes.
 MAX_BATCH = 10_000
@@ -267,11 +268,28 @@ def check_request_batch(
     return CheckedBatch(signed, checked + last)
 
 
-def _record_request_batch(ledger: Ledger, batch: CheckedBatch) -> BatchOutcome:
-    """Record a batch checked by ``check_request_batch`` in ONE database transaction.
+@dataclass(frozen=True)
+class Carriers:
+    """The signed HTTP requests that carried a batch's items, one claim per item.
 
-    It trusts ``batch`` for the signature and form checks: only ``request_access_batch``
-    calls it, with what ``check_request_batch`` returned a moment before.
+    Their nonces are admitted in the batch's own transaction (``Admission.admit_in``): a write
+    then costs one transaction, and its request nonce is used exactly when it is recorded.
+    """
+
+    admission: Admission
+    claims: Sequence[Claim]
+
+
+def _record_request_batch(
+    ledger: Ledger, batch: CheckedBatch, carriers: Carriers | None = None
+) -> tuple[BatchOutcome, dict[int, AccessRequest]]:
+    """Record a batch checked by ``check_request_batch`` in ONE database transaction; also
+    returns the recorded rows by item index.
+
+    It trusts ``batch`` for the signature and form checks: only ``request_access_batch`` and
+    ``request_access_each`` call it, with what ``check_request_batch`` returned a moment before.
+    An item whose carrying request was replayed is refused before any other check (as the
+    request would have been), whatever else is wrong with it.
     """
     refused: dict[int, Refused] = {}
     forms: dict[int, _RequestForm] = {}
@@ -280,11 +298,20 @@ def _record_request_batch(ledger: Ledger, batch: CheckedBatch) -> BatchOutcome:
             forms[index] = item
         else:
             refused[index] = Refused(index, *item)
-    accepted: list[Accepted] = []
     with ledger.db.transaction() as session:
-        standing = policy.standings(
-            session, [f.requester for f in forms.values()], operator=ledger.operator
-        )
+        known: dict[str, policy.Standing] = {}
+        if carriers is not None:
+            if len(carriers.claims) != len(batch.signed):
+                raise ValueError("one carrying request per item")
+            admitted = carriers.admission.admit_in(session, carriers.claims)
+            for index, admitted_as in enumerate(admitted):
+                if admitted_as is REPLAYED:
+                    refused[index] = Refused(index, ErrorCode.REQUEST_REPLAYED, REPLAYED_MESSAGE)
+                    forms.pop(index, None)
+                else:
+                    known[admitted_as.address] = admitted_as
+        requesters = [f.requester for f in forms.values() if f.requester not in known]
+        standing = {**policy.standings(session, requesters, operator=ledger.operator), **known}
         targets = _targets(session, [f.dataset_id for f in forms.values()])
         keys: dict[int, tuple[str, str]] = {}
         seen: set[tuple[str, str]] = set()
@@ -312,12 +339,15 @@ def _record_request_batch(ledger: Ledger, batch: CheckedBatch) -> BatchOutcome:
         seqs = flowlog.append_many(
             session, [flowlog.Item(f.signed, dataset_id=f.dataset_id) for f in ordered]
         )
-        _, ids = _insert_requests(session, ordered, seqs)
-        accepted = [
-            Accepted(index, row_id, seq)
-            for index, row_id, seq in zip(order, ids, seqs, strict=True)
-        ]
-    return BatchOutcome(accepted, [refused[i] for i in sorted(refused)])
+        rows, ids = _insert_requests(session, ordered, seqs)
+    accepted = [
+        Accepted(index, row_id, seq) for index, row_id, seq in zip(order, ids, seqs, strict=True)
+    ]
+    recorded = {
+        index: AccessRequest(id=row_id, **row)
+        for index, row_id, row in zip(order, ids, rows, strict=True)
+    }
+    return BatchOutcome(accepted, [refused[i] for i in sorted(refused)]), recorded
 
 
 def request_access_batch(
@@ -341,32 +371,22 @@ def request_access_batch(
     ``check_request_batch``; the database work always runs in the calling thread.
     """
     checked = check_request_batch(ledger, signed, executor=executor, workers=workers)
-    return _record_request_batch(ledger, checked)
+    return _record_request_batch(ledger, checked)[0]
 
 
 def request_access_each(
-    ledger: Ledger, signed: Sequence[SignedAction]
+    ledger: Ledger, signed: Sequence[SignedAction], carriers: Carriers | None = None
 ) -> list[AccessRequest | LedgerError]:
     """``request_access`` for each of ``signed``, all recorded in one transaction.
 
     The broker's HTTP route sends concurrent requests through here (one durable commit for
-    many); each item gets its own row, or the error ``request_access`` would have raised.
+    many), with the ``carriers`` whose nonces the same transaction admits; each item gets its
+    own row, or the error ``request_access`` (or a replayed request) would have raised.
     """
-    outcome = request_access_batch(ledger, signed)
+    outcome, recorded = _record_request_batch(ledger, check_request_batch(ledger, signed), carriers)
     answers: list[AccessRequest | LedgerError] = [LedgerError("unanswered")] * len(signed)
     for refusal in outcome.refused:
         answers[refusal.index] = LedgerError(refusal.message, code=refusal.code)
-    if outcome.accepted:
-        ids = [a.request_id for a in outcome.accepted]
-        with ledger.db.session() as session:
-            rows = {
-                row.id: row
-                for row in session.exec(
-                    select(AccessRequest).where(col(AccessRequest.id).in_(ids))
-                ).all()
-            }
-            for row in rows.values():
-                session.expunge(row)
-        for accepted in outcome.accepted:
-            answers[accepted.index] = rows[accepted.request_id]
+    for index, row in recorded.items():
+        answers[index] = row
     return answers

@@ -9,6 +9,8 @@ signed for one deployment is refused by another.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,13 +23,15 @@ from ledger.client.member import MemberKeys
 from ledger.protocol import http as auth
 from tests.support.broker import start_broker, stop_broker
 from tests.support.http_kit import RunningBroker, env_for, new_member, running_broker
-from tests.support.http_probe import Wire, error_code, stranger
+from tests.support.http_probe import Wire, error_code, signed, stranger
 
 
 @dataclass
 class World:
     broker: RunningBroker
     office: MemberKeys
+    coop: MemberKeys
+    dataset: int
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +39,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("nonces")
     with running_broker(root / "home") as broker:
         new_member(broker, "office", "department", "District Planning Office")
-        with broker.client("office") as office:
+        new_member(broker, "coop", "enterprise", "Harbour Solar Cooperative")
+        source = root / "rooftops.csv"
+        source.write_text("ward,roofs\nharbour,41\n")
+        with broker.client("office") as office, broker.client("coop") as coop:
             assert office.keys is not None
-            yield World(broker, office.keys)
+            assert coop.keys is not None
+            dataset = office.register(source, title="Harbour rooftops").id
+            yield World(broker, office.keys, coop.keys, dataset)
 
 
 def nonce_rows(home: Path, signer: str | None = None) -> int:
@@ -100,6 +109,109 @@ def test_keys_nobody_onboarded_record_no_nonce(world: World) -> None:
     finally:
         wire.close()
     assert nonce_rows(world.broker.home, nobody.address) == 0
+
+
+def count(home: Path, table: str) -> int:
+    con = sqlite3.connect(f"file:{home / 'broker' / 'broker.db'}?mode=ro", uri=True)
+    try:
+        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+    finally:
+        con.close()
+
+
+def access_request(
+    wire: Wire, world: World, keys: MemberKeys | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A signed access request by the cooperative (its action signed by ``keys``) and the
+    headers of one signed HTTP request carrying it."""
+    message = {
+        "requester": (keys or world.coop).address,
+        "datasetId": world.dataset,
+        "purpose": "Planning of rooftop solar installations in the harbour ward",
+        "days": 30,
+        "maxUses": 1,
+    }
+    body = json.dumps(signed(keys or world.coop, "request", message, wire.domains)).encode()
+    headers = wire.headers(world.coop, "POST", "/v1/requests", hashlib.sha256(body).hexdigest())
+    return body, headers | {"content-type": "application/json"}
+
+
+def test_an_access_request_uses_its_request_nonce_in_the_transaction_that_records_it(
+    world: World,
+) -> None:
+    """The write and its request nonce commit together (one transaction, one durable commit)."""
+    wire = Wire(world.broker.url)
+    try:
+        body, headers = access_request(wire, world)
+        nonces, requests = (
+            nonce_rows(world.broker.home),
+            count(world.broker.home, "access_requests"),
+        )
+        first = wire.http.post("/v1/requests", content=body, headers=headers)
+        assert first.status_code == 201, first.text
+        assert nonce_rows(world.broker.home, world.coop.address) >= 1
+        assert nonce_rows(world.broker.home) == nonces + 1
+        again = wire.http.post("/v1/requests", content=body, headers=headers)
+    finally:
+        wire.close()
+    assert (again.status_code, error_code(again)) == (401, "request_replayed")
+    assert count(world.broker.home, "access_requests") == requests + 1
+
+
+def test_concurrent_copies_of_one_access_request_are_recorded_once(world: World) -> None:
+    """Copies arriving together share a batch: the first is recorded, the rest are replays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wire = Wire(world.broker.url)
+    try:
+        body, headers = access_request(wire, world)
+        before = count(world.broker.home, "access_requests")
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: wire.http.post("/v1/requests", content=body, headers=headers),
+                    range(8),
+                )
+            )
+    finally:
+        wire.close()
+    assert sorted(r.status_code for r in answers) == [201] + [401] * 7
+    assert {error_code(r) for r in answers if r.status_code == 401} == {"request_replayed"}
+    assert count(world.broker.home, "access_requests") == before + 1
+
+
+def test_a_write_refused_before_its_transaction_still_uses_its_request_nonce(
+    world: World,
+) -> None:
+    """A refused request can never be replayed into an accepted one: its nonce is used."""
+    wire = Wire(world.broker.url)
+    try:
+        # The cooperative carries an action the office signed: not the caller's own action.
+        body, headers = access_request(wire, world, keys=world.office)
+        nonces = nonce_rows(world.broker.home)
+        refused = wire.http.post("/v1/requests", content=body, headers=headers)
+        assert (refused.status_code, error_code(refused)) == (403, "not_actor")
+        assert nonce_rows(world.broker.home) == nonces + 1
+        again = wire.http.post("/v1/requests", content=body, headers=headers)
+    finally:
+        wire.close()
+    assert (again.status_code, error_code(again)) == (401, "request_replayed")
+
+
+def test_an_access_request_body_refused_as_malformed_records_nothing(world: World) -> None:
+    """Refused before its caller is even looked up: no nonce, no row (and a replay is refused
+    the same way, the body being the same)."""
+    wire = Wire(world.broker.url)
+    try:
+        body = b'{"signed": "nothing"}'
+        headers = wire.headers(world.coop, "POST", "/v1/requests", hashlib.sha256(body).hexdigest())
+        headers["content-type"] = "application/json"
+        nonces = nonce_rows(world.broker.home)
+        answers = [wire.http.post("/v1/requests", content=body, headers=headers) for _ in range(2)]
+    finally:
+        wire.close()
+    assert [r.status_code for r in answers] == [422, 422]
+    assert nonce_rows(world.broker.home) == nonces
 
 
 def test_a_request_signed_for_another_deployment_is_unauthenticated(world: World) -> None:

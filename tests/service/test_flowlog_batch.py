@@ -32,11 +32,12 @@ from ledger.merkle.proofs import root
 from ledger.merkle.tree import MemoryNodeStore, MerkleTree
 from ledger.protocol.actions import Domains, SignedAction, new_nonce, sign_action
 from ledger.services import flowlog, requests
+from ledger.services.admission import Admission, Claim
 from ledger.services.anchoring import Anchorer
 from ledger.services.verify import verify
 from ledger.store.db import Database
 from ledger.store.errors import NodeConflict
-from ledger.store.models import AccessRequest, LogRecord, TreeNode, UsedNonce
+from ledger.store.models import AccessRequest, LogRecord, RequestNonce, TreeNode, UsedNonce
 from tests.support import kit
 
 DOMAINS = Domains(
@@ -420,3 +421,50 @@ def test_an_oversized_batch_is_refused_whole(scene: Scene) -> None:
     too_many = [scene.request(scene.coop)] * (requests.MAX_BATCH + 1)
     with pytest.raises(LedgerError, match="at most"):
         requests.request_access_batch(scene.ledger, too_many)
+
+
+def test_carried_items_use_their_request_nonces_in_the_batch_and_replays_are_refused_first(
+    scene: Scene,
+) -> None:
+    """The HTTP route's path: each item comes with the claim of the request that carried it."""
+    admission = Admission(scene.ledger)
+    now = scene.ledger.now()
+    claims = [
+        Claim(scene.coop.address, "carrier-good-1", now),
+        Claim(scene.mill.address, "carrier-forged", now),
+        Claim(scene.stranger.address, "carrier-nobody", now),
+    ]
+    items = [
+        scene.request(scene.coop),
+        forged(scene.request(scene.mill)),
+        scene.request(scene.stranger),
+    ]
+    first = requests.request_access_each(scene.ledger, items, requests.Carriers(admission, claims))
+    assert isinstance(first[0], AccessRequest)
+    assert [getattr(a, "code", None) for a in first[1:]] == ["invalid_signature", "not_a_member"]
+    with scene.ledger.db.session() as session:
+        size = flowlog.size(session)
+        recorded = set(session.exec(select(RequestNonce.signer, RequestNonce.nonce)).all())
+    # Both members' nonces are used, the refused one's too; nobody's is not recorded.
+    assert recorded >= {(c.signer, c.nonce) for c in claims[:2]}
+    assert scene.stranger.address not in {signer for signer, _ in recorded}
+
+    # The same carriers again, with fresh actions: replays first, whatever else is wrong.
+    again = requests.request_access_each(
+        scene.ledger,
+        [
+            scene.request(scene.coop),
+            forged(scene.request(scene.mill)),
+            scene.request(scene.stranger),
+        ],
+        requests.Carriers(admission, claims),
+    )
+    assert [getattr(a, "code", None) for a in again] == [
+        "request_replayed",
+        "request_replayed",
+        "not_a_member",
+    ]
+    with scene.ledger.db.session() as session:
+        assert flowlog.size(session) == size
+    with pytest.raises(ValueError, match="one carrying request per item"):
+        requests.request_access_each(scene.ledger, items[:1], requests.Carriers(admission, claims))
