@@ -13,7 +13,7 @@ from api.transfers import WriteRate
 from ledger.errors import LedgerError, Unauthenticated
 from ledger.protocol import http as auth
 from ledger.protocol.codes import ErrorCode
-from ledger.services.admission import REPLAYED_MESSAGE, Admission, Claim
+from ledger.services.admission import REPLAYED, REPLAYED_MESSAGE, Admission, Claim
 from ledger.services.context import Ledger
 from ledger.services.policy import Standing
 
@@ -37,11 +37,11 @@ _READS: Final = frozenset({"GET", "HEAD"})
 
 def admission_queues(
     admission: Admission,
-) -> tuple[Coalescer[Claim, Standing | None], Coalescer[str, Standing]]:
+) -> tuple[Coalescer[Claim, Standing | None], Coalescer[Claim, Standing | None]]:
     """Concurrent requests are admitted together: one transaction records all their nonces.
 
-    The second queue only looks callers up, for writes that admit their request nonce in the
-    transaction of the write itself (``Carried``).
+    The second queue only looks callers (and used nonces) up, for writes that use their request
+    nonce in the transaction of the write itself (``PendingCaller``).
     """
     return (
         Coalescer(admission.admit, name="drl-admission"),
@@ -53,8 +53,8 @@ def verified_claim(request: Request, ledger: Ledger, *, body_sha256: str | None)
     """The request's claim (signer, nonce, timestamp), once its signature checks out.
 
     ``body_sha256=None`` trusts the declared body hash (the blob store checks it instead).
-    Nothing is recorded yet: :func:`authenticate` admits the nonce at once, a carried write in
-    its own transaction.
+    Nothing is recorded yet: :func:`authenticate` admits the nonce at once, a write of a
+    :class:`PendingCaller` in its own transaction.
     """
     h = request.headers
     address, ts, nonce = h.get(auth.H_ADDRESS), h.get(auth.H_TIMESTAMP), h.get(auth.H_NONCE)
@@ -93,6 +93,7 @@ def verified_claim(request: Request, ledger: Ledger, *, body_sha256: str | None)
 
 
 def replayed() -> Unauthenticated:
+    """The answer to a request whose nonce was used before (here or on another replica)."""
     return Unauthenticated(REPLAYED_MESSAGE, code=ErrorCode.REQUEST_REPLAYED)
 
 
@@ -104,7 +105,7 @@ async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | N
     claim = verified_claim(request, ledger, body_sha256=body_sha256)
     admission: Coalescer[Claim, Standing | None] = request.app.state.admission
     standing = await admission.submit(claim)
-    if standing is None:
+    if standing is REPLAYED:
         raise replayed()
     if request.method not in _READS:
         take_write(request, standing)
@@ -119,8 +120,8 @@ def take_write(request: Request, standing: Standing) -> None:
 
 
 @dataclass(frozen=True)
-class Carried:
-    """A caller whose request nonce is admitted in the transaction of the write it carries.
+class PendingCaller:
+    """A caller whose request nonce is used in the transaction of the write it carries.
 
     The route sends ``claim`` along with the write; if it refuses the write before that, it
     answers with :func:`refusal_of`, which uses the nonce as :func:`authenticate` would have.
@@ -130,26 +131,32 @@ class Carried:
     claim: Claim
 
 
-async def authenticate_carried(request: Request, ledger: Ledger, *, body_sha256: str) -> Carried:
+async def authenticate_pending(
+    request: Request, ledger: Ledger, *, body_sha256: str
+) -> PendingCaller:
     """The caller's standing, its nonce left for the write's own transaction.
 
-    A write over the caller's rate is refused here, before the body is even looked at.
+    A replay already on record is refused here, before it spends the member's write rate; a
+    write over the rate is refused before its body is validated.
     """
     claim = verified_claim(request, ledger, body_sha256=body_sha256)
-    look_up: Coalescer[str, Standing] = request.app.state.standings
-    carried = Carried(await look_up.submit(claim.signer), claim)
+    look_up: Coalescer[Claim, Standing | None] = request.app.state.standings
+    standing = await look_up.submit(claim)
+    if standing is REPLAYED:
+        raise replayed()
+    caller = PendingCaller(standing, claim)
     try:
-        take_write(request, carried.standing)
+        take_write(request, standing)
     except LedgerError as refusal:
-        raise await refusal_of(request, carried, refusal) from None
-    return carried
+        raise await refusal_of(request, caller, refusal) from None
+    return caller
 
 
-async def refusal_of(request: Request, carried: Carried, refusal: LedgerError) -> LedgerError:
-    """The answer to a carried write refused before its transaction: its nonce is used all the
-    same, so a replay is refused as a replay (401, as it would have been first) and a refused
-    request can never be replayed into an accepted one."""
+async def refusal_of(request: Request, caller: PendingCaller, refusal: LedgerError) -> LedgerError:
+    """The answer to a write refused before its transaction: its nonce is used all the same,
+    so a replay is refused as a replay (401, as it would have been first) and a request refused
+    this way cannot be replayed into an accepted one."""
     admission: Coalescer[Claim, Standing | None] = request.app.state.admission
-    if await admission.submit(carried.claim) is None:
+    if await admission.submit(caller.claim) is REPLAYED:
         return replayed()
     return refusal

@@ -8,7 +8,7 @@ from typing import Annotated
 from eth_utils.address import is_address, to_checksum_address
 from fastapi import Depends, Path, Query, Request, Security
 
-from api.auth import Carried, authenticate, authenticate_carried, signature_scheme
+from api.auth import PendingCaller, authenticate, authenticate_pending, signature_scheme
 from api.transfers import Transfers
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
@@ -53,14 +53,14 @@ async def get_caller(
     return await authenticate(request, ledger, body_sha256=hashlib.sha256(body).hexdigest())
 
 
-async def get_carried_caller(
+async def get_pending_caller(
     request: Request,
     ledger: LedgerDep,
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
-) -> Carried:
+) -> PendingCaller:
     """As :func:`get_caller`, for a write that uses the request nonce in its own transaction."""
     body = await request.body()
-    return await authenticate_carried(request, ledger, body_sha256=hashlib.sha256(body).hexdigest())
+    return await authenticate_pending(request, ledger, body_sha256=hashlib.sha256(body).hexdigest())
 
 
 async def get_stream_caller(
@@ -91,4 +91,4 @@ After = Annotated[int, Query(ge=-1, le=DB_INT_MAX)]
 #: The caller's standing; the rules it is held to are ``ledger.services.policy``'s.
 CallerDep = Annotated[Standing, Depends(get_caller)]
 StreamCallerDep = Annotated[Standing, Depends(get_stream_caller)]
-CarriedCallerDep = Annotated[Carried, Depends(get_carried_caller)]
+PendingCallerDep = Annotated[PendingCaller, Depends(get_pending_caller)]

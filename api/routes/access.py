@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from api.auth import refusal_of
 from api.coalesce import Coalescer
-from api.deps import CallerDep, CarriedCallerDep, LedgerDep, Offset, PathId, QueryId
+from api.deps import CallerDep, LedgerDep, Offset, PathId, PendingCallerDep, QueryId
 from api.errors import error_responses
 from api.schemas import message_int
 from ledger.errors import InvalidInput, LedgerError
@@ -31,6 +31,10 @@ from ledger.services.context import Ledger
 router = APIRouter(tags=["access"])
 
 
+#: One access request for the batch: the claim of the HTTP request that carries it, the action.
+Submitted = tuple[Claim, SignedAction]
+
+
 @router.post(
     "/requests",
     response_model=RequestPublic,
@@ -38,7 +42,7 @@ router = APIRouter(tags=["access"])
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
 async def create_request(
-    body: SignedBody, request: Request, caller: CarriedCallerDep
+    body: SignedBody, request: Request, caller: PendingCallerDep
 ) -> RequestPublic:
     """Request access with a purpose, a duration and a number of uses (standard form).
 
@@ -49,28 +53,24 @@ async def create_request(
         signed = caller.standing.own(body.signed)
     except LedgerError as refusal:
         raise await refusal_of(request, caller, refusal) from None
-    batcher: Coalescer[Carrying, RequestPublic | LedgerError] = request.app.state.requests
+    batcher: Coalescer[Submitted, RequestPublic | LedgerError] = request.app.state.requests
     answer = await batcher.submit((caller.claim, signed))
     if isinstance(answer, LedgerError):
         raise answer
     return answer
 
 
-#: One access request for the batch: the claim of the HTTP request that carries it, the action.
-Carrying = tuple[Claim, SignedAction]
-
-
 def request_coalescer(
     ledger: Ledger, admission: Admission
-) -> Coalescer[Carrying, RequestPublic | LedgerError]:
+) -> Coalescer[Submitted, RequestPublic | LedgerError]:
     """What ``create_request`` submits to: many signed requests, one transaction."""
 
-    def record(items: Sequence[Carrying]) -> list[RequestPublic | LedgerError]:
-        carriers = requests.Carriers(admission, [claim for claim, _ in items])
+    def record(items: Sequence[Submitted]) -> list[RequestPublic | LedgerError]:
+        nonces = requests.RequestNonces(admission, [claim for claim, _ in items])
         return [
             answer if isinstance(answer, LedgerError) else catalog.request_public(answer)
             for answer in requests.request_access_each(
-                ledger, [signed for _, signed in items], carriers
+                ledger, [signed for _, signed in items], nonces
             )
         ]
 

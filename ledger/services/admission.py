@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Table, bindparam, delete
+from sqlalchemy import Table, bindparam, delete, select, tuple_
 from sqlmodel import Session
 
 from ledger.protocol.http import MAX_SKEW_SECONDS
@@ -30,6 +30,9 @@ from ledger.store.nodes import insert_ignoring
 
 _NONCES: Table = RequestNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
 _PRUNE = delete(_NONCES).where(_NONCES.c.expires_at < bindparam("horizon"))
+_USED = select(_NONCES.c.signer, _NONCES.c.nonce).where(
+    tuple_(_NONCES.c.signer, _NONCES.c.nonce).in_(bindparam("pairs", expanding=True))
+)
 #: Rows are kept this long past their request's validity: replicas' clocks may differ a little.
 CLOCK_MARGIN_SECONDS: Final = 60
 #: Expired rows are deleted at most this often (each batch would be wasteful).
@@ -102,15 +105,22 @@ class Admission:
                 answers.append(REPLAYED)
         return answers
 
-    def look_up(self, signers: Sequence[str]) -> list[Standing]:
-        """Each signer's standing, read without recording anything (one query for them all).
+    def look_up(self, claims: Sequence[Claim]) -> list[Standing | None]:
+        """Each claim's standing, or ``REPLAYED`` if its nonce is already used; records nothing.
 
-        For a write that admits its request nonce in its own transaction (``admit_in``): its
-        route still checks the caller's role before it parses the body.
+        For a write that uses its request nonce in its own transaction (``admit_in``, the real
+        check): a replay seen here is refused before it spends the member's write rate or a
+        place in a batch. One read for all the claims.
         """
         with self._ledger.db.session() as session:
-            found = self.standings(session, signers)
-        return [found[signer] for signer in signers]
+            found = self.standings(session, [c.signer for c in claims])
+            pairs = list({(c.signer, c.nonce) for c in claims})
+            used = {
+                (str(signer), str(nonce))
+                for signer, nonce in session.connection().execute(_USED, {"pairs": pairs})
+            }
+        return [REPLAYED if (c.signer, c.nonce) in used else found[c.signer] for c in claims]
 
     def standings(self, session: Session, signers: Sequence[str]) -> dict[str, Standing]:
+        """The standing of each of ``signers`` (one query)."""
         return policy.standings(session, sorted(set(signers)), operator=self._ledger.operator)

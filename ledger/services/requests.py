@@ -269,11 +269,11 @@ def check_request_batch(
 
 
 @dataclass(frozen=True)
-class Carriers:
-    """The signed HTTP requests that carried a batch's items, one claim per item.
+class RequestNonces:
+    """The claims of the signed HTTP requests that carried a batch's items, one per item.
 
-    Their nonces are admitted in the batch's own transaction (``Admission.admit_in``): a write
-    then costs one transaction, and its request nonce is used exactly when it is recorded.
+    Their nonces are used in the batch's own transaction (``Admission.admit_in``): a write then
+    costs one transaction, and its request nonce commits with it.
     """
 
     admission: Admission
@@ -281,16 +281,18 @@ class Carriers:
 
 
 def _record_request_batch(
-    ledger: Ledger, batch: CheckedBatch, carriers: Carriers | None = None
-) -> tuple[BatchOutcome, dict[int, AccessRequest]]:
+    ledger: Ledger, batch: CheckedBatch, nonces: RequestNonces | None = None
+) -> tuple[BatchOutcome, list[dict[str, Any]]]:
     """Record a batch checked by ``check_request_batch`` in ONE database transaction; also
-    returns the recorded rows by item index.
+    returns the request rows written, in the order of ``BatchOutcome.accepted``.
 
     It trusts ``batch`` for the signature and form checks: only ``request_access_batch`` and
     ``request_access_each`` call it, with what ``check_request_batch`` returned a moment before.
     An item whose carrying request was replayed is refused before any other check (as the
     request would have been), whatever else is wrong with it.
     """
+    if nonces is not None and len(nonces.claims) != len(batch.signed):
+        raise ValueError("one carrying request per item")
     refused: dict[int, Refused] = {}
     forms: dict[int, _RequestForm] = {}
     for index, item in enumerate(batch.checked):
@@ -300,10 +302,8 @@ def _record_request_batch(
             refused[index] = Refused(index, *item)
     with ledger.db.transaction() as session:
         known: dict[str, policy.Standing] = {}
-        if carriers is not None:
-            if len(carriers.claims) != len(batch.signed):
-                raise ValueError("one carrying request per item")
-            admitted = carriers.admission.admit_in(session, carriers.claims)
+        if nonces is not None:
+            admitted = nonces.admission.admit_in(session, nonces.claims)
             for index, admitted_as in enumerate(admitted):
                 if admitted_as is REPLAYED:
                     refused[index] = Refused(index, ErrorCode.REQUEST_REPLAYED, REPLAYED_MESSAGE)
@@ -343,11 +343,7 @@ def _record_request_batch(
     accepted = [
         Accepted(index, row_id, seq) for index, row_id, seq in zip(order, ids, seqs, strict=True)
     ]
-    recorded = {
-        index: AccessRequest(id=row_id, **row)
-        for index, row_id, row in zip(order, ids, rows, strict=True)
-    }
-    return BatchOutcome(accepted, [refused[i] for i in sorted(refused)]), recorded
+    return BatchOutcome(accepted, [refused[i] for i in sorted(refused)]), rows
 
 
 def request_access_batch(
@@ -375,18 +371,18 @@ def request_access_batch(
 
 
 def request_access_each(
-    ledger: Ledger, signed: Sequence[SignedAction], carriers: Carriers | None = None
+    ledger: Ledger, signed: Sequence[SignedAction], nonces: RequestNonces | None = None
 ) -> list[AccessRequest | LedgerError]:
     """``request_access`` for each of ``signed``, all recorded in one transaction.
 
     The broker's HTTP route sends concurrent requests through here (one durable commit for
-    many), with the ``carriers`` whose nonces the same transaction admits; each item gets its
-    own row, or the error ``request_access`` (or a replayed request) would have raised.
+    many), with the request ``nonces`` the same transaction uses; each item gets its own row,
+    or the error ``request_access`` (or a replayed request) would have raised.
     """
-    outcome, recorded = _record_request_batch(ledger, check_request_batch(ledger, signed), carriers)
+    outcome, rows = _record_request_batch(ledger, check_request_batch(ledger, signed), nonces)
     answers: list[AccessRequest | LedgerError] = [LedgerError("unanswered")] * len(signed)
     for refusal in outcome.refused:
         answers[refusal.index] = LedgerError(refusal.message, code=refusal.code)
-    for index, row in recorded.items():
-        answers[index] = row
+    for accepted, row in zip(outcome.accepted, rows, strict=True):
+        answers[accepted.index] = AccessRequest(id=accepted.request_id, **row)
     return answers

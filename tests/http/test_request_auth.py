@@ -7,8 +7,9 @@ constants under test: 300 s either side is accepted, 301 s is not.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,22 @@ from ledger.client.sdk import BrokerClient
 from ledger.crypto import generate_keypair
 from ledger.keys import load_account
 from ledger.protocol import http as auth
+from ledger.protocol.actions import Domains
 from ledger.protocol.eip712 import SECP256K1_N
 from ledger.settings import Settings
+from tests.support.http_probe import signed
 from tests.support.kit import new_keys
 
 BASE_URL = "http://testserver"
 PASSPHRASE = "request-auth-test-passphrase"
 NOW = 1_900_000_000  # the broker's clock in every test below
+DOMAIN_CONTRACTS = (
+    "flow_log",
+    "member_registry",
+    "data_registry",
+    "access_ledger",
+    "sharing_credits",
+)
 
 
 @dataclass
@@ -304,5 +314,50 @@ def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limi
         assert code(post()) == (429, "rate_limited")
         clock["now"] += 0.1  # one write's worth has refilled
         assert post().status_code == 422
+    finally:
+        state.write_rate = saved
+
+
+def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> None:
+    """A captured request replayed many times cannot throttle the member who sent it."""
+    app.at(NOW)
+    clock = {"now": 1000.0}
+    state = app.http.app.state  # type: ignore[attr-defined]
+    saved = state.write_rate
+    state.write_rate = WriteRate(per_second=0.1, burst=2, clock=lambda: clock["now"])
+    domains = Domains(
+        chain_id=int(app.config["chain_id"]),
+        **{name: str(app.config[name]) for name in DOMAIN_CONTRACTS},
+    )
+
+    def post(body: bytes) -> Callable[[], httpx.Response]:
+        headers = auth.sign_request(
+            app.member.account,
+            method="POST",
+            target="/v1/requests",
+            body_sha256=auth.body_sha256(body),
+            chain_id=int(app.config["chain_id"]),
+            deployment=str(app.config["flow_log"]),
+            timestamp=NOW,
+        )
+        headers["content-type"] = "application/json"
+        return lambda: app.http.post("/v1/requests", content=body, headers=headers)
+
+    try:
+        # An action someone else signed: refused (403), its request nonce used all the same.
+        other = new_keys()
+        message = {
+            "requester": other.address,
+            "datasetId": 1,
+            "purpose": "x" * 40,
+            "days": 1,
+            "maxUses": 1,
+        }
+        captured = post(json.dumps(signed(other, "request", message, domains)).encode())
+        assert code(captured()) == (403, "not_actor")
+        for _ in range(5):
+            assert code(captured()) == (401, "request_replayed")
+        assert post(b"{}")().status_code == 422  # the member's second write of its burst of 2
+        assert code(post(b"{}")()) == (429, "rate_limited")
     finally:
         state.write_rate = saved

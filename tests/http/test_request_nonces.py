@@ -199,8 +199,8 @@ def test_a_write_refused_before_its_transaction_still_uses_its_request_nonce(
 
 
 def test_an_access_request_body_refused_as_malformed_records_nothing(world: World) -> None:
-    """Refused before its caller is even looked up: no nonce, no row (and a replay is refused
-    the same way, the body being the same)."""
+    """Refused before the route runs (FastAPI validates the body after the caller's look-up):
+    no nonce, no row, and a replay is refused the same way, the body being the same."""
     wire = Wire(world.broker.url)
     try:
         body = b'{"signed": "nothing"}'
@@ -248,6 +248,9 @@ def test_a_request_replayed_after_a_restart_is_refused(world: World) -> None:
     try:
         headers = wire.headers(world.office, "GET", "/v1/datasets", auth.EMPTY_SHA256)
         assert wire.http.get("/v1/datasets", headers=headers).status_code == 200
+        write, write_headers = access_request(wire, world)
+        recorded = wire.http.post("/v1/requests", content=write, headers=write_headers)
+        assert recorded.status_code == 201, recorded.text
     finally:
         wire.close()
     stop_broker(broker.process)
@@ -262,12 +265,14 @@ def test_a_request_replayed_after_a_restart_is_refused(world: World) -> None:
         wire = Wire(broker.url)
         try:
             replay = wire.http.get("/v1/datasets", headers=headers)
+            write_replay = wire.http.post("/v1/requests", content=write, headers=write_headers)
             assert chain_id_unchanged(wire, headers)
         finally:
             wire.close()
     finally:
         stop_broker(broker.process)
     assert (replay.status_code, error_code(replay)) == (401, "request_replayed")
+    assert (write_replay.status_code, error_code(write_replay)) == (401, "request_replayed")
 
 
 def chain_id_unchanged(wire: Wire, headers: dict[str, str]) -> bool:

@@ -439,7 +439,9 @@ def test_carried_items_use_their_request_nonces_in_the_batch_and_replays_are_ref
         forged(scene.request(scene.mill)),
         scene.request(scene.stranger),
     ]
-    first = requests.request_access_each(scene.ledger, items, requests.Carriers(admission, claims))
+    first = requests.request_access_each(
+        scene.ledger, items, requests.RequestNonces(admission, claims)
+    )
     assert isinstance(first[0], AccessRequest)
     assert [getattr(a, "code", None) for a in first[1:]] == ["invalid_signature", "not_a_member"]
     with scene.ledger.db.session() as session:
@@ -457,7 +459,7 @@ def test_carried_items_use_their_request_nonces_in_the_batch_and_replays_are_ref
             forged(scene.request(scene.mill)),
             scene.request(scene.stranger),
         ],
-        requests.Carriers(admission, claims),
+        requests.RequestNonces(admission, claims),
     )
     assert [getattr(a, "code", None) for a in again] == [
         "request_replayed",
@@ -467,4 +469,6 @@ def test_carried_items_use_their_request_nonces_in_the_batch_and_replays_are_ref
     with scene.ledger.db.session() as session:
         assert flowlog.size(session) == size
     with pytest.raises(ValueError, match="one carrying request per item"):
-        requests.request_access_each(scene.ledger, items[:1], requests.Carriers(admission, claims))
+        requests.request_access_each(
+            scene.ledger, items[:1], requests.RequestNonces(admission, claims)
+        )
