@@ -36,7 +36,7 @@ _READS: Final = frozenset({"GET", "HEAD"})
 
 
 def admission_queues(
-    admission: Admission,
+    admission: Admission, ledger: Ledger
 ) -> tuple[Coalescer[Claim, Standing | None], Coalescer[Claim, Standing | None]]:
     """Concurrent requests are admitted together: one transaction records all their nonces.
 
@@ -44,7 +44,7 @@ def admission_queues(
     nonce in the transaction of the write itself (``PendingCaller``).
     """
     return (
-        Coalescer(admission.admit, name="drl-admission"),
+        Coalescer(admission.admit, name="drl-admission", turn=ledger.db.writer_turn),
         Coalescer(admission.look_up, name="drl-standings"),
     )
 

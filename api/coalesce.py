@@ -17,6 +17,11 @@ When the last batch had company (requests are arriving together), the thread lin
 ``linger`` (2 ms) for more before it starts the next: a batch costs about a millisecond of CPU
 however small it is (begin, commit, SQLAlchemy's statements), which under load, on the core the
 event loop needs, cost more than the few requests a batch without lingering would hold.
+
+With a ``turn`` (the database's turn to write, ``Database.writer_turn``) the thread takes the
+turn before it collects the rest of the batch: the requests that queued while another writer
+(another process of ``drl serve --workers``) held the database join the batch that waited for
+it, instead of each waiting for a turn of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -49,8 +55,10 @@ class Coalescer(Generic[T, R]):
         batch: int = 256,
         linger: float = 0.002,
         name: str = "batch",
+        turn: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         self._work = work
+        self._turn = turn
         self._batch = batch
         self._linger = linger
         self._name = name
@@ -107,10 +115,38 @@ class Coalescer(Generic[T, R]):
                     stop = True
                     break
                 waiting.append(more)
-            busy = len(waiting) > 1
-            self._answer(waiting)
+            if self._turn is None:
+                busy = len(waiting) > 1
+                self._answer(waiting)
+            else:
+                stop = self._answer_in_turn(self._turn, waiting_room, waiting) or stop
+                busy = len(waiting) > 1
             if stop:
                 return
+
+    def _answer_in_turn(
+        self,
+        turn: Callable[[], AbstractContextManager[object]],
+        waiting_room: queue.SimpleQueue[Waiter[T, R]],
+        waiting: list[Waiter[T, R]],
+    ) -> bool:
+        """Take the turn, add what queued while waiting for it, answer; True if told to stop."""
+        stop = False
+        try:
+            with turn():
+                while len(waiting) < self._batch:
+                    try:
+                        more = waiting_room.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        stop = True
+                        break
+                    waiting.append(more)
+                self._answer(waiting)
+        except Exception as exc:  # no turn (DatabaseBusy): each request of the batch gets it
+            self._settle_all(waiting, exc)
+        return stop
 
     def _answer(self, waiting: list[Waiter[T, R]]) -> None:
         """Run one batch and hand each request its answer; nothing here may end the thread."""
@@ -124,6 +160,14 @@ class Coalescer(Generic[T, R]):
             error = exc
         except BaseException as exc:  # not one a request should re-raise
             error = RuntimeError(f"{self._name}: {exc!r}")
+        self._settle_all(waiting, error, answers)
+
+    @staticmethod
+    def _settle_all(
+        waiting: list[Waiter[T, R]], error: BaseException | None, answers: Sequence[R] = ()
+    ) -> None:
+        """Hand each request its answer, or ``error`` (a request answered already keeps its
+        answer: ``_settle`` skips a future that is done)."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[R], R | None]]] = {}
         for index, (_, loop, future) in enumerate(waiting):
             answer = None if error is not None else answers[index]

@@ -215,7 +215,7 @@ def create_app(
     app.state.ledger = broker.ledger
     app.state.anchorer = broker.anchorer
     admission = Admission(broker.ledger)  # one pruning clock for both queues that record nonces
-    app.state.admission, app.state.standings = admission_queues(admission)
+    app.state.admission, app.state.standings = admission_queues(admission, broker.ledger)
     app.state.requests = access.request_coalescer(broker.ledger, admission)
     app.state.transfers = Transfers(transfers or TransferLimits())
     app.state.write_rate = write_rate or WriteRate()

@@ -27,12 +27,14 @@ from ledger.protocol.wire import (
 from ledger.services import access, catalog, requests
 from ledger.services.admission import Admission, Claim
 from ledger.services.context import Ledger
+from ledger.services.requests import Checked
 
 router = APIRouter(tags=["access"])
 
 
-#: One access request for the batch: the claim of the HTTP request that carries it, the action.
-Submitted = tuple[Claim, SignedAction]
+#: One access request for the batch: the claim of the HTTP request that carries it, the action
+#: and what the checks that need no database made of it (a form, or a refusal).
+Submitted = tuple[Claim, SignedAction, Checked]
 
 
 @router.post(
@@ -53,8 +55,11 @@ async def create_request(
         signed = caller.standing.own(body.signed)
     except LedgerError as refusal:
         raise await refusal_of(request, caller, refusal) from None
+    ledger: Ledger = request.app.state.ledger
+    # Checked here, before the batch: its transaction holds the turn to write and only records.
+    (checked,) = requests.check_request_batch(ledger, [signed]).checked
     batcher: Coalescer[Submitted, RequestPublic | LedgerError] = request.app.state.requests
-    answer = await batcher.submit((caller.claim, signed))
+    answer = await batcher.submit((caller.claim, signed, checked))
     if isinstance(answer, LedgerError):
         raise answer
     return answer
@@ -66,15 +71,16 @@ def request_coalescer(
     """What ``create_request`` submits to: many signed requests, one transaction."""
 
     def record(items: Sequence[Submitted]) -> list[RequestPublic | LedgerError]:
-        nonces = requests.RequestNonces(admission, [claim for claim, _ in items])
+        nonces = requests.RequestNonces(admission, [claim for claim, _, _ in items])
+        batch = requests.CheckedBatch(
+            [signed for _, signed, _ in items], [checked for _, _, checked in items]
+        )
         return [
             answer if isinstance(answer, LedgerError) else catalog.request_public(answer)
-            for answer in requests.request_access_each(
-                ledger, [signed for _, signed in items], nonces
-            )
+            for answer in requests.record_each(ledger, batch, nonces)
         ]
 
-    return Coalescer(record, name="drl-requests")
+    return Coalescer(record, name="drl-requests", turn=ledger.db.writer_turn)
 
 
 @router.get("/requests", response_model=RequestsPublic, responses=error_responses(401, 403, 422))

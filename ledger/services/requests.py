@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy import select as core_select
@@ -218,26 +218,27 @@ class BatchOutcome:
     refused: list[Refused]
 
 
+#: One signed request after the checks that need no database: its form, or the (code,
+#: message) of its refusal.
+Checked: TypeAlias = _RequestForm | tuple[str, str]
+
+
 @dataclass(frozen=True)
 class CheckedBatch:
     """A batch after the checks that need no database (signature, deadline, form)."""
 
     signed: Sequence[SignedAction]
-    checked: list[_RequestForm | tuple[str, str]]  # a form, or (code, message) of a refusal
+    checked: list[Checked]
 
 
-def _form_or_refusal(
-    domains: Domains, now: int, signed: SignedAction
-) -> _RequestForm | tuple[str, str]:
+def _form_or_refusal(domains: Domains, now: int, signed: SignedAction) -> Checked:
     try:
         return _request_form(domains, now, signed)
     except LedgerError as exc:
         return exc.code, exc.message
 
 
-def _check_slice(
-    domains: Domains, now: int, part: Sequence[SignedAction]
-) -> list[_RequestForm | tuple[str, str]]:
+def _check_slice(domains: Domains, now: int, part: Sequence[SignedAction]) -> list[Checked]:
     """Signature and form checks of a slice of a batch (picklable: runs in a worker process)."""
     return [_form_or_refusal(domains, now, signed) for signed in part]
 
@@ -379,8 +380,16 @@ def request_access_each(
     many), with the request ``nonces`` the same transaction uses; each item gets its own row,
     or the error ``request_access`` (or a replayed request) would have raised.
     """
-    outcome, rows = _record_request_batch(ledger, check_request_batch(ledger, signed), nonces)
-    answers: list[AccessRequest | LedgerError] = [LedgerError("unanswered")] * len(signed)
+    return record_each(ledger, check_request_batch(ledger, signed), nonces)
+
+
+def record_each(
+    ledger: Ledger, batch: CheckedBatch, nonces: RequestNonces | None = None
+) -> list[AccessRequest | LedgerError]:
+    """:func:`request_access_each` for a batch whose items were checked one by one as they
+    arrived (``check_request_batch`` of one item each): its transaction only records."""
+    outcome, rows = _record_request_batch(ledger, batch, nonces)
+    answers: list[AccessRequest | LedgerError] = [LedgerError("unanswered")] * len(batch.signed)
     for refusal in outcome.refused:
         answers[refusal.index] = LedgerError(refusal.message, code=refusal.code)
     for accepted, row in zip(outcome.accepted, rows, strict=True):

@@ -51,7 +51,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -191,7 +191,8 @@ class Database:
             raise RuntimeError(
                 "a transaction() is already open in this thread: nest with session.begin_nested()"
             )
-        with self._writer():
+        turn_held = getattr(self._local, "turn", False)
+        with nullcontext() if turn_held else self._writer():
             self._local.writing = True
             try:
                 with Session(self._write_engine, expire_on_commit=False) as session:
@@ -206,6 +207,26 @@ class Database:
                         raise
             finally:
                 self._local.writing = False
+
+    @contextmanager
+    def writer_turn(self) -> Iterator[None]:
+        """This thread's turn to write, held across several steps: the transactions it opens
+        meanwhile take no turn of their own.
+
+        On SQLite one writer at a time, of this process and (with ``drl serve --workers``) of
+        the others, gets the turn. A batch of concurrent requests takes the turn first and only
+        then collects what queued while it waited, so the requests that arrived during another
+        process's transaction share the next commit instead of each waiting for a turn of its
+        own (``api.coalesce``). On PostgreSQL there is no turn to take.
+        """
+        if getattr(self._local, "turn", False) or getattr(self._local, "writing", False):
+            raise RuntimeError("this thread already holds its turn to write")
+        with self._writer():
+            self._local.turn = True
+            try:
+                yield
+            finally:
+                self._local.turn = False
 
     # -- migrations ----------------------------------------------------------------------------
 

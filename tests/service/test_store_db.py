@@ -474,6 +474,40 @@ class OtherWriter:
         )
 
 
+def test_a_writer_turn_spans_transactions_and_other_threads_wait_for_it(
+    sqlite_url: str,
+) -> None:
+    """A batch takes its turn to write, then collects and commits within it: the transactions
+    it opens take no turn of their own, and another thread's writer waits until it ends."""
+    db = Database(sqlite_url)
+    other_started, other_done = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        other_started.set()
+        with db.transaction() as session:
+            session.add(UsedNonce(signer="0x" + "99" * 20, nonce="other"))
+        other_done.set()
+
+    try:
+        with db.writer_turn():
+            with db.transaction() as session:
+                session.add(UsedNonce(signer="0x" + "88" * 20, nonce="first"))
+            thread = threading.Thread(target=other_writer)
+            thread.start()
+            assert other_started.wait(5)
+            assert not other_done.wait(0.2)  # waiting for the turn
+            with db.transaction() as session:  # a second transaction in the same turn
+                session.add(UsedNonce(signer="0x" + "88" * 20, nonce="second"))
+            with pytest.raises(RuntimeError, match="already holds its turn"), db.writer_turn():
+                pass
+        thread.join(5)
+        assert other_done.is_set()
+        with db.session() as session:
+            assert session.exec(select(func.count()).select_from(UsedNonce)).one() == 3
+    finally:
+        db.dispose()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'broker.db'}"

@@ -9,9 +9,10 @@ forty times as long as its work).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -198,3 +199,60 @@ def test_requests_from_several_event_loops_are_answered_on_their_own_loop() -> N
         t.join(10)
     coalescer.close()
     assert answers == {n: n * 10 for n in range(1, 6)}
+
+
+def test_requests_that_queue_while_a_batch_waits_for_its_turn_join_that_batch() -> None:
+    """With a turn (the database's turn to write), the batch takes the turn first and only then
+    collects: requests that arrived during another writer's transaction share the next commit."""
+    batches: list[list[int]] = []
+    turn = threading.Lock()
+    taking = threading.Event()
+
+    @contextlib.contextmanager
+    def take_turn() -> Iterator[None]:
+        taking.set()
+        with turn:
+            yield
+
+    def work(items: Sequence[int]) -> list[int]:
+        assert turn.locked()  # the work runs inside the turn
+        batches.append(list(items))
+        return times_ten(items)
+
+    async def scenario() -> list[int]:
+        coalescer = Coalescer(work, linger=0, turn=take_turn)
+        turn.acquire()  # another writer holds the turn
+        first = asyncio.ensure_future(coalescer.submit(1))
+        while not taking.is_set():
+            await asyncio.sleep(0.01)  # the batch of 1 now waits for its turn
+        rest = [asyncio.ensure_future(coalescer.submit(i)) for i in (2, 3, 4)]
+        await asyncio.sleep(0.05)
+        turn.release()
+        answers = await asyncio.gather(first, *rest)
+        coalescer.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [10, 20, 30, 40]
+    assert batches == [[1, 2, 3, 4]]
+
+
+def test_a_turn_that_cannot_be_taken_fails_the_batch_and_the_thread_lives_on() -> None:
+    fail = [True]
+
+    @contextlib.contextmanager
+    def take_turn() -> Iterator[None]:
+        if fail[0]:
+            raise TimeoutError("no turn to write within the busy timeout")
+        yield
+
+    async def scenario() -> tuple[BaseException | int, int]:
+        coalescer = Coalescer(times_ten, turn=take_turn)
+        refused = (await asyncio.gather(coalescer.submit(1), return_exceptions=True))[0]
+        fail[0] = False
+        answered = await coalescer.submit(2)
+        coalescer.close()
+        return refused, answered
+
+    refused, answered = asyncio.run(scenario())
+    assert isinstance(refused, TimeoutError)
+    assert answered == 20
