@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 from ledger.merkle.proofs import leaf_hash
 from ledger.merkle.tree import MerkleTree, Node
 from ledger.protocol.actions import SignedAction
-from ledger.protocol.canonical import canonical
+from ledger.protocol.canonical import CanonicalText, canonical
 from ledger.store.db import locked_log_size, set_log_size
 from ledger.store.models import LogRecord, LogState
 from ledger.store.nodes import SqlNodeStore
@@ -83,6 +83,8 @@ class Item:
     signed: SignedAction
     dataset_id: int | None = None
     context: dict[str, Any] | None = None
+    #: ``canonical(signed.to_json())``, if the caller wrote it beforehand (the same bytes).
+    signed_text: CanonicalText | None = None
 
 
 def append(
@@ -115,7 +117,7 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
                 "v": LEAF_VERSION,
                 "seq": seq,
                 "at": now.isoformat(timespec="microseconds"),
-                "signed": item.signed.to_json(),
+                "signed": item.signed.to_json() if item.signed_text is None else item.signed_text,
                 "context": item.context or {},
             }
         )

@@ -26,6 +26,7 @@ from ledger.errors import (
     ReplayedNonce,
 )
 from ledger.protocol.actions import Domains, SignedAction
+from ledger.protocol.canonical import CanonicalText, canonical
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import RequestForm
 from ledger.services import flowlog, policy
@@ -74,6 +75,9 @@ class _RequestForm:
     days: int
     max_uses: int
     form: RequestForm
+    #: The signed action's canonical text for its log leaf, written here rather than in the
+    #: batch's transaction (which holds the database's turn to write).
+    signed_text: CanonicalText
 
 
 def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestForm:
@@ -89,6 +93,7 @@ def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestF
         int(msg["days"]),
         int(msg["maxUses"]),
         RequestForm.of(msg),  # checked with the limits (check_request_form)
+        CanonicalText(canonical(signed.to_json()).decode()),
     )
 
 
@@ -338,7 +343,8 @@ def _record_request_batch(
         order = sorted(forms)
         ordered = [forms[i] for i in order]
         seqs = flowlog.append_many(
-            session, [flowlog.Item(f.signed, dataset_id=f.dataset_id) for f in ordered]
+            session,
+            [flowlog.Item(f.signed, f.dataset_id, signed_text=f.signed_text) for f in ordered],
         )
         rows, ids = _insert_requests(session, ordered, seqs)
     accepted = [

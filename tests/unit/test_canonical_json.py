@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import InvalidInput
-from ledger.protocol.canonical import canonical
+from ledger.protocol.canonical import CanonicalText, canonical
 from ledger.protocol.codes import ErrorCode
 
 I_JSON_MAX = 2**53 - 1
@@ -136,3 +136,16 @@ def test_non_json_values_are_refused(value: Any) -> None:
     with pytest.raises(InvalidInput) as caught:
         canonical(value)
     assert caught.value.code == ErrorCode.BAD_JSON
+
+
+def test_canonical_text_written_beforehand_is_spliced_as_the_value_itself() -> None:
+    """A log leaf embeds its signed action's text, written before the leaf's number is known."""
+    action = {"signature": "0x" + "ab" * 65, "message": {"b": [1, "é\n"], "a": 2**200}, "z": None}
+    text = CanonicalText(canonical(action).decode())
+    for outer in ({"seq": 7, "signed": action}, [action, {"x": action}]):
+        spliced = {"seq": 7, "signed": text} if isinstance(outer, dict) else [text, {"x": text}]
+        assert canonical(spliced) == canonical(outer)
+    # Only the exact type is spliced: a plain string with the same characters stays a string.
+    plain = str(text)
+    assert type(plain) is str
+    assert canonical(plain) == json.dumps(plain, ensure_ascii=False).encode()
