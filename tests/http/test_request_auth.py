@@ -7,27 +7,33 @@ constants under test: 300 s either side is accepted, 301 s is not.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from api.auth import admission_queues, take_write
 from api.main import create_app
 from api.transfers import WriteRate
 from ledger.broker import Broker, open_broker
 from ledger.client.member import MemberKeys
 from ledger.client.sdk import BrokerClient
 from ledger.crypto import generate_keypair
+from ledger.errors import Throttled
 from ledger.keys import load_account
 from ledger.protocol import http as auth
 from ledger.protocol.actions import Domains
 from ledger.protocol.eip712 import SECP256K1_N
+from ledger.services.admission import REPLAYED, Admission, Claim
+from ledger.services.policy import Standing
 from ledger.settings import Settings
 from tests.support.http_probe import signed
 from tests.support.kit import new_keys
@@ -361,3 +367,43 @@ def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> Non
         assert code(post(b"{}")()) == (429, "rate_limited")
     finally:
         state.write_rate = saved
+
+
+def test_the_look_up_queue_reads_standings_and_used_nonces_and_records_nothing(app: App) -> None:
+    """What a write that uses its nonce in its own transaction learns first, recording nothing."""
+    app.at(NOW)
+    ledger = app.broker.ledger
+    admission = Admission(ledger)
+    admit, look_up = admission_queues(admission, ledger)
+    member = Claim(app.member.address, "look-up-before-its-write", NOW)
+    nobody = Claim(new_keys().address, "look-up-of-a-stranger", NOW)
+
+    async def scenario() -> list[Standing | None]:
+        try:
+            seen = [await look_up.submit(claim) for claim in (member, nobody, member)]
+            seen.append(await admit.submit(member))  # the write's transaction uses it
+            seen.append(await look_up.submit(member))
+            return seen
+        finally:
+            admit.close()
+            look_up.close()
+
+    before = nonce_rows(app)
+    first, stranger, again, admitted, after = asyncio.run(scenario())
+    assert first == again == admitted == Standing(app.member.address, "department", True)
+    assert stranger == Standing(nobody.signer)
+    assert after is REPLAYED
+    assert set(nonce_rows(app)) - set(before) == {member.nonce}
+
+
+def test_each_member_spends_a_write_rate_of_its_own() -> None:
+    """One member writing at its limit leaves every other member's writes alone."""
+    rate = WriteRate(per_second=0.1, burst=1, clock=lambda: 1000.0)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(write_rate=rate)))
+    busy, other = new_keys().address, new_keys().address
+    take_write(request, Standing(busy, "enterprise", True))  # type: ignore[arg-type]
+    with pytest.raises(Throttled):
+        take_write(request, Standing(busy, "enterprise", True))  # type: ignore[arg-type]
+    take_write(request, Standing(other, "department", True))  # type: ignore[arg-type]
+    for _ in range(3):  # a caller nobody onboarded spends nothing (and is refused elsewhere)
+        take_write(request, Standing(new_keys().address))  # type: ignore[arg-type]
