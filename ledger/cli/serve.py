@@ -103,6 +103,5 @@ def run_app(app: ASGIApp, sock: socket.socket) -> None:
     # walking it (about 0.1 s each time, a pause every request in flight waited for).
     gc.collect()
     gc.freeze()
-    sock.listen(2048)  # uvicorn's default backlog
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

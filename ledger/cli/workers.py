@@ -61,9 +61,12 @@ class WorkerSpec:
 
 
 def bound_socket(host: str, port: int, *, shared: bool) -> socket.socket:
-    """A socket bound to ``host:port`` (as uvicorn binds: IPv6 for a host with a colon),
-    listening only once :func:`ledger.cli.serve.run_app` serves it, so no connection waits
-    on it while the broker opens. ``shared`` binds with ``SO_REUSEPORT`` (the siblings)."""
+    """A socket bound to ``host:port`` (as uvicorn binds: IPv6 for a host with a colon) and
+    listening at once: with ``SO_REUSEADDR`` Linux lets a second process bind a port that is
+    bound but not yet listened on, and only the later ``listen`` fails, so a port claimed late
+    was once taken by another broker while this one opened. Connections that arrive while the
+    broker opens wait in the backlog until it serves. ``shared`` binds with ``SO_REUSEPORT``
+    (the siblings)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -71,6 +74,7 @@ def bound_socket(host: str, port: int, *, shared: bool) -> socket.socket:
         if shared:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
     except OSError as exc:  # in use, not this host's address, or a name that does not resolve
         sock.close()
         reason = exc.strerror or type(exc).__name__
