@@ -104,25 +104,33 @@ class Coalescer(Generic[T, R]):
                 return
             waiting = [first]
             until = time.monotonic() + self._linger if busy else 0.0
-            stop = False
-            while len(waiting) < self._batch:
-                try:
-                    left = until - time.monotonic()
-                    more = waiting_room.get(timeout=left) if left > 0 else waiting_room.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                waiting.append(more)
+            stop = self._collect(waiting_room, waiting, until)
             if self._turn is None:
-                busy = len(waiting) > 1
                 self._answer(waiting)
             else:
                 stop = self._answer_in_turn(self._turn, waiting_room, waiting) or stop
-                busy = len(waiting) > 1
+            busy = len(waiting) > 1
             if stop:
                 return
+
+    def _collect(
+        self,
+        waiting_room: queue.SimpleQueue[Waiter[T, R]],
+        waiting: list[Waiter[T, R]],
+        until: float,
+    ) -> bool:
+        """Add what queues until ``until`` (or is queued now) to ``waiting``; True on the stop
+        mark."""
+        while len(waiting) < self._batch:
+            try:
+                left = until - time.monotonic()
+                more = waiting_room.get(timeout=left) if left > 0 else waiting_room.get_nowait()
+            except queue.Empty:
+                return False
+            if more is _STOP:
+                return True
+            waiting.append(more)
+        return False
 
     def _answer_in_turn(
         self,
@@ -134,15 +142,7 @@ class Coalescer(Generic[T, R]):
         stop = False
         try:
             with turn():
-                while len(waiting) < self._batch:
-                    try:
-                        more = waiting_room.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is _STOP:
-                        stop = True
-                        break
-                    waiting.append(more)
+                stop = self._collect(waiting_room, waiting, until=0.0)
                 self._answer(waiting)
         except Exception as exc:  # no turn (DatabaseBusy): each request of the batch gets it
             self._settle_all(waiting, exc)
