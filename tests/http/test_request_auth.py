@@ -78,6 +78,20 @@ class App:
     def get(self, headers: dict[str, str], target: str = "/v1/datasets") -> httpx.Response:
         return self.http.get(target, headers=headers)
 
+    def signed_post(self, body: bytes) -> Callable[[], httpx.Response]:
+        """A ``POST /v1/requests`` of ``body`` signed once: each call sends the same bytes."""
+        headers = auth.sign_request(
+            self.member.account,
+            method="POST",
+            target="/v1/requests",
+            body_sha256=auth.body_sha256(body),
+            chain_id=int(self.config["chain_id"]),
+            deployment=str(self.config["flow_log"]),
+            timestamp=NOW,
+        )
+        headers["content-type"] = "application/json"
+        return lambda: self.http.post("/v1/requests", content=body, headers=headers)
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
@@ -298,18 +312,7 @@ def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limi
     try:
 
         def post() -> httpx.Response:
-            body = b"{}"  # refused later as invalid: the rate is checked first
-            headers = auth.sign_request(
-                app.member.account,
-                method="POST",
-                target="/v1/requests",
-                body_sha256=auth.body_sha256(body),
-                chain_id=int(app.config["chain_id"]),
-                deployment=str(app.config["flow_log"]),
-                timestamp=NOW,
-            )
-            headers["content-type"] = "application/json"
-            return app.http.post("/v1/requests", content=body, headers=headers)
+            return app.signed_post(b"{}")()  # refused later as invalid: the rate is checked first
 
         assert [post().status_code for _ in range(2)] == [422, 422]
         limited = post()
@@ -336,18 +339,7 @@ def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> Non
         **{name: str(app.config[name]) for name in DOMAIN_CONTRACTS},
     )
 
-    def post(body: bytes) -> Callable[[], httpx.Response]:
-        headers = auth.sign_request(
-            app.member.account,
-            method="POST",
-            target="/v1/requests",
-            body_sha256=auth.body_sha256(body),
-            chain_id=int(app.config["chain_id"]),
-            deployment=str(app.config["flow_log"]),
-            timestamp=NOW,
-        )
-        headers["content-type"] = "application/json"
-        return lambda: app.http.post("/v1/requests", content=body, headers=headers)
+    post = app.signed_post
 
     try:
         # An action someone else signed: refused (403), its request nonce used all the same.
