@@ -58,27 +58,24 @@ async def create_request(
     ledger: Ledger = request.app.state.ledger
     # Checked here, before the batch: its transaction holds the turn to write and only records.
     (checked,) = requests.check_request_batch(ledger, [signed]).checked
-    batcher: Coalescer[Submitted, RequestPublic | LedgerError] = request.app.state.requests
+    batcher: Coalescer[Submitted, requests.Recorded] = request.app.state.requests
     answer = await batcher.submit((caller.claim, signed, checked))
     if isinstance(answer, LedgerError):
         raise answer
-    return answer
+    return catalog.request_public(answer)  # here, not in the batch: it holds the turn to write
 
 
 def request_coalescer(
     ledger: Ledger, admission: Admission
-) -> Coalescer[Submitted, RequestPublic | LedgerError]:
+) -> Coalescer[Submitted, requests.Recorded]:
     """What ``create_request`` submits to: many signed requests, one transaction."""
 
-    def record(items: Sequence[Submitted]) -> list[RequestPublic | LedgerError]:
+    def record(items: Sequence[Submitted]) -> list[requests.Recorded]:
         nonces = requests.RequestNonces(admission, [claim for claim, _, _ in items])
         batch = requests.CheckedBatch(
             [signed for _, signed, _ in items], [checked for _, _, checked in items]
         )
-        return [
-            answer if isinstance(answer, LedgerError) else catalog.request_public(answer)
-            for answer in requests.record_each(ledger, batch, nonces)
-        ]
+        return requests.record_each(ledger, batch, nonces)
 
     return Coalescer(record, name="drl-requests", turn=ledger.db.writer_turn)
 

@@ -18,21 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Table, bindparam, delete, select, tuple_
+from sqlalchemy import Table, bindparam, delete
 from sqlmodel import Session
 
 from ledger.protocol.http import MAX_SKEW_SECONDS
 from ledger.services import policy
 from ledger.services.context import Ledger
 from ledger.services.policy import Standing
+from ledger.store.driver import Driver, placeholders
 from ledger.store.models import RequestNonce
-from ledger.store.nodes import insert_ignoring
 
 _NONCES: Table = RequestNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
 _PRUNE = delete(_NONCES).where(_NONCES.c.expires_at < bindparam("horizon"))
-_USED = select(_NONCES.c.signer, _NONCES.c.nonce).where(
-    tuple_(_NONCES.c.signer, _NONCES.c.nonce).in_(bindparam("pairs", expanding=True))
-)
+_USED = "SELECT signer, nonce FROM request_nonces WHERE (signer, nonce) IN ({})"  # the driver's
 #: Rows are kept this long past their request's validity: replicas' clocks may differ a little.
 CLOCK_MARGIN_SECONDS: Final = 60
 #: Expired rows are deleted at most this often (each batch would be wasteful).
@@ -82,16 +80,14 @@ class Admission:
         for claim in claims:
             if found[claim.signer].role is not None:
                 rows.setdefault((claim.signer, claim.nonce), claim.timestamp + MAX_SKEW_SECONDS)
-        inserted: set[tuple[str, str]] = set()
-        if rows:
-            statement = insert_ignoring(session, _NONCES, ("signer", "nonce"), ("signer", "nonce"))
-            values = [
-                {"signer": signer, "nonce": nonce, "expires_at": expires}
-                for (signer, nonce), expires in rows.items()
-            ]
-            inserted = {
-                (str(a), str(b)) for a, b in session.connection().execute(statement, values)
-            }
+        recorded = Driver.of(session).insert(
+            _NONCES,
+            ("signer", "nonce", "expires_at"),
+            [(signer, nonce, expires) for (signer, nonce), expires in rows.items()],
+            ignoring=("signer", "nonce"),
+            returning=("signer", "nonce"),
+        )
+        inserted = {(str(signer), str(nonce)) for signer, nonce in recorded}
         answers: list[Standing | None] = []
         for claim in claims:
             standing = found[claim.signer]
@@ -112,15 +108,14 @@ class Admission:
         check): a replay seen here is refused before it spends the member's write rate or a
         place in a batch. One read for all the claims.
         """
-        with self._ledger.db.session() as session:
-            found = self.standings(session, [c.signer for c in claims])
-            pairs = list({(c.signer, c.nonce) for c in claims})
-            used = {
-                (str(signer), str(nonce))
-                for signer, nonce in session.connection().execute(_USED, {"pairs": pairs})
-            }
+        pairs = list({(c.signer, c.nonce) for c in claims})
+        with self._ledger.db.driver() as driver:
+            found = self.standings(driver, [c.signer for c in claims])
+            sql = _USED.format(placeholders(len(pairs), width=2))
+            rows = driver.rows(sql, [value for pair in pairs for value in pair])
+        used = {(str(signer), str(nonce)) for signer, nonce in rows}
         return [REPLAYED if (c.signer, c.nonce) in used else found[c.signer] for c in claims]
 
-    def standings(self, session: Session, signers: Sequence[str]) -> dict[str, Standing]:
+    def standings(self, reader: Session | Driver, signers: Sequence[str]) -> dict[str, Standing]:
         """The standing of each of ``signers`` (one query)."""
-        return policy.standings(session, sorted(set(signers)), operator=self._ledger.operator)
+        return policy.standings(reader, sorted(set(signers)), operator=self._ledger.operator)

@@ -22,8 +22,8 @@ from ledger.protocol.codes import ErrorCode
 from ledger.protocol.limits import check_limits, check_timing
 from ledger.store.blobs import BlobStore
 from ledger.store.db import Database
+from ledger.store.driver import Driver
 from ledger.store.models import Dataset, UsedNonce, utcnow
-from ledger.store.nodes import insert_ignoring
 
 _NONCES: Table = UsedNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
 
@@ -82,13 +82,8 @@ def consume_nonce(session: Session, signed: SignedAction) -> None:
     (also when a concurrent transaction used it first), and the transaction stays usable.
     """
     key = nonce_key(signed)
-    if key is None:
-        return
-    signer, nonce = key
-    statement = insert_ignoring(session, _NONCES, ("signer", "nonce"), ("signer",))
-    row = {"signer": signer, "nonce": nonce, "created_at": utcnow()}
-    if session.connection().execute(statement, row).first() is None:
-        raise ReplayedNonce(f"nonce {nonce} already used by {signer}")
+    if key is not None and consume_nonces(session, [key]):
+        raise ReplayedNonce(f"nonce {key[1]} already used by {key[0]}")
 
 
 def consume_nonces(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -103,9 +98,14 @@ def consume_nonces(session: Session, keys: list[tuple[str, str]]) -> set[tuple[s
     if not keys:
         return set()
     now = utcnow()
-    statement = insert_ignoring(session, _NONCES, ("signer", "nonce"), ("signer", "nonce"))
-    rows = [{"signer": signer, "nonce": nonce, "created_at": now} for signer, nonce in keys]
-    inserted = {(str(a), str(b)) for a, b in session.connection().execute(statement, rows)}
+    recorded = Driver.of(session).insert(
+        _NONCES,
+        ("signer", "nonce", "created_at"),
+        [(signer, nonce, now) for signer, nonce in keys],
+        ignoring=("signer", "nonce"),
+        returning=("signer", "nonce"),
+    )
+    inserted = {(str(signer), str(nonce)) for signer, nonce in recorded}
     return {key for key in keys if key not in inserted}
 
 

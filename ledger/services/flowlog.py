@@ -38,14 +38,15 @@ from ledger.merkle.tree import MerkleTree, Node
 from ledger.protocol.actions import SignedAction
 from ledger.protocol.canonical import CanonicalText, canonical
 from ledger.store.db import locked_log_size, set_log_size
+from ledger.store.driver import Driver
 from ledger.store.models import LogRecord, LogState
 from ledger.store.nodes import SqlNodeStore
 
 LEAF_VERSION = 1
 
 _RECORDS: Table = LogRecord.__table__  # type: ignore[attr-defined]  # SQLModel sets it
-# Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
-_INSERT_RECORDS = _RECORDS.insert()
+#: Inserted by every append, straight through the driver (ledger.store.driver).
+_RECORD_COLUMNS = ("seq", "action", "actor", "dataset_id", "leaf", "created_at")
 _PENDING = "drl_flowlog_frontier"  # Session.info: (pool, size, frontier) written, not committed
 
 #: Frontier of the last size this process committed, per database (its connection pool).
@@ -109,7 +110,7 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
         return []
     tree = _open_for_append(session, first)
     leaves: list[bytes] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for seq, item in enumerate(items, start=first):
         now = dt.datetime.now(dt.UTC)
         leaf = canonical(
@@ -122,19 +123,9 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
             }
         )
         leaves.append(leaf_hash(leaf))
-        rows.append(
-            {
-                "seq": seq,
-                "action": item.signed.action,
-                "actor": item.signed.actor,
-                "dataset_id": item.dataset_id,
-                "leaf": leaf,
-                "created_at": now,
-            }
-        )
+        rows.append((seq, item.signed.action, item.signed.actor, item.dataset_id, leaf, now))
     tree.append_leaf_hashes(leaves)
-    connection = session.connection()
-    connection.execute(_INSERT_RECORDS, rows)
+    Driver.of(session).insert(_RECORDS, _RECORD_COLUMNS, rows)
     size = first + len(items)
     set_log_size(session, size)
     session.info[_PENDING] = (_pool(session), size, tree.frontier)

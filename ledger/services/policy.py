@@ -48,6 +48,7 @@ from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import SignedActionIn
 from ledger.services.context import Ledger
+from ledger.store.driver import Driver, placeholders
 from ledger.store.models import Member
 
 Role = Literal["operator", "department", "enterprise", "regulator"]
@@ -60,9 +61,7 @@ WRITERS: Final[frozenset[Role]] = frozenset({"department", "enterprise"})
 _MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
 # Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
 _ONE = select(_MEMBERS.c.kind, _MEMBERS.c.status).where(_MEMBERS.c.address == bindparam("address"))
-_MANY = select(_MEMBERS.c.address, _MEMBERS.c.kind, _MEMBERS.c.status).where(
-    _MEMBERS.c.address.in_(bindparam("addresses", expanding=True))
-)
+_MANY = "SELECT address, kind, status FROM members WHERE address IN ({})"  # run by the driver
 
 
 def require_operator(actor: str, operator: str, why: str) -> None:
@@ -201,13 +200,17 @@ def standing(session: Session, address: str, *, operator: str) -> Standing:
     return Standing.of_member(address, str(found[0]), str(found[1]))
 
 
-def standings(session: Session, addresses: Sequence[str], *, operator: str) -> dict[str, Standing]:
-    """The standing of each of ``addresses`` (one query per 500 of them)."""
+def standings(
+    reader: Session | Driver, addresses: Sequence[str], *, operator: str
+) -> dict[str, Standing]:
+    """The standing of each of ``addresses`` (one query per 500 of them), read in ``reader``."""
     found = {address: Standing(address) for address in addresses}
     members = [address for address in found if address != operator]
+    # Read for every request: straight through the driver (ledger.store.driver).
+    driver = reader if isinstance(reader, Driver) else Driver.of(reader)
     for start in range(0, len(members), 500):
-        rows = session.connection().execute(_MANY, {"addresses": members[start : start + 500]})
-        for address, kind, status in rows:
+        chunk = members[start : start + 500]
+        for address, kind, status in driver.rows(_MANY.format(placeholders(len(chunk))), chunk):
             found[str(address)] = Standing.of_member(str(address), str(kind), str(status))
     if operator in found:
         found[operator] = Standing.operator(operator)

@@ -58,9 +58,9 @@ from typing import Any, Literal
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Table, bindparam, event, func, select, update
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
@@ -69,6 +69,7 @@ from ledger.errors import ConfigurationError
 from ledger.private import private_file, private_sqlite
 from ledger.protocol.codes import ErrorCode
 from ledger.redact import mask_url, scrub
+from ledger.store.driver import Driver
 from ledger.store.errors import DatabaseBusy, DatabaseNotMigrated
 from ledger.store.models import LogState
 
@@ -85,11 +86,11 @@ DEFAULT_MAX_OVERFLOW = 8
 #: Key of ``pg_advisory_xact_lock`` taken by ``upgrade`` (any fixed 64-bit number will do).
 _PG_MIGRATION_LOCK = 0x44524C5F4D494752  # "DRL_MIGR"
 _WRITE = "drl_write"  # Session.info flag set by transaction()
-_STATE: Table = LogState.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
 # Statements built once: SQLAlchemy reuses their cache keys and compiled forms.
-_LOG_SIZE = select(_STATE.c.size).where(_STATE.c.id == 1)
-_LOG_SIZE_FOR_UPDATE = _LOG_SIZE.with_for_update()
-_SET_LOG_SIZE = update(_STATE).where(_STATE.c.id == 1).values(size=bindparam("new_size"))
+# Every append runs these: sent straight to the driver (ledger.store.driver).
+_LOG_SIZE = "SELECT size FROM log_state WHERE id = 1"
+_LOG_SIZE_FOR_UPDATE = _LOG_SIZE + " FOR UPDATE"
+_SET_LOG_SIZE = "UPDATE log_state SET size = ? WHERE id = 1"
 _BEGIN = "drl_sqlite_begin"  # execution option read by the SQLite "begin" hook
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -171,6 +172,27 @@ class Database:
         """
         with self._read_engine.connect() as connection:
             yield connection
+
+    @contextmanager
+    def driver(self) -> Iterator[Driver]:
+        """A pooled connection's driver (``ledger.store.driver``) for reads every request runs.
+
+        No session and no SQLAlchemy connection around it: they cost 0.3 ms of CPU against the
+        reads' 0.05 (the caller's standing and used nonces). On SQLite each statement is its
+        own snapshot; on PostgreSQL the statements share a transaction. The pool rolls back
+        whatever it holds when the block ends.
+        """
+        dialect = self._engine.dialect
+        try:
+            pooled = self._engine.raw_connection()
+        except dialect.loaded_dbapi.Error as exc:  # as Engine.connect() would raise it
+            raise DBAPIError.instance(
+                None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        try:
+            yield Driver(pooled.driver_connection, dialect, pooled.invalidate)
+        finally:
+            pooled.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -358,9 +380,9 @@ def locked_log_size(session: Session) -> int:
     """
     if not session.info.get(_WRITE):
         raise RuntimeError("locking the log needs a session from Database.transaction()")
-    connection = session.connection()
-    statement = _LOG_SIZE if connection.dialect.name == "sqlite" else _LOG_SIZE_FOR_UPDATE
-    size = connection.execute(statement).scalar_one_or_none()
+    driver = Driver.of(session)
+    found = driver.rows(_LOG_SIZE_FOR_UPDATE if driver.postgresql else _LOG_SIZE)
+    size = found[0][0] if found else None
     if size is None:
         raise DatabaseNotMigrated("the log_state row is missing: run Database.upgrade() first")
     return int(size)
@@ -368,7 +390,7 @@ def locked_log_size(session: Session) -> int:
 
 def set_log_size(session: Session, size: int) -> None:
     """Write the log's new size, under the lock of :func:`locked_log_size`; commits with it."""
-    session.connection().execute(_SET_LOG_SIZE, {"new_size": size})
+    Driver.of(session).rows(_SET_LOG_SIZE, (size,))
     loaded = session.identity_map.get(session.identity_key(LogState, 1))
     if loaded is not None:  # the session holds the row: its copy must agree with the table
         set_committed_value(loaded, "size", size)

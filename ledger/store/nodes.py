@@ -8,51 +8,28 @@ a time); readers can use any session.
 Nodes never change once written: ``put`` of the same hash again is a no-op, ``put`` of a
 different hash raises ``NodeConflict`` -- and neither aborts the caller's transaction (the
 insert is ``ON CONFLICT DO NOTHING``, then the stored hash is compared). ``put_many`` does the
-same for many nodes with one bulk insert (``executemany``), comparing stored hashes only when
-some row was not inserted.
+same for many nodes with one multi-row insert, comparing stored hashes only when some row was
+not inserted. Appends run these on every write: they go straight to the driver
+(``ledger.store.driver``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Insert, Table, and_, or_
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlalchemy import Table
+from sqlmodel import Session, select
 
 from ledger.merkle.tree import Node, NodeKey
+from ledger.store.driver import Driver, placeholders
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 
 #: Keys per SELECT in ``get_many`` (stays far below every driver's bound-parameter limit).
 BATCH_SIZE = 500
 _TABLE: Table = TreeNode.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
-
-
-@functools.cache
-def _insert_ignoring(
-    dialect: str, table: Table, keys: tuple[str, ...], returning: tuple[str, ...]
-) -> Insert:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement: Insert = insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    return statement.returning(*(table.c[name] for name in returning))
-
-
-def insert_ignoring(
-    session: Session, table: Table, keys: tuple[str, ...], returning: tuple[str, ...]
-) -> Insert:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING ...`` for ``session``'s dialect.
-
-    Built once per dialect and table and reused (SQLAlchemy then reuses its compiled form and
-    cache key). Execute it with a parameter dict, or a list of them (``executemany``); the rows
-    it returns are the ones really inserted -- psycopg reports no ``rowcount`` for these.
-    """
-    dialect = session.get_bind().dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        raise ValueError(f"the store supports sqlite and postgresql, not {dialect}")
-    return _insert_ignoring(dialect, table, keys, returning)
+_GET_MANY = "SELECT level, idx, hash FROM tree_nodes WHERE "
 
 
 class SqlNodeStore:
@@ -63,7 +40,6 @@ class SqlNodeStore:
         dialect = session.get_bind().dialect.name
         if dialect not in ("postgresql", "sqlite"):
             raise ValueError(f"SqlNodeStore supports sqlite and postgresql, not {dialect}")
-        self._insert = insert_ignoring(session, _TABLE, ("level", "idx"), ("level",))
 
     @property
     def session(self) -> Session:
@@ -78,31 +54,30 @@ class SqlNodeStore:
     def get_many(self, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
         found: dict[NodeKey, bytes] = {}
         unique = list(dict.fromkeys(keys))
+        driver = Driver.of(self._session)  # appends read their frontier: ledger.store.driver
         for start in range(0, len(unique), BATCH_SIZE):
             by_level: dict[int, list[int]] = defaultdict(list)
             for level, index in unique[start : start + BATCH_SIZE]:
                 by_level[level].append(index)
             # (level = ? AND idx IN (...)) OR ...: portable, and each arm uses the primary key.
-            condition = or_(
-                *(
-                    and_(col(TreeNode.level) == level, col(TreeNode.idx).in_(indexes))
-                    for level, indexes in by_level.items()
-                )
+            arms = " OR ".join(
+                f"(level = ? AND idx IN ({placeholders(len(indexes))}))"
+                for indexes in by_level.values()
             )
-            rows = self._session.exec(
-                select(TreeNode.level, TreeNode.idx, TreeNode.hash).where(condition)
-            )
-            for level, index, digest in rows:
-                found[level, index] = bytes(digest)
+            params = [value for level, indexes in by_level.items() for value in (level, *indexes)]
+            for level, index, digest in driver.rows(_GET_MANY + arms, params):
+                found[int(level), int(index)] = bytes(digest)
         return found
 
     def put_many(self, nodes: Sequence[Node]) -> None:
-        """Insert ``nodes`` in one ``executemany``; a different stored hash raises NodeConflict."""
+        """Insert ``nodes`` in one statement; a different stored hash raises NodeConflict."""
         if not nodes:
             return
-        rows = [{"level": n.level, "idx": n.index, "hash": bytes(n.hash)} for n in nodes]
-        inserted = len(self._session.connection().execute(self._insert, rows).all())
-        if inserted == len(rows):
+        rows = [(n.level, n.index, bytes(n.hash)) for n in nodes]
+        inserted = Driver.of(self._session).insert(
+            _TABLE, ("level", "idx", "hash"), rows, ignoring=("level", "idx"), returning=("level",)
+        )
+        if len(inserted) == len(rows):
             return
         # Some node was there already: compare what is stored.
         stored = self.get_many([(n.level, n.index) for n in nodes])
@@ -111,10 +86,4 @@ class SqlNodeStore:
                 raise NodeConflict(n.level, n.index)
 
     def put(self, level: int, index: int, digest: bytes) -> None:
-        digest = bytes(digest)
-        row = {"level": level, "idx": index, "hash": digest}
-        if self._session.connection().execute(self._insert, row).first() is not None:
-            return
-        stored = self.get(level, index)
-        if stored != digest:
-            raise NodeConflict(level, index)
+        self.put_many([Node(level, index, bytes(digest))])

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from ledger.services.admission import Admission, Claim
 from ledger.services.anchoring import Anchorer
 from ledger.services.verify import verify
 from ledger.store.db import Database
+from ledger.store.driver import Driver
 from ledger.store.errors import NodeConflict
 from ledger.store.models import AccessRequest, LogRecord, RequestNonce, TreeNode, UsedNonce
 from tests.support import kit
@@ -103,11 +104,18 @@ def roll_back(db: Database, work: Callable[[Session], object]) -> None:
 
 
 class NodeReads:
-    """Counts SELECTs on tree_nodes issued through an engine."""
+    """Counts SELECTs on tree_nodes, through an engine or straight through its driver."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         event.listen(db.engine, "before_cursor_execute", self._seen)
+        rows = Driver.rows
+
+        def counted(driver: Driver, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+            self._seen(None, None, sql)
+            return rows(driver, sql, params)
+
+        monkeypatch.setattr(Driver, "rows", counted)
 
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.lstrip().upper().startswith("SELECT") and "tree_nodes" in statement:
@@ -164,10 +172,12 @@ def test_append_needs_a_write_transaction(db: Database) -> None:
 # -- the remembered frontier ---------------------------------------------------------------------
 
 
-def test_a_remembered_frontier_spares_the_node_reads(db: Database) -> None:
+def test_a_remembered_frontier_spares_the_node_reads(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(7):
         append_one(db, i)
-    reads = NodeReads(db)
+    reads = NodeReads(db, monkeypatch)
     append_one(db, 7)
     append_one(db, 8)
     assert reads.count == 0
@@ -179,14 +189,16 @@ def test_a_remembered_frontier_spares_the_node_reads(db: Database) -> None:
     assert_log_sound(db)
 
 
-def test_another_replica_appending_in_between_is_noticed(db: Database) -> None:
+def test_another_replica_appending_in_between_is_noticed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = Database(db.url.render_as_string(hide_password=False))
     try:
         for i in range(5):
             append_one(db, i)
         for i in range(5, 8):
             append_one(other, i)
-        reads = NodeReads(db)
+        reads = NodeReads(db, monkeypatch)
         append_one(db, 8)  # size 8 under the lock, remembered 5: read the frontier again
         assert reads.count == 1
         append_one(other, 9)

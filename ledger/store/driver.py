@@ -1,0 +1,153 @@
+"""Statements sent straight to the database driver, for the few that every write runs.
+
+SQLAlchemy Core spends about 60 µs of CPU on a statement beyond the driver's own 15 µs (its
+cache key, parameter processing, result wrapping). A signed write runs about a dozen statements
+inside the database's only write turn, and each request's look-up two more; there that
+overhead was a third of a write's CPU (``scripts/bench_load.py --profile``).
+
+A :class:`Driver` runs statements on a session's own DB-API connection, inside its transaction:
+they commit or roll back with everything else the session does. Statements are written with
+``?`` placeholders (rewritten for psycopg); inserts are built from the models' tables and bind
+values with each column's own processor, so rows are stored exactly as SQLAlchemy stores them
+(SQLite's text timestamps included).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+#: Bound values per statement: far below SQLite's 32,766 and PostgreSQL's 65,535.
+MAX_PARAMETERS = 10_000
+Row = tuple[Any, ...]
+_DRIVER = "drl_driver"  # Session.info: (the transaction, its Driver)
+
+
+class Driver:
+    """A DB-API connection of ``dialect``: a session's (:meth:`of`) or a pooled one."""
+
+    def __init__(
+        self, raw: Any, dialect: Dialect, invalidate: Callable[[], object] | None = None
+    ) -> None:
+        self._raw = raw
+        self._dialect = dialect
+        self._postgresql = dialect.name == "postgresql"
+        self._invalidate = invalidate
+
+    @classmethod
+    def of(cls, session: Session) -> Driver:
+        """``session``'s connection, in its current transaction (one driver per transaction:
+        ``Session.connection()`` alone costs more than a statement here)."""
+        transaction = session.get_transaction()
+        known = session.info.get(_DRIVER)
+        if known is not None and transaction is not None and known[0] is transaction:
+            return cast(Driver, known[1])
+        connection = session.connection()
+        driver = cls(
+            connection.connection.driver_connection, connection.dialect, connection.invalidate
+        )
+        session.info[_DRIVER] = (session.get_transaction(), driver)
+        return driver
+
+    @property
+    def postgresql(self) -> bool:
+        return self._postgresql
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run ``sql`` (``?`` placeholders); its rows, if it returns any."""
+        if self._postgresql:
+            sql = _for_psycopg(sql)
+        dbapi = self._dialect.loaded_dbapi
+        try:
+            cursor = self._raw.execute(sql, params)
+            return cursor.fetchall() if cursor.description is not None else []
+        except dbapi.Error as exc:
+            raise self._wrapped(exc, sql) from exc
+
+    def _wrapped(self, exc: Any, sql: str) -> BaseException:
+        """``exc`` as SQLAlchemy would have raised it (``OperationalError``, ``IntegrityError``
+        ...: what callers catch); a connection the server dropped is not pooled again."""
+        gone = self._dialect.is_disconnect(exc, self._raw, None)
+        if gone and self._invalidate is not None:
+            self._invalidate()
+        wrapped: BaseException = DBAPIError.instance(
+            sql,
+            None,  # values stay out of messages and logs
+            exc,
+            self._dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=self._dialect,
+        )
+        return wrapped
+
+    def insert(
+        self,
+        table: Table,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+        *,
+        ignoring: tuple[str, ...] = (),
+        returning: tuple[str, ...] = (),
+    ) -> list[Row]:
+        """Insert ``rows`` (values in ``columns``' order) in as few statements as the bound
+        parameter limit allows; with ``ignoring`` (a unique key) rows that conflict on it are
+        skipped. Returns the ``returning`` columns of the rows inserted, in no set order."""
+        binds = self._binds(table, columns)
+        values = [tuple(b(v) if b else v for b, v in zip(binds, row, strict=True)) for row in rows]
+        found: list[Row] = []
+        for chunk in _chunks(values, max(1, MAX_PARAMETERS // len(columns))):
+            sql = _insert_sql(table.name, columns, len(chunk), ignoring, returning)
+            found += self.rows(sql, [value for row in chunk for value in row])
+        return found
+
+    def _binds(self, table: Table, columns: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:
+        return _bind_processors(self._dialect, table, columns)
+
+
+def placeholders(count: int, width: int = 1) -> str:
+    """``?, ?, ?`` for ``count`` values, or ``(?, ?), (?, ?)`` for rows of ``width``."""
+    one = "?" if width == 1 else "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * count)
+
+
+def _chunks(values: list[Row], size: int) -> Iterator[list[Row]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+@functools.cache
+def _for_psycopg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+@functools.cache
+def _insert_sql(
+    table: str,
+    columns: tuple[str, ...],
+    count: int,
+    ignoring: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
+    # Names come from the models' tables (``Driver.insert`` looked each column up); values are
+    # bound, never formatted in.
+    values = placeholders(count, len(columns))
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"  # noqa: S608
+    if ignoring:
+        sql += f" ON CONFLICT ({', '.join(ignoring)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
+
+
+@functools.cache
+def _bind_processors(
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
+) -> list[Callable[[Any], Any] | None]:
+    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
