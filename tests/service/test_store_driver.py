@@ -44,9 +44,7 @@ def test_rows_written_by_sqlalchemy_and_by_the_driver_are_stored_alike(db: Datab
         session.flush()
         Driver.of(session).insert(USED, COLUMNS, [("0xa", "driver", at)])
     with db.transaction() as session:
-        stored = Driver.of(session).rows(
-            "SELECT nonce, created_at FROM used_nonces ORDER BY nonce"
-        )
+        stored = Driver.of(session).rows("SELECT nonce, created_at FROM used_nonces ORDER BY nonce")
     assert [nonce for nonce, _ in stored] == ["driver", "orm"]
     assert stored[0][1] == stored[1][1]  # the same stored form (SQLite: the same text)
 
@@ -78,10 +76,17 @@ def test_many_rows_are_split_below_the_bound_parameter_limit(
 
 
 def test_statements_share_the_session_transaction_and_roll_back_with_it(db: Database) -> None:
-    with pytest.raises(RuntimeError, match="abandon"), db.transaction() as session:
-        Driver.of(session).insert(USED, COLUMNS, [("0xa", "1", utcnow())])
-        assert session.exec(select(col(UsedNonce.nonce))).all() == ["1"]  # seen by the ORM
-        raise RuntimeError("abandon")
+    seen: list[str] = []
+
+    def abandoned() -> None:
+        with db.transaction() as session:
+            Driver.of(session).insert(USED, COLUMNS, [("0xa", "1", utcnow())])
+            seen.extend(session.exec(select(col(UsedNonce.nonce))).all())  # seen by the ORM
+            raise RuntimeError("abandon")
+
+    with pytest.raises(RuntimeError, match="abandon"):
+        abandoned()
+    assert seen == ["1"]
     assert nonces(db) == {}
 
 
@@ -114,10 +119,8 @@ def test_a_pooled_driver_reads_without_a_session(db: Database) -> None:
     with db.transaction() as session:
         Driver.of(session).insert(USED, COLUMNS, [("0xa", "1", utcnow())])
     with db.driver() as reader:
-        found = reader.rows(
-            f"SELECT signer, nonce FROM used_nonces WHERE signer IN ({placeholders(2)})",
-            ["0xa", "0xb"],
-        )
+        sql = "SELECT signer, nonce FROM used_nonces WHERE signer IN ({})"
+        found = reader.rows(sql.format(placeholders(2)), ["0xa", "0xb"])
     assert [tuple(row) for row in found] == [("0xa", "1")]
 
 

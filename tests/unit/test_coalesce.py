@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from api.coalesce import Coalescer
+from api.coalesce import Coalescer, Inline
 
 
 def times_ten(items: Sequence[int]) -> list[int]:
@@ -256,3 +256,32 @@ def test_a_turn_that_cannot_be_taken_fails_the_batch_and_the_thread_lives_on() -
     refused, answered = asyncio.run(scenario())
     assert isinstance(refused, TimeoutError)
     assert answered == 20
+
+
+# -- Inline: the same interface, the work done at once -------------------------------------------
+
+
+def test_inline_work_runs_at_once_in_the_callers_thread() -> None:
+    threads: list[threading.Thread] = []
+
+    def work(items: Sequence[int]) -> list[int]:
+        threads.append(threading.current_thread())
+        return times_ten(items)
+
+    inline = Inline(work)
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(*(inline.submit(i) for i in (1, 2))))
+
+    answers = asyncio.run(both())
+    assert answers == [10, 20]
+    assert threads == [threading.main_thread()] * 2  # one item at a time, no thread of its own
+    assert inline.close() is True
+
+
+def test_inline_work_that_fails_fails_its_request() -> None:
+    def work(items: Sequence[int]) -> list[int]:
+        raise ValueError("broken")
+
+    with pytest.raises(ValueError, match="broken"):
+        asyncio.run(Inline(work).submit(1))
