@@ -54,6 +54,25 @@ def test_members_sorted_by_utf16_code_units(value: dict[str, int]) -> None:
     assert encoded == rfc8785.dumps(value)
 
 
+#: Values ``canonical`` hands to the json module's C encoder: no float, ASCII member names.
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | text,
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(st.characters(codec="ascii"), max_size=20), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain_values)
+def test_the_fast_encoder_writes_what_the_general_writer_writes(value: Any) -> None:
+    """A float beside a value sends the whole object, the value too, through the general
+    writer; alone, the value goes through the json module's encoder."""
+    assert canonical({"a": 0.5, "b": value}) == b'{"a":0.5,"b":' + canonical(value) + b"}"
+
+
 @settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_is_a_fixed_point(value: Any) -> None:
