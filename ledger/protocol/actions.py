@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
 
 from ledger.errors import InvalidSignature
 from ledger.protocol.codes import ErrorCode
@@ -37,6 +36,7 @@ from ledger.protocol.eip712 import (
     broker_domain,
     check_members,
     checksum,
+    checksum_text,
     contract_domain,
     eip712_digest,
     from_json,
@@ -221,7 +221,7 @@ class SignedAction:
         """Check the signature recovers to ``actor`` and, where named, the message's signer."""
         raw = self._signer_bytes(domains)
         signer = checksum(raw)
-        if signer != self.actor and signer != to_checksum_address(self.actor):
+        if signer != self.actor and signer != checksum_text(self.actor):
             raise InvalidSignature(f"{self.action} signed by {signer}, not by {self.actor}")
         field = self.spec.signer_field
         # The digest already checked the field is an address; compare its 20 bytes.
@@ -248,7 +248,7 @@ class SignedAction:
             sig = str(data["signature"])
             return cls(
                 action=action,
-                actor=to_checksum_address(str(data["actor"])),
+                actor=checksum_text(str(data["actor"])),
                 message=dict(data["message"]),
                 signature=bytes.fromhex(sig[2:] if sig.startswith("0x") else sig),
             )

@@ -254,6 +254,13 @@ def checksum(raw: bytes) -> str:
     return str(to_checksum_address(raw))
 
 
+@functools.lru_cache(maxsize=4096)
+def checksum_text(address: str) -> str:
+    """:func:`checksum` of an address as written (any case); ValueError if it is none. Every
+    signed action names its actor: cached, as an EIP-55 checksum costs a Keccak hash."""
+    return str(to_checksum_address(address))
+
+
 def from_json(kind: str, value: Any) -> Any:
     """Coerce a JSON value to what EIP-712 encoding of ``kind`` expects (strictly).
 
