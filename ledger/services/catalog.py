@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from types import SimpleNamespace
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
@@ -64,7 +67,9 @@ def member_public(m: Member | CoreRow[Any]) -> MemberPublic:
     return _public(MemberPublic, m)
 
 
-def dataset_public(d: Dataset | CoreRow[Any], newer_version: int | None = None) -> DatasetPublic:
+def dataset_public(
+    d: Dataset | CoreRow[Any] | SimpleNamespace, newer_version: int | None = None
+) -> DatasetPublic:
     return _public(
         DatasetPublic,
         d,
@@ -185,6 +190,20 @@ def datasets(
     )
 
 
+#: The page of :func:`datasets_json`, straight through the driver (``ledger.store.driver``):
+#: the same rows as ``_PAGED`` and ``_PAGED_OWNED`` (tests/service/test_catalog_page.py holds
+#: the two pages to the same bytes), without SQLAlchemy's statement and result work.
+_CATALOG_COLUMNS: Final = tuple(column.name for column in _DATASETS.columns)
+_METADATA: Final = _CATALOG_COLUMNS.index("metadata_json")
+_CATALOG_SQL: Final = (
+    "SELECT "  # noqa: S608  (the model's column names; values are bound)
+    + ", ".join(f"datasets.{name}" for name in _CATALOG_COLUMNS)
+    + ", (SELECT max(later.id) FROM datasets AS later"
+    " WHERE later.previous_version = datasets.id)"
+    " FROM datasets{} ORDER BY datasets.id LIMIT ? OFFSET ?"
+)
+
+
 def datasets_json(
     ledger: Ledger, *, owner: str | None = None, limit: int = 100, offset: int = 0
 ) -> bytes:
@@ -194,8 +213,21 @@ def datasets_json(
     row's wire model and dumping it cost more than the query. The bytes are exactly what
     ``DatasetsPublic.model_dump_json()`` gives for the same page.
     """
-    rows, after = _catalog_page(ledger, owner, limit, offset)
-    data = b",".join(_RENDERED.json(row) for row in rows)
+    where, values = (" WHERE datasets.owner = ?", [owner]) if owner else ("", [])
+    with ledger.db.driver() as driver:
+        found = driver.rows(_CATALOG_SQL.format(where), [*values, limit + 1, offset])
+        rows, after = page(found, limit, offset)
+
+        def render(row: tuple[Any, ...]) -> bytes:
+            typed = driver.typed(_DATASETS, _CATALOG_COLUMNS, row[:-1])
+            return dataset_public(SimpleNamespace(**typed), row[-1]).model_dump_json().encode()
+
+        # The key is every value but the metadata: that is written once, with the row, and
+        # its hash is a column.
+        data = b",".join(
+            _RENDERED.json(row[:_METADATA] + row[_METADATA + 1 :], partial(render, row))
+            for row in rows
+        )
     tail = b"null" if after is None else str(after).encode()
     return b'{"data":[%b],"count":%d,"next":%b}' % (data, len(rows), tail)
 
@@ -224,14 +256,14 @@ class Renderings:
     def entries(self) -> int:
         return len(self._entries)
 
-    def json(self, row: CoreRow[Any]) -> bytes:
-        key = tuple(v for name, v in row._mapping.items() if name != "metadata_json")
+    def json(self, key: tuple[Any, ...], render: Callable[[], bytes]) -> bytes:
+        """The rendering kept for ``key`` (a row's values), or ``render()``'s, then kept."""
         with self._lock:
             held = self._entries.get(key)
             if held is not None:
                 self._entries.move_to_end(key)
                 return held[0]
-        rendered = dataset_public(row, row.newer_version).model_dump_json().encode()
+        rendered = render()
         # The key is held too: its strings (title, hashes, owner) count towards the bound.
         size = len(rendered) + sum(len(v) if isinstance(v, str | bytes) else 8 for v in key)
         with self._lock:

@@ -110,6 +110,15 @@ class Driver:
     def _binds(self, table: Table, columns: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:
         return _bind_processors(self._dialect, table, columns)
 
+    def typed(self, table: Table, columns: tuple[str, ...], row: Row) -> dict[str, Any]:
+        """``row``'s values of ``columns`` as SQLAlchemy would have read them (timestamps as
+        timezone-aware datetimes, SQLite's 0 and 1 as booleans), by name."""
+        processors = _result_processors(self._dialect, table, columns)
+        return {
+            name: value if process is None else process(value)
+            for name, process, value in zip(columns, processors, row, strict=True)
+        }
+
 
 def placeholders(count: int, width: int = 1) -> str:
     """``?, ?, ?`` for ``count`` values, or ``(?, ?), (?, ?)`` for rows of ``width``."""
@@ -144,6 +153,15 @@ def _insert_sql(
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
     return sql
+
+
+@functools.cache
+def _result_processors(
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
+) -> list[Callable[[Any], Any] | None]:
+    return [
+        table.c[name].type.dialect_impl(dialect).result_processor(dialect, None) for name in columns
+    ]
 
 
 @functools.cache

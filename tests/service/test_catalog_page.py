@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from sqlalchemy import update
@@ -101,11 +102,16 @@ def test_renderings_are_bounded_in_bytes_keys_included(world: tuple[Broker, Memb
     page = json.loads(catalog.datasets_json(broker.ledger))
     with broker.ledger.db.reading() as connection:
         rows = list(connection.execute(catalog._PAGED, {"limit": 10, "offset": 0}))
+    keys = [tuple(v for k, v in row._mapping.items() if k != "metadata_json") for row in rows]
+    renders = [
+        partial(lambda r: catalog.dataset_public(r, r.newer_version).model_dump_json().encode(), r)
+        for r in rows
+    ]
     roomy = Renderings(max_bytes=10**6)
-    rendered = [roomy.json(row) for row in rows]
+    rendered = [roomy.json(key, render) for key, render in zip(keys, renders, strict=True)]
     assert [json.loads(r)["id"] for r in rendered] == [d["id"] for d in page["data"]]
     assert roomy.entries == 3
     assert roomy.size > sum(len(r) for r in rendered) + sum(len(d["title"]) for d in page["data"])
     tight = Renderings(max_bytes=1)  # room for none: only the latest is kept
-    assert [tight.json(row) for row in rows] == rendered
+    assert [tight.json(k, r) for k, r in zip(keys, renders, strict=True)] == rendered
     assert tight.entries == 1
