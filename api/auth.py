@@ -42,10 +42,13 @@ def admission_queues(
 
     The second queue only looks callers (and used nonces) up, for writes that use their request
     nonce in the transaction of the write itself (``PendingCaller``). On SQLite that is two
-    indexed reads of a local file, which never wait for a writer (WAL): they run at once in the
+    indexed reads of a local file, which do not wait for writers (WAL): they run at once in the
     event loop, cheaper than a thread's hand-off (``scripts/bench_load.py``: writes at 20
-    clients 400 -> 523/s). A PostgreSQL server is a network round trip away: there concurrent
-    look-ups share one on a thread of their own.
+    clients 400 -> 523/s). What could still stall the loop: a pooled connection (the pool
+    holds more than the threads that can borrow one at a time: the 40 request threads, the
+    batch threads and the loop) or SQLite's rare busy reads (recovering a crashed WAL), both
+    bounded by their timeouts. A PostgreSQL server is a network round trip away: there
+    concurrent look-ups share one on a thread of their own.
     """
     look_up: Batcher[Claim, Standing | None] = (
         Inline(admission.look_up)

@@ -44,9 +44,9 @@ async def catalog(
 ) -> Response:
     """The catalog: every registered dataset's certificate and metadata (never contents).
 
-    The busiest read: one indexed Core query, run on the event loop (a hop to a worker thread
-    and back cost more than the query itself under load), answered with rows rendered once
-    (``DatasetsPublic`` exactly, as the response model says).
+    The busiest read: one indexed query through the driver, run on the event loop (a hop to a
+    worker thread and back cost more than the query itself under load), answered with rows
+    rendered once (``DatasetsPublic`` exactly, as the response model says).
     """
     caller.require_member()
     page = index.datasets_json(ledger, owner=owner, limit=limit, offset=offset)

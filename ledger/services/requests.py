@@ -393,7 +393,9 @@ def request_access_each(
     return record_each(ledger, check_request_batch(ledger, signed), nonces)
 
 
-#: What recording one access request answers: its row, or why it was refused.
+#: What recording one access request answers: its row, or why it was refused. The row is built
+#: from the values inserted (``model_construct``), attached to no session and unknown to
+#: SQLAlchemy: read it, never add or merge it into a session.
 Recorded: TypeAlias = AccessRequest | LedgerError
 
 

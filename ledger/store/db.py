@@ -179,8 +179,9 @@ class Database:
 
         No session and no SQLAlchemy connection around it: they cost 0.3 ms of CPU against the
         reads' 0.05 (the caller's standing and used nonces). On SQLite each statement is its
-        own snapshot; on PostgreSQL the statements share a transaction. The pool rolls back
-        whatever it holds when the block ends.
+        own snapshot; on PostgreSQL the statements share a transaction but, under READ
+        COMMITTED, not a snapshot: callers must not rely on two reads agreeing. The pool
+        rolls back whatever it holds when the block ends.
         """
         dialect = self._engine.dialect
         try:

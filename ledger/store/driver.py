@@ -5,8 +5,9 @@ cache key, parameter processing, result wrapping). A signed write runs about a d
 inside the database's only write turn, and each request's look-up two more; there that
 overhead was a third of a write's CPU (``scripts/bench_load.py --profile``).
 
-A :class:`Driver` runs statements on a session's own DB-API connection, inside its transaction:
-they commit or roll back with everything else the session does. Statements are written with
+A :class:`Driver` runs statements on a session's own DB-API connection, inside its transaction
+(``Driver.of``): they commit or roll back with everything else the session does. For reads
+outside any session, ``Database.driver()`` lends one from the pool. Statements are written with
 ``?`` placeholders (rewritten for psycopg); inserts are built from the models' tables and bind
 values with each column's own processor, so rows are stored exactly as SQLAlchemy stores them
 (SQLite's text timestamps included).
@@ -131,12 +132,13 @@ def _chunks(values: list[Row], size: int) -> Iterator[list[Row]]:
         yield values[start : start + size]
 
 
-@functools.cache
 def _for_psycopg(sql: str) -> str:
+    # Not cached: statements vary with their number of values (a proof's node reads vary with
+    # its shape), and a replace costs far less than the statement.
     return sql.replace("?", "%s")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _insert_sql(
     table: str,
     columns: tuple[str, ...],

@@ -90,7 +90,7 @@ def test_statements_share_the_session_transaction_and_roll_back_with_it(db: Data
     assert nonces(db) == {}
 
 
-def test_a_constraint_violation_is_sqlalchemys_error_without_the_bound_values(
+def test_a_constraint_violation_is_sqlalchemys_error_listing_no_bound_values(
     db: Database,
 ) -> None:
     now = utcnow()
