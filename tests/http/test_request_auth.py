@@ -36,8 +36,6 @@ from ledger.protocol.eip712 import SECP256K1_N
 from ledger.services.admission import REPLAYED, Admission, Claim
 from ledger.services.policy import Standing
 from ledger.settings import Settings
-from ledger.store.db import Database
-from ledger.store.models import Member
 from tests.support.http_probe import signed
 from tests.support.kit import new_keys
 
@@ -391,25 +389,18 @@ def test_the_look_up_queue_reads_standings_and_used_nonces_and_records_nothing(a
     assert set(nonce_rows(app)) - set(before) == {member.nonce}
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_the_look_up_runs_in_the_event_loop_on_sqlite_and_on_a_thread_on_postgresql(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    app: App, dialect: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two reads of a local file cost less than a thread's hand-off; a server's round trips
-    would stall the event loop. Either way the caller gets its standing."""
-    address = new_keys().address
-    with db.transaction() as session:
-        session.add(
-            Member(
-                address=address,
-                kind="enterprise",
-                name="Look-up Ltd",
-                key_suite=1,
-                encryption_key=bytes(32),
-                onboarded_tx="0x" + "00" * 32,
-                log_seq=0,
-            )
-        )
-    ledger = SimpleNamespace(db=db, operator=new_keys().address, now=lambda: NOW)
+    would stall the event loop. Either way the caller gets its standing.
+
+    The queues choose by the database's dialect alone; the look-up itself reads this broker's
+    SQLite file either way (a PostgreSQL server here would outlive the mutation runs that kill
+    this test's process: the cluster tests run the queues on a real one).
+    """
+    app.at(NOW)
     threads: list[str] = []
     looked_up = Admission.look_up
 
@@ -418,17 +409,21 @@ def test_the_look_up_runs_in_the_event_loop_on_sqlite_and_on_a_thread_on_postgre
         return looked_up(self, claims)
 
     monkeypatch.setattr(Admission, "look_up", spied)
-    admit, look_up = admission_queues(Admission(ledger), ledger)  # type: ignore[arg-type]
+    ledger = app.broker.ledger
+    chooser = SimpleNamespace(
+        db=SimpleNamespace(dialect=dialect, writer_turn=ledger.db.writer_turn)
+    )
+    admit, look_up = admission_queues(Admission(ledger), chooser)  # type: ignore[arg-type]
 
     async def scenario() -> Standing | None:
         try:
-            return await look_up.submit(Claim(address, "where-is-it-looked-up", NOW))
+            return await look_up.submit(Claim(app.member.address, f"looked-up-{dialect}", NOW))
         finally:
             admit.close()
             look_up.close()
 
-    assert asyncio.run(scenario()) == Standing(address, "enterprise", True)
-    assert threads == ["MainThread" if db.dialect == "sqlite" else "drl-standings"]
+    assert asyncio.run(scenario()) == Standing(app.member.address, "department", True)
+    assert threads == ["MainThread" if dialect == "sqlite" else "drl-standings"]
 
 
 def test_each_member_spends_a_write_rate_of_its_own() -> None:
