@@ -25,7 +25,7 @@ from ledger.protocol.http import MAX_SKEW_SECONDS
 from ledger.services import policy
 from ledger.services.context import Ledger
 from ledger.services.policy import Standing
-from ledger.store.driver import Driver, placeholders
+from ledger.store.driver import Driver
 from ledger.store.models import RequestNonce
 
 _NONCES: Table = RequestNonce.__table__  # type: ignore[attr-defined]  # SQLModel sets it on tables
@@ -111,8 +111,7 @@ class Admission:
         pairs = list({(c.signer, c.nonce) for c in claims})
         with self._ledger.db.driver() as driver:
             found = self.standings(driver, [c.signer for c in claims])
-            sql = _USED.format(placeholders(len(pairs), width=2))
-            rows = driver.rows(sql, [value for pair in pairs for value in pair])
+            rows = driver.rows_in(_USED, pairs)
         used = {(str(signer), str(nonce)) for signer, nonce in rows}
         return [REPLAYED if (c.signer, c.nonce) in used else found[c.signer] for c in claims]
 

@@ -48,7 +48,7 @@ from ledger.protocol.actions import SignedAction
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.wire import SignedActionIn
 from ledger.services.context import Ledger
-from ledger.store.driver import Driver, placeholders
+from ledger.store.driver import Driver
 from ledger.store.models import Member
 
 Role = Literal["operator", "department", "enterprise", "regulator"]
@@ -208,10 +208,8 @@ def standings(
     members = [address for address in found if address != operator]
     # Read for every request: straight through the driver (ledger.store.driver).
     driver = reader if isinstance(reader, Driver) else Driver.of(reader)
-    for start in range(0, len(members), 500):
-        chunk = members[start : start + 500]
-        for address, kind, status in driver.rows(_MANY.format(placeholders(len(chunk))), chunk):
-            found[str(address)] = Standing.of_member(str(address), str(kind), str(status))
+    for address, kind, status in driver.rows_in(_MANY, members):
+        found[str(address)] = Standing.of_member(str(address), str(kind), str(status))
     if operator in found:
         found[operator] = Standing.operator(operator)
     return found

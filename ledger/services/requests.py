@@ -38,7 +38,7 @@ from ledger.services.context import (
     consume_nonces,
     nonce_key,
 )
-from ledger.store.driver import Driver, placeholders
+from ledger.store.driver import Driver
 from ledger.store.models import AccessRequest, utcnow
 
 _REQUESTS: Table = AccessRequest.__table__  # type: ignore[attr-defined]  # SQLModel sets it
@@ -132,15 +132,10 @@ def _targets(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, bool,
     """``id -> (owner, retired, owner active)`` of the datasets among ``ids`` (one query per
     500 ids)."""
     unique = [i for i in dict.fromkeys(ids) if 0 <= i <= MAX_ROW_ID]
-    found: dict[int, tuple[str, bool, bool]] = {}
-    driver = Driver.of(session)
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        for dataset_id, owner, retired, status in driver.rows(
-            _TARGETS.format(placeholders(len(chunk))), chunk
-        ):
-            found[int(dataset_id)] = (str(owner), bool(retired), status == "active")
-    return found
+    return {
+        int(dataset_id): (str(owner), bool(retired), status == "active")
+        for dataset_id, owner, retired, status in Driver.of(session).rows_in(_TARGETS, unique)
+    }
 
 
 def _refusal_in(session: Session, form: _RequestForm, *, operator: str) -> LedgerError | None:

@@ -8,7 +8,7 @@ overhead was a third of a write's CPU (``scripts/bench_load.py --profile``).
 A :class:`Driver` runs statements on a session's own DB-API connection, inside its transaction
 (``Driver.of``): they commit or roll back with everything else the session does. For reads
 outside any session, ``Database.driver()`` lends one from the pool. Statements are written with
-``?`` placeholders (rewritten for psycopg); inserts are built from the models' tables and bind
+``?`` bind marks (rewritten for psycopg); inserts are built from the models' tables and bind
 values with each column's own processor, so rows are stored exactly as SQLAlchemy stores them
 (SQLite's text timestamps included).
 """
@@ -61,7 +61,7 @@ class Driver:
         return self._postgresql
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Run ``sql`` (``?`` placeholders); its rows, if it returns any."""
+        """Run ``sql`` (``?`` bind marks); its rows, if it returns any."""
         if self._postgresql:
             sql = _for_psycopg(sql)
         dbapi = self._dialect.loaded_dbapi
@@ -87,6 +87,17 @@ class Driver:
             dialect=self._dialect,
         )
         return wrapped
+
+    def rows_in(self, sql: str, keys: Sequence[Any], *, per: int = 500) -> list[Row]:
+        """Run ``sql``, whose ``{}`` is an ``IN`` list, for ``keys`` ``per`` at a time (scalars,
+        or tuples of one width for a row value such as ``(signer, nonce)``); all the rows."""
+        found: list[Row] = []
+        for start in range(0, len(keys), per):
+            chunk = keys[start : start + per]
+            width = len(chunk[0]) if isinstance(chunk[0], tuple) else 1
+            values = [v for key in chunk for v in key] if width > 1 else list(chunk)
+            found += self.rows(sql.format(bind_marks(len(chunk), width)), values)
+        return found
 
     def insert(
         self,
@@ -121,7 +132,7 @@ class Driver:
         }
 
 
-def placeholders(count: int, width: int = 1) -> str:
+def bind_marks(count: int, width: int = 1) -> str:
     """``?, ?, ?`` for ``count`` values, or ``(?, ?), (?, ?)`` for rows of ``width``."""
     one = "?" if width == 1 else "(" + ", ".join("?" * width) + ")"
     return ", ".join([one] * count)
@@ -148,7 +159,7 @@ def _insert_sql(
 ) -> str:
     # Names come from the models' tables (``Driver.insert`` looked each column up); values are
     # bound, never formatted in.
-    values = placeholders(count, len(columns))
+    values = bind_marks(count, len(columns))
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"  # noqa: S608
     if ignoring:
         sql += f" ON CONFLICT ({', '.join(ignoring)}) DO NOTHING"

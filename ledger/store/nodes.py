@@ -22,7 +22,7 @@ from sqlalchemy import Table
 from sqlmodel import Session, select
 
 from ledger.merkle.tree import Node, NodeKey
-from ledger.store.driver import Driver, placeholders
+from ledger.store.driver import Driver, bind_marks
 from ledger.store.errors import NodeConflict
 from ledger.store.models import TreeNode
 
@@ -61,7 +61,7 @@ class SqlNodeStore:
                 by_level[level].append(index)
             # (level = ? AND idx IN (...)) OR ...: portable, and each arm uses the primary key.
             arms = " OR ".join(
-                f"(level = ? AND idx IN ({placeholders(len(indexes))}))"
+                f"(level = ? AND idx IN ({bind_marks(len(indexes))}))"
                 for indexes in by_level.values()
             )
             params = [value for level, indexes in by_level.items() for value in (level, *indexes)]

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from ledger.store import driver as driver_module
 from ledger.store.db import Database
-from ledger.store.driver import Driver, placeholders
+from ledger.store.driver import Driver, bind_marks
 from ledger.store.models import RequestNonce, UsedNonce, utcnow
 
 USED: Table = UsedNonce.__table__  # type: ignore[attr-defined]
@@ -119,8 +119,9 @@ def test_a_pooled_driver_reads_without_a_session(db: Database) -> None:
     with db.transaction() as session:
         Driver.of(session).insert(USED, COLUMNS, [("0xa", "1", utcnow())])
     with db.driver() as reader:
-        sql = "SELECT signer, nonce FROM used_nonces WHERE signer IN ({})"
-        found = reader.rows(sql.format(placeholders(2)), ["0xa", "0xb"])
+        found = reader.rows_in(
+            "SELECT signer, nonce FROM used_nonces WHERE signer IN ({})", ["0xa", "0xb"]
+        )
     assert [tuple(row) for row in found] == [("0xa", "1")]
 
 
@@ -129,6 +130,23 @@ def test_a_statement_without_rows_answers_an_empty_list(db: Database) -> None:
         assert Driver.of(session).rows("DELETE FROM used_nonces WHERE signer = ?", ["0xa"]) == []
 
 
-def test_placeholders_for_values_and_for_rows() -> None:
-    assert placeholders(3) == "?, ?, ?"
-    assert placeholders(2, width=3) == "(?, ?, ?), (?, ?, ?)"
+def test_bind_marks_for_values_and_for_rows() -> None:
+    assert bind_marks(3) == "?, ?, ?"
+    assert bind_marks(2, width=3) == "(?, ?, ?), (?, ?, ?)"
+
+
+def test_an_in_list_is_read_in_chunks_of_scalars_or_of_row_values(db: Database) -> None:
+    now = utcnow()
+    with db.transaction() as session:
+        Driver.of(session).insert(USED, COLUMNS, [("0xa", str(i), now) for i in range(7)])
+    with db.driver() as reader:
+        by_nonce = reader.rows_in(
+            "SELECT nonce FROM used_nonces WHERE nonce IN ({})", [str(i) for i in range(9)], per=2
+        )
+        by_pair = reader.rows_in(
+            "SELECT nonce FROM used_nonces WHERE (signer, nonce) IN ({})",
+            [("0xa", "1"), ("0xb", "2"), ("0xa", "6")],
+            per=2,
+        )
+    assert sorted(int(n) for (n,) in by_nonce) == list(range(7))
+    assert sorted(n for (n,) in by_pair) == ["1", "6"]
