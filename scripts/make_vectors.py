@@ -955,6 +955,12 @@ CANONICAL_CASES: list[tuple[str, str]] = [
     ),
     ("integer_beyond_2_53", "[9007199254740993, -9007199254740993, 18446744073709551616]"),
     (
+        "signed_action_shape",
+        '{"signature": "0xab", "message": {"purpose": "Ward counts \u00e9\u20ac\u2028",'
+        ' "nonce": 115792089237316195423570985008687907853269984665640564039457584007913129639935,'
+        ' "days": 30, "retired": false, "note": null}, "actor": "0xAbC", "action": "RequestAccess"}',
+    ),
+    (
         "numbers",
         "[0, -0, 1, -1, 1.0, 1e2, 1E21, 1e21, 1e20, 123456789012345680000, 1e-7, 0.000001,"
         " 0.1, -0.0, 1.5e300, 5e-324, 1.7976931348623157e308, 0.30000000000000004,"
