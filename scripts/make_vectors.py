@@ -958,7 +958,7 @@ CANONICAL_CASES: list[tuple[str, str]] = [
         "signed_action_shape",
         '{"signature": "0xab", "message": {"purpose": "Ward counts \u00e9\u20ac\u2028",'
         ' "nonce": 1157920892373161954235709850086879078532699846656405640394575840'
-        '07913129639935,'
+        "07913129639935,"
         ' "days": 30, "retired": false, "note": null},'
         ' "actor": "0xAbC", "action": "RequestAccess"}',
     ),
