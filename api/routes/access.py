@@ -62,7 +62,7 @@ async def create_request(
     answer = await batcher.submit((caller.claim, signed, checked))
     if isinstance(answer, LedgerError):
         raise answer
-    return catalog.request_public(answer)  # here, not in the batch: it holds the turn to write
+    return catalog.request_public(answer.row())  # here, not in the batch: it holds the turn
 
 
 def request_coalescer(

@@ -113,15 +113,10 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
     rows: list[tuple[Any, ...]] = []
     for seq, item in enumerate(items, start=first):
         now = dt.datetime.now(dt.UTC)
-        leaf = canonical(
-            {
-                "v": LEAF_VERSION,
-                "seq": seq,
-                "at": now.isoformat(timespec="microseconds"),
-                "signed": item.signed.to_json() if item.signed_text is None else item.signed_text,
-                "context": item.context or {},
-            }
-        )
+        signed_text = item.signed_text
+        if signed_text is None:
+            signed_text = CanonicalText(canonical(item.signed.to_json()).decode())
+        leaf = leaf_text(seq, now.isoformat(timespec="microseconds"), signed_text, item.context)
         leaves.append(leaf_hash(leaf))
         rows.append((seq, item.signed.action, item.signed.actor, item.dataset_id, leaf, now))
     tree.append_leaf_hashes(leaves)
@@ -130,6 +125,23 @@ def append_many(session: Session, items: Sequence[Item]) -> list[int]:
     set_log_size(session, size)
     session.info[_PENDING] = (_pool(session), size, tree.frontier)
     return list(range(first, size))
+
+
+def leaf_text(
+    seq: int, at: str, signed_text: CanonicalText, context: dict[str, Any] | None
+) -> bytes:
+    """A record's leaf: ``canonical({"v", "seq", "at", "signed", "context"})``, written by hand.
+
+    The leaf's five members are fixed and ASCII-named, so their canonical order is the one
+    written here; ``at`` is an ISO timestamp (ASCII) and the signed action's text was written
+    by ``canonical`` already. The general writer took a tenth of a batch's time in the turn to
+    write (tests/unit/test_log_leaf.py holds the two to the same bytes).
+    """
+    context_text = canonical(context).decode() if context else "{}"
+    return (
+        f'{{"at":{json.dumps(at)},"context":{context_text},"seq":{seq},'
+        f'"signed":{signed_text},"v":{LEAF_VERSION}}}'
+    ).encode()
 
 
 def _pool(session: Session) -> Any:

@@ -385,13 +385,30 @@ def request_access_each(
     many), with the request ``nonces`` the same transaction uses; each item gets its own row,
     or the error ``request_access`` (or a replayed request) would have raised.
     """
-    return record_each(ledger, check_request_batch(ledger, signed), nonces)
+    recorded = record_each(ledger, check_request_batch(ledger, signed), nonces)
+    return [r.row() if isinstance(r, Inserted) else r for r in recorded]
 
 
-#: What recording one access request answers: its row, or why it was refused. The row is built
-#: from the values inserted (``model_construct``), attached to no session and unknown to
-#: SQLAlchemy: read it, never add or merge it into a session.
-Recorded: TypeAlias = AccessRequest | LedgerError
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """An accepted request as its batch inserted it: the row's id and column values.
+
+    The model is built by :meth:`row`, by whoever reads the answer: the broker's batch thread
+    hands these out while it holds the turn to write, and building each model there cost a
+    tenth of the batch.
+    """
+
+    id: int
+    values: dict[str, Any]
+
+    def row(self) -> AccessRequest:
+        """The request's row, not validated again and attached to no session: read it, never
+        add or merge it into a session (SQLAlchemy does not know it)."""
+        return AccessRequest.model_construct(id=self.id, **self.values)
+
+
+#: What recording one access request answers: the row inserted, or why it was refused.
+Recorded: TypeAlias = Inserted | LedgerError
 
 
 def record_each(
@@ -404,7 +421,5 @@ def record_each(
     for refusal in outcome.refused:
         answers[refusal.index] = LedgerError(refusal.message, code=refusal.code)
     for accepted, row in zip(outcome.accepted, rows, strict=True):
-        # The row as inserted, not validated again (a tenth of the cost; the broker's batch
-        # thread builds these while it holds the turn to write). Attached to no session.
-        answers[accepted.index] = AccessRequest.model_construct(id=accepted.request_id, **row)
+        answers[accepted.index] = Inserted(accepted.request_id, row)
     return answers

@@ -111,16 +111,12 @@ class Driver:
         """Insert ``rows`` (values in ``columns``' order) in as few statements as the bound
         parameter limit allows; with ``ignoring`` (a unique key) rows that conflict on it are
         skipped. Returns the ``returning`` columns of the rows inserted, in no set order."""
-        binds = self._binds(table, columns)
-        values = [tuple(b(v) if b else v for b, v in zip(binds, row, strict=True)) for row in rows]
+        values = _bound(_bind_processors(self._dialect, table, columns), len(columns), rows)
         found: list[Row] = []
         for chunk in _chunks(values, max(1, MAX_PARAMETERS // len(columns))):
             sql = _insert_sql(table.name, columns, len(chunk), ignoring, returning)
             found += self.rows(sql, [value for row in chunk for value in row])
         return found
-
-    def _binds(self, table: Table, columns: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:
-        return _bind_processors(self._dialect, table, columns)
 
     def typed(self, table: Table, columns: tuple[str, ...], row: Row) -> dict[str, Any]:
         """``row``'s values of ``columns`` as SQLAlchemy would have read them (timestamps as
@@ -180,5 +176,29 @@ def _result_processors(
 @functools.cache
 def _bind_processors(
     dialect: Dialect, table: Table, columns: tuple[str, ...]
-) -> list[Callable[[Any], Any] | None]:
-    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """The columns whose values SQLAlchemy converts before binding (by position), and how."""
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
+    return tuple((i, p) for i, p in enumerate(processors) if p is not None)
+
+
+def _bound(
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...],
+    width: int,
+    rows: Sequence[Sequence[Any]],
+) -> list[Row]:
+    """``rows`` as bound: each converted value replaced (most columns need no conversion)."""
+    values: list[Row] = []
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a row of {len(row)} values for {width} columns")
+        if processors:
+            converted = list(row)
+            for i, process in processors:
+                converted[i] = process(converted[i])
+            values.append(tuple(converted))
+        else:
+            values.append(tuple(row))
+    return values

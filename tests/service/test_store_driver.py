@@ -61,6 +61,16 @@ def test_an_insert_ignoring_conflicts_returns_only_the_rows_it_inserted(db: Data
     assert set(nonces(db)) == {("0xa", "1"), ("0xa", "2")}
 
 
+def test_a_row_with_too_few_or_too_many_values_is_refused_before_any_statement(
+    db: Database,
+) -> None:
+    at = utcnow()
+    for row in [("0xa", "1"), ("0xa", "2", at, "extra")]:
+        with pytest.raises(ValueError, match="values for 3 columns"), db.transaction() as session:
+            Driver.of(session).insert(USED, COLUMNS, [("0xa", "0", at), row])
+    assert nonces(db) == {}
+
+
 def test_many_rows_are_split_below_the_bound_parameter_limit(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
