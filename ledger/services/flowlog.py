@@ -139,7 +139,7 @@ def leaf_text(
     """
     context_text = canonical(context).decode() if context else "{}"
     return (
-        f'{{"at":{json.dumps(at)},"context":{context_text},"seq":{seq},'
+        f'{{"at":{json.dumps(at, ensure_ascii=False)},"context":{context_text},"seq":{seq},'
         f'"signed":{signed_text},"v":{LEAF_VERSION}}}'
     ).encode()
 

@@ -61,7 +61,7 @@ def test_an_insert_ignoring_conflicts_returns_only_the_rows_it_inserted(db: Data
     assert set(nonces(db)) == {("0xa", "1"), ("0xa", "2")}
 
 
-def test_a_row_with_too_few_or_too_many_values_is_refused_before_any_statement(
+def test_a_row_with_too_few_or_too_many_values_is_refused_and_nothing_is_written(
     db: Database,
 ) -> None:
     at = utcnow()

@@ -1,7 +1,9 @@
 """Keccak-256 is computed by safe-pysha3's C code, and is the same function as pycryptodome's.
 
-Importing ``ledger`` chooses the backend for every library that hashes through eth-hash
-(eth-account, eth-utils, web3, py-evm), unless the operator chose one with ``ETH_HASH_BACKEND``.
+Importing ``ledger`` chooses the backend of ``eth_hash.auto``, which eth-utils (and through it
+eth-account, web3 and py-evm) hashes with, unless the operator chose one with
+``ETH_HASH_BACKEND``. safe-pysha3 1.0.7 carries the XKCP fix for CVE-2022-37454 (the bounds
+check in ``KeccakSponge.inc``'s absorb), which the retired pysha3 never received.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ KNOWN = {
 PROBE = (
     "import ledger\n"
     "from eth_hash.auto import keccak\n"
-    "from eth_utils import keccak as utils_keccak\n"
-    "assert keccak(b'') == utils_keccak(b'')\n"
+    "import eth_utils.crypto\n"
+    "assert eth_utils.crypto.keccak_256 is keccak\n"
+    "keccak(b'')  # the backend is chosen on the first hash\n"
     "print(keccak.hasher.__module__)\n"
 )
 
@@ -42,7 +45,7 @@ def backend_in_a_fresh_process(**env: str) -> str:
     return out.stdout.strip()
 
 
-def test_importing_ledger_chooses_pysha3_for_every_library() -> None:
+def test_importing_ledger_chooses_pysha3_for_eth_hash_and_eth_utils() -> None:
     assert backend_in_a_fresh_process() == "eth_hash.backends.pysha3"
 
 

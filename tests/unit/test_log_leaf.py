@@ -52,3 +52,11 @@ def test_a_leaf_with_non_ascii_text_and_an_empty_context() -> None:
     spliced = CanonicalText(canonical(signed).decode())
     assert leaf_text(7, at, spliced, {}) == general(7, at, signed, None)
     assert leaf_text(7, at, spliced, None).startswith(b'{"at":"2026-11-30T12:00:00.000001+00:00"')
+
+
+@given(text, st.none() | objects)
+def test_any_text_as_the_time_is_written_as_the_general_writer_writes_it(
+    at: str, context: dict[str, Any] | None
+) -> None:
+    spliced = CanonicalText(canonical({"a": 1}).decode())
+    assert leaf_text(3, at, spliced, context) == general(3, at, {"a": 1}, context)
