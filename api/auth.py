@@ -109,17 +109,21 @@ def replayed() -> Unauthenticated:
     return Unauthenticated(REPLAYED_MESSAGE, code=ErrorCode.REQUEST_REPLAYED)
 
 
-async def authenticate(request: Request, ledger: Ledger, *, body_sha256: str | None) -> Standing:
+async def authenticate(
+    request: Request, ledger: Ledger, *, body_sha256: str | None, reads_only: bool = False
+) -> Standing:
     """The caller's standing, once its request signature checks out and its nonce is used.
 
-    What the caller may then do is ``ledger.services.policy``'s to say.
+    A signed request other than a GET or HEAD spends one of the member's writes, unless its
+    route changes nothing (``reads_only``: the chain relay, whose calls a member's verification
+    sends by the hundred). What the caller may then do is ``ledger.services.policy``'s to say.
     """
     claim = verified_claim(request, ledger, body_sha256=body_sha256)
     admission: Coalescer[Claim, Standing | None] = request.app.state.admission
     standing = await admission.submit(claim)
     if standing is REPLAYED:
         raise replayed()
-    if request.method not in _READS:
+    if not reads_only and request.method not in _READS:
         take_write(request, standing)
     return standing
 

@@ -62,6 +62,15 @@ async def get_caller(
     return await authenticate(request, _ledger(request), body_sha256=_sha256(body))
 
 
+async def get_reader(
+    request: Request,
+    _signature: Annotated[str | None, Security(signature_scheme)] = None,
+) -> Standing:
+    """As :func:`get_caller`, for a POST that changes nothing: it spends none of the write rate."""
+    body = await request.body()
+    return await authenticate(request, _ledger(request), body_sha256=_sha256(body), reads_only=True)
+
+
 async def get_pending_caller(
     request: Request,
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
@@ -97,5 +106,6 @@ After = Annotated[int, Query(ge=-1, le=DB_INT_MAX)]
 
 #: The caller's standing; the rules it is held to are ``ledger.services.policy``'s.
 CallerDep = Annotated[Standing, Depends(get_caller)]
+ReaderDep = Annotated[Standing, Depends(get_reader)]
 StreamCallerDep = Annotated[Standing, Depends(get_stream_caller)]
 PendingCallerDep = Annotated[PendingCaller, Depends(get_pending_caller)]

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter
 
-from api.deps import CallerDep, LedgerDep
+from api.deps import LedgerDep, ReaderDep
 from api.errors import error_responses
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
@@ -37,8 +37,11 @@ READ_ONLY: Final = frozenset(
 
 
 @router.post("/rpc", responses=error_responses(400, 401, 403, 422))
-def rpc(body: RpcIn, caller: CallerDep, ledger: LedgerDep) -> dict[str, Any]:
-    """One read-only JSON-RPC call against the broker's chain (members; embedded chain)."""
+def rpc(body: RpcIn, caller: ReaderDep, ledger: LedgerDep) -> dict[str, Any]:
+    """One read-only JSON-RPC call against the broker's chain (members; embedded chain).
+
+    Signed like any request, but it spends none of the member's write rate: it writes nothing.
+    """
     caller.require_member()
     if body.method not in READ_ONLY:
         raise InvalidInput(

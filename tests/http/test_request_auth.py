@@ -328,6 +328,39 @@ def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limi
         state.write_rate = saved
 
 
+def test_the_chain_relay_is_signed_but_spends_none_of_the_members_write_rate(app: App) -> None:
+    """A member's verification sends the read-only chain relay hundreds of POSTs: none of them
+    is a write, so none is throttled, and the member's writes are left whole."""
+    app.at(NOW)
+    clock = {"now": 1000.0}
+    state = app.http.app.state  # type: ignore[attr-defined]
+    saved = state.write_rate
+    state.write_rate = WriteRate(per_second=0.1, burst=2, clock=lambda: clock["now"])
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+
+    def relay() -> httpx.Response:
+        headers = auth.sign_request(
+            app.member.account,
+            method="POST",
+            target="/v1/chain/rpc",
+            body_sha256=auth.body_sha256(call),
+            chain_id=int(app.config["chain_id"]),
+            deployment=str(app.config["flow_log"]),
+            timestamp=NOW,
+        )
+        headers["content-type"] = "application/json"
+        return app.http.post("/v1/chain/rpc", content=call, headers=headers)
+
+    try:
+        answers = [relay() for _ in range(5)]
+        assert [a.status_code for a in answers] == [200] * 5
+        assert int(answers[0].json()["result"], 16) == int(app.config["chain_id"])
+        assert [app.signed_post(b"{}")().status_code for _ in range(2)] == [422, 422]
+        assert code(app.signed_post(b"{}")()) == (429, "rate_limited")
+    finally:
+        state.write_rate = saved
+
+
 def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> None:
     """A captured request replayed many times cannot throttle the member who sent it."""
     app.at(NOW)
