@@ -23,7 +23,7 @@ from typing import Any
 from ledger.errors import InvalidInput
 from ledger.protocol.codes import ErrorCode
 
-__all__ = ["CanonicalText", "canonical"]
+__all__ = ["CanonicalText", "canonical", "canonical_text"]
 
 
 class CanonicalText(str):
@@ -49,6 +49,11 @@ def canonical(value: Any) -> bytes:
         raise InvalidInput(
             "a string holds a lone UTF-16 surrogate", code=ErrorCode.BAD_JSON
         ) from None
+
+
+def canonical_text(value: Any) -> CanonicalText:
+    """:func:`canonical` as text, to be spliced as is into a larger value (a log leaf)."""
+    return CanonicalText(canonical(value).decode())
 
 
 def _plain(value: Any) -> bool:

@@ -25,7 +25,7 @@ from ledger.errors import (
     ReplayedNonce,
 )
 from ledger.protocol.actions import Domains, SignedAction
-from ledger.protocol.canonical import CanonicalText, canonical
+from ledger.protocol.canonical import CanonicalText, canonical_text
 from ledger.protocol.codes import ErrorCode
 from ledger.protocol.documents import RequestForm
 from ledger.services import flowlog, policy
@@ -98,7 +98,7 @@ def _request_form(domains: Domains, now: int, signed: SignedAction) -> _RequestF
         int(msg["days"]),
         int(msg["maxUses"]),
         RequestForm.of(msg),  # checked with the limits (check_request_form)
-        CanonicalText(canonical(signed.to_json()).decode()),
+        canonical_text(signed.to_json()),
     )
 
 
