@@ -49,8 +49,9 @@ def _ledger(request: Request) -> Ledger:
     return ledger
 
 
-def _sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+async def _body_sha256(request: Request) -> str:
+    """The hex SHA-256 of the (size-limited) body, which the request signature covers."""
+    return hashlib.sha256(await request.body()).hexdigest()
 
 
 async def get_caller(
@@ -58,8 +59,7 @@ async def get_caller(
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
 ) -> Standing:
     """The caller, proven by the request signature over the (size-limited) body."""
-    body = await request.body()
-    return await authenticate(request, _ledger(request), body_sha256=_sha256(body))
+    return await authenticate(request, _ledger(request), body_sha256=await _body_sha256(request))
 
 
 async def get_reader(
@@ -67,8 +67,8 @@ async def get_reader(
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
 ) -> Standing:
     """As :func:`get_caller`, for a POST that changes nothing: it spends none of the write rate."""
-    body = await request.body()
-    return await authenticate(request, _ledger(request), body_sha256=_sha256(body), reads_only=True)
+    body_sha256 = await _body_sha256(request)
+    return await authenticate(request, _ledger(request), body_sha256=body_sha256, reads_only=True)
 
 
 async def get_pending_caller(
@@ -76,8 +76,8 @@ async def get_pending_caller(
     _signature: Annotated[str | None, Security(signature_scheme)] = None,
 ) -> PendingCaller:
     """As :func:`get_caller`, for a write that uses the request nonce in its own transaction."""
-    body = await request.body()
-    return await authenticate_pending(request, _ledger(request), body_sha256=_sha256(body))
+    body_sha256 = await _body_sha256(request)
+    return await authenticate_pending(request, _ledger(request), body_sha256=body_sha256)
 
 
 async def get_stream_caller(
