@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -79,19 +80,21 @@ class App:
     def get(self, headers: dict[str, str], target: str = "/v1/datasets") -> httpx.Response:
         return self.http.get(target, headers=headers)
 
-    def signed_post(self, body: bytes) -> Callable[[], httpx.Response]:
-        """A ``POST /v1/requests`` of ``body`` signed once: each call sends the same bytes."""
+    def signed_post(
+        self, body: bytes, target: str = "/v1/requests"
+    ) -> Callable[[], httpx.Response]:
+        """A ``POST`` of ``body`` to ``target`` signed once: each call sends the same bytes."""
         headers = auth.sign_request(
             self.member.account,
             method="POST",
-            target="/v1/requests",
+            target=target,
             body_sha256=auth.body_sha256(body),
             chain_id=int(self.config["chain_id"]),
             deployment=str(self.config["flow_log"]),
             timestamp=NOW,
         )
         headers["content-type"] = "application/json"
-        return lambda: self.http.post("/v1/requests", content=body, headers=headers)
+        return lambda: self.http.post(target, content=body, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -301,16 +304,26 @@ def test_a_signature_not_written_as_0x_and_130_hex_digits_is_unauthenticated(
     assert response.json()["message"] == "request signature is malformed"
 
 
-def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limited(
-    app: App,
-) -> None:
-    """Two writes of burst, then 429 ``rate_limited`` until the bucket refills (1 per 10 s)."""
-    app.at(NOW)
+@contextmanager
+def slow_write_rate(app: App) -> Iterator[dict[str, float]]:
+    """The broker's write rate at a burst of 2 and one write per 10 s, on a clock the test
+    moves (``clock["now"]``); the rate it had is restored afterwards."""
     clock = {"now": 1000.0}
     state = app.http.app.state  # type: ignore[attr-defined]
     saved = state.write_rate
     state.write_rate = WriteRate(per_second=0.1, burst=2, clock=lambda: clock["now"])
     try:
+        yield clock
+    finally:
+        state.write_rate = saved
+
+
+def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limited(
+    app: App,
+) -> None:
+    """Two writes of burst, then 429 ``rate_limited`` until the bucket refills (1 per 10 s)."""
+    app.at(NOW)
+    with slow_write_rate(app) as clock:
 
         def post() -> httpx.Response:
             return app.signed_post(b"{}")()  # refused later as invalid: the rate is checked first
@@ -324,50 +337,28 @@ def test_a_member_writing_faster_than_its_rate_is_refused_and_reads_are_not_limi
         assert code(post()) == (429, "rate_limited")
         clock["now"] += 0.1  # one write's worth has refilled
         assert post().status_code == 422
-    finally:
-        state.write_rate = saved
 
 
 def test_the_chain_relay_is_signed_but_spends_none_of_the_members_write_rate(app: App) -> None:
     """A member's verification sends the read-only chain relay hundreds of POSTs: none of them
     is a write, so none is throttled, and the member's writes are left whole."""
     app.at(NOW)
-    clock = {"now": 1000.0}
-    state = app.http.app.state  # type: ignore[attr-defined]
-    saved = state.write_rate
-    state.write_rate = WriteRate(per_second=0.1, burst=2, clock=lambda: clock["now"])
     call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
 
     def relay() -> httpx.Response:
-        headers = auth.sign_request(
-            app.member.account,
-            method="POST",
-            target="/v1/chain/rpc",
-            body_sha256=auth.body_sha256(call),
-            chain_id=int(app.config["chain_id"]),
-            deployment=str(app.config["flow_log"]),
-            timestamp=NOW,
-        )
-        headers["content-type"] = "application/json"
-        return app.http.post("/v1/chain/rpc", content=call, headers=headers)
+        return app.signed_post(call, "/v1/chain/rpc")()  # signed anew: a fresh nonce each time
 
-    try:
+    with slow_write_rate(app):
         answers = [relay() for _ in range(5)]
         assert [a.status_code for a in answers] == [200] * 5
         assert int(answers[0].json()["result"], 16) == int(app.config["chain_id"])
         assert [app.signed_post(b"{}")().status_code for _ in range(2)] == [422, 422]
         assert code(app.signed_post(b"{}")()) == (429, "rate_limited")
-    finally:
-        state.write_rate = saved
 
 
 def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> None:
     """A captured request replayed many times cannot throttle the member who sent it."""
     app.at(NOW)
-    clock = {"now": 1000.0}
-    state = app.http.app.state  # type: ignore[attr-defined]
-    saved = state.write_rate
-    state.write_rate = WriteRate(per_second=0.1, burst=2, clock=lambda: clock["now"])
     domains = Domains(
         chain_id=int(app.config["chain_id"]),
         **{name: str(app.config[name]) for name in DOMAIN_CONTRACTS},
@@ -375,7 +366,7 @@ def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> Non
 
     post = app.signed_post
 
-    try:
+    with slow_write_rate(app):
         # An action someone else signed: refused (403), its request nonce used all the same.
         other = new_keys()
         message = {
@@ -391,8 +382,6 @@ def test_a_replayed_write_spends_none_of_the_members_write_rate(app: App) -> Non
             assert code(captured()) == (401, "request_replayed")
         assert post(b"{}")().status_code == 422  # the member's second write of its burst of 2
         assert code(post(b"{}")()) == (429, "rate_limited")
-    finally:
-        state.write_rate = saved
 
 
 def test_the_look_up_queue_reads_standings_and_used_nonces_and_records_nothing(app: App) -> None:
